@@ -1,0 +1,1 @@
+//! Shared fixtures for molt end-to-end tests.
