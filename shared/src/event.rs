@@ -1,0 +1,105 @@
+use serde::{Deserialize, Serialize};
+
+use crate::ids::RunId;
+use crate::status::PendingWork;
+use crate::update::RunPhase;
+
+macro_rules! events {
+    ($($variant:ident = $name:literal;)*) => {
+        /// Every event moltd sends.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum EventName {
+            $($variant,)*
+        }
+
+        impl EventName {
+            pub const ALL: &'static [EventName] = &[$(EventName::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventName::$variant => $name,)*
+                }
+            }
+
+            pub fn from_name(name: &str) -> Option<EventName> {
+                EventName::ALL.iter().copied().find(|e| e.as_str() == name)
+            }
+        }
+    };
+}
+
+events! {
+    ConnectChallenge = "connect.challenge";
+    Tick = "tick";
+    Shutdown = "shutdown";
+    RestartScheduled = "restart.scheduled";
+    RestartDeferred = "restart.deferred";
+    UpdateProgress = "update.progress";
+    UpdateAvailable = "update.available";
+    ConfigChanged = "config.changed";
+    LogsLine = "logs.line";
+}
+
+/// `tick`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    /// Unix ms.
+    pub ts: u64,
+}
+
+/// `shutdown`: this process is going away; with a restart, clients should
+/// reconnect after about `restartExpectedMs`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Shutdown {
+    pub reason: String,
+    #[serde(default)]
+    pub restart_expected_ms: Option<u64>,
+}
+
+/// `restart.deferred`: a restart waits on pending work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartDeferred {
+    pub pending_work: PendingWork,
+    pub waited_ms: u64,
+    /// 0 = waits until the work is done.
+    pub timeout_ms: u64,
+}
+
+/// A step starting or finishing within `update.progress`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepProgress {
+    pub name: String,
+    /// `started` or `finished`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+/// `update.progress`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateProgress {
+    pub run_id: RunId,
+    pub phase: RunPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepProgress>,
+}
+
+/// `config.changed`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigChanged {
+    pub hash: String,
+    pub changed_paths: Vec<String>,
+}
+
+/// `logs.line`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogsLine {
+    pub line: String,
+}

@@ -1,0 +1,268 @@
+use serde::{Deserialize, Serialize};
+
+use crate::ids::RunId;
+
+/// How moltd was installed, which decides how it updates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallMode {
+    Npm,
+    Pnpm,
+    Bun,
+    Git,
+    /// A binary molt cannot update itself (copied by hand, a dev build).
+    Unmanaged,
+    /// A container or orchestrator owns the binary: replace the image.
+    External,
+    #[serde(other)]
+    Unknown,
+}
+
+impl InstallMode {
+    pub fn is_package_manager(self) -> bool {
+        matches!(self, Self::Npm | Self::Pnpm | Self::Bun)
+    }
+}
+
+/// Update channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// dist-tag `latest`.
+    #[default]
+    Stable,
+    /// dist-tag `beta`, falling back to `latest` when missing or older.
+    Beta,
+    /// git `main`.
+    Dev,
+}
+
+/// Outcome of one update attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateStatus {
+    Ok,
+    Error,
+    Skipped,
+}
+
+/// How a step's process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Termination {
+    Exited,
+    Signaled,
+    TimedOut,
+    SpawnFailed,
+    /// A step molt does itself (stage, swap), with no child process.
+    Internal,
+}
+
+/// One step of an update, with the head and tail of its output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub name: String,
+    /// Display form of `argv` (shell-quoted), for humans and OpenClaw clients.
+    pub command: String,
+    #[serde(default)]
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    pub termination: Termination,
+    #[serde(default)]
+    pub stdout_head: String,
+    #[serde(default)]
+    pub stdout_tail: String,
+    #[serde(default)]
+    pub stderr_head: String,
+    #[serde(default)]
+    pub stderr_tail: String,
+}
+
+/// `{version}`; null when unknown.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRef {
+    pub version: Option<String>,
+}
+
+impl VersionRef {
+    pub fn new(version: impl Into<String>) -> Self {
+        Self {
+            version: Some(version.into()),
+        }
+    }
+}
+
+/// The `result` of `update.run`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateResult {
+    pub status: UpdateStatus,
+    pub mode: InstallMode,
+    #[serde(default)]
+    pub root: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub before: VersionRef,
+    pub after: VersionRef,
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+    pub duration_ms: u64,
+}
+
+/// `restart-sentinel.json`: `{version: 1, payload}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sentinel {
+    pub version: u32,
+    pub payload: SentinelPayload,
+}
+
+impl Sentinel {
+    pub const FORMAT_VERSION: u32 = 1;
+}
+
+/// What the process that restarts leaves for its successor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentinelPayload {
+    /// `"update"` for update restarts.
+    pub kind: String,
+    pub status: UpdateStatus,
+    /// Unix ms when written.
+    pub ts: u64,
+    #[serde(default)]
+    pub run_id: Option<RunId>,
+    /// The operator's note, if any.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doctor_hint: Option<String>,
+    pub stats: SentinelStats,
+    /// Set by the successor once it proved what runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
+    #[serde(default)]
+    pub rolled_back: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentinelStats {
+    pub mode: InstallMode,
+    #[serde(default)]
+    pub root: Option<String>,
+    pub before: VersionRef,
+    pub after: VersionRef,
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// The successor's proof of what runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verified {
+    pub running_version: String,
+    pub pid: u32,
+    /// Unix ms.
+    pub at: u64,
+    /// Set when the running version is not the one the sentinel expected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mismatch: Option<String>,
+}
+
+/// Who started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunTrigger {
+    Manual,
+    Auto,
+}
+
+/// Lifecycle of a run: requested → running → restarting → a terminal phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunPhase {
+    Requested,
+    Running,
+    Restarting,
+    Verified,
+    Failed,
+    RolledBack,
+    Skipped,
+}
+
+impl RunPhase {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Verified | Self::Failed | Self::RolledBack | Self::Skipped
+        )
+    }
+}
+
+/// What a run aims at.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunTarget {
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<Channel>,
+}
+
+/// The process that owns a run (its lease).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOwner {
+    pub pid: u32,
+    /// Unix ms the owner process started; with `pid` it names one process.
+    pub started_at: u64,
+}
+
+/// One line of `update-runs.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub run_id: RunId,
+    pub trigger: RunTrigger,
+    #[serde(default)]
+    pub actor: Option<String>,
+    pub phase: RunPhase,
+    pub mode: InstallMode,
+    #[serde(default)]
+    pub root: Option<String>,
+    pub target: RunTarget,
+    pub before: VersionRef,
+    #[serde(default)]
+    pub after: VersionRef,
+    #[serde(default)]
+    pub note: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub steps: Vec<StepRecord>,
+    pub owner: RunOwner,
+    /// Unix ms.
+    pub requested_at: u64,
+    pub updated_at: u64,
+    #[serde(default)]
+    pub finished_at: Option<u64>,
+}
+
+/// A newer version than the one running is on the channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateAvailable {
+    pub current_version: String,
+    pub latest_version: String,
+    pub channel: Channel,
+}
