@@ -1,5 +1,7 @@
 //! molt-daemon: the `moltd` gateway daemon.
 
+/// The state dir's `.env` file layered under the process env.
+pub mod env_file;
 /// Atomic 0600 file writes and 0700 directories.
 pub mod fsutil;
 /// Where the state files live, from flags and env.
