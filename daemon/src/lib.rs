@@ -6,5 +6,7 @@ pub mod config;
 pub mod env_file;
 /// Atomic 0600 file writes and 0700 directories.
 pub mod fsutil;
+/// `gateway.lock`: the flock that makes one daemon per state dir.
+pub mod lock;
 /// Where the state files live, from flags and env.
 pub mod paths;
