@@ -12,12 +12,7 @@ use std::path::Path;
 use crate::fsutil::{path_error, write_atomic};
 
 /// Where a value in [`Env`] came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum EnvSource {
-    ProcessEnv,
-    EnvFile,
-}
+pub use molt_protocol::status::EnvSource;
 
 /// The process env over the `.env` file: the file never overrides the
 /// process. Both layers are snapshots, so reads are pure.

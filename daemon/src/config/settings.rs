@@ -1,5 +1,6 @@
 //! The typed, validated view of the config keys the daemon uses (SPEC §2).
 
+pub use molt_protocol::update::Channel;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -41,13 +42,6 @@ pub enum Bind {
 pub enum AuthMode {
     Token,
     None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Stable,
-    Beta,
-    Dev,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,16 +122,6 @@ impl AuthMode {
         match self {
             AuthMode::Token => "token",
             AuthMode::None => "none",
-        }
-    }
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Stable => "stable",
-            Channel::Beta => "beta",
-            Channel::Dev => "dev",
         }
     }
 }
