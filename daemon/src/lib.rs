@@ -1,1 +1,4 @@
 //! molt-daemon
+
+/// Restart scheduling: delays, cooldown, coalescing and deferral.
+pub mod restart;
