@@ -768,7 +768,9 @@ mod tests {
         s.request(at(0), req("config", 0)).unwrap();
         let mut now = at(0);
         let mut waited = Vec::new();
+        let mut polls = 0..10;
         let fire = loop {
+            assert!(polls.next().is_some(), "deferral never timed out");
             let poll = s.poll(now, work(3));
             match poll.action {
                 Some(Action::Deferred(d)) => {
