@@ -3,7 +3,8 @@
 //!
 //! The listener uses systemd's `LISTEN_FDS` protocol (fd 3), so socket
 //! activation and molt's own handoff share one path. The lock and the
-//! pipe are named in `MOLT_HANDOFF=lock=4,ready=5,from=<pid>`.
+//! pipe are named in `MOLT_HANDOFF=lock=4,ready=5,from=<pid>` (no `ready`
+//! after an exec, which has no one to report to).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -56,12 +57,18 @@ impl Inherited {
         let spec = parse_handoff(value).map_err(|p| bad(p.to_owned()))?;
         let lock = adopt(spec.lock, &|target| same_file(target, lock_path))
             .map_err(|e| bad(format!("lock fd {}: {e}", spec.lock)))?;
-        let ready = adopt(spec.ready, &|target| target.to_string_lossy().starts_with("pipe:"))
-            .map_err(|e| bad(format!("ready fd {}: {e}", spec.ready)))?;
+        let ready = spec
+            .ready
+            .map(|fd| {
+                adopt(fd, &|target| target.to_string_lossy().starts_with("pipe:"))
+                    .map(|owned| ReadyPipe(PipeWriter::from(owned)))
+                    .map_err(|e| bad(format!("ready fd {fd}: {e}")))
+            })
+            .transpose()?;
         Ok(Self {
             listener,
             lock: Some(File::from(lock)),
-            ready: Some(ReadyPipe(PipeWriter::from(ready))),
+            ready,
             predecessor: Some(spec.from),
         })
     }
@@ -70,7 +77,7 @@ impl Inherited {
 #[derive(Debug, PartialEq, Eq)]
 struct HandoffSpec {
     lock: RawFd,
-    ready: RawFd,
+    ready: Option<RawFd>,
     from: u32,
 }
 
@@ -83,13 +90,17 @@ fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
     let number = |key| -> Result<u32, &'static str> {
         fields
             .get(key)
-            .ok_or("lock, ready and from are required")?
+            .ok_or("lock and from are required")?
             .parse()
             .map_err(|_| "fds and pid must be numbers")
     };
     let lock = number("lock")? as RawFd;
-    let ready = number("ready")? as RawFd;
-    if lock <= 2 || ready <= 2 || lock == ready {
+    let ready = fields
+        .contains_key("ready")
+        .then(|| number("ready"))
+        .transpose()?;
+    let ready = ready.map(|fd| fd as RawFd);
+    if lock <= 2 || ready.is_some_and(|fd| fd <= 2 || fd == lock) {
         return Err("fds must be distinct and above 2");
     }
     Ok(HandoffSpec {
@@ -154,11 +165,22 @@ mod tests {
             parse_handoff("lock=4,ready=5,from=77"),
             Ok(HandoffSpec {
                 lock: 4,
-                ready: 5,
+                ready: Some(5),
                 from: 77
             })
         );
-        for bad in ["", "lock=4", "lock=4,ready=4,from=1", "lock=1,ready=5,from=1", "lock=x,ready=5,from=1"] {
+        assert_eq!(
+            parse_handoff("lock=4,from=77").map(|s| s.ready),
+            Ok(None),
+            "exec hands over no pipe"
+        );
+        for bad in [
+            "",
+            "lock=4",
+            "lock=4,ready=4,from=1",
+            "lock=1,ready=5,from=1",
+            "lock=x,ready=5,from=1",
+        ] {
             assert!(parse_handoff(bad).is_err(), "{bad}");
         }
     }

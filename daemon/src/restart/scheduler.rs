@@ -47,14 +47,14 @@ pub struct RequesterId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HookId(pub u64);
 
-/// How this process restarts; echoed in every [`Scheduled`].
-pub use molt_protocol::status::RestartStrategy as RestartMode;
-/// Work that holds back a deferrable restart (requesters' own excluded).
-pub use molt_protocol::status::PendingWork;
 /// Payload of the `restart.deferred` event.
 pub use molt_protocol::event::RestartDeferred as Deferred;
+/// Work that holds back a deferrable restart (requesters' own excluded).
+pub use molt_protocol::status::PendingWork;
 /// The scheduler's phase, as `status` reports it.
 pub use molt_protocol::status::RestartPhase as Phase;
+/// How this process restarts; echoed in every [`Scheduled`].
+pub use molt_protocol::status::RestartStrategy as RestartMode;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestartRequest {
@@ -114,7 +114,6 @@ pub enum Rejected {
     InFlight { reason: String },
 }
 
-
 /// Restart now. Run `hook` (and no other), then report through `completed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fire {
@@ -146,7 +145,6 @@ pub enum Outcome {
     Failed { reason: String },
     Rejected { reason: String },
 }
-
 
 /// The scheduler's state for `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -194,6 +192,7 @@ pub struct Scheduler {
     pid: u32,
     mode: RestartMode,
     deferral_timeout_ms: u64,
+    cooldown: Duration,
     last_restart: Option<Instant>,
     state: State,
 }
@@ -205,9 +204,16 @@ impl Scheduler {
             pid,
             mode,
             deferral_timeout_ms,
+            cooldown: COOLDOWN,
             last_restart: None,
             state: State::Idle,
         }
+    }
+
+    /// Replaces the default 30 s cooldown (`gateway.reload.cooldownMs`).
+    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
     }
 
     /// A successor started by a restart passes its start time so the
@@ -240,7 +246,7 @@ impl Scheduler {
             Duration::from_millis(req.delay_ms.unwrap_or(DEFAULT_DELAY_MS).min(MAX_DELAY_MS));
         let asked = now + delay;
         let fire_at = match self.last_restart {
-            Some(last) if !req.skip_cooldown => asked.max(last + COOLDOWN),
+            Some(last) if !req.skip_cooldown => asked.max(last + self.cooldown),
             _ => asked,
         };
         let cooldown_ms_applied = millis(fire_at - asked);
@@ -893,10 +899,7 @@ mod tests {
 
         expect_fire(s.poll(at(2_500), work(0)));
         let snapshot = s.snapshot(at(2_500));
-        assert_eq!(
-            serde_json::to_value(snapshot.state).unwrap(),
-            "in-flight"
-        );
+        assert_eq!(serde_json::to_value(snapshot.state).unwrap(), "in-flight");
         assert_eq!(snapshot.reason.as_deref(), Some("config"));
     }
 
