@@ -72,7 +72,11 @@ pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
         .filename_prefix(LOG_FILE_PREFIX)
         .build(logs_dir)
         .map_err(|e| io::Error::other(format!("log dir {}: {e}", logs_dir.display())))?;
-    let (file_writer, guard) = tracing_appender::non_blocking(appender);
+    // The default queue reserves 128k lines (~4 MiB resident at start);
+    // 8k lines absorbs any burst a gateway logs.
+    let (file_writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(8192)
+        .finish(appender);
     let filter = EnvFilter::try_from_env("MOLT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)

@@ -83,9 +83,11 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
+    // The predecessor hears first; READY on stdout then means the handoff
+    // is fully announced.
+    prepared.announce_ready();
     println!("{}", prepared.ready_line());
     tracing::info!("{}", prepared.ready_line());
-    prepared.announce_ready();
     let gateway = prepared.gateway().clone();
     prepared.serve(stop).await;
 

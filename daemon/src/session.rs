@@ -114,7 +114,10 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
     let _counted = gw.connection_guard();
     let budget = ReadBudget::new(PRE_AUTH_READ_BUDGET);
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    // tungstenite's default 128 KiB read buffer per connection (zeroed on
+    // every read) dominated memory with many clients; 8 KiB grows on demand.
     let config = WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
         .max_message_size(Some(MAX_PAYLOAD))
         .max_frame_size(Some(MAX_PAYLOAD));
     let accept = tokio_tungstenite::accept_async_with_config(

@@ -1,63 +1,23 @@
 //! The real `moltd` binary: READY line, refusals with exit 78 that name
 //! the problem, token generation, and SIGTERM.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-const MOLTD: &str = env!("CARGO_BIN_EXE_moltd");
+use common::moltd::{MOLTD, Moltd, command};
 
-struct Running {
-    child: Child,
-    addr: String,
-    pid: u32,
-    version: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moltd(state: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(MOLTD);
-    cmd.arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .env_remove("OPENCLAW_GATEWAY_TOKEN")
-        .env_remove("OPENCLAW_CONFIG_PATH")
-        .env_remove("OPENCLAW_STATE_DIR")
-        .env_remove("NOTIFY_SOCKET")
-        .env("MOLT_LOG", "info");
-    cmd
-}
-
-/// Starts moltd and waits for its READY line (the real readiness signal).
-fn start(state: &Path, args: &[&str]) -> Running {
-    let mut child = moltd(state, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moltd starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let parts: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(parts.first(), Some(&"READY"), "first stdout line: {line:?}");
-    assert_eq!(parts.len(), 4, "READY <addr> <version> <pid>: {line:?}");
-    Running {
-        addr: parts[1].to_owned(),
-        version: parts[2].to_owned(),
-        pid: parts[3].parse().unwrap(),
-        child,
-    }
+fn start(state: &Path, args: &[&str]) -> Moltd {
+    Moltd::start(state, args)
 }
 
 /// Runs moltd expecting it to refuse; returns (exit code, stderr).
 fn refused(state: &Path, args: &[&str]) -> (i32, String) {
-    let out = moltd(state, args).stdin(Stdio::null()).output().unwrap();
+    let out = command(Path::new(MOLTD), state, args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(
         out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("READY"),
         "a refused start never prints READY"
@@ -71,8 +31,9 @@ fn refused(state: &Path, args: &[&str]) -> (i32, String) {
 #[test]
 fn ready_line_names_addr_version_and_pid() {
     let dir = tempfile::tempdir().unwrap();
-    let running = start(dir.path(), &["--port", "0"]);
-    assert_eq!(running.pid, running.child.id());
+    let moltd = start(dir.path(), &["--port", "0"]);
+    let running = &moltd.first;
+    assert_eq!(running.pid, moltd.child.id());
     assert_eq!(running.version, env!("CARGO_PKG_VERSION"));
     assert!(running.addr.starts_with("127.0.0.1:"));
     assert_ne!(running.addr, "127.0.0.1:0");
@@ -104,9 +65,12 @@ fn a_second_moltd_on_the_same_state_dir_exits_78_naming_the_holder() {
     let first = start(dir.path(), &["--port", "0"]);
     let (code, stderr) = refused(dir.path(), &["--port", "0"]);
     assert_eq!(code, 78, "{stderr}");
-    assert!(stderr.contains(&format!("pid {}", first.pid)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.first.pid)),
+        "{stderr}"
+    );
     // The holder is unharmed.
-    std::net::TcpStream::connect(&first.addr).expect("first still serves");
+    std::net::TcpStream::connect(&first.first.addr).expect("first still serves");
 }
 
 #[test]
@@ -158,7 +122,7 @@ fn json5_config_is_accepted() {
     )
     .unwrap();
     let running = start(dir.path(), &["--port", "0"]);
-    assert!(running.pid > 0);
+    assert!(running.first.pid > 0);
 }
 
 #[test]
@@ -218,26 +182,19 @@ fn a_token_is_generated_once_and_stored_private() {
 fn sigterm_stops_cleanly_and_frees_the_lock() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = start(dir.path(), &["--port", "0"]);
-    let status = Command::new("kill")
-        .args(["-TERM", &running.pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    Moltd::signal(running.first.pid, "TERM");
     let exit = running.child.wait().unwrap();
     assert_eq!(exit.code(), Some(0));
     // The lock is free: a new gateway starts on the same state dir.
     let next = start(dir.path(), &["--port", "0"]);
-    assert!(next.pid != running.pid);
+    assert!(next.first.pid != running.first.pid);
 }
 
 #[test]
 fn logs_go_to_a_daily_file_in_the_state_dir() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = start(dir.path(), &["--port", "0"]);
-    Command::new("kill")
-        .args(["-TERM", &running.pid.to_string()])
-        .status()
-        .unwrap();
+    Moltd::signal(running.first.pid, "TERM");
     running.child.wait().unwrap();
     let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
         .unwrap()

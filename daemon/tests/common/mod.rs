@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod moltd;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,0 +1,423 @@
+//! Restarts with the real binary: a handoff never refuses a connection,
+//! a failing successor leaves the old process serving, restarts leak
+//! nothing, and a supervisor never loops on a lock or port conflict.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::moltd::{self, Moltd, Ready};
+use common::{Client, TOKEN};
+use molt_protocol::status::StatusResult;
+use serde_json::{Value, json};
+
+const READY_WAIT: Duration = Duration::from_secs(20);
+const RESPAWN: &[&str] = &["--port", "0", "--restart-mode", "respawn"];
+
+/// A client of the process that printed `ready`. Right after a handoff a
+/// connection can still land on the draining predecessor (both accept on
+/// the shared socket until it stops), so reconnect like a real client.
+async fn client(ready: &Ready) -> Client {
+    let deadline = Instant::now() + READY_WAIT;
+    loop {
+        let mut client = Client::open(&ready.url()).await;
+        let hello = client
+            .connect(TOKEN, &["operator.read", "operator.admin"])
+            .await;
+        if hello.snapshot.pid == ready.pid {
+            return client;
+        }
+        assert!(Instant::now() < deadline, "never reached pid {}", ready.pid);
+        // The predecessor closes it with 1012 once drained.
+        let _ = client.close_code().await;
+    }
+}
+
+async fn status(ready: &Ready) -> StatusResult {
+    client(ready)
+        .await
+        .request("status", json!({}))
+        .await
+        .into_result()
+        .unwrap()
+}
+
+async fn force_restart(client: &mut Client) -> Value {
+    client
+        .request(
+            "gateway.restart.request",
+            json!({"reason": "test", "delayMs": 0, "skipDeferral": true}),
+        )
+        .await
+        .into_result()
+        .unwrap()
+}
+
+/// Polls `status` until the last restart failure is reported.
+async fn wait_for_failure(ready: &Ready) -> String {
+    let deadline = Instant::now() + READY_WAIT;
+    loop {
+        if let Some(failure) = status(ready).await.restart.last_failure {
+            return failure.reason;
+        }
+        assert!(Instant::now() < deadline, "no restart failure reported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connects to `addr` every ~2 ms until stopped; counts refusals.
+struct Probe {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Probe {
+    fn start(addr: SocketAddr) -> Probe {
+        let (stop, ok, refused) = Default::default();
+        let (s, o, r): (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicU64>) =
+            (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&refused));
+        let thread = std::thread::spawn(move || {
+            // Bounded: at most ~2 minutes of probing.
+            for _ in 0..60_000 {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                    Ok(_) => o.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => r.fetch_add(1, Ordering::Relaxed),
+                };
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        Probe {
+            stop,
+            ok,
+            refused,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forced_restart_hands_off_without_refusing_a_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(dir.path(), json!({}));
+    let mut moltd = Moltd::start(dir.path(), RESPAWN);
+    let first = moltd.first.clone();
+    let probe = Probe::start(first.addr.parse().unwrap());
+
+    let mut old = client(&first).await;
+    let scheduled = force_restart(&mut old).await;
+    assert_eq!(scheduled["mode"], "respawn");
+    assert_eq!(scheduled["coalesced"], false);
+
+    let shutdown = old.event("shutdown").await;
+    assert_eq!(shutdown["reason"], "restart: test");
+    assert_eq!(old.close_code().await, Some(1012));
+
+    let next = moltd.next_ready(READY_WAIT).expect("successor READY");
+    assert_ne!(next.pid, first.pid);
+    assert_eq!(next.addr, first.addr, "same socket");
+    let exit = moltd.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "the old process exits cleanly");
+
+    let health: Value = client(&next)
+        .await
+        .request("health", json!({}))
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(health["pid"], next.pid);
+    let (ok, refused) = probe.finish();
+    assert_eq!(refused, 0, "connections refused during the handoff");
+    assert!(ok > 0);
+
+    let lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("gateway.lock")).unwrap())
+            .unwrap();
+    assert_eq!(lock["pid"], next.pid, "the successor claims the lock file");
+    assert_eq!(moltd::serving(dir.path()), vec![next.pid]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_successor_that_exits_leaves_the_old_process_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    moltd::write_config(&state, json!({"gateway": {"reload": {"cooldownMs": 0}}}));
+    let entrypoint = moltd::private_entrypoint(dir.path());
+    let mut moltd = Moltd::start_from(&entrypoint, &state, RESPAWN);
+    let first = moltd.first.clone();
+
+    moltd::replace_with_script(&entrypoint, "echo broken >&2\nexit 1");
+    force_restart(&mut client(&first).await).await;
+    let reason = wait_for_failure(&first).await;
+    assert!(reason.contains("exited"), "{reason}");
+    assert!(reason.contains("1"), "{reason}");
+
+    let now = status(&first).await;
+    assert_eq!(now.pid, first.pid, "the old process still serves");
+    assert_eq!(now.restart.phase, molt_protocol::status::RestartPhase::Idle);
+    assert_eq!(moltd::serving(&state), vec![first.pid]);
+    let log = std::fs::read_dir(state.join("logs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(text.contains("restart failed"), "the log says why");
+
+    // Nothing stays in flight: with the entrypoint fixed, the next one works.
+    std::fs::copy(moltd::MOLTD, &entrypoint).unwrap();
+    force_restart(&mut client(&first).await).await;
+    let next = moltd.next_ready(READY_WAIT).expect("successor READY");
+    assert_ne!(next.pid, first.pid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_successor_that_never_gets_ready_is_stopped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    moltd::write_config(
+        &state,
+        json!({"gateway": {"reload": {"successorTimeoutMs": 300}}}),
+    );
+    let entrypoint = moltd::private_entrypoint(dir.path());
+    let moltd = Moltd::start_from(&entrypoint, &state, RESPAWN);
+    let first = moltd.first.clone();
+
+    moltd::replace_with_script(&entrypoint, "exec sleep 600 # moltd stand-in");
+    force_restart(&mut client(&first).await).await;
+    let reason = wait_for_failure(&first).await;
+    assert!(reason.contains("not ready"), "{reason}");
+    assert_eq!(status(&first).await.pid, first.pid);
+    assert_eq!(
+        moltd::serving(&state),
+        vec![first.pid],
+        "the stand-in was stopped"
+    );
+}
+
+struct OpenFds {
+    /// Targets of every non-socket fd, sorted (pipes and anon inodes by kind).
+    files: Vec<String>,
+    sockets: usize,
+}
+
+fn open_fds(pid: u32) -> OpenFds {
+    let mut files = Vec::new();
+    let mut sockets = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().into_owned();
+        if target.starts_with("socket:") {
+            sockets += 1;
+        } else {
+            files.push(target.split(':').next().unwrap_or_default().to_owned());
+        }
+    }
+    files.sort();
+    OpenFds { files, sockets }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_restarts_leave_no_extra_processes_fds_or_files() {
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(
+        dir.path(),
+        json!({"gateway": {"reload": {"cooldownMs": 0}}}),
+    );
+    let mut moltd = Moltd::start(dir.path(), RESPAWN);
+    let mut current = moltd.first.clone();
+    let mut fds_after_first = None;
+    for round in 0..100 {
+        force_restart(&mut client(&current).await).await;
+        let next = moltd
+            .next_ready(READY_WAIT)
+            .unwrap_or_else(|| panic!("no successor in round {round}"));
+        assert_ne!(next.pid, current.pid);
+        let fds = open_fds(next.pid);
+        match &fds_after_first {
+            None => fds_after_first = Some(fds),
+            Some(first) => {
+                assert_eq!(
+                    fds.files, first.files,
+                    "files and pipes differ by round {round}"
+                );
+                // One client connection may or may not be open at READY;
+                // a leak would grow by a socket every round.
+                assert!(
+                    fds.sockets <= first.sockets + 1,
+                    "sockets grew to {} by round {round}",
+                    fds.sockets
+                );
+            }
+        }
+        current = next;
+    }
+    let deadline = Instant::now() + READY_WAIT;
+    while moltd::serving(dir.path()).len() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(moltd::serving(dir.path()), vec![current.pid]);
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["gateway.lock", "logs", "openclaw.json"]);
+    assert_eq!(status(&current).await.pid, current.pid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deferrable_restart_waits_for_an_operator_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(dir.path(), json!({}));
+    let mut moltd = Moltd::start(dir.path(), RESPAWN);
+    let first = moltd.first.clone();
+    let mut admin = client(&first).await;
+    let hold: Value = admin
+        .request(
+            "gateway.hold.acquire",
+            json!({"reason": "migration", "ttlMs": 60000}),
+        )
+        .await
+        .into_result()
+        .unwrap();
+    let scheduled: Value = admin
+        .request(
+            "gateway.restart.request",
+            json!({"reason": "operator", "delayMs": 0}),
+        )
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(scheduled["delayMs"], 0);
+    let deferred = admin.event("restart.deferred").await;
+    assert_eq!(deferred["pendingWork"]["holds"], 1);
+    assert_eq!(
+        status(&first).await.restart.phase,
+        molt_protocol::status::RestartPhase::Deferring
+    );
+
+    let _: Value = admin
+        .request("gateway.hold.release", json!({"holdId": hold["holdId"]}))
+        .await
+        .into_result()
+        .unwrap();
+    let next = moltd
+        .next_ready(READY_WAIT)
+        .expect("restart after the hold");
+    assert_ne!(next.pid, first.pid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_the_port_restarts_onto_the_new_port() {
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(dir.path(), json!({}));
+    let mut moltd = Moltd::start(dir.path(), &["--restart-mode", "respawn"]);
+    let first = moltd.first.clone();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let new_port = free.local_addr().unwrap().port();
+    drop(free);
+
+    let mut admin = client(&first).await;
+    let config: Value = admin
+        .request("config.get", json!({}))
+        .await
+        .into_result()
+        .unwrap();
+    let patched: Value = admin
+        .request(
+            "config.patch",
+            json!({
+                "raw": json!({"gateway": {"port": new_port}}).to_string(),
+                "baseHash": config["hash"],
+            }),
+        )
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(patched["restart"]["reason"], "config.patch");
+    let next = moltd
+        .next_ready(READY_WAIT)
+        .expect("restart after the port change");
+    assert_eq!(next.addr, format!("127.0.0.1:{new_port}"));
+    assert_eq!(status(&next).await.pid, next.pid);
+}
+
+/// A supervisor that restarts moltd on exit 0 and stops on 78.
+fn supervisor_script(dir: &Path, state: &Path, port: u16) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join(format!("supervise-{port}.sh"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             while true; do\n\
+               {moltd} --state-dir {state} --port {port} --supervisor test-script\n\
+               code=$?\n\
+               [ $code -eq 0 ] || exit $code\n\
+             done\n",
+            moltd = moltd::MOLTD,
+            state = state.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_supervisor_a_conflict_ends_in_exactly_one_serving_process() {
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(
+        dir.path(),
+        json!({"gateway": {"reload": {"cooldownMs": 0}}}),
+    );
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let script = supervisor_script(dir.path(), dir.path(), port);
+    let mut supervised = Moltd::start_from(&script, dir.path(), &[]);
+    let first = supervised.first.clone();
+    assert_eq!(
+        status(&first).await.restart.strategy,
+        molt_protocol::status::RestartStrategy::Supervised
+    );
+
+    // A restart exits 0 and the supervisor starts the next one.
+    force_restart(&mut client(&first).await).await;
+    let next = supervised
+        .next_ready(READY_WAIT)
+        .expect("restarted by the supervisor");
+    assert_ne!(next.pid, first.pid);
+
+    // A second supervisor on the same state dir stops on 78, no loop.
+    let rival = supervisor_script(dir.path(), dir.path(), port);
+    let out = moltd::command(&rival, dir.path(), &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds"));
+    assert_eq!(moltd::serving(dir.path()), vec![next.pid]);
+}
