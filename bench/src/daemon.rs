@@ -13,7 +13,7 @@ use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::client::Client;
-use crate::moltd::{Memory, Running, TOKEN};
+use crate::moltd::{Memory, Running, Sched, TOKEN};
 use crate::report::{Figure, Section, Unit};
 use crate::stats::{Summary, ms, us};
 
@@ -99,8 +99,9 @@ pub fn run(moltd: &Path, args: &Args) -> Result<Section> {
     notes.push(format!(
         "latency = client send → matching response, per request, after {WARMUP} warm-up \
          requests per client; closed loop (each client waits for its answer), so \
-         p50 ≈ clients / throughput; moltd CPU is its own run time (schedstat) over the \
-         measured window, so it excludes the bench clients"
+         p50 ≈ clients / throughput; moltd CPU, run-queue wait (runnable, no CPU free) and \
+         wakeups (times a thread was scheduled in) are moltd's own, from its threads' \
+         schedstat over the measured window"
     ));
     notes.push("p99 of the start runs is their slowest run when runs < 100".into());
     Ok(Section {
@@ -165,9 +166,8 @@ struct Level {
     clients: usize,
     summary: Summary,
     throughput: f64,
-    /// moltd's CPU time over the measured window.
-    cpu: Duration,
-    wall: Duration,
+    /// moltd's scheduler totals over the measured window.
+    sched: Sched,
     requests: usize,
     after: Memory,
 }
@@ -204,7 +204,7 @@ async fn latency(moltd: &Path, clients: usize, per_client: usize) -> Result<Leve
     }
     barrier.wait().await;
     let started = Instant::now();
-    let cpu_before = running.cpu_time()?;
+    let sched_before = running.sched()?;
     let mut samples = Vec::with_capacity(clients * per_client);
     let mut connected = Vec::with_capacity(clients);
     while let Some(joined) = tasks.join_next().await {
@@ -213,7 +213,7 @@ async fn latency(moltd: &Path, clients: usize, per_client: usize) -> Result<Leve
         connected.push(client);
     }
     let wall = started.elapsed();
-    let cpu = running.cpu_time()?.saturating_sub(cpu_before);
+    let sched = running.sched()?.since(sched_before);
     // Read while every client is still connected.
     let after = running.memory()?;
     drop(connected);
@@ -222,8 +222,7 @@ async fn latency(moltd: &Path, clients: usize, per_client: usize) -> Result<Leve
         clients,
         summary: Summary::of(samples).context("no requests were measured")?,
         throughput: requests as f64 / wall.as_secs_f64(),
-        cpu,
-        wall,
+        sched,
         requests,
         after,
     })
@@ -256,17 +255,24 @@ impl Level {
             p99 = p99.measured(format!("p99 {at}"), us(f.summary.p99));
             rate = rate.measured(format!("throughput {at}"), f.throughput);
         }
-        let cpu_per_request = Figure::new(
+        let per_request = |d: Duration| us(d) / self.requests as f64;
+        let cpu = Figure::new(
             id("cpu_per_request"),
             label("moltd CPU per request"),
-            us(self.cpu) / self.requests as f64,
+            per_request(self.sched.run),
             Unit::Us,
         );
-        let cpu_busy = Figure::new(
-            id("cpu_busy"),
-            label("moltd CPU busy"),
-            self.cpu.as_secs_f64() / self.wall.as_secs_f64(),
-            Unit::Cores,
+        let wait = Figure::new(
+            id("runqueue_wait_per_request"),
+            label("moltd run-queue wait per request"),
+            per_request(self.sched.wait),
+            Unit::Us,
+        );
+        let slices = Figure::new(
+            id("wakeups_per_request"),
+            label("moltd thread wakeups per request"),
+            self.sched.slices as f64 / self.requests as f64,
+            Unit::Count,
         );
         let rss = Figure::new(
             id("rss"),
@@ -275,7 +281,7 @@ impl Level {
             Unit::MiB,
         )
         .measured("idle VmRSS", idle.rss_mib());
-        vec![p50, p99, max, rate, cpu_per_request, cpu_busy, rss]
+        vec![p50, p99, max, rate, cpu, wait, slices, rss]
     }
 }
 

@@ -65,6 +65,9 @@ fn run(cli: Cli) -> Result<()> {
         version: moltd::version(&moltd)?,
         moltd: moltd.display().to_string(),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load: std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "?".into()),
     };
     let sections = match cli.suite {
         Suite::Daemon(args) => vec![daemon::run(&moltd, &args)?],

@@ -144,23 +144,21 @@ impl Running {
         Memory::parse(&status).with_context(|| format!("no VmRSS/VmHWM in {path}"))
     }
 
-    /// CPU time moltd has used so far, all threads (from each thread's
-    /// `/proc/<pid>/task/<tid>/schedstat`, in nanoseconds). Threads that
-    /// exited are not counted; moltd's runtime threads live as long as it.
-    pub fn cpu_time(&self) -> Result<Duration> {
+    /// moltd's scheduler totals so far, summed over its threads. Threads
+    /// that exited are not counted; moltd's runtime threads live as long
+    /// as it does.
+    pub fn sched(&self) -> Result<Sched> {
         let tasks = format!("/proc/{}/task", self.pid);
-        let mut total = 0u64;
+        let mut total = Sched::default();
         for task in std::fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
             let path = task?.path().join("schedstat");
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            total += text
-                .split_whitespace()
-                .next()
-                .and_then(|ns| ns.parse::<u64>().ok())
-                .with_context(|| format!("no run time in {}", path.display()))?;
+            let one = Sched::parse(&text)
+                .with_context(|| format!("unexpected {}: {text:?}", path.display()))?;
+            total = total + one;
         }
-        Ok(Duration::from_nanos(total))
+        Ok(total)
     }
 }
 
@@ -168,6 +166,47 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One line of `/proc/<pid>/task/<tid>/schedstat`: time on a CPU, time
+/// runnable but waiting for one, and how many times it was scheduled in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sched {
+    pub run: Duration,
+    pub wait: Duration,
+    pub slices: u64,
+}
+
+impl Sched {
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut fields = line.split_whitespace().map(|f| f.parse::<u64>().ok());
+        let (run, wait, slices) = (fields.next()??, fields.next()??, fields.next()??);
+        Some(Self {
+            run: Duration::from_nanos(run),
+            wait: Duration::from_nanos(wait),
+            slices,
+        })
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(self, earlier: Sched) -> Sched {
+        Sched {
+            run: self.run.saturating_sub(earlier.run),
+            wait: self.wait.saturating_sub(earlier.wait),
+            slices: self.slices.saturating_sub(earlier.slices),
+        }
+    }
+}
+
+impl std::ops::Add for Sched {
+    type Output = Sched;
+    fn add(self, other: Sched) -> Sched {
+        Sched {
+            run: self.run + other.run,
+            wait: self.wait + other.wait,
+            slices: self.slices + other.slices,
+        }
     }
 }
 
@@ -217,5 +256,17 @@ mod tests {
         assert_eq!((m.rss_kib, m.hwm_kib), (5120, 6144));
         assert_eq!(m.rss_mib(), 5.0);
         assert_eq!(Memory::parse("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_run_wait_and_slices_from_schedstat() {
+        let before = Sched::parse("1000 200 3\n").unwrap();
+        let after = Sched::parse("5000 700 10\n").unwrap();
+        let d = after.since(before);
+        assert_eq!(d.run, Duration::from_nanos(4000));
+        assert_eq!(d.wait, Duration::from_nanos(500));
+        assert_eq!(d.slices, 7);
+        assert_eq!((before + before).slices, 6);
+        assert_eq!(Sched::parse("12 x 3"), None);
     }
 }

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 pub enum Unit {
     Ms,
     Us,
-    /// Fraction of one CPU.
-    Cores,
+    /// A plain number.
+    Count,
     MiB,
     PerSec,
 }
@@ -21,7 +21,7 @@ impl Unit {
         match self {
             Unit::Ms => "ms",
             Unit::Us => "µs",
-            Unit::Cores => "CPUs",
+            Unit::Count => "",
             Unit::MiB => "MiB",
             Unit::PerSec => "req/s",
         }
@@ -30,11 +30,13 @@ impl Unit {
     fn show(self, value: f64) -> String {
         let digits = match self {
             Unit::PerSec => 0,
-            Unit::Cores => 2,
+            Unit::Count => 2,
             _ if value >= 100.0 => 0,
             _ => 1,
         };
         format!("{value:.digits$} {}", self.symbol())
+            .trim_end()
+            .to_owned()
     }
 }
 
@@ -120,6 +122,9 @@ pub struct Header {
     pub moltd: String,
     pub version: String,
     pub cpus: usize,
+    /// `/proc/loadavg` 1/5/15-minute averages when the run started: other
+    /// load on the machine shows up in every figure.
+    pub load: String,
 }
 
 /// `value / other` in words: "3.2× more" or "480× less".
@@ -149,8 +154,8 @@ pub fn table(header: &Header, sections: &[Section]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "moltd {} ({}) · {} CPUs, shared with the bench clients",
-        header.version, header.moltd, header.cpus
+        "moltd {} ({}) · {} CPUs, shared with the bench clients · load {}",
+        header.version, header.moltd, header.cpus, header.load
     );
     for section in sections {
         let rows: Vec<[String; 4]> = section
@@ -237,6 +242,7 @@ pub fn json(header: &Header, sections: &[Section]) -> Value {
     json!({
         "moltd": { "path": header.moltd, "version": header.version },
         "cpus": header.cpus,
+        "load": header.load,
         "suites": suites,
     })
 }
@@ -259,6 +265,7 @@ mod tests {
             moltd: "moltd".into(),
             version: "0.1.0".into(),
             cpus: 2,
+            load: "0.10 0.20 0.30".into(),
         };
         let section = Section {
             suite: "daemon",
