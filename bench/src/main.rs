@@ -1,0 +1,101 @@
+//! molt-bench: runs the real release `moltd` and reports figures with their
+//! targets and comparisons. It measures; it never asserts timings.
+//!
+//! One module per suite (`daemon`; later `restart`, `update`, `console`),
+//! each a subcommand returning a `report::Section`.
+
+mod client;
+mod daemon;
+mod moltd;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "molt-bench",
+    about = "Benchmarks the real release moltd and prints figures with targets and ratios.",
+    after_help = "Run everything: cargo run --release -p molt-bench -- all"
+)]
+struct Cli {
+    /// The moltd binary to measure (default: <workspace>/target/release/moltd,
+    /// rebuilt first).
+    #[arg(long, global = true)]
+    moltd: Option<PathBuf>,
+    /// Do not run `cargo build --release -p molt-daemon` first.
+    #[arg(long, global = true)]
+    no_build: bool,
+    /// Print the figures as JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    suite: Suite,
+}
+
+#[derive(Subcommand, Debug)]
+enum Suite {
+    /// Start-to-READY, idle memory, and `health` latency under 1/10/100 clients.
+    Daemon(daemon::Args),
+    /// Every suite with its defaults.
+    All,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("molt-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!("molt-bench: debug build; client overhead inflates latencies (use --release)");
+    }
+    let moltd = moltd::locate(cli.moltd, !cli.no_build)?;
+    let header = report::Header {
+        version: moltd::version(&moltd)?,
+        moltd: moltd.display().to_string(),
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load: std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "?".into()),
+    };
+    let sections = match cli.suite {
+        Suite::Daemon(args) => vec![daemon::run(&moltd, &args)?],
+        Suite::All => vec![daemon::run(&moltd, &daemon::Args::defaults())?],
+    };
+    if cli.json {
+        println!("{:#}", report::json(&header, &sections));
+    } else {
+        print!("{}", report::table(&header, &sections));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed_and_flags_are_global() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["molt-bench", "all", "--json", "--no-build"]).unwrap();
+        assert!(cli.json && cli.no_build);
+        let cli = Cli::try_parse_from(["molt-bench", "daemon", "--clients", "1,5"]).unwrap();
+        let Suite::Daemon(args) = cli.suite else {
+            panic!("daemon suite");
+        };
+        assert_eq!(args.clients, vec![1, 5]);
+    }
+}
