@@ -194,6 +194,7 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
         }
     };
     let identity = Identity::current();
+    progress(&mut ready_pipe, &format!("started {}", identity.pid));
     let lookup = |key: &str| process_env.get(key).cloned();
     let paths = StatePaths::resolve(options.state_dir.as_deref(), &lookup)?;
     crate::fsutil::ensure_private_dir(&paths.state_dir).map_err(|source| StartError::EnvFile {

@@ -125,6 +125,10 @@ pub async fn start_successor(
     let mut lines = BufReader::new(receiver).lines();
     let started = Instant::now();
     let mut progress = "none".to_owned();
+    // A wrapper (pnpm's bin is a shell script that does not exec) makes
+    // the successor a grandchild; it names itself first so a failed start
+    // can be stopped, not just its wrapper.
+    let mut successor_pid: Option<u32> = None;
     let mut idle_deadline = started + timeouts.idle;
     let total_deadline = started + timeouts.total;
 
@@ -133,6 +137,9 @@ pub async fn start_successor(
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
                     if let Some(stage) = line.strip_prefix("PROGRESS ") {
+                        if let Some(pid) = stage.strip_prefix("started ") {
+                            successor_pid = pid.trim().parse().ok();
+                        }
                         progress = stage.to_owned();
                         idle_deadline = Instant::now() + timeouts.idle;
                     } else if line.starts_with("READY ") {
@@ -171,6 +178,11 @@ pub async fn start_successor(
         }
     };
     // Never leave a half-started successor behind.
+    if let Some(pid) = successor_pid.filter(|&pid| Some(pid) != child.id())
+        && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
     let _ = child.start_kill();
     let _ = child.wait().await;
     Err(failure)
@@ -275,6 +287,39 @@ mod tests {
         assert_eq!(ok.version, "9.9.9");
         assert_eq!(Some(ok.pid), ok.child.id());
         ok.child.kill().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_successor_behind_a_wrapper_is_stopped_too() {
+        // Like pnpm's bin: a shell that runs the real program without exec.
+        let (dir, spec) = script("\"$0.real\"; exit $?");
+        let real = dir.path().join("moltd.real");
+        std::fs::write(
+            &real,
+            "#!/bin/sh\necho \"PROGRESS started $$\" >&5\nexec sleep 600\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (listener, lock) = fds();
+        let err = start_successor(&spec, listener, lock, 1, quick())
+            .await
+            .unwrap_err();
+        let SuccessorFailure::NotReady { progress, .. } = err else {
+            panic!("{err}");
+        };
+        let pid: u32 = progress.strip_prefix("started ").unwrap().parse().unwrap();
+        // Reaped by its shell parent once killed; either way not running.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "grandchild {pid} survived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]
