@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tokio::sync::broadcast;
@@ -67,6 +68,9 @@ impl<'a> MakeWriter<'a> for LogHub {
 /// buffered file lines are flushed.
 pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
     crate::fsutil::ensure_private_dir(logs_dir)?;
+    // The appender creates files with the umask's mode; a private dir keeps
+    // them private whatever that is.
+    std::fs::set_permissions(logs_dir, std::fs::Permissions::from_mode(0o700))?;
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix(LOG_FILE_PREFIX)
@@ -80,11 +84,36 @@ pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
     let filter = EnvFilter::try_from_env("MOLT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(io::stderr))
+        .with(
+            fmt::layer()
+                .with_ansi(stderr_is_terminal())
+                .with_writer(io::stderr),
+        )
         .with(fmt::layer().with_ansi(false).with_writer(file_writer))
         .with(fmt::layer().with_ansi(false).with_writer(hub.clone()))
         .init();
     Ok(guard)
+}
+
+/// stderr and the hub only, when the log dir cannot be used: the daemon
+/// still says what it does.
+pub fn init_without_file(hub: &LogHub) {
+    let filter = EnvFilter::try_from_env("MOLT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            fmt::layer()
+                .with_ansi(stderr_is_terminal())
+                .with_writer(io::stderr),
+        )
+        .with(fmt::layer().with_ansi(false).with_writer(hub.clone()))
+        .init();
+}
+
+/// Colours only for a person watching, and never with `NO_COLOR`.
+fn stderr_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 /// The newest rolling log file in `logs_dir`, if any.

@@ -51,7 +51,8 @@ async fn run(
     let guard = match logging::init(&paths.logs_dir, &logs) {
         Ok(guard) => Some(guard),
         Err(e) => {
-            eprintln!("moltd: file logging disabled: {e}");
+            logging::init_without_file(&logs);
+            tracing::warn!("file logging disabled: {}: {e}", paths.logs_dir.display());
             None
         }
     };
@@ -65,12 +66,8 @@ async fn run(
     let mut prepared = match start::prepare(&options, launch).await {
         Ok(prepared) => prepared,
         Err(e) => {
-            // stderr already carries tracing output when logging is up.
-            if guard.is_some() {
-                tracing::error!("moltd: {e}");
-            } else {
-                eprintln!("moltd: {e}");
-            }
+            // Logged once: the subscriber writes stderr and the file.
+            tracing::error!("{e}");
             return ExitCode::from(e.exit_code() as u8);
         }
     };

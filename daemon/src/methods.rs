@@ -89,9 +89,17 @@ fn health(gw: &Gateway) -> HealthResult {
 
 fn config_get(gw: &Gateway) -> Result<Value, ErrorShape> {
     let mut store = gw.config();
-    // Hand edits since the last read are served, not a stale copy.
-    if let Err(e) = store.reload() {
-        return Err(ErrorShape::internal(e.to_string()));
+    // Hand edits since the last read are served, not a stale copy, and the
+    // running settings follow them.
+    match store.reload() {
+        Ok(true) => match store.settings() {
+            Ok(settings) => gw.set_settings(settings),
+            Err(e) => tracing::warn!(
+                "config edited by hand is invalid, keeping the running settings: {e}"
+            ),
+        },
+        Ok(false) => {}
+        Err(e) => return Err(ErrorShape::internal(e.to_string())),
     }
     let (config, hash) = store.get();
     to_value(ConfigGetResult {

@@ -35,8 +35,9 @@ pub const EXIT_CONFIG: i32 = 78;
     version = VERSION,
     about = "The molt gateway daemon: updates and restarts itself without going dark.",
     after_help = "Prints `READY <addr> <version> <pid>` on stdout once it serves.\n\
-                  Exit codes: 0 stopped cleanly, 1 unexpected error, 78 refused to start \
-                  (config, lock or port held, unsafe bind) - do not restart."
+                  Exit codes: 0 stopped cleanly (or handed off to its successor), 1 unexpected \
+                  error, 2 bad flags, 78 refused to start (config, lock or port held, unsafe \
+                  bind, port not allowed) - do not restart."
 )]
 pub struct Options {
     /// Port to listen on (0 = any free port; the READY line tells which).
@@ -104,10 +105,18 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// 78 for refusals that a restart would only repeat.
+    /// 78 for refusals that a restart would only repeat; 1 for what may
+    /// pass (out of memory or file descriptors while binding).
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::Bind { .. } => 1,
+            StartError::Bind { source, .. }
+                if !matches!(
+                    source.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                1
+            }
             _ => EXIT_CONFIG,
         }
     }

@@ -4,6 +4,7 @@
 //! * [`registry`]: a real, offline npm registry (verdaccio) on a free port.
 //! * [`npm_package`]: pack moltd into its npm package, publish, dist-tags.
 //! * [`global_install`]: global installs with the real npm, pnpm and bun.
+//! * [`versions`]: moltd built at a given version, cached.
 //! * [`process`], [`http`]: small helpers (commands with deadlines, HTTP/1.1).
 
 pub mod global_install;
@@ -12,6 +13,7 @@ pub mod npm_package;
 pub mod process;
 pub mod registry;
 pub mod tools;
+pub mod versions;
 
 pub use global_install::{GlobalInstall, PackageManager, install_global};
 pub use npm_package::{DEFAULT_PACKAGE, dist_tag_add, pack_moltd, publish, write_fake_moltd};

@@ -24,6 +24,17 @@ use crate::gateway::{Gateway, StopReason, unix_ms};
 /// Work to run right before a restart fires (e.g. writing the sentinel).
 pub type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// What an update expects of the next handoff: the successor must report
+/// `version`, and a failed handoff (the old process keeps serving) hands
+/// the reason to `on_failure`, which rolls the install back.
+pub struct HandoffExpectation {
+    pub version: String,
+    pub on_failure: Box<dyn FnOnce(String) -> Hook + Send>,
+    /// Told how the handoff ended, after any rollback: `Ok(successor pid)`
+    /// (sent before this process drains) or `Err(reason)`.
+    pub done: tokio::sync::oneshot::Sender<Result<Option<u32>, String>>,
+}
+
 /// The scheduler plus what the driver needs around it.
 pub struct RestartEngine {
     scheduler: Mutex<Scheduler>,
@@ -34,6 +45,7 @@ pub struct RestartEngine {
     strategy: RestartStrategy,
     successor: Option<SuccessorSpec>,
     successor_timeout: Duration,
+    expectation: Mutex<Option<HandoffExpectation>>,
 }
 
 impl RestartEngine {
@@ -52,7 +64,18 @@ impl RestartEngine {
             strategy,
             successor,
             successor_timeout,
+            expectation: Mutex::new(None),
         }
+    }
+
+    /// Disarms them (the restart was refused).
+    pub fn clear_expectation(&self) {
+        lock(&self.expectation).take();
+    }
+
+    /// Arms the checks for the next handoff (see [`HandoffExpectation`]).
+    pub fn expect_on_next_handoff(&self, expectation: HandoffExpectation) {
+        *lock(&self.expectation) = Some(expectation);
     }
 
     pub fn strategy(&self) -> RestartStrategy {
@@ -167,16 +190,23 @@ async fn execute(gw: &Gateway, engine: &RestartEngine, fire: Fire) -> Outcome {
     if let Some(hook) = hook {
         hook.await;
     }
+    let expectation = lock(&engine.expectation).take();
+    let expected = expectation.as_ref().map(|e| e.version.clone());
     let result = match engine.strategy {
-        RestartStrategy::Respawn => respawn(gw, engine).await,
+        RestartStrategy::Respawn => respawn(gw, engine, expected.as_deref()).await.map(Some),
         RestartStrategy::Supervised => {
             crate::supervisor::notify_stopping();
-            Ok(())
+            Ok(None)
         }
-        RestartStrategy::Exec => super::exec::preflight(engine.successor.as_ref()).await,
+        RestartStrategy::Exec => super::exec::preflight(engine.successor.as_ref())
+            .await
+            .map(|()| None),
     };
     match result {
-        Ok(()) => {
+        Ok(successor_pid) => {
+            if let Some(expectation) = expectation {
+                let _ = expectation.done.send(Ok(successor_pid));
+            }
             gw.stop(StopReason::restart(&fire.reason, engine.strategy));
             Outcome::HandedOff
         }
@@ -186,12 +216,21 @@ async fn execute(gw: &Gateway, engine: &RestartEngine, fire: Fire) -> Outcome {
                 at: unix_ms(),
                 reason: reason.clone(),
             });
+            if let Some(expectation) = expectation {
+                (expectation.on_failure)(reason.clone()).await;
+                let _ = expectation.done.send(Err(reason.clone()));
+            }
             Outcome::Failed { reason }
         }
     }
 }
 
-async fn respawn(gw: &Gateway, engine: &RestartEngine) -> Result<(), String> {
+/// Starts the successor; its pid once it proved itself.
+async fn respawn(
+    gw: &Gateway,
+    engine: &RestartEngine,
+    expected_version: Option<&str>,
+) -> Result<u32, String> {
     let spec = engine
         .successor
         .as_ref()
@@ -202,11 +241,21 @@ async fn respawn(gw: &Gateway, engine: &RestartEngine) -> Result<(), String> {
     let timeouts = ReadyTimeouts::from_idle(engine.successor_timeout);
     match respawn::start_successor(spec, listener, lock, gw.identity().pid, timeouts).await {
         Ok(successor) => {
+            if let Some(expected) = expected_version
+                && successor.version != expected
+            {
+                let reason = format!(
+                    "successor pid {} runs version {}, expected {expected}; stopped it",
+                    successor.pid, successor.version
+                );
+                successor.stop().await;
+                return Err(reason);
+            }
             tracing::info!(
                 pid = successor.pid, version = %successor.version, addr = %successor.addr,
                 "successor ready; handing off"
             );
-            Ok(())
+            Ok(successor.pid)
         }
         Err(e) => Err(e.to_string()),
     }

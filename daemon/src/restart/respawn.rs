@@ -178,14 +178,27 @@ pub async fn start_successor(
         }
     };
     // Never leave a half-started successor behind.
-    if let Some(pid) = successor_pid.filter(|&pid| Some(pid) != child.id())
-        && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
-    {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    if let Some(pid) = successor_pid.filter(|&pid| Some(pid) != child.id()) {
+        kill_pid(pid);
     }
     let _ = child.start_kill();
     let _ = child.wait().await;
     Err(failure)
+}
+
+impl Successor {
+    /// Stops a successor that came up wrong (e.g. the wrong version).
+    pub async fn stop(mut self) {
+        kill_pid(self.pid);
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+fn kill_pid(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
 }
 
 fn parse_ready(line: &str) -> Option<(String, String, u32)> {

@@ -1,0 +1,97 @@
+//! moltd built at a given version. The version is compiled in
+//! (`MOLT_VERSION`), so each one is a build: done once in a target dir of
+//! its own, and cached by a fingerprint of the sources so later runs reuse
+//! it until the code changes.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::tools::repo_root;
+
+/// The moltd binary stamped with `version`, building it if needed.
+pub fn moltd_binary(version: &str) -> Result<PathBuf> {
+    let root = repo_root();
+    let target = root.join("target").join("e2e-versions");
+    std::fs::create_dir_all(&target)?;
+    let cached = target
+        .join("bins")
+        .join(source_fingerprint(&root)?)
+        .join(version)
+        .join("moltd");
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    // One build at a time: test processes run in parallel and share the
+    // target dir.
+    let lock = File::create(target.join(".build.lock"))?;
+    lock.lock()?;
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "molt-daemon", "--bin", "moltd"])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("MOLT_VERSION", version)
+        .output()
+        .context("running cargo build")?;
+    if !output.status.success() {
+        bail!(
+            "building moltd {version} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let built = target.join("debug").join("moltd");
+    let dir = cached.parent().expect("cache path has a parent");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(".moltd.tmp");
+    std::fs::copy(&built, &tmp)?;
+    std::fs::rename(&tmp, &cached)?;
+    Ok(cached)
+}
+
+/// Hash of everything moltd is built from.
+fn source_fingerprint(root: &Path) -> Result<String> {
+    let mut files = Vec::new();
+    for dir in ["daemon/src", "shared/src"] {
+        collect(&root.join(dir), &mut files)?;
+    }
+    for file in [
+        "Cargo.lock",
+        "Cargo.toml",
+        "daemon/Cargo.toml",
+        "shared/Cargo.toml",
+        "daemon/build.rs",
+    ] {
+        files.push(root.join(file));
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    for file in files {
+        hash.update(
+            file.strip_prefix(root)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .as_bytes(),
+        );
+        hash.update(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
+    }
+    Ok(hex::encode(&hash.finalize()[..8]))
+}
+
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
