@@ -1,1 +1,34 @@
-//! molt-daemon
+//! moltd: a gateway daemon that updates and restarts itself without going
+//! dark. This page is the table of contents; `main.rs` only parses args,
+//! sets up logging, calls [`start::prepare`] and serves.
+
+/// The pre-auth read budget on raw sockets.
+pub mod budget;
+/// `openclaw.json`: JSON5 loading, typed settings, merge patch, the config store.
+pub mod config;
+/// The state dir's `.env` file layered under the process env.
+pub mod env_file;
+/// Atomic 0600 file writes and 0700 directories.
+pub mod fsutil;
+/// The shared gateway state and event bus.
+pub mod gateway;
+/// Operator maintenance holds.
+pub mod holds;
+/// Install surface detection.
+pub mod install;
+/// `gateway.lock`: the flock that makes one daemon per state dir.
+pub mod lock;
+/// stderr + daily file logging and the live line hub.
+pub mod logging;
+/// Method handlers.
+pub mod methods;
+/// Where the state files live, from flags and env.
+pub mod paths;
+/// The accept loop and the orderly stop.
+pub mod server;
+/// One WebSocket connection: handshake, requests, events.
+pub mod session;
+/// Startup order, flags, exit codes.
+pub mod start;
+/// Supervisor detection and restart strategy.
+pub mod supervisor;

@@ -1,1 +1,19 @@
 //! Shared fixtures for molt end-to-end tests.
+//!
+//! * [`tools`]: locate the pinned test tools (`scripts/install-test-tools.sh`).
+//! * [`registry`]: a real, offline npm registry (verdaccio) on a free port.
+//! * [`npm_package`]: pack moltd into its npm package, publish, dist-tags.
+//! * [`global_install`]: global installs with the real npm, pnpm and bun.
+//! * [`process`], [`http`]: small helpers (commands with deadlines, HTTP/1.1).
+
+pub mod global_install;
+pub mod http;
+pub mod npm_package;
+pub mod process;
+pub mod registry;
+pub mod tools;
+
+pub use global_install::{GlobalInstall, PackageManager, install_global};
+pub use npm_package::{DEFAULT_PACKAGE, dist_tag_add, pack_moltd, publish, write_fake_moltd};
+pub use registry::Registry;
+pub use tools::Tools;

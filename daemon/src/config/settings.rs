@@ -1,0 +1,680 @@
+//! The typed, validated view of the config keys the daemon uses (SPEC §2).
+
+pub use molt_protocol::update::Channel;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{ConfigError, InvalidValue};
+
+pub const DEFAULT_PORT: u16 = 18789;
+pub const DEFAULT_DEFERRAL_TIMEOUT_MS: u64 = 300_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub gateway: GatewaySettings,
+    /// `commands.restart`: whether the daemon may restart itself.
+    pub restart_enabled: bool,
+    pub update: UpdateSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySettings {
+    pub port: u16,
+    pub bind: Bind,
+    pub auth_mode: AuthMode,
+    /// `gateway.auth.token`; never empty.
+    pub auth_token: Option<String>,
+    /// `gateway.reload.deferralTimeoutMs`; 0 = wait forever.
+    pub deferral_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bind {
+    Loopback,
+    Lan,
+    /// `custom` with `gateway.customBindHost`.
+    Custom(IpAddr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Token,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateSettings {
+    pub channel: Channel,
+    pub check_on_start: bool,
+    pub auto: AutoUpdateSettings,
+    /// `update.package`, a validated npm package name.
+    pub package: Option<String>,
+    /// `update.git.buildCommand`, an argv vector (never a shell string).
+    pub git_build_command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoUpdateSettings {
+    pub enabled: bool,
+    pub stable_delay: Duration,
+    pub stable_jitter: Duration,
+    pub beta_check_interval: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            gateway: GatewaySettings {
+                port: DEFAULT_PORT,
+                bind: Bind::Loopback,
+                auth_mode: AuthMode::Token,
+                auth_token: None,
+                deferral_timeout_ms: DEFAULT_DEFERRAL_TIMEOUT_MS,
+            },
+            restart_enabled: true,
+            update: UpdateSettings {
+                channel: Channel::Stable,
+                check_on_start: true,
+                auto: AutoUpdateSettings {
+                    enabled: false,
+                    stable_delay: hours(6.0),
+                    stable_jitter: hours(12.0),
+                    beta_check_interval: hours(1.0),
+                },
+                package: None,
+                git_build_command: None,
+            },
+        }
+    }
+}
+
+fn hours(h: f64) -> Duration {
+    Duration::from_secs_f64(h * 3600.0)
+}
+
+impl Bind {
+    /// The address to listen on: loopback → 127.0.0.1, lan → 0.0.0.0.
+    pub fn addr(self) -> IpAddr {
+        match self {
+            Bind::Loopback => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Bind::Lan => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            Bind::Custom(ip) => ip,
+        }
+    }
+
+    pub fn is_loopback(self) -> bool {
+        self.addr().is_loopback()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bind::Loopback => "loopback",
+            Bind::Lan => "lan",
+            Bind::Custom(_) => "custom",
+        }
+    }
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Token => "token",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+impl Settings {
+    /// Reads and validates the known keys of a config value; unknown keys
+    /// are ignored, `null` counts as absent.
+    pub fn from_value(root: &Value) -> Result<Settings, ConfigError> {
+        Self::read(&Reader { root })
+            .and_then(|s| s.check_exposure().map(|()| s))
+            .map_err(ConfigError::Invalid)
+    }
+
+    /// The daemon's bind address.
+    pub fn bind_addr(&self) -> IpAddr {
+        self.gateway.bind.addr()
+    }
+
+    /// Refuses a non-loopback bind without auth. `from_value` checks this;
+    /// call it again after command-line flags change the bind or auth.
+    pub fn check_exposure(&self) -> Result<(), InvalidValue> {
+        let g = &self.gateway;
+        if g.auth_mode == AuthMode::None && !g.bind.is_loopback() {
+            return Err(InvalidValue::new(
+                "gateway.auth.mode",
+                format!(
+                    "\"token\" when binding {} (a non-loopback bind without auth is refused)",
+                    g.bind.addr()
+                ),
+                "\"none\"",
+            ));
+        }
+        Ok(())
+    }
+
+    fn read(r: &Reader) -> Result<Settings, InvalidValue> {
+        let d = Settings::default();
+        if !r.root.is_object() {
+            return Err(InvalidValue::new("config", "an object", describe(r.root)));
+        }
+        let bind = match r.choice("gateway.bind", &["loopback", "lan", "custom"])? {
+            None | Some("loopback") => Bind::Loopback,
+            Some("lan") => Bind::Lan,
+            _ => Bind::Custom(r.custom_bind_host()?),
+        };
+        let channel = match r.choice("update.channel", &["stable", "beta", "dev"])? {
+            None | Some("stable") => Channel::Stable,
+            Some("beta") => Channel::Beta,
+            _ => Channel::Dev,
+        };
+        let auth_mode = match r.choice("gateway.auth.mode", &["token", "none"])? {
+            None | Some("token") => AuthMode::Token,
+            _ => AuthMode::None,
+        };
+        let port = r.uint("gateway.port", u16::MAX.into(), "an integer 0..=65535")?;
+        let auto = &d.update.auto;
+        Ok(Settings {
+            gateway: GatewaySettings {
+                port: port.map_or(d.gateway.port, |p| p as u16),
+                bind,
+                auth_mode,
+                auth_token: r.token()?,
+                deferral_timeout_ms: r
+                    .uint(
+                        "gateway.reload.deferralTimeoutMs",
+                        u64::MAX,
+                        "a non-negative integer (milliseconds; 0 = wait forever)",
+                    )?
+                    .unwrap_or(d.gateway.deferral_timeout_ms),
+            },
+            restart_enabled: r.bool("commands.restart")?.unwrap_or(d.restart_enabled),
+            update: UpdateSettings {
+                channel,
+                check_on_start: r
+                    .bool("update.checkOnStart")?
+                    .unwrap_or(d.update.check_on_start),
+                auto: AutoUpdateSettings {
+                    enabled: r.bool("update.auto.enabled")?.unwrap_or(auto.enabled),
+                    stable_delay: r
+                        .hours("update.auto.stableDelayHours", false)?
+                        .unwrap_or(auto.stable_delay),
+                    stable_jitter: r
+                        .hours("update.auto.stableJitterHours", false)?
+                        .unwrap_or(auto.stable_jitter),
+                    // 0 would poll the registry in a tight loop.
+                    beta_check_interval: r
+                        .hours("update.auto.betaCheckIntervalHours", true)?
+                        .unwrap_or(auto.beta_check_interval),
+                },
+                package: r.package()?,
+                git_build_command: r.build_command()?,
+            },
+        })
+    }
+}
+
+/// Whether `name` is a valid name for a new npm package (lowercase,
+/// URL-safe, optionally `@scope/`), and cannot be mistaken for a flag.
+pub fn is_valid_npm_package_name(name: &str) -> bool {
+    let part_ok = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with(['.', '_', '-'])
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(c))
+    };
+    if name.len() > 214 {
+        return false;
+    }
+    match name.strip_prefix('@') {
+        Some(scoped) => scoped
+            .split_once('/')
+            .is_some_and(|(scope, pkg)| part_ok(scope) && part_ok(pkg)),
+        None => part_ok(name),
+    }
+}
+
+/// The value as JSON, shortened for an error message.
+pub(super) fn describe(value: &Value) -> String {
+    const MAX: usize = 80;
+    let text = value.to_string();
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+struct Reader<'a> {
+    root: &'a Value,
+}
+
+impl<'a> Reader<'a> {
+    /// The value at a dotted key; `None` if it or a parent is absent or null.
+    fn get(&self, key: &str) -> Result<Option<&'a Value>, InvalidValue> {
+        let mut cur = self.root;
+        let mut seen = 0;
+        for segment in key.split('.') {
+            let Value::Object(map) = cur else {
+                let parent = &key[..seen.max(1) - 1];
+                return Err(InvalidValue::new(parent, "an object", describe(cur)));
+            };
+            match map.get(segment) {
+                None | Some(Value::Null) => return Ok(None),
+                Some(v) => cur = v,
+            }
+            seen += segment.len() + 1;
+        }
+        Ok(Some(cur))
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>, InvalidValue> {
+        self.get(key)?
+            .map(|v| {
+                v.as_bool()
+                    .ok_or_else(|| InvalidValue::new(key, "true or false", describe(v)))
+            })
+            .transpose()
+    }
+
+    /// An integer up to `max`. Integral floats (`18789.0`) are accepted:
+    /// JSON5 written by JavaScript tools makes no distinction.
+    fn uint(&self, key: &str, max: u64, expected: &str) -> Result<Option<u64>, InvalidValue> {
+        let Some(v) = self.get(key)? else {
+            return Ok(None);
+        };
+        let n = v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= max as f64)
+                .map(|f| f as u64)
+        });
+        match n {
+            Some(n) if n <= max => Ok(Some(n)),
+            _ => Err(InvalidValue::new(key, expected, describe(v))),
+        }
+    }
+
+    /// Fractional hours allowed; `positive` also rejects 0.
+    fn hours(&self, key: &str, positive: bool) -> Result<Option<Duration>, InvalidValue> {
+        let Some(v) = self.get(key)? else {
+            return Ok(None);
+        };
+        let expected = if positive {
+            "a positive number of hours"
+        } else {
+            "a non-negative number of hours"
+        };
+        v.as_f64()
+            .filter(|h| *h > 0.0 || (*h == 0.0 && !positive))
+            .and_then(|h| Duration::try_from_secs_f64(h * 3600.0).ok())
+            .map(Some)
+            .ok_or_else(|| InvalidValue::new(key, expected, describe(v)))
+    }
+
+    fn string(&self, key: &str, expected: &str) -> Result<Option<&'a str>, InvalidValue> {
+        self.get(key)?
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| InvalidValue::new(key, expected, describe(v)))
+            })
+            .transpose()
+    }
+
+    fn choice(&self, key: &str, options: &[&str]) -> Result<Option<&'a str>, InvalidValue> {
+        let expected = || {
+            let quoted: Vec<String> = options.iter().map(|o| format!("\"{o}\"")).collect();
+            format!("one of {}", quoted.join(", "))
+        };
+        let Some(s) = self.string(key, &expected())? else {
+            return Ok(None);
+        };
+        if options.contains(&s) {
+            Ok(Some(s))
+        } else {
+            Err(InvalidValue::new(key, expected(), describe(&s.into())))
+        }
+    }
+
+    fn custom_bind_host(&self) -> Result<IpAddr, InvalidValue> {
+        const KEY: &str = "gateway.customBindHost";
+        const EXPECTED: &str = "an IP address (required when gateway.bind is \"custom\")";
+        let host = self.string(KEY, EXPECTED)?;
+        let host = host.ok_or_else(|| InvalidValue::new(KEY, EXPECTED, "nothing"))?;
+        host.trim()
+            .parse()
+            .map_err(|_| InvalidValue::new(KEY, EXPECTED, describe(&host.into())))
+    }
+
+    fn token(&self) -> Result<Option<String>, InvalidValue> {
+        const KEY: &str = "gateway.auth.token";
+        match self.string(KEY, "a non-empty string")? {
+            Some(t) if t.trim().is_empty() => Err(InvalidValue::new(
+                KEY,
+                "a non-empty string (remove the key to have one generated)",
+                describe(&t.into()),
+            )),
+            t => Ok(t.map(str::to_owned)),
+        }
+    }
+
+    fn package(&self) -> Result<Option<String>, InvalidValue> {
+        const KEY: &str = "update.package";
+        const EXPECTED: &str = "an npm package name like \"moltd\" or \"@scope/moltd\"";
+        match self.string(KEY, EXPECTED)? {
+            Some(p) if !is_valid_npm_package_name(p) => {
+                Err(InvalidValue::new(KEY, EXPECTED, describe(&p.into())))
+            }
+            p => Ok(p.map(str::to_owned)),
+        }
+    }
+
+    fn build_command(&self) -> Result<Option<Vec<String>>, InvalidValue> {
+        const KEY: &str = "update.git.buildCommand";
+        const EXPECTED: &str = "an argv array of strings like [\"cargo\", \"build\", \"--release\"] \
+             (it is run without a shell, so a plain command string is not accepted)";
+        let Some(v) = self.get(KEY)? else {
+            return Ok(None);
+        };
+        let bad = || InvalidValue::new(KEY, EXPECTED, describe(v));
+        let argv = v.as_array().ok_or_else(bad)?;
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|a| a.as_str().filter(|s| !s.contains('\0')).map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(bad)?;
+        match argv.first() {
+            Some(program) if !program.trim().is_empty() => Ok(Some(argv)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn settings(v: Value) -> Settings {
+        Settings::from_value(&v).unwrap()
+    }
+
+    fn error(v: Value) -> String {
+        Settings::from_value(&v).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn empty_config_gives_the_documented_defaults() {
+        let s = settings(json!({}));
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.gateway.port, 18789);
+        assert_eq!(s.gateway.bind, Bind::Loopback);
+        assert_eq!(s.gateway.auth_mode, AuthMode::Token);
+        assert_eq!(s.gateway.auth_token, None);
+        assert_eq!(s.gateway.deferral_timeout_ms, 300_000);
+        assert!(s.restart_enabled);
+        assert_eq!(s.update.channel, Channel::Stable);
+        assert!(s.update.check_on_start);
+        assert!(!s.update.auto.enabled);
+        assert_eq!(s.update.auto.stable_delay, Duration::from_secs(6 * 3600));
+        assert_eq!(s.update.auto.stable_jitter, Duration::from_secs(12 * 3600));
+        assert_eq!(s.update.auto.beta_check_interval, Duration::from_secs(3600));
+        assert_eq!(s.update.package, None);
+        assert_eq!(s.update.git_build_command, None);
+        assert_eq!(s.bind_addr(), IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let s = settings(json!({
+            "gateway": {
+                "port": 0, "bind": "custom", "customBindHost": "::1",
+                "auth": {"mode": "none", "token": "t0k"},
+                "reload": {"deferralTimeoutMs": 0},
+            },
+            "commands": {"restart": false},
+            "update": {
+                "channel": "beta", "checkOnStart": false, "package": "@molt/moltd",
+                "auto": {
+                    "enabled": true, "stableDelayHours": 0.001,
+                    "stableJitterHours": 0, "betaCheckIntervalHours": 0.5,
+                },
+                "git": {"buildCommand": ["cargo", "build", "--release"]},
+            },
+            "unknown": {"kept": "ignored"},
+        }));
+        assert_eq!(s.gateway.port, 0);
+        assert_eq!(s.gateway.bind, Bind::Custom("::1".parse().unwrap()));
+        assert_eq!(s.gateway.auth_mode, AuthMode::None);
+        assert_eq!(s.gateway.auth_token.as_deref(), Some("t0k"));
+        assert_eq!(s.gateway.deferral_timeout_ms, 0);
+        assert!(!s.restart_enabled);
+        assert_eq!(s.update.channel, Channel::Beta);
+        assert!(!s.update.check_on_start);
+        assert!(s.update.auto.enabled);
+        assert_eq!(s.update.auto.stable_delay, Duration::from_secs_f64(3.6));
+        assert_eq!(s.update.auto.stable_jitter, Duration::ZERO);
+        assert_eq!(s.update.auto.beta_check_interval, Duration::from_secs(1800));
+        assert_eq!(s.update.package.as_deref(), Some("@molt/moltd"));
+        assert_eq!(
+            s.update.git_build_command,
+            Some(vec!["cargo".into(), "build".into(), "--release".into()])
+        );
+    }
+
+    #[test]
+    fn bind_addresses() {
+        assert_eq!(
+            settings(json!({"gateway": {"bind": "lan"}})).bind_addr(),
+            IpAddr::from([0, 0, 0, 0])
+        );
+        let custom = json!({"gateway": {"bind": "custom", "customBindHost": "10.1.2.3"}});
+        assert_eq!(settings(custom).bind_addr(), IpAddr::from([10, 1, 2, 3]));
+        // customBindHost only matters for custom.
+        let ignored = json!({"gateway": {"bind": "loopback", "customBindHost": "not an ip"}});
+        assert_eq!(settings(ignored).gateway.bind, Bind::Loopback);
+    }
+
+    #[test]
+    fn null_counts_as_absent() {
+        let s = settings(json!({"gateway": {"port": null}, "update": null}));
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        assert_eq!(
+            settings(json!({"gateway": {"port": 8080.0}})).gateway.port,
+            8080
+        );
+    }
+
+    #[test]
+    fn wrong_values_name_the_key_and_what_was_expected() {
+        let cases = [
+            (
+                json!({"gateway": {"port": "abc"}}),
+                "gateway.port: expected an integer 0..=65535, got \"abc\"",
+            ),
+            (
+                json!({"gateway": {"port": 65536}}),
+                "gateway.port: expected an integer 0..=65535, got 65536",
+            ),
+            (
+                json!({"gateway": {"port": 1.5}}),
+                "gateway.port: expected an integer",
+            ),
+            (
+                json!({"gateway": {"port": -1}}),
+                "gateway.port: expected an integer",
+            ),
+            (
+                json!({"gateway": {"bind": "wan"}}),
+                "gateway.bind: expected one of \"loopback\", \"lan\", \"custom\", got \"wan\"",
+            ),
+            (
+                json!({"gateway": {"bind": "custom"}}),
+                "gateway.customBindHost: expected an IP address (required when gateway.bind is \"custom\"), got nothing",
+            ),
+            (
+                json!({"gateway": {"bind": "custom", "customBindHost": "example.com"}}),
+                "gateway.customBindHost: expected an IP address",
+            ),
+            (
+                json!({"gateway": {"auth": {"mode": "password"}}}),
+                "gateway.auth.mode: expected one of \"token\", \"none\", got \"password\"",
+            ),
+            (
+                json!({"gateway": {"auth": {"token": ""}}}),
+                "gateway.auth.token: expected a non-empty string",
+            ),
+            (
+                json!({"gateway": {"auth": {"token": 5}}}),
+                "gateway.auth.token: expected a",
+            ),
+            (
+                json!({"gateway": {"reload": {"deferralTimeoutMs": -5}}}),
+                "gateway.reload.deferralTimeoutMs: expected a non-negative integer",
+            ),
+            (
+                json!({"commands": {"restart": "yes"}}),
+                "commands.restart: expected true or false, got \"yes\"",
+            ),
+            (
+                json!({"update": {"channel": "nightly"}}),
+                "update.channel: expected one of \"stable\", \"beta\", \"dev\"",
+            ),
+            (
+                json!({"update": {"checkOnStart": 1}}),
+                "update.checkOnStart: expected true or false",
+            ),
+            (
+                json!({"update": {"auto": {"enabled": "true"}}}),
+                "update.auto.enabled: expected",
+            ),
+            (
+                json!({"update": {"auto": {"stableDelayHours": -1}}}),
+                "update.auto.stableDelayHours: expected a non-negative number of hours, got -1",
+            ),
+            (
+                json!({"update": {"auto": {"stableJitterHours": "6"}}}),
+                "update.auto.stableJitterHours: expected a non-negative number",
+            ),
+            (
+                json!({"update": {"auto": {"betaCheckIntervalHours": 0}}}),
+                "update.auto.betaCheckIntervalHours: expected a positive number of hours, got 0",
+            ),
+            (
+                json!({"update": {"auto": {"stableDelayHours": 1e300}}}),
+                "update.auto.stableDelayHours: expected",
+            ),
+            (
+                json!({"update": {"package": "Molt Daemon"}}),
+                "update.package: expected an npm package name",
+            ),
+            (
+                json!({"update": {"git": {"buildCommand": "cargo build --release"}}}),
+                "update.git.buildCommand: expected an argv array of strings",
+            ),
+            (
+                json!({"update": {"git": {"buildCommand": []}}}),
+                "update.git.buildCommand",
+            ),
+            (
+                json!({"update": {"git": {"buildCommand": ["a", 1]}}}),
+                "update.git.buildCommand",
+            ),
+            (
+                json!({"update": {"git": {"buildCommand": [""]}}}),
+                "update.git.buildCommand",
+            ),
+            (json!({"gateway": 5}), "gateway: expected an object, got 5"),
+            (
+                json!({"gateway": {"auth": []}}),
+                "gateway.auth: expected an object, got []",
+            ),
+            (json!([1]), "config: expected an object, got [1]"),
+        ];
+        for (value, want) in cases {
+            let got = error(value.clone());
+            assert!(got.starts_with(want), "{value}\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn plain_string_build_command_says_it_must_be_argv() {
+        let err = error(json!({"update": {"git": {"buildCommand": "make"}}}));
+        assert!(
+            err.contains("plain command string is not accepted"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn non_loopback_bind_without_auth_is_refused() {
+        let err = error(json!({"gateway": {"bind": "lan", "auth": {"mode": "none"}}}));
+        assert!(
+            err.starts_with("gateway.auth.mode: expected \"token\""),
+            "{err}"
+        );
+        assert!(err.contains("0.0.0.0"), "{err}");
+        let custom = json!({"gateway": {
+            "bind": "custom", "customBindHost": "127.0.0.2", "auth": {"mode": "none"}
+        }});
+        assert_eq!(settings(custom).gateway.auth_mode, AuthMode::None);
+        assert_eq!(
+            settings(json!({"gateway": {"auth": {"mode": "none"}}}))
+                .gateway
+                .auth_mode,
+            AuthMode::None
+        );
+        let mut s = Settings::default();
+        s.gateway.auth_mode = AuthMode::None;
+        s.gateway.bind = Bind::Lan;
+        assert!(s.check_exposure().is_err(), "flags can be re-checked");
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let err = error(json!({"gateway": {"port": "x".repeat(500)}}));
+        assert!(err.len() < 200, "{err}");
+        assert!(err.ends_with('…'), "{err}");
+    }
+
+    #[test]
+    fn npm_package_names() {
+        for ok in [
+            "moltd",
+            "molt-daemon",
+            "a.b_c",
+            "@molt/moltd",
+            "@a-b/c.d",
+            "x1",
+        ] {
+            assert!(is_valid_npm_package_name(ok), "{ok}");
+        }
+        let long = "a".repeat(215);
+        for bad in [
+            "",
+            "Moltd",
+            "molt d",
+            ".hidden",
+            "_x",
+            "-g",
+            "--prefix=/",
+            "@scope",
+            "@/x",
+            "@scope/",
+            "@s/x/y",
+            "a@1.0.0",
+            "a/b",
+            "ünï",
+            "a:b",
+            &long,
+        ] {
+            assert!(!is_valid_npm_package_name(bad), "{bad}");
+        }
+    }
+}

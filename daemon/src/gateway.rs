@@ -1,0 +1,432 @@
+//! The shared state of a running gateway: a cheap `Clone` handle around
+//! `Arc<Inner>`, plus the event bus every session subscribes to.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use molt_protocol::Scope;
+use molt_protocol::event::EventName;
+use molt_protocol::handshake::{
+    Features, GrantedAuth, HelloOk, PROTOCOL_VERSION, Policy, ServerInfo,
+};
+use molt_protocol::ids::ConnId;
+use molt_protocol::method::Method;
+use molt_protocol::status::{
+    AutoUpdateState, BuildInfo, InstallInfo, PendingWork, RestartInfo, RestartPhase,
+    RestartStrategy, StatusResult, SupervisorInfo,
+};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ConfigStore, Settings};
+use crate::env_file::Env;
+use crate::holds::Holds;
+use crate::logging::LogHub;
+use crate::paths::StatePaths;
+
+/// The version compiled into this binary (`MOLT_VERSION` at build time, for
+/// release stamping, else the crate version).
+pub const VERSION: &str = match option_env!("MOLT_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// `OPENCLAW_NO_AUTO_UPDATE`: blocks automatic applies.
+pub const NO_AUTO_UPDATE_ENV: &str = "OPENCLAW_NO_AUTO_UPDATE";
+
+const EVENT_BUS_CAPACITY: usize = 1024;
+
+/// Close code a session uses when the gateway stops (1001) or hands off to
+/// its successor (1012).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_SERVICE_RESTART: u16 = 1012;
+
+/// An event for every authenticated session.
+#[derive(Debug)]
+pub struct Broadcast {
+    pub event: EventName,
+    pub payload: Value,
+}
+
+/// Why the gateway stops, announced in the `shutdown` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopReason {
+    pub reason: String,
+    pub restart_expected_ms: Option<u64>,
+    pub close_code: u16,
+}
+
+impl StopReason {
+    /// An operator or service manager stops the gateway.
+    pub fn stop() -> Self {
+        Self {
+            reason: "stop".to_owned(),
+            restart_expected_ms: None,
+            close_code: CLOSE_GOING_AWAY,
+        }
+    }
+}
+
+/// Who is asking, for method handlers.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub conn_id: ConnId,
+    pub scopes: Vec<Scope>,
+}
+
+/// Everything fixed at start.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub version: String,
+    pub pid: u32,
+    pub started_at_ms: u64,
+    pub started: Instant,
+}
+
+impl Identity {
+    pub fn current() -> Self {
+        Self {
+            version: VERSION.to_owned(),
+            pid: std::process::id(),
+            started_at_ms: unix_ms(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// How clients authenticate.
+#[derive(Debug, Clone)]
+pub enum AuthPolicy {
+    Token(String),
+    None,
+}
+
+impl AuthPolicy {
+    pub fn accepts(&self, token: Option<&str>) -> bool {
+        match self {
+            AuthPolicy::None => true,
+            AuthPolicy::Token(expected) => {
+                token.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()))
+            }
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub struct GatewayParts {
+    pub identity: Identity,
+    pub paths: StatePaths,
+    pub config: ConfigStore,
+    pub settings: Settings,
+    pub env: Env,
+    pub auth: AuthPolicy,
+    pub listen: SocketAddr,
+    pub install: InstallInfo,
+    pub supervisor: SupervisorInfo,
+    pub strategy: RestartStrategy,
+    pub logs: LogHub,
+}
+
+struct Inner {
+    identity: Identity,
+    paths: StatePaths,
+    config: Mutex<ConfigStore>,
+    settings: Mutex<Settings>,
+    env: Mutex<Env>,
+    auth: AuthPolicy,
+    listen: SocketAddr,
+    install: InstallInfo,
+    supervisor: SupervisorInfo,
+    strategy: RestartStrategy,
+    logs: LogHub,
+    events: broadcast::Sender<Arc<Broadcast>>,
+    holds: Mutex<Holds>,
+    connections: AtomicU32,
+    in_flight: AtomicU32,
+    next_conn: AtomicU32,
+    stop_reason: Mutex<Option<StopReason>>,
+    /// Cancelled when the gateway stops accepting.
+    stopping: CancellationToken,
+    /// Cancelled when sessions must close (after in-flight work drained).
+    sessions_stop: CancellationToken,
+    /// Request handlers, drained on stop.
+    requests: TaskTracker,
+}
+
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    pub fn new(parts: GatewayParts) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                identity: parts.identity,
+                paths: parts.paths,
+                config: Mutex::new(parts.config),
+                settings: Mutex::new(parts.settings),
+                env: Mutex::new(parts.env),
+                auth: parts.auth,
+                listen: parts.listen,
+                install: parts.install,
+                supervisor: parts.supervisor,
+                strategy: parts.strategy,
+                logs: parts.logs,
+                events: broadcast::channel(EVENT_BUS_CAPACITY).0,
+                holds: Mutex::new(Holds::default()),
+                connections: AtomicU32::new(0),
+                in_flight: AtomicU32::new(0),
+                next_conn: AtomicU32::new(0),
+                stop_reason: Mutex::new(None),
+                stopping: CancellationToken::new(),
+                sessions_stop: CancellationToken::new(),
+                requests: TaskTracker::new(),
+            }),
+        }
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    pub fn paths(&self) -> &StatePaths {
+        &self.inner.paths
+    }
+
+    pub fn auth(&self) -> &AuthPolicy {
+        &self.inner.auth
+    }
+
+    pub fn logs(&self) -> &LogHub {
+        &self.inner.logs
+    }
+
+    pub fn config(&self) -> std::sync::MutexGuard<'_, ConfigStore> {
+        self.inner.config.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.inner
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_settings(&self, settings: Settings) {
+        *self
+            .inner
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    pub fn holds(&self) -> std::sync::MutexGuard<'_, Holds> {
+        self.inner.holds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        let n = self.inner.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
+        ConnId(format!("{}-{n}", self.inner.identity.pid))
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Broadcast>> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn broadcast(&self, event: EventName, payload: impl Serialize) {
+        let payload = serde_json::to_value(payload).unwrap_or(Value::Null);
+        // No sessions is normal.
+        let _ = self
+            .inner
+            .events
+            .send(Arc::new(Broadcast { event, payload }));
+    }
+
+    /// Counts a connection for as long as the guard lives.
+    pub fn connection_guard(&self) -> CountGuard {
+        CountGuard::new(self.clone(), |inner| &inner.connections)
+    }
+
+    /// Counts an in-flight request for as long as the guard lives.
+    pub fn request_guard(&self) -> CountGuard {
+        CountGuard::new(self.clone(), |inner| &inner.in_flight)
+    }
+
+    pub fn requests(&self) -> &TaskTracker {
+        &self.inner.requests
+    }
+
+    pub fn sessions_stop(&self) -> &CancellationToken {
+        &self.inner.sessions_stop
+    }
+
+    /// Begins an orderly stop; the first reason given wins.
+    pub fn stop(&self, reason: StopReason) {
+        let mut slot = self
+            .inner
+            .stop_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+        }
+        self.inner.stopping.cancel();
+    }
+
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.inner.stopping
+    }
+
+    pub fn stop_reason(&self) -> StopReason {
+        self.inner
+            .stop_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(StopReason::stop)
+    }
+
+    /// The close code sessions send when the gateway stops.
+    pub fn close_code(&self) -> u16 {
+        self.stop_reason().close_code
+    }
+
+    /// Pending work that defers a restart. `exclude` requests are the
+    /// caller's own (they must not defer themselves).
+    pub fn pending_work(&self, exclude: u32) -> PendingWork {
+        PendingWork {
+            in_flight_requests: self
+                .inner
+                .in_flight
+                .load(Ordering::Relaxed)
+                .saturating_sub(exclude),
+            holds: self.holds().active(Instant::now()),
+            update_steps: 0,
+        }
+    }
+
+    /// The kill switch: `(blocked, source)`.
+    pub fn auto_update_state(&self) -> AutoUpdateState {
+        let settings = self.settings();
+        let env = self.inner.env.lock().unwrap_or_else(|e| e.into_inner());
+        let blocked = env
+            .get(NO_AUTO_UPDATE_ENV)
+            .is_some_and(crate::env_file::is_truthy);
+        AutoUpdateState {
+            enabled: settings.update.auto.enabled,
+            channel: settings.update.channel,
+            blocked_by: blocked.then(|| "env".to_owned()),
+            source: if blocked {
+                env.source(NO_AUTO_UPDATE_ENV)
+            } else {
+                None
+            },
+            next_check_at: None,
+            next_apply_at: None,
+        }
+    }
+
+    /// The `status` result; `exclude` as in [`Gateway::pending_work`].
+    pub fn status(&self, exclude: u32) -> StatusResult {
+        let id = &self.inner.identity;
+        StatusResult {
+            version: id.version.clone(),
+            build: BuildInfo {
+                version: id.version.clone(),
+                protocol: PROTOCOL_VERSION,
+                profile: if cfg!(debug_assertions) {
+                    "debug".to_owned()
+                } else {
+                    "release".to_owned()
+                },
+            },
+            pid: id.pid,
+            started_at: id.started_at_ms,
+            uptime_ms: id.uptime_ms(),
+            listen: self.inner.listen.to_string(),
+            state_dir: self.inner.paths.state_dir.display().to_string(),
+            install: self.inner.install.clone(),
+            supervisor: self.inner.supervisor.clone(),
+            restart: RestartInfo {
+                strategy: self.inner.strategy,
+                phase: RestartPhase::Idle,
+                reason: None,
+                fire_at: None,
+                forced: false,
+                last_failure: None,
+            },
+            pending_work: self.pending_work(exclude),
+            auto: self.auto_update_state(),
+            update_available: None,
+            latest_run: None,
+            connections: self.inner.connections.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn hello(&self, protocol: u32, conn_id: ConnId, scopes: Vec<Scope>) -> HelloOk {
+        HelloOk {
+            kind: "hello-ok".to_owned(),
+            protocol,
+            server: ServerInfo {
+                version: self.inner.identity.version.clone(),
+                conn_id,
+            },
+            features: Features {
+                methods: crate::methods::SERVED
+                    .iter()
+                    .map(|m: &Method| m.as_str().to_owned())
+                    .collect(),
+                events: EventName::ALL
+                    .iter()
+                    .map(|e| e.as_str().to_owned())
+                    .collect(),
+            },
+            snapshot: self.status(0),
+            auth: GrantedAuth {
+                role: "operator".to_owned(),
+                scopes,
+            },
+            policy: Policy::default(),
+        }
+    }
+}
+
+/// Decrements its counter when dropped, so every exit path is counted.
+pub struct CountGuard {
+    gateway: Gateway,
+    counter: fn(&Inner) -> &AtomicU32,
+}
+
+impl CountGuard {
+    fn new(gateway: Gateway, counter: fn(&Inner) -> &AtomicU32) -> Self {
+        counter(&gateway.inner).fetch_add(1, Ordering::Relaxed);
+        Self { gateway, counter }
+    }
+}
+
+impl Drop for CountGuard {
+    fn drop(&mut self) {
+        (self.counter)(&self.gateway.inner).fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,162 @@
+//! Logging: stderr, a daily rolling file in `<state>/logs/`, and a hub that
+//! streams each formatted line to `logs.tail` followers.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use tokio::sync::broadcast;
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, fmt};
+
+/// File name prefix of the rolling log: `moltd.log.YYYY-MM-DD`.
+pub const LOG_FILE_PREFIX: &str = "moltd.log";
+const HUB_CAPACITY: usize = 1024;
+
+/// Fan-out of formatted log lines to followers.
+#[derive(Clone, Debug)]
+pub struct LogHub {
+    lines: broadcast::Sender<String>,
+}
+
+impl Default for LogHub {
+    fn default() -> Self {
+        Self {
+            lines: broadcast::channel(HUB_CAPACITY).0,
+        }
+    }
+}
+
+impl LogHub {
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.lines.subscribe()
+    }
+
+    pub fn publish(&self, line: &str) {
+        // No followers is the normal case, not an error.
+        let _ = self.lines.send(line.trim_end().to_owned());
+    }
+}
+
+impl io::Write for LogHub {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // The fmt layer writes each event as one buffer.
+        for line in String::from_utf8_lossy(buf).lines() {
+            self.publish(line);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for LogHub {
+    type Writer = LogHub;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Installs the global subscriber: stderr, the daily file and the hub, all
+/// filtered by `MOLT_LOG` (default `info`). Keep the guard alive until exit so
+/// buffered file lines are flushed.
+pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
+    crate::fsutil::ensure_private_dir(logs_dir)?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(LOG_FILE_PREFIX)
+        .build(logs_dir)
+        .map_err(|e| io::Error::other(format!("log dir {}: {e}", logs_dir.display())))?;
+    let (file_writer, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_env("MOLT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(io::stderr))
+        .with(fmt::layer().with_ansi(false).with_writer(file_writer))
+        .with(fmt::layer().with_ansi(false).with_writer(hub.clone()))
+        .init();
+    Ok(guard)
+}
+
+/// The newest rolling log file in `logs_dir`, if any.
+pub fn current_log_file(logs_dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(logs_dir).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(LOG_FILE_PREFIX))
+        // Date-suffixed names sort chronologically.
+        .max_by_key(|e| e.file_name())
+        .map(|e| e.path())
+}
+
+/// The last `n` lines of `path`, reading backwards so a large log costs
+/// only what is returned.
+pub fn tail_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut pos = len;
+    let mut buf: Vec<u8> = Vec::new();
+    while pos > 0 && bytecount_newlines(&buf) <= n {
+        let step = CHUNK.min(pos);
+        pos -= step;
+        file.seek(SeekFrom::Start(pos))?;
+        let mut chunk = vec![0; step as usize];
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&buf);
+        buf = chunk;
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
+    let skip = lines.len().saturating_sub(n);
+    Ok(lines[skip..].iter().map(|l| (*l).to_owned()).collect())
+}
+
+fn bytecount_newlines(buf: &[u8]) -> usize {
+    buf.iter().filter(|&&b| b == b'\n').count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn tail_returns_the_last_lines_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moltd.log.2026-11-24");
+        let mut f = File::create(&path).unwrap();
+        for i in 0..20_000 {
+            writeln!(f, "line {i:05} {}", "x".repeat(20)).unwrap();
+        }
+        let tail = tail_lines(&path, 3).unwrap();
+        assert_eq!(tail.len(), 3);
+        assert!(tail[0].starts_with("line 19997"));
+        assert!(tail[2].starts_with("line 19999"));
+        assert_eq!(tail_lines(&path, 50_000).unwrap().len(), 20_000);
+    }
+
+    #[test]
+    fn newest_log_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["moltd.log.2026-11-23", "moltd.log.2026-11-24", "other.txt"] {
+            File::create(dir.path().join(name)).unwrap();
+        }
+        let newest = current_log_file(dir.path()).unwrap();
+        assert!(newest.ends_with("moltd.log.2026-11-24"));
+    }
+
+    #[test]
+    fn hub_splits_buffers_into_lines() {
+        let mut hub = LogHub::default();
+        let mut rx = hub.subscribe();
+        io::Write::write_all(&mut hub, b"one\ntwo\n").unwrap();
+        assert_eq!(rx.try_recv().unwrap(), "one");
+        assert_eq!(rx.try_recv().unwrap(), "two");
+    }
+}

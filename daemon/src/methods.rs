@@ -1,0 +1,182 @@
+//! Method handlers: a typed request in, a JSON result or a typed error out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use molt_protocol::Request;
+use molt_protocol::error::ErrorShape;
+use molt_protocol::event::{ConfigChanged, EventName};
+use molt_protocol::method::{
+    ConfigGetResult, ConfigPatchParams, ConfigPatchResult, HealthResult, HoldAcquireParams,
+    HoldAcquireResult, HoldReleaseParams, HoldReleaseResult, LogsTailParams, LogsTailResult,
+    Method,
+};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::PatchError;
+use crate::gateway::{Caller, Gateway, unix_ms};
+use crate::logging;
+
+/// The methods this gateway serves (advertised in `hello-ok`).
+pub const SERVED: &[Method] = &[
+    Method::Health,
+    Method::Status,
+    Method::ConfigGet,
+    Method::ConfigPatch,
+    Method::HoldAcquire,
+    Method::HoldRelease,
+    Method::LogsTail,
+];
+
+const DEFAULT_TAIL_LINES: u32 = 100;
+const MAX_TAIL_LINES: u32 = 5000;
+
+/// Per-session switches a handler may flip.
+#[derive(Debug, Default, Clone)]
+pub struct SessionFlags {
+    pub follow_logs: Arc<AtomicBool>,
+}
+
+/// Checks the caller's scope, then runs the handler.
+pub async fn dispatch(
+    gw: &Gateway,
+    caller: &Caller,
+    flags: &SessionFlags,
+    request: Request,
+) -> Result<Value, ErrorShape> {
+    let method = request.method();
+    let required = method.required_scope();
+    if !caller.scopes.iter().any(|s| s.satisfies(required)) {
+        return Err(ErrorShape::missing_scope(required, &[required]));
+    }
+    match request {
+        Request::Connect(_) => Err(ErrorShape::invalid_request(
+            "already connected: connect is only valid as the first request",
+        )),
+        Request::Health => to_value(health(gw)),
+        Request::Status => to_value(gw.status(1)),
+        Request::ConfigGet => config_get(gw),
+        Request::ConfigPatch(params) => config_patch(gw, params),
+        Request::HoldAcquire(params) => hold_acquire(gw, params),
+        Request::HoldRelease(params) => to_value(hold_release(gw, params)),
+        Request::LogsTail(params) => logs_tail(gw, flags, params).await,
+        other => Err(ErrorShape::invalid_request(format!(
+            "method {} is not served by this gateway",
+            other.method().as_str()
+        ))),
+    }
+}
+
+fn to_value(value: impl Serialize) -> Result<Value, ErrorShape> {
+    serde_json::to_value(value).map_err(|e| ErrorShape::internal(e.to_string()))
+}
+
+fn health(gw: &Gateway) -> HealthResult {
+    let id = gw.identity();
+    HealthResult {
+        ok: true,
+        status: "live".to_owned(),
+        version: id.version.clone(),
+        pid: id.pid,
+        uptime_ms: id.uptime_ms(),
+    }
+}
+
+fn config_get(gw: &Gateway) -> Result<Value, ErrorShape> {
+    let mut store = gw.config();
+    // Hand edits since the last read are served, not a stale copy.
+    if let Err(e) = store.reload() {
+        return Err(ErrorShape::internal(e.to_string()));
+    }
+    let (config, hash) = store.get();
+    to_value(ConfigGetResult {
+        path: store.path().display().to_string(),
+        config,
+        hash,
+    })
+}
+
+fn config_patch(gw: &Gateway, params: ConfigPatchParams) -> Result<Value, ErrorShape> {
+    let (outcome, settings) = {
+        let mut store = gw.config();
+        let outcome = store.patch(&params.raw, &params.base_hash);
+        (outcome, store.settings())
+    };
+    let outcome = outcome.map_err(|e| match e {
+        PatchError::Conflict { ref current_hash } => {
+            ErrorShape::conflict(e.to_string()).with_details(json!({ "currentHash": current_hash }))
+        }
+        PatchError::Write(_) | PatchError::Disk(_) => {
+            ErrorShape::internal(format!("config not written: {e}"))
+        }
+        PatchError::InvalidPatch(_) | PatchError::Invalid(_) => {
+            ErrorShape::invalid_request(e.to_string())
+        }
+    })?;
+    if let Ok(settings) = settings {
+        gw.set_settings(settings);
+    }
+    tracing::info!(paths = ?outcome.changed_paths, "config patched");
+    if !outcome.changed_paths.is_empty() {
+        gw.broadcast(
+            EventName::ConfigChanged,
+            ConfigChanged {
+                hash: outcome.hash.clone(),
+                changed_paths: outcome.changed_paths.clone(),
+            },
+        );
+    }
+    to_value(ConfigPatchResult {
+        config: outcome.config,
+        hash: outcome.hash,
+        changed_paths: outcome.changed_paths,
+        restart: None,
+    })
+}
+
+fn hold_acquire(gw: &Gateway, params: HoldAcquireParams) -> Result<Value, ErrorShape> {
+    let now = Instant::now();
+    let (hold_id, expires) = gw
+        .holds()
+        .acquire(now, &params.reason, Duration::from_millis(params.ttl_ms))
+        .map_err(|e| ErrorShape::invalid_request(format!("gateway.hold.acquire: {e}")))?;
+    tracing::info!(%hold_id, reason = %params.reason, ttl_ms = params.ttl_ms, "hold acquired");
+    to_value(HoldAcquireResult {
+        hold_id,
+        expires_at: unix_ms() + expires.duration_since(now).as_millis() as u64,
+    })
+}
+
+fn hold_release(gw: &Gateway, params: HoldReleaseParams) -> HoldReleaseResult {
+    let released = gw.holds().release(Instant::now(), &params.hold_id);
+    tracing::info!(hold_id = %params.hold_id, released, "hold release");
+    HoldReleaseResult { released }
+}
+
+async fn logs_tail(
+    gw: &Gateway,
+    flags: &SessionFlags,
+    params: LogsTailParams,
+) -> Result<Value, ErrorShape> {
+    let count = params
+        .lines
+        .unwrap_or(DEFAULT_TAIL_LINES)
+        .min(MAX_TAIL_LINES) as usize;
+    let file = logging::current_log_file(&gw.paths().logs_dir);
+    let lines = match file.clone() {
+        Some(path) => tokio::task::spawn_blocking(move || logging::tail_lines(&path, count))
+            .await
+            .map_err(|e| ErrorShape::internal(e.to_string()))?
+            .map_err(|e| ErrorShape::internal(format!("log file not readable: {e}")))?,
+        None => Vec::new(),
+    };
+    let following = params.follow.unwrap_or(false);
+    flags.follow_logs.store(following, Ordering::Relaxed);
+    to_value(LogsTailResult {
+        file: file.map(|f| f.display().to_string()),
+        lines,
+        following,
+    })
+}

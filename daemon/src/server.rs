@@ -1,0 +1,93 @@
+//! The accept loop: one task per connection, a connection cap, backoff on
+//! accept errors, and an orderly drain on stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use molt_protocol::event::{EventName, Shutdown};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+use crate::gateway::{Gateway, StopReason};
+use crate::session;
+
+/// Connections served at once; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 512;
+/// How long a stop waits for in-flight requests before closing sessions.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `listener` until `stop` is cancelled, then drains: stops
+/// accepting, announces `shutdown`, lets in-flight requests finish
+/// (bounded), closes every session with the gateway's close code.
+pub async fn serve(listener: TcpListener, gw: Gateway, shutdown: impl Future<Output = ()>) {
+    let stop = gw.stopping().clone();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let sessions = TaskTracker::new();
+    let mut backoff = Duration::from_millis(10);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            () = &mut shutdown => {
+                gw.stop(StopReason::stop());
+                break;
+            }
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(10);
+                pair
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed; backing off {backoff:?}");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gw.clone();
+        sessions.spawn(async move {
+            session::serve_connection(stream, peer, gw).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+
+    let why = gw.stop_reason();
+    tracing::info!(reason = %why.reason, "stopping: draining in-flight requests");
+    gw.broadcast(
+        EventName::Shutdown,
+        Shutdown {
+            reason: why.reason,
+            restart_expected_ms: why.restart_expected_ms,
+        },
+    );
+    gw.requests().close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, gw.requests().wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
+    }
+    gw.sessions_stop().cancel();
+    sessions.close();
+    if tokio::time::timeout(Duration::from_secs(5), sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("sessions did not close in time");
+    }
+}

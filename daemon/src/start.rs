@@ -1,0 +1,284 @@
+//! Startup in the order of SPEC §4: config → lock → bind → serve. Every
+//! refusal happens before any heavy work and maps to an exit code.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use molt_protocol::status::RestartStrategy;
+use tokio::net::TcpListener;
+
+use crate::config::{AuthMode, ConfigError, ConfigStore, PatchError, Settings};
+use crate::env_file::{Env, is_truthy, read_env_file};
+use crate::gateway::{AuthPolicy, Gateway, GatewayParts, Identity, VERSION};
+use crate::lock::{GatewayLock, LockError, LockInfo};
+use crate::logging::LogHub;
+use crate::paths::{PathsError, StatePaths};
+use crate::{install, server, supervisor};
+
+/// Exit code for refusals a supervisor must not retry
+/// (`RestartPreventExitStatus=78`, `EX_CONFIG`).
+pub const EXIT_CONFIG: i32 = 78;
+
+#[derive(Parser, Debug, Clone, Default)]
+#[command(
+    name = "moltd",
+    version = VERSION,
+    about = "The molt gateway daemon: updates and restarts itself without going dark.",
+    after_help = "Prints `READY <addr> <version> <pid>` on stdout once it serves.\n\
+                  Exit codes: 0 stopped cleanly, 1 unexpected error, 78 refused to start \
+                  (config, lock or port held, unsafe bind) - do not restart."
+)]
+pub struct Options {
+    /// Port to listen on (0 = any free port; the READY line tells which).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Bind mode (`loopback`, `lan`) or an IP address.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// State directory (default $OPENCLAW_STATE_DIR, else ~/.openclaw).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Name the supervisor that restarts moltd (`systemd`, `launchd`, any
+    /// name, or `none`).
+    #[arg(long)]
+    pub supervisor: Option<String>,
+    /// How to restart: hand off to a successor, exit for the supervisor,
+    /// or exec in place.
+    #[arg(long, value_enum)]
+    pub restart_mode: Option<RestartMode>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartMode {
+    Respawn,
+    Supervised,
+    Exec,
+}
+
+impl From<RestartMode> for RestartStrategy {
+    fn from(mode: RestartMode) -> Self {
+        match mode {
+            RestartMode::Respawn => RestartStrategy::Respawn,
+            RestartMode::Supervised => RestartStrategy::Supervised,
+            RestartMode::Exec => RestartStrategy::Exec,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{path}: {source}")]
+    EnvFile { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("port {port} on {host} is in use by another process")]
+    PortBusy { host: IpAddr, port: u16 },
+    #[error(
+        "refusing to listen on {host} without authentication: set gateway.auth.mode to \"token\" \
+         or bind to loopback"
+    )]
+    UnsafeBind { host: IpAddr },
+    #[error("--bind {0}: expected loopback, lan or an IP address")]
+    BadBind(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot store the generated token in {path}: {source}")]
+    StoreToken {
+        path: PathBuf,
+        source: Box<PatchError>,
+    },
+}
+
+impl StartError {
+    /// 78 for refusals that a restart would only repeat.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Bind { .. } => 1,
+            _ => EXIT_CONFIG,
+        }
+    }
+}
+
+/// A gateway that holds its lock and its listener, ready to serve.
+pub struct Prepared {
+    gateway: Gateway,
+    listener: TcpListener,
+    addr: SocketAddr,
+    /// Held for the process lifetime.
+    _lock: GatewayLock,
+}
+
+impl Prepared {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// `READY <addr> <version> <pid>`.
+    pub fn ready_line(&self) -> String {
+        let id = self.gateway.identity();
+        format!("READY {} {} {}", self.addr, id.version, id.pid)
+    }
+
+    /// Serves until `shutdown` completes or the gateway stops itself.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        let Prepared {
+            gateway,
+            listener,
+            _lock,
+            ..
+        } = self;
+        server::serve(listener, gateway, shutdown).await;
+        drop(_lock);
+    }
+}
+
+/// Reads config, takes the lock, binds. `process_env` is the process
+/// environment (injected so tests do not depend on the caller's).
+pub async fn prepare(
+    options: &Options,
+    process_env: HashMap<String, String>,
+    logs: LogHub,
+) -> Result<Prepared, StartError> {
+    let identity = Identity::current();
+    let lookup = |key: &str| process_env.get(key).cloned();
+    let paths = StatePaths::resolve(options.state_dir.as_deref(), &lookup)?;
+    crate::fsutil::ensure_private_dir(&paths.state_dir).map_err(|source| StartError::EnvFile {
+        path: paths.state_dir.clone(),
+        source,
+    })?;
+    let env_file = read_env_file(&paths.env_path).map_err(|source| StartError::EnvFile {
+        path: paths.env_path.clone(),
+        source,
+    })?;
+    let env = Env::new(process_env.clone(), env_file);
+    let mut config = ConfigStore::open(&paths.config_path)?;
+    let settings = config.settings()?;
+
+    let port = options.port.unwrap_or(settings.gateway.port);
+    let host = bind_host(options.bind.as_deref(), &settings)?;
+
+    if settings.gateway.auth_mode == AuthMode::None && !host.is_loopback() {
+        return Err(StartError::UnsafeBind { host });
+    }
+
+    let mut lock = GatewayLock::acquire(
+        &paths.lock_path,
+        LockInfo {
+            pid: identity.pid,
+            started_at: identity.started_at_ms,
+            port,
+            version: identity.version.clone(),
+        },
+    )?;
+
+    let auth = auth_policy(&settings, &env, &mut config, &paths)?;
+
+    let addr = SocketAddr::new(host, port);
+    let listener = TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == io::ErrorKind::AddrInUse {
+            StartError::PortBusy { host, port }
+        } else {
+            StartError::Bind { addr, source }
+        }
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    if addr.port() != port {
+        lock.set_port(addr.port())?;
+    }
+
+    let surroundings = supervisor::Surroundings::probe(options.supervisor.clone(), &lookup);
+    let supervisor_info = supervisor::detect(&surroundings);
+    let strategy = supervisor::strategy(
+        &supervisor_info,
+        options.restart_mode.map(Into::into),
+        env.get("OPENCLAW_NO_RESPAWN").is_some_and(is_truthy),
+    );
+    let install = install::detect(
+        install::stable_entrypoint().as_deref(),
+        surroundings.container.as_deref(),
+    );
+    tracing::info!(
+        %addr, version = %identity.version, surface = ?install.surface,
+        supervisor = ?supervisor_info.kind, ?strategy, "gateway prepared"
+    );
+
+    let gateway = Gateway::new(GatewayParts {
+        identity,
+        paths,
+        config,
+        settings,
+        env,
+        auth,
+        listen: addr,
+        install,
+        supervisor: supervisor_info,
+        strategy,
+        logs,
+    });
+    Ok(Prepared {
+        gateway,
+        listener,
+        addr,
+        _lock: lock,
+    })
+}
+
+fn bind_host(flag: Option<&str>, settings: &Settings) -> Result<IpAddr, StartError> {
+    match flag {
+        None => Ok(settings.bind_addr()),
+        Some("loopback") => Ok(IpAddr::from([127, 0, 0, 1])),
+        Some("lan") => Ok(IpAddr::from([0, 0, 0, 0])),
+        Some(other) => other
+            .parse()
+            .map_err(|_| StartError::BadBind(other.to_owned())),
+    }
+}
+
+/// Token from `OPENCLAW_GATEWAY_TOKEN`, else config, else generated once
+/// and stored (0600) so the console on this host finds it.
+fn auth_policy(
+    settings: &Settings,
+    env: &Env,
+    config: &mut ConfigStore,
+    paths: &StatePaths,
+) -> Result<AuthPolicy, StartError> {
+    if settings.gateway.auth_mode == AuthMode::None {
+        return Ok(AuthPolicy::None);
+    }
+    if let Some(token) = env.get("OPENCLAW_GATEWAY_TOKEN").filter(|t| !t.is_empty()) {
+        return Ok(AuthPolicy::Token(token.to_owned()));
+    }
+    if let Some(token) = settings
+        .gateway
+        .auth_token
+        .clone()
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(AuthPolicy::Token(token));
+    }
+    let token = crate::config::generate_token();
+    config
+        .set_path(
+            "gateway.auth.token",
+            serde_json::Value::String(token.clone()),
+        )
+        .map_err(|source| StartError::StoreToken {
+            path: paths.config_path.clone(),
+            source: Box::new(source),
+        })?;
+    tracing::info!(path = %paths.config_path.display(), "generated a gateway token and stored it");
+    Ok(AuthPolicy::Token(token))
+}

@@ -1,0 +1,251 @@
+//! The real `moltd` binary: READY line, refusals with exit 78 that name
+//! the problem, token generation, and SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const MOLTD: &str = env!("CARGO_BIN_EXE_moltd");
+
+struct Running {
+    child: Child,
+    addr: String,
+    pid: u32,
+    version: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moltd(state: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(MOLTD);
+    cmd.arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .env_remove("OPENCLAW_CONFIG_PATH")
+        .env_remove("OPENCLAW_STATE_DIR")
+        .env_remove("NOTIFY_SOCKET")
+        .env("MOLT_LOG", "info");
+    cmd
+}
+
+/// Starts moltd and waits for its READY line (the real readiness signal).
+fn start(state: &Path, args: &[&str]) -> Running {
+    let mut child = moltd(state, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moltd starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(parts.first(), Some(&"READY"), "first stdout line: {line:?}");
+    assert_eq!(parts.len(), 4, "READY <addr> <version> <pid>: {line:?}");
+    Running {
+        addr: parts[1].to_owned(),
+        version: parts[2].to_owned(),
+        pid: parts[3].parse().unwrap(),
+        child,
+    }
+}
+
+/// Runs moltd expecting it to refuse; returns (exit code, stderr).
+fn refused(state: &Path, args: &[&str]) -> (i32, String) {
+    let out = moltd(state, args).stdin(Stdio::null()).output().unwrap();
+    assert!(
+        out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("READY"),
+        "a refused start never prints READY"
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ready_line_names_addr_version_and_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path(), &["--port", "0"]);
+    assert_eq!(running.pid, running.child.id());
+    assert_eq!(running.version, env!("CARGO_PKG_VERSION"));
+    assert!(running.addr.starts_with("127.0.0.1:"));
+    assert_ne!(running.addr, "127.0.0.1:0");
+    std::net::TcpStream::connect(&running.addr).expect("port accepts");
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("gateway.lock")).unwrap())
+            .unwrap();
+    assert_eq!(lock["pid"], running.pid);
+    assert_eq!(
+        lock["port"].as_u64().unwrap().to_string(),
+        running.addr.rsplit(':').next().unwrap(),
+        "the lock records the real port"
+    );
+}
+
+#[test]
+fn version_flag_prints_the_compiled_version() {
+    let out = Command::new(MOLTD).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("moltd {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn a_second_moltd_on_the_same_state_dir_exits_78_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(dir.path(), &["--port", "0"]);
+    let (code, stderr) = refused(dir.path(), &["--port", "0"]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", first.pid)), "{stderr}");
+    // The holder is unharmed.
+    std::net::TcpStream::connect(&first.addr).expect("first still serves");
+}
+
+#[test]
+fn a_busy_port_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port().to_string();
+    let (code, stderr) = refused(dir.path(), &["--port", &port]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains(&format!("port {port}")), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+}
+
+#[test]
+fn a_config_that_does_not_parse_exits_78_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("openclaw.json");
+    std::fs::write(&config, "{\n  \"gateway\": {\n    \"port\": ,\n  }\n}\n").unwrap();
+    let (code, stderr) = refused(dir.path(), &["--port", "0"]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains(&config.display().to_string()), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "{\n  \"gateway\": {\n    \"port\": ,\n  }\n}\n",
+        "the broken config is left for the operator to fix"
+    );
+}
+
+#[test]
+fn a_config_with_a_bad_value_exits_78_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("openclaw.json"),
+        r#"{"gateway": {"bind": "everywhere"}}"#,
+    )
+    .unwrap();
+    let (code, stderr) = refused(dir.path(), &["--port", "0"]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("gateway.bind"), "{stderr}");
+}
+
+#[test]
+fn json5_config_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("openclaw.json"),
+        "// operator notes\n{ gateway: { auth: { token: 'from-json5', }, }, }\n",
+    )
+    .unwrap();
+    let running = start(dir.path(), &["--port", "0"]);
+    assert!(running.pid > 0);
+}
+
+#[test]
+fn a_non_loopback_bind_without_auth_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("openclaw.json"),
+        r#"{"gateway": {"bind": "lan", "auth": {"mode": "none"}}}"#,
+    )
+    .unwrap();
+    let (code, stderr) = refused(dir.path(), &["--port", "0"]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("gateway.auth.mode"), "{stderr}");
+    assert!(stderr.contains("without auth"), "{stderr}");
+
+    // The same through the --bind flag over a loopback config.
+    std::fs::write(
+        dir.path().join("openclaw.json"),
+        r#"{"gateway": {"auth": {"mode": "none"}}}"#,
+    )
+    .unwrap();
+    let (code, stderr) = refused(dir.path(), &["--port", "0", "--bind", "lan"]);
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("without authentication"), "{stderr}");
+}
+
+#[test]
+fn a_token_is_generated_once_and_stored_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("openclaw.json");
+    let token = {
+        let _running = start(dir.path(), &["--port", "0"]);
+        let value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+        value["gateway"]["auth"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(token.len() >= 32);
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let _again = start(dir.path(), &["--port", "0"]);
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(
+        value["gateway"]["auth"]["token"],
+        token.as_str(),
+        "kept across starts"
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_frees_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = start(dir.path(), &["--port", "0"]);
+    let status = Command::new("kill")
+        .args(["-TERM", &running.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = running.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+    // The lock is free: a new gateway starts on the same state dir.
+    let next = start(dir.path(), &["--port", "0"]);
+    assert!(next.pid != running.pid);
+}
+
+#[test]
+fn logs_go_to_a_daily_file_in_the_state_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = start(dir.path(), &["--port", "0"]);
+    Command::new("kill")
+        .args(["-TERM", &running.pid.to_string()])
+        .status()
+        .unwrap();
+    running.child.wait().unwrap();
+    let logs: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert!(logs[0].starts_with("moltd.log."), "{logs:?}");
+    let text = std::fs::read_to_string(dir.path().join("logs").join(&logs[0])).unwrap();
+    assert!(text.contains("READY"), "{text}");
+    assert!(text.contains("stopped"), "{text}");
+}

@@ -1,0 +1,102 @@
+//! The npm package that ships moltd: packing (through the real
+//! `scripts/pack-moltd.sh`), publishing and dist-tags (through the real
+//! `npm`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::{COMMAND_TIMEOUT, run};
+use crate::registry::Registry;
+use crate::tools::repo_root;
+
+/// Package name used by the tests (scoped names work in verdaccio).
+pub const DEFAULT_PACKAGE: &str = "@molt/moltd";
+
+/// The bin entry the package declares.
+pub const BIN_NAME: &str = "moltd";
+
+/// Packs `binary` as `package@version` with `scripts/pack-moltd.sh` into
+/// `out_dir`; returns the tarball path.
+pub fn pack_moltd(binary: &Path, version: &str, out_dir: &Path, package: &str) -> Result<PathBuf> {
+    let script = repo_root().join("scripts/pack-moltd.sh");
+    let out = run(
+        Command::new("bash")
+            .arg(&script)
+            .arg(binary)
+            .arg(version)
+            .arg(out_dir)
+            .arg(package),
+        COMMAND_TIMEOUT,
+    )?;
+    let tarball = PathBuf::from(out.stdout.trim());
+    if !tarball.is_file() {
+        bail!(
+            "pack-moltd.sh printed {:?}, which is not a file\n{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    Ok(tarball)
+}
+
+/// Writes an executable `#!/bin/sh` stand-in for moltd at `path`: prints
+/// `moltd <version>` for `--version` (and for no arguments), exits 2
+/// otherwise.
+pub fn write_fake_moltd(path: &Path, version: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let script = format!(
+        "#!/bin/sh\n\
+         case \"$1\" in\n  \
+           --version|'') echo 'moltd {version}' ;;\n  \
+           *) echo \"fake moltd {version}: unknown argument $1\" >&2; exit 2 ;;\n\
+         esac\n"
+    );
+    std::fs::write(path, script).with_context(|| format!("write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// `npm publish <package>` to `registry` as its user. `package` is a package
+/// directory or a tarball. Without `dist_tag` npm tags it `latest` (npm
+/// refuses prerelease versions without an explicit tag).
+pub fn publish(registry: &Registry, package: &Path, dist_tag: Option<&str>) -> Result<()> {
+    // Absolute: npm reads a relative `dir/name.tgz` as a GitHub shorthand.
+    let package = std::path::absolute(package)?;
+    let mut cmd = npm(registry);
+    cmd.arg("publish").arg(&package).arg("--ignore-scripts");
+    if let Some(tag) = dist_tag {
+        cmd.arg("--tag").arg(tag);
+    }
+    run(&mut cmd, COMMAND_TIMEOUT)?;
+    Ok(())
+}
+
+/// `npm dist-tag add <spec> <tag>`, `spec` being `name@version`.
+pub fn dist_tag_add(registry: &Registry, spec: &str, tag: &str) -> Result<()> {
+    run(
+        npm(registry).arg("dist-tag").arg("add").arg(spec).arg(tag),
+        COMMAND_TIMEOUT,
+    )?;
+    Ok(())
+}
+
+/// The system npm configured for `registry` only: its npmrc as user config,
+/// its URL, its private cache; run from the registry dir so that no project
+/// `.npmrc` applies.
+pub(crate) fn npm(registry: &Registry) -> Command {
+    let mut cmd = Command::new(&registry.tools().npm);
+    cmd.envs(registry.client_env())
+        .current_dir(registry.dir())
+        .arg("--registry")
+        .arg(registry.url())
+        .arg("--userconfig")
+        .arg(registry.userconfig())
+        .arg("--cache")
+        .arg(registry.npm_cache());
+    cmd
+}

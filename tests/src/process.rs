@@ -1,0 +1,134 @@
+//! Running external commands (npm, pnpm, bun, scripts) with a deadline and
+//! captured output, so a failing or hanging tool shows up as a readable error.
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Default deadline for one package-manager command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A finished command.
+#[derive(Debug)]
+pub struct CmdOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+/// Runs `cmd` (stdin null, stdout/stderr captured) and fails unless it exits 0
+/// within `timeout`. The error names the command and carries both outputs.
+pub fn run(cmd: &mut Command, timeout: Duration) -> Result<CmdOutput> {
+    let out = run_unchecked(cmd, timeout)?;
+    if !out.status.success() {
+        bail!(
+            "command failed ({}): {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            out.status,
+            describe(cmd),
+            out.stdout,
+            out.stderr
+        );
+    }
+    Ok(out)
+}
+
+/// Like [`run`], but returns the output whatever the exit status. Still fails
+/// if the command cannot be started or exceeds `timeout` (it is then killed).
+pub fn run_unchecked(cmd: &mut Command, timeout: Duration) -> Result<CmdOutput> {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", describe(cmd)))?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+
+    let deadline = started + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = stdout.take();
+            let stderr = stderr.take();
+            bail!(
+                "command timed out after {timeout:?}: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+                describe(cmd)
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Ok(CmdOutput {
+        status,
+        stdout: stdout.take(),
+        stderr: stderr.take(),
+        duration: started.elapsed(),
+    })
+}
+
+/// Output read from a pipe by a background thread.
+pub(crate) struct Captured {
+    buf: Arc<Mutex<Vec<u8>>>,
+    reader: thread::JoinHandle<()>,
+}
+
+impl Captured {
+    /// Everything read so far, without waiting.
+    pub(crate) fn snapshot(&self) -> String {
+        let buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Everything read so far, after giving the reader a short grace period
+    /// to reach end of file (a grandchild may keep the pipe open: never
+    /// block on it).
+    pub(crate) fn take(self) -> String {
+        let grace = Instant::now() + Duration::from_secs(5);
+        while !self.reader.is_finished() && Instant::now() < grace {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+pub(crate) fn drain(pipe: Option<impl Read + Send + 'static>) -> Captured {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&buf);
+    let reader = thread::spawn(move || {
+        let Some(mut pipe) = pipe else { return };
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    Captured { buf, reader }
+}
+
+/// `program arg arg …` with the working directory, for error messages.
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        s.push_str(&format!(" (in {})", dir.display()));
+    }
+    s
+}
