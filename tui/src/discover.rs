@@ -311,10 +311,8 @@ fn read_lock(path: &Path) -> Result<Option<LockInfo>, String> {
     }
     let lock: LockInfo =
         serde_json::from_str(&text).map_err(|e| format!("not a valid lock record: {e}"))?;
-    if lock.port == 0 {
-        return Err("lock record has port 0".to_owned());
-    }
-    Ok(Some(lock))
+    // Port 0: the daemon holds the lock but has not bound yet.
+    Ok((lock.port != 0).then_some(lock))
 }
 
 /// Whether `pid` names a live process. Probing the flock instead would race

@@ -62,7 +62,7 @@ pub fn supervisor(info: &SupervisorInfo) -> String {
         SupervisorKind::Systemd => "systemd",
         SupervisorKind::Launchd => "launchd",
         SupervisorKind::Custom => "custom",
-        SupervisorKind::External => "external (container)",
+        SupervisorKind::External => "external",
     };
     match &info.detail {
         Some(detail) => format!("{kind} ({detail})"),

@@ -62,7 +62,7 @@ pub async fn run_loop<B, S>(
 ) -> Result<LoopExit, RunError>
 where
     B: Backend,
-    B::Error: Into<io::Error>,
+    B::Error: std::error::Error + Send + Sync + 'static,
     S: Stream<Item = io::Result<TermEvent>> + Unpin,
 {
     let mut ticker = tokio::time::interval(TICK);
@@ -102,12 +102,12 @@ where
 fn draw<B>(terminal: &mut Terminal<B>, app: &mut App) -> Result<(), RunError>
 where
     B: Backend,
-    B::Error: Into<io::Error>,
+    B::Error: std::error::Error + Send + Sync + 'static,
 {
     if app.take_dirty() {
         terminal
             .draw(|frame| ui::render(app, frame))
-            .map_err(Into::into)?;
+            .map_err(io::Error::other)?;
     }
     Ok(())
 }

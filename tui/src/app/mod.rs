@@ -197,14 +197,12 @@ impl App {
     }
 
     /// The gateway's uptime now: extrapolated while connected, frozen at
-    /// the last answer otherwise (the process may be gone).
+    /// the disconnect otherwise (the process may be gone).
     pub fn uptime(&self) -> Option<Duration> {
         let snap = self.status.as_ref()?;
         let base = Duration::from_millis(snap.status.uptime_ms);
-        Some(match self.disconnected_at {
-            None => base + self.now.saturating_duration_since(snap.received_at),
-            Some(_) => base,
-        })
+        let until = self.disconnected_at.unwrap_or(self.now);
+        Some(base + until.saturating_duration_since(snap.received_at))
     }
 
     /// The gateway's wall clock now (Unix ms), from its own answers; used

@@ -11,7 +11,7 @@ pub mod code {
     pub const GOING_AWAY: u16 = 1001;
     /// No close frame at all: the TCP connection dropped.
     pub const ABNORMAL: u16 = 1006;
-    /// Auth failure.
+    /// Policy violation: auth failure at the handshake, or a slow consumer.
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     /// The process hands off to its successor.
@@ -44,8 +44,8 @@ pub enum CloseKind {
     HandOff,
     /// 1001: the gateway stops.
     Stopping,
-    /// 1008: retrying with the same credentials cannot help.
-    AuthFailed,
+    /// 1008: refused by policy (at the handshake: auth failure).
+    Refused,
     /// 1009: a frame was over the limit.
     TooBig,
     /// The server went silent (4000, closed by us).
@@ -74,7 +74,7 @@ impl CloseInfo {
             code::NORMAL => CloseKind::Normal,
             code::SERVICE_RESTART => CloseKind::HandOff,
             code::GOING_AWAY => CloseKind::Stopping,
-            code::POLICY => CloseKind::AuthFailed,
+            code::POLICY => CloseKind::Refused,
             code::TOO_BIG => CloseKind::TooBig,
             code::TICK_TIMEOUT => CloseKind::Silent,
             code::ABNORMAL => CloseKind::Dropped,
@@ -89,7 +89,7 @@ impl fmt::Display for CloseInfo {
             CloseKind::Normal => "closed",
             CloseKind::HandOff => "handing off to a new process",
             CloseKind::Stopping => "gateway stopping",
-            CloseKind::AuthFailed => "auth failed",
+            CloseKind::Refused => "refused",
             CloseKind::TooBig => "frame too big",
             CloseKind::Silent => "gateway silent",
             CloseKind::Dropped => "connection lost",
@@ -148,9 +148,9 @@ impl ConnectError {
         }
     }
 
-    /// Classifies an error answer to `connect`, with the close code that
-    /// followed it, if any.
-    pub(crate) fn from_rejection(error: ErrorShape, close: Option<u16>) -> Self {
+    /// Classifies an error answer to `connect`. moltd closes with 1008 for a
+    /// malformed handshake too, so the close code alone proves nothing.
+    pub(crate) fn from_rejection(error: ErrorShape) -> Self {
         let expected = error
             .details
             .as_ref()
@@ -158,13 +158,18 @@ impl ConnectError {
             .and_then(serde_json::Value::as_u64)
             .and_then(|v| u32::try_from(v).ok());
         let message = error.message.to_lowercase();
+        let detail_code = error
+            .details
+            .as_ref()
+            .and_then(|d| d.get("code"))
+            .and_then(serde_json::Value::as_str);
         if expected.is_some() || message.contains("protocol mismatch") {
             return Self::ProtocolMismatch {
                 server_expects: expected,
                 message: error.message,
             };
         }
-        if close == Some(code::POLICY)
+        if detail_code == Some("AUTH_FAILED")
             || error.code == ErrorCode::Forbidden
             || message.contains("unauthorized")
         {
@@ -220,7 +225,7 @@ mod tests {
             (1000, CloseKind::Normal),
             (1001, CloseKind::Stopping),
             (1006, CloseKind::Dropped),
-            (1008, CloseKind::AuthFailed),
+            (1008, CloseKind::Refused),
             (1009, CloseKind::TooBig),
             (1012, CloseKind::HandOff),
             (4000, CloseKind::Silent),
@@ -240,19 +245,25 @@ mod tests {
         let mismatch = ErrorShape::invalid_request("protocol mismatch")
             .with_details(json!({"expectedProtocol": 5}));
         assert_eq!(
-            ConnectError::from_rejection(mismatch, Some(1002)),
+            ConnectError::from_rejection(mismatch),
             ConnectError::ProtocolMismatch {
                 server_expects: Some(5),
                 message: "protocol mismatch".into()
             }
         );
-        let bad_token = ErrorShape::invalid_request("invalid token");
-        assert!(ConnectError::from_rejection(bad_token.clone(), Some(1008)).is_auth_failure());
-        assert!(!ConnectError::from_rejection(bad_token, None).is_auth_failure());
+        // What moltd sends for a wrong token.
+        let bad_token = ErrorShape::invalid_request("unauthorized: gateway token missing or wrong")
+            .with_details(json!({"code": "AUTH_FAILED"}));
+        assert!(ConnectError::from_rejection(bad_token).is_auth_failure());
+        let by_code = ErrorShape::invalid_request("bad credentials")
+            .with_details(json!({"code": "AUTH_FAILED"}));
+        assert!(ConnectError::from_rejection(by_code).is_auth_failure());
+        let bad_role = ErrorShape::invalid_request("role x is not supported");
+        assert!(!ConnectError::from_rejection(bad_role).is_auth_failure());
         let forbidden = ErrorShape::new(ErrorCode::Forbidden, "role not allowed");
-        assert!(ConnectError::from_rejection(forbidden, None).is_auth_failure());
+        assert!(ConnectError::from_rejection(forbidden).is_auth_failure());
         let starting = ErrorShape::unavailable(UnavailableReason::GatewayStarting, "starting");
-        let err = ConnectError::from_rejection(starting, None);
+        let err = ConnectError::from_rejection(starting);
         assert!(err.is_handoff() && !err.is_auth_failure());
     }
 }

@@ -363,8 +363,7 @@ async fn handshake(options: &ConnectOptions) -> Result<(Ws, HelloOk), ConnectErr
         let error = response
             .error
             .unwrap_or_else(|| molt_protocol::ErrorShape::internal("connect failed"));
-        let close = close_code_after_rejection(&mut ws).await;
-        return Err(ConnectError::from_rejection(error, close));
+        return Err(ConnectError::from_rejection(error));
     }
     let payload = response.payload.unwrap_or(Value::Null);
     let hello: HelloOk = molt_protocol::frame::decode(payload)
@@ -391,7 +390,10 @@ async fn next_frame(ws: &mut Ws) -> Result<ServerFrame, ConnectError> {
             }
             Message::Close(frame) => {
                 let close = driver::close_info_from(frame.as_ref(), ClosedBy::Server);
-                return Err(if close.kind() == CloseKind::AuthFailed {
+                let reason = close.reason.to_lowercase();
+                let auth = close.kind() == CloseKind::Refused
+                    && (reason.contains("unauthorized") || reason.contains("auth"));
+                return Err(if auth {
                     ConnectError::AuthFailed {
                         message: close.reason,
                     }
@@ -402,23 +404,6 @@ async fn next_frame(ws: &mut Ws) -> Result<ServerFrame, ConnectError> {
             _ => {}
         }
     }
-}
-
-/// After a refused `connect` the gateway closes; its close code tells an
-/// auth failure (1008) from other refusals.
-async fn close_code_after_rejection(ws: &mut Ws) -> Option<u16> {
-    let wait = async {
-        while let Some(Ok(message)) = ws.next().await {
-            if let Message::Close(frame) = message {
-                return frame.map(|f| u16::from(f.code));
-            }
-        }
-        None
-    };
-    tokio::time::timeout(Duration::from_secs(1), wait)
-        .await
-        .ok()
-        .flatten()
 }
 
 #[cfg(test)]

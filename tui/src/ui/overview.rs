@@ -27,14 +27,17 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let paragraph = match &app.status {
         Some(snapshot) => {
             let mut lines = status_lines(app, &snapshot.status, theme);
-            fit(&mut lines, inner_height);
-            let paragraph = Paragraph::new(lines);
-            // Old data must not look live.
-            if app.disconnected_at.is_some() {
-                paragraph.style(theme.dim())
-            } else {
-                paragraph
+            if let Some(problem) = connection_problem(app) {
+                // Old data must not look live; the reason must stand out.
+                for line in &mut lines {
+                    for span in &mut line.spans {
+                        span.style = span.style.patch(theme.dim());
+                    }
+                }
+                lines.insert(1, row(theme, "connection", problem, theme.error()));
             }
+            fit(&mut lines, inner_height);
+            Paragraph::new(lines)
         }
         None => Paragraph::new(waiting_lines(app, theme)).wrap(Wrap { trim: false }),
     };
@@ -193,6 +196,20 @@ fn status_lines<'a>(app: &'a App, s: &'a StatusResult, theme: &Theme) -> Vec<Lin
         lines.push(row(theme, "refresh", error.clone(), theme.error()));
     }
     lines
+}
+
+/// Why the data below is not live, when it is not.
+fn connection_problem(app: &App) -> Option<String> {
+    match &app.conn {
+        ConnState::Connecting if app.disconnected_at.is_some() => Some("reconnecting".to_owned()),
+        ConnState::Connected | ConnState::Connecting => None,
+        ConnState::HandingOff { .. } => Some("handing off to a new process".to_owned()),
+        ConnState::Reconnecting { error, .. } => Some(match error {
+            Some(error) => format!("lost: {error}"),
+            None => "lost; reconnecting".to_owned(),
+        }),
+        ConnState::AuthFailed { message } => Some(format!("token refused: {message} (r retries)")),
+    }
 }
 
 /// Before the first status: what the console is doing and what to do.
