@@ -152,6 +152,7 @@ pub enum Incoming {
 }
 
 /// The events of one connection, ending with [`Incoming::Closed`].
+#[derive(Debug)]
 pub struct Events {
     rx: mpsc::Receiver<Incoming>,
     closed: watch::Receiver<Option<CloseInfo>>,
