@@ -187,7 +187,8 @@ impl Driver {
             code: CloseCode::from(code),
             reason: reason.to_owned().into(),
         };
-        let _ = self.ws.close(Some(frame)).await;
+        // A stuck socket must not hold up the caller's exit.
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.close(Some(frame))).await;
         self.finish_close().await;
         CloseInfo::new(code, reason, ClosedBy::Client)
     }

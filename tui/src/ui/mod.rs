@@ -40,10 +40,11 @@ fn footer<'a>(app: &'a App, theme: &Theme) -> Line<'a> {
         );
     }
     let mut keys = vec![("q", "quit"), ("?", "help")];
-    keys.push(match app.conn {
-        ConnState::Connected => ("r", "refresh"),
-        _ => ("r", "reconnect now"),
-    });
+    match app.conn {
+        ConnState::Connected => keys.push(("r", "refresh")),
+        ConnState::Connecting => {}
+        _ => keys.push(("r", "reconnect now")),
+    }
     let mut spans = Vec::new();
     for (key, what) in keys {
         spans.push(Span::styled(format!(" {key}"), theme.key()));

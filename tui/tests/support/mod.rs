@@ -24,16 +24,22 @@ pub fn moltd_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        // Build into the dir of the molt binary under test, same profile.
+        let molt = Path::new(env!("CARGO_BIN_EXE_molt"));
+        let profile_dir = molt.parent().and_then(Path::file_name).unwrap();
+        let profile = match profile_dir.to_str() {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
             .args(["build", "--quiet", "-p", "molt-daemon", "--bin", "moltd"])
+            .args(["--profile", profile])
             .current_dir(workspace)
             .status()
             .expect("run cargo build for moltd");
         assert!(status.success(), "building moltd failed");
-        // The molt binary under test sits in the same target dir.
-        let path = Path::new(env!("CARGO_BIN_EXE_molt"))
-            .with_file_name(format!("moltd{}", std::env::consts::EXE_SUFFIX));
+        let path = molt.with_file_name(format!("moltd{}", std::env::consts::EXE_SUFFIX));
         assert!(path.exists(), "{} missing after build", path.display());
         path
     })
