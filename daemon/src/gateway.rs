@@ -14,11 +14,13 @@ use molt_protocol::handshake::{
 use molt_protocol::ids::ConnId;
 use molt_protocol::method::Method;
 use molt_protocol::status::{
-    AutoUpdateState, BuildInfo, InstallInfo, PendingWork, RestartInfo, RestartPhase,
-    RestartStrategy, StatusResult, SupervisorInfo,
+    AutoUpdateState, BuildInfo, InstallInfo, PendingWork, RestartStrategy, StatusResult,
+    SupervisorInfo,
 };
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,8 +28,11 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ConfigStore, Settings};
 use crate::env_file::Env;
 use crate::holds::Holds;
+use crate::lock::{GatewayLock, LockInfo};
 use crate::logging::LogHub;
 use crate::paths::StatePaths;
+use crate::restart::engine::RestartEngine;
+use crate::restart::scheduler::RequesterId;
 
 /// The version compiled into this binary (`MOLT_VERSION` at build time, for
 /// release stamping, else the crate version).
@@ -59,6 +64,8 @@ pub struct StopReason {
     pub reason: String,
     pub restart_expected_ms: Option<u64>,
     pub close_code: u16,
+    /// Replace the process image once drained (the exec strategy).
+    pub exec_after: bool,
 }
 
 impl StopReason {
@@ -68,6 +75,22 @@ impl StopReason {
             reason: "stop".to_owned(),
             restart_expected_ms: None,
             close_code: CLOSE_GOING_AWAY,
+            exec_after: false,
+        }
+    }
+
+    /// A restart: clients reconnect. With respawn the successor already
+    /// serves; a supervisor or an exec takes a moment.
+    pub fn restart(reason: &str, strategy: RestartStrategy) -> Self {
+        Self {
+            reason: format!("restart: {reason}"),
+            restart_expected_ms: Some(match strategy {
+                RestartStrategy::Respawn => 0,
+                RestartStrategy::Exec => 250,
+                RestartStrategy::Supervised => 1000,
+            }),
+            close_code: CLOSE_SERVICE_RESTART,
+            exec_after: strategy == RestartStrategy::Exec,
         }
     }
 }
@@ -76,6 +99,9 @@ impl StopReason {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub conn_id: ConnId,
+    /// The connection's number, which identifies it to the restart
+    /// scheduler (its own requests never defer its restart).
+    pub conn: u64,
     pub scopes: Vec<Scope>,
 }
 
@@ -135,8 +161,11 @@ pub struct GatewayParts {
     pub listen: SocketAddr,
     pub install: InstallInfo,
     pub supervisor: SupervisorInfo,
-    pub strategy: RestartStrategy,
     pub logs: LogHub,
+    pub restart: RestartEngine,
+    /// A duplicate of the listening socket, passed to a successor.
+    pub listener_fd: OwnedFd,
+    pub lock: GatewayLock,
 }
 
 struct Inner {
@@ -149,8 +178,13 @@ struct Inner {
     listen: SocketAddr,
     install: InstallInfo,
     supervisor: SupervisorInfo,
-    strategy: RestartStrategy,
     logs: LogHub,
+    restart: RestartEngine,
+    /// Released once stopped, unless an exec still needs it.
+    listener_fd: Mutex<Option<OwnedFd>>,
+    lock: Mutex<GatewayLock>,
+    /// In-flight requests per connection number.
+    in_flight_by_conn: Mutex<HashMap<u64, u32>>,
     events: broadcast::Sender<Arc<Broadcast>>,
     holds: Mutex<Holds>,
     connections: AtomicU32,
@@ -183,8 +217,11 @@ impl Gateway {
                 listen: parts.listen,
                 install: parts.install,
                 supervisor: parts.supervisor,
-                strategy: parts.strategy,
                 logs: parts.logs,
+                restart: parts.restart,
+                listener_fd: Mutex::new(Some(parts.listener_fd)),
+                lock: Mutex::new(parts.lock),
+                in_flight_by_conn: Mutex::new(HashMap::new()),
                 events: broadcast::channel(EVENT_BUS_CAPACITY).0,
                 holds: Mutex::new(Holds::default()),
                 connections: AtomicU32::new(0),
@@ -238,9 +275,54 @@ impl Gateway {
         self.inner.holds.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn next_conn_id(&self) -> ConnId {
-        let n = self.inner.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
-        ConnId(format!("{}-{n}", self.inner.identity.pid))
+    /// A new connection's number and wire id.
+    pub fn next_conn(&self) -> (u64, ConnId) {
+        let n = u64::from(self.inner.next_conn.fetch_add(1, Ordering::Relaxed)) + 1;
+        (n, ConnId(format!("{}-{n}", self.inner.identity.pid)))
+    }
+
+    pub fn restart(&self) -> &RestartEngine {
+        &self.inner.restart
+    }
+
+    /// Duplicates of the listener and the locked lock fd for a successor.
+    pub fn handoff_fds(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {
+        let listener = self
+            .inner
+            .listener_fd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the listener was already released"))?
+            .try_clone()?;
+        let lock = self.lock_file().as_fd().try_clone_to_owned()?;
+        Ok((listener, lock))
+    }
+
+    /// Closes this process's hold on the listening socket, so a stopped
+    /// gateway refuses connections (a successor keeps its own copy).
+    pub fn release_listener(&self) {
+        self.inner
+            .listener_fd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+
+    fn lock_file(&self) -> std::sync::MutexGuard<'_, GatewayLock> {
+        self.inner.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes this process into `gateway.lock` (a successor does so once
+    /// it serves, not before: a failed handoff must leave the holder named).
+    pub fn claim_lock(&self) -> Result<(), crate::lock::LockError> {
+        let id = &self.inner.identity;
+        self.lock_file().update_info(LockInfo {
+            pid: id.pid,
+            started_at: id.started_at_ms,
+            port: self.inner.listen.port(),
+            version: id.version.clone(),
+        })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Broadcast>> {
@@ -261,9 +343,21 @@ impl Gateway {
         CountGuard::new(self.clone(), |inner| &inner.connections)
     }
 
-    /// Counts an in-flight request for as long as the guard lives.
-    pub fn request_guard(&self) -> CountGuard {
-        CountGuard::new(self.clone(), |inner| &inner.in_flight)
+    /// Counts an in-flight request of connection `conn` for as long as the
+    /// guard lives.
+    pub fn request_guard(&self, conn: u64) -> RequestGuard {
+        *self.by_conn().entry(conn).or_default() += 1;
+        RequestGuard {
+            conn,
+            _total: CountGuard::new(self.clone(), |inner| &inner.in_flight),
+        }
+    }
+
+    fn by_conn(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u32>> {
+        self.inner
+            .in_flight_by_conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn requests(&self) -> &TaskTracker {
@@ -319,6 +413,15 @@ impl Gateway {
         }
     }
 
+    /// Pending work, leaving out the requesters' own in-flight requests.
+    pub fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork {
+        let own: u32 = {
+            let by_conn = self.by_conn();
+            requesters.iter().filter_map(|r| by_conn.get(&r.0)).sum()
+        };
+        self.pending_work(own)
+    }
+
     /// The kill switch: `(blocked, source)`.
     pub fn auto_update_state(&self) -> AutoUpdateState {
         let settings = self.settings();
@@ -361,14 +464,7 @@ impl Gateway {
             state_dir: self.inner.paths.state_dir.display().to_string(),
             install: self.inner.install.clone(),
             supervisor: self.inner.supervisor.clone(),
-            restart: RestartInfo {
-                strategy: self.inner.strategy,
-                phase: RestartPhase::Idle,
-                reason: None,
-                fire_at: None,
-                forced: false,
-                last_failure: None,
-            },
+            restart: self.inner.restart.info(),
             pending_work: self.pending_work(exclude),
             auto: self.auto_update_state(),
             update_available: None,
@@ -401,6 +497,25 @@ impl Gateway {
                 scopes,
             },
             policy: Policy::default(),
+        }
+    }
+}
+
+/// An in-flight request, counted in total and for its connection.
+pub struct RequestGuard {
+    conn: u64,
+    _total: CountGuard,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let gw = self._total.gateway.clone();
+        let mut by_conn = gw.by_conn();
+        if let Some(count) = by_conn.get_mut(&self.conn) {
+            *count -= 1;
+            if *count == 0 {
+                by_conn.remove(&self.conn);
+            }
         }
     }
 }

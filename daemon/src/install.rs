@@ -20,8 +20,10 @@ pub fn stable_entrypoint() -> Option<PathBuf> {
         .or_else(|| std::env::current_exe().ok())
 }
 
-/// Detects the install surface. `container` (a marker name) means an
-/// orchestrator owns the binary.
+/// Detects the install surface. Kubernetes always owns the binary (pods
+/// are replaced, never patched); in other containers a package-manager or
+/// git install is still owned by that tool, and only a bare binary counts
+/// as part of the image.
 pub fn detect(entrypoint: Option<&Path>, container: Option<&str>) -> InstallInfo {
     let info = |surface, root: Option<&Path>| InstallInfo {
         surface,
@@ -29,11 +31,12 @@ pub fn detect(entrypoint: Option<&Path>, container: Option<&str>) -> InstallInfo
         entrypoint: entrypoint.map(|e| e.display().to_string()),
         source: "detected".to_owned(),
     };
-    if container.is_some() {
+    let image = container.map_or(InstallMode::Unmanaged, |_| InstallMode::External);
+    if container == Some("kubernetes") {
         return info(InstallMode::External, None);
     }
     let Some(entrypoint) = entrypoint else {
-        return info(InstallMode::Unmanaged, None);
+        return info(image, None);
     };
     let real = std::fs::canonicalize(entrypoint).unwrap_or_else(|_| entrypoint.to_owned());
     if let Some((mode, root)) = package_root(&real) {
@@ -42,7 +45,7 @@ pub fn detect(entrypoint: Option<&Path>, container: Option<&str>) -> InstallInfo
     if let Some(root) = real.ancestors().find(|dir| is_molt_checkout(dir)) {
         return info(InstallMode::Git, Some(root));
     }
-    info(InstallMode::Unmanaged, None)
+    info(image, None)
 }
 
 /// `<...>/node_modules/<name>` or `<...>/node_modules/@scope/<name>` that
@@ -124,6 +127,20 @@ mod tests {
         let bin = Path::new("/usr/local/bin/moltd");
         assert_eq!(
             detect(Some(bin), Some("kubernetes")).surface,
+            InstallMode::External
+        );
+        assert_eq!(
+            detect(Some(bin), Some("docker")).surface,
+            InstallMode::External
+        );
+        let npm_bin = Path::new("/opt/lib/node_modules/moltd/bin/moltd");
+        assert_eq!(
+            detect(Some(npm_bin), Some("docker")).surface,
+            InstallMode::Npm,
+            "npm owns what npm installed, even in a container"
+        );
+        assert_eq!(
+            detect(Some(npm_bin), Some("kubernetes")).surface,
             InstallMode::External
         );
         assert_eq!(detect(Some(bin), None).surface, InstallMode::Unmanaged);

@@ -32,3 +32,6 @@ pub mod session;
 pub mod start;
 /// Supervisor detection and restart strategy.
 pub mod supervisor;
+
+/// Restart scheduling: delays, cooldown, coalescing and deferral.
+pub mod restart;

@@ -1,13 +1,32 @@
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
 use molt_daemon::logging::{self, LogHub};
 use molt_daemon::paths::StatePaths;
-use molt_daemon::start::{self, Options};
+use molt_daemon::restart::{engine, exec, inherit::Inherited};
+use molt_daemon::start::{self, EXIT_CONFIG, Launch, Options};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
     let options = Options::parse();
+    let process_env: HashMap<String, String> = std::env::vars().collect();
+    let lookup = |key: &str| process_env.get(key).cloned();
+    let paths = match StatePaths::resolve(options.state_dir.as_deref(), &lookup) {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("moltd: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    // Before any thread exists: taking LISTEN_FDS edits the environment.
+    let inherited = match Inherited::take(&process_env, &paths.lock_path) {
+        Ok(inherited) => inherited,
+        Err(e) => {
+            eprintln!("moltd: {e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -18,29 +37,36 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(options))
+    runtime.block_on(run(options, paths, process_env, inherited))
 }
 
-async fn run(options: Options) -> ExitCode {
-    let process_env: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let hub = LogHub::default();
+async fn run(
+    options: Options,
+    paths: StatePaths,
+    process_env: HashMap<String, String>,
+    inherited: Inherited,
+) -> ExitCode {
+    let logs = LogHub::default();
     // Logging first, so refusals below reach the log file too.
-    let lookup = |key: &str| process_env.get(key).cloned();
-    let _guard = StatePaths::resolve(options.state_dir.as_deref(), &lookup)
-        .ok()
-        .and_then(|paths| match logging::init(&paths.logs_dir, &hub) {
-            Ok(guard) => Some(guard),
-            Err(e) => {
-                eprintln!("moltd: file logging disabled: {e}");
-                None
-            }
-        });
-
-    let prepared = match start::prepare(&options, process_env, hub).await {
+    let guard = match logging::init(&paths.logs_dir, &logs) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("moltd: file logging disabled: {e}");
+            None
+        }
+    };
+    let successor = engine::successor_spec(molt_daemon::install::stable_entrypoint());
+    let launch = Launch {
+        process_env,
+        logs,
+        inherited,
+        successor: successor.clone(),
+    };
+    let mut prepared = match start::prepare(&options, launch).await {
         Ok(prepared) => prepared,
         Err(e) => {
             // stderr already carries tracing output when logging is up.
-            if _guard.is_some() {
+            if guard.is_some() {
                 tracing::error!("moltd: {e}");
             } else {
                 eprintln!("moltd: {e}");
@@ -59,8 +85,26 @@ async fn run(options: Options) -> ExitCode {
     };
     println!("{}", prepared.ready_line());
     tracing::info!("{}", prepared.ready_line());
+    prepared.announce_ready();
+    let gateway = prepared.gateway().clone();
     prepared.serve(stop).await;
-    tracing::info!("stopped");
+
+    let reason = gateway.stop_reason();
+    if reason.exec_after
+        && let Some(spec) = successor
+    {
+        match gateway.handoff_fds() {
+            Ok((listener, lock)) => {
+                tracing::info!(entrypoint = %spec.entrypoint.display(), "exec'ing the new binary");
+                drop(guard);
+                let error = exec::exec_successor(&spec, listener, lock);
+                eprintln!("moltd: exec {} failed: {error}", spec.entrypoint.display());
+            }
+            Err(e) => eprintln!("moltd: cannot keep the listener across exec: {e}"),
+        }
+        return ExitCode::FAILURE;
+    }
+    tracing::info!(reason = %reason.reason, "stopped");
     ExitCode::SUCCESS
 }
 

@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use molt_protocol::Request;
-use molt_protocol::error::ErrorShape;
+use molt_protocol::error::{ErrorShape, UnavailableReason};
 use molt_protocol::event::{ConfigChanged, EventName};
 use molt_protocol::method::{
     ConfigGetResult, ConfigPatchParams, ConfigPatchResult, HealthResult, HoldAcquireParams,
     HoldAcquireResult, HoldReleaseParams, HoldReleaseResult, LogsTailParams, LogsTailResult,
-    Method,
+    Method, RestartRequestParams, RestartScheduled,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::config::PatchError;
 use crate::gateway::{Caller, Gateway, unix_ms};
 use crate::logging;
+use crate::restart::scheduler::{RequesterId, RestartRequest};
 
 /// The methods this gateway serves (advertised in `hello-ok`).
 pub const SERVED: &[Method] = &[
@@ -25,6 +26,7 @@ pub const SERVED: &[Method] = &[
     Method::Status,
     Method::ConfigGet,
     Method::ConfigPatch,
+    Method::RestartRequest,
     Method::HoldAcquire,
     Method::HoldRelease,
     Method::LogsTail,
@@ -58,7 +60,8 @@ pub async fn dispatch(
         Request::Health => to_value(health(gw)),
         Request::Status => to_value(gw.status(1)),
         Request::ConfigGet => config_get(gw),
-        Request::ConfigPatch(params) => config_patch(gw, params),
+        Request::ConfigPatch(params) => config_patch(gw, caller, params),
+        Request::RestartRequest(params) => restart_request(gw, caller, params),
         Request::HoldAcquire(params) => hold_acquire(gw, params),
         Request::HoldRelease(params) => to_value(hold_release(gw, params)),
         Request::LogsTail(params) => logs_tail(gw, flags, params).await,
@@ -98,7 +101,66 @@ fn config_get(gw: &Gateway) -> Result<Value, ErrorShape> {
     })
 }
 
-fn config_patch(gw: &Gateway, params: ConfigPatchParams) -> Result<Value, ErrorShape> {
+/// Keys whose change only takes effect in a new process.
+const RESTART_KEYS: &[&str] = &[
+    "gateway.port",
+    "gateway.bind",
+    "gateway.customBindHost",
+    "gateway.auth",
+];
+const MAX_REASON_LEN: usize = 200;
+
+fn restart_request(
+    gw: &Gateway,
+    caller: &Caller,
+    params: RestartRequestParams,
+) -> Result<Value, ErrorShape> {
+    let reason = params
+        .reason
+        .unwrap_or_else(|| "gateway.restart.request".to_owned());
+    if reason.trim().is_empty() || reason.len() > MAX_REASON_LEN {
+        return Err(ErrorShape::invalid_request(format!(
+            "reason must be 1..={MAX_REASON_LEN} characters"
+        )));
+    }
+    let request = RestartRequest {
+        reason,
+        delay_ms: params.delay_ms,
+        skip_deferral: params.skip_deferral.unwrap_or(false),
+        ..RestartRequest::default()
+    };
+    to_value(schedule_restart(gw, caller, request)?)
+}
+
+/// Schedules through the one scheduler and tells every client.
+pub fn schedule_restart(
+    gw: &Gateway,
+    caller: &Caller,
+    mut request: RestartRequest,
+) -> Result<RestartScheduled, ErrorShape> {
+    if !gw.settings().restart_enabled {
+        return Err(ErrorShape::invalid_request(
+            "restarts are disabled here: commands.restart is false",
+        ));
+    }
+    request.requester = Some(RequesterId(caller.conn));
+    let scheduled = gw
+        .restart()
+        .request(request, None)
+        .map_err(|e| {
+            ErrorShape::unavailable(UnavailableReason::GatewayRestarting, e.to_string())
+                .retry_after(1000)
+        })?
+        .to_wire();
+    gw.broadcast(EventName::RestartScheduled, &scheduled);
+    Ok(scheduled)
+}
+
+fn config_patch(
+    gw: &Gateway,
+    caller: &Caller,
+    params: ConfigPatchParams,
+) -> Result<Value, ErrorShape> {
     let (outcome, settings) = {
         let mut store = gw.config();
         let outcome = store.patch(&params.raw, &params.base_hash);
@@ -116,6 +178,8 @@ fn config_patch(gw: &Gateway, params: ConfigPatchParams) -> Result<Value, ErrorS
         }
     })?;
     if let Ok(settings) = settings {
+        gw.restart()
+            .set_deferral_timeout(settings.gateway.deferral_timeout_ms);
         gw.set_settings(settings);
     }
     tracing::info!(paths = ?outcome.changed_paths, "config patched");
@@ -128,11 +192,20 @@ fn config_patch(gw: &Gateway, params: ConfigPatchParams) -> Result<Value, ErrorS
             },
         );
     }
+    let needs_restart = outcome
+        .changed_paths
+        .iter()
+        .any(|path| RESTART_KEYS.iter().any(|key| path.starts_with(key)));
+    // The change is saved either way; a refused restart is reported in the
+    // log and the next restart applies it.
+    let restart = needs_restart
+        .then(|| schedule_restart(gw, caller, RestartRequest::new("config.patch")).ok())
+        .flatten();
     to_value(ConfigPatchResult {
         config: outcome.config,
         hash: outcome.hash,
         changed_paths: outcome.changed_paths,
-        restart: None,
+        restart,
     })
 }
 

@@ -82,6 +82,9 @@ pub async fn serve(listener: TcpListener, gw: Gateway, shutdown: impl Future<Out
     {
         tracing::warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
     }
+    if !gw.stop_reason().exec_after {
+        gw.release_listener();
+    }
     gw.sessions_stop().cancel();
     sessions.close();
     if tokio::time::timeout(Duration::from_secs(5), sessions.wait())

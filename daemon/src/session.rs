@@ -136,7 +136,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
     let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
     let writer = tokio::spawn(write_loop(sink, rx));
     let mut out = Outbox { tx, seq: 0 };
-    let conn_id = gw.next_conn_id();
+    let (conn, conn_id) = gw.next_conn();
 
     out.event(
         EventName::ConnectChallenge,
@@ -165,6 +165,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
     };
     budget.lift();
     let caller = Caller {
+        conn,
         conn_id: conn_id.clone(),
         scopes: granted.scopes.clone(),
     };
@@ -371,7 +372,7 @@ fn handle_text(text: &str, out: &Outbox, gw: &Gateway, caller: &Caller, flags: &
         }
     };
     let (gw, caller, flags, tx) = (gw.clone(), caller.clone(), flags.clone(), out.tx.clone());
-    let guard = gw.request_guard();
+    let guard = gw.request_guard(caller.conn);
     gw.clone().requests().spawn(async move {
         let _guard = guard;
         let response = match methods::dispatch(&gw, &caller, &flags, request).await {

@@ -16,7 +16,14 @@ use crate::gateway::{AuthPolicy, Gateway, GatewayParts, Identity, VERSION};
 use crate::lock::{GatewayLock, LockError, LockInfo};
 use crate::logging::LogHub;
 use crate::paths::{PathsError, StatePaths};
+use crate::restart::engine::RestartEngine;
+use crate::restart::inherit::{Inherited, ReadyPipe};
+use crate::restart::respawn::SuccessorSpec;
+use crate::restart::scheduler::Scheduler;
 use crate::{install, server, supervisor};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Exit code for refusals a supervisor must not retry
 /// (`RestartPreventExitStatus=78`, `EX_CONFIG`).
@@ -106,13 +113,26 @@ impl StartError {
     }
 }
 
+/// What the process brings to [`prepare`] besides flags.
+#[derive(Default)]
+pub struct Launch {
+    /// The process environment (injected so tests do not depend on the
+    /// caller's).
+    pub process_env: HashMap<String, String>,
+    pub logs: LogHub,
+    /// What a predecessor or systemd handed over.
+    pub inherited: Inherited,
+    /// How to start a successor; `None` disables respawn and exec.
+    pub successor: Option<SuccessorSpec>,
+}
+
 /// A gateway that holds its lock and its listener, ready to serve.
 pub struct Prepared {
     gateway: Gateway,
     listener: TcpListener,
     addr: SocketAddr,
-    /// Held for the process lifetime.
-    _lock: GatewayLock,
+    ready_pipe: Option<ReadyPipe>,
+    sigusr1: Option<Signal>,
 }
 
 impl Prepared {
@@ -130,26 +150,49 @@ impl Prepared {
         format!("READY {} {} {}", self.addr, id.version, id.pid)
     }
 
+    /// Announces readiness: to the predecessor waiting on the handoff
+    /// pipe, to systemd, and in `gateway.lock`.
+    pub fn announce_ready(&mut self) {
+        let line = self.ready_line();
+        if let Some(pipe) = self.ready_pipe.take() {
+            if let Err(e) = self.gateway.claim_lock() {
+                tracing::warn!("cannot record this process in the lock file: {e}");
+            }
+            pipe.ready(&line);
+        }
+        crate::supervisor::notify_ready(&line);
+    }
+
     /// Serves until `shutdown` completes or the gateway stops itself.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let Prepared {
             gateway,
             listener,
-            _lock,
+            sigusr1,
             ..
         } = self;
+        let driver = tokio::spawn(crate::restart::engine::drive(gateway.clone(), sigusr1));
         server::serve(listener, gateway, shutdown).await;
-        drop(_lock);
+        driver.abort();
+        let _ = driver.await;
     }
 }
 
-/// Reads config, takes the lock, binds. `process_env` is the process
-/// environment (injected so tests do not depend on the caller's).
-pub async fn prepare(
-    options: &Options,
-    process_env: HashMap<String, String>,
-    logs: LogHub,
-) -> Result<Prepared, StartError> {
+/// Reads config, takes (or adopts) the lock, binds (or adopts) the
+/// listener.
+pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, StartError> {
+    let Launch {
+        process_env,
+        logs,
+        inherited,
+        successor,
+    } = launch;
+    let mut ready_pipe = inherited.ready;
+    let progress = |pipe: &mut Option<ReadyPipe>, stage: &str| {
+        if let Some(pipe) = pipe.as_mut() {
+            pipe.progress(stage);
+        }
+    };
     let identity = Identity::current();
     let lookup = |key: &str| process_env.get(key).cloned();
     let paths = StatePaths::resolve(options.state_dir.as_deref(), &lookup)?;
@@ -164,6 +207,7 @@ pub async fn prepare(
     let env = Env::new(process_env.clone(), env_file);
     let mut config = ConfigStore::open(&paths.config_path)?;
     let settings = config.settings()?;
+    progress(&mut ready_pipe, "config");
 
     let port = options.port.unwrap_or(settings.gateway.port);
     let host = bind_host(options.bind.as_deref(), &settings)?;
@@ -172,43 +216,70 @@ pub async fn prepare(
         return Err(StartError::UnsafeBind { host });
     }
 
-    let mut lock = GatewayLock::acquire(
-        &paths.lock_path,
-        LockInfo {
-            pid: identity.pid,
-            started_at: identity.started_at_ms,
-            port,
-            version: identity.version.clone(),
-        },
-    )?;
+    let mut lock = match inherited.lock {
+        Some(file) => GatewayLock::from_inherited(file, &paths.lock_path)?,
+        None => GatewayLock::acquire(
+            &paths.lock_path,
+            LockInfo {
+                pid: identity.pid,
+                started_at: identity.started_at_ms,
+                port,
+                version: identity.version.clone(),
+            },
+        )?,
+    };
+    progress(&mut ready_pipe, "lock");
 
     let auth = auth_policy(&settings, &env, &mut config, &paths)?;
 
     let addr = SocketAddr::new(host, port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| {
-        if source.kind() == io::ErrorKind::AddrInUse {
-            StartError::PortBusy { host, port }
-        } else {
-            StartError::Bind { addr, source }
-        }
-    })?;
+    let listener = match adoptable(inherited.listener, addr) {
+        Some(listener) => adopt_listener(listener, addr)?,
+        None => TcpListener::bind(addr).await.map_err(|source| {
+            if source.kind() == io::ErrorKind::AddrInUse {
+                StartError::PortBusy { host, port }
+            } else {
+                StartError::Bind { addr, source }
+            }
+        })?,
+    };
     let addr = listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?;
-    if addr.port() != port {
+    if addr.port() != port && inherited.predecessor.is_none() {
         lock.set_port(addr.port())?;
     }
+    let listener_fd = dup_listener(&listener, addr)?;
+    progress(&mut ready_pipe, "listener");
+    // Installed before READY: the default action of SIGUSR1 is to die.
+    let sigusr1 =
+        signal(SignalKind::user_defined1()).map_err(|source| StartError::Bind { addr, source })?;
 
     let surroundings = supervisor::Surroundings::probe(options.supervisor.clone(), &lookup);
     let supervisor_info = supervisor::detect(&surroundings);
+    let restart_mode = options.restart_mode.map(Into::into);
     let strategy = supervisor::strategy(
         &supervisor_info,
-        options.restart_mode.map(Into::into),
+        restart_mode,
         env.get("OPENCLAW_NO_RESPAWN").is_some_and(is_truthy),
+        identity.pid == 1,
     );
     let install = install::detect(
-        install::stable_entrypoint().as_deref(),
+        successor.as_ref().map(|s| s.entrypoint.as_path()),
         surroundings.container.as_deref(),
+    );
+    let mut scheduler =
+        Scheduler::new(identity.pid, strategy, settings.gateway.deferral_timeout_ms)
+            .with_cooldown(Duration::from_millis(settings.gateway.cooldown_ms));
+    if inherited.predecessor.is_some() {
+        // The cooldown spans the handoff that started us.
+        scheduler = scheduler.with_last_restart(std::time::Instant::now());
+    }
+    let restart = RestartEngine::new(
+        scheduler,
+        strategy,
+        successor,
+        Duration::from_millis(settings.gateway.successor_timeout_ms),
     );
     tracing::info!(
         %addr, version = %identity.version, surface = ?install.surface,
@@ -225,15 +296,53 @@ pub async fn prepare(
         listen: addr,
         install,
         supervisor: supervisor_info,
-        strategy,
         logs,
+        restart,
+        listener_fd,
+        lock,
     });
     Ok(Prepared {
         gateway,
         listener,
         addr,
-        _lock: lock,
+        ready_pipe,
+        sigusr1: Some(sigusr1),
     })
+}
+
+/// The inherited listener, unless the config now asks for another port
+/// (a `gateway.port` change is why this process was started).
+fn adoptable(
+    inherited: Option<std::net::TcpListener>,
+    wanted: SocketAddr,
+) -> Option<std::net::TcpListener> {
+    let listener = inherited?;
+    let have = listener.local_addr().ok()?;
+    let same_port = wanted.port() == 0 || wanted.port() == have.port();
+    let same_host = wanted.ip() == have.ip();
+    if same_port && same_host {
+        Some(listener)
+    } else {
+        tracing::info!(%have, %wanted, "config names another address; binding it anew");
+        None
+    }
+}
+
+fn adopt_listener(
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+) -> Result<TcpListener, StartError> {
+    listener
+        .set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(listener))
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn dup_listener(listener: &TcpListener, addr: SocketAddr) -> Result<OwnedFd, StartError> {
+    listener
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 fn bind_host(flag: Option<&str>, settings: &Settings) -> Result<IpAddr, StartError> {

@@ -94,12 +94,30 @@ pub fn detect(s: &Surroundings) -> SupervisorInfo {
     }
 }
 
+/// Tells systemd we serve (no-op without `NOTIFY_SOCKET`).
+pub fn notify_ready(status: &str) {
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
+}
+
+/// Tells systemd we are stopping on purpose (no-op without `NOTIFY_SOCKET`).
+pub fn notify_stopping() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+}
+
 /// How to restart: an explicit mode wins, then `OPENCLAW_NO_RESPAWN`
-/// (custom supervisors that want the same pid), then the supervisor.
+/// (custom supervisors that want the same pid), then the supervisor. A
+/// container runtime is not a restarter to rely on (without a restart
+/// policy an exit is final), so there moltd hands off itself: respawn, or
+/// exec when it is the container's PID 1, whose exit would end the
+/// container.
 pub fn strategy(
     supervisor: &SupervisorInfo,
     explicit: Option<RestartStrategy>,
     no_respawn: bool,
+    is_pid1: bool,
 ) -> RestartStrategy {
     if let Some(mode) = explicit {
         return mode;
@@ -109,7 +127,11 @@ pub fn strategy(
     }
     match supervisor.kind {
         SupervisorKind::None => RestartStrategy::Respawn,
-        _ => RestartStrategy::Supervised,
+        SupervisorKind::External if is_pid1 => RestartStrategy::Exec,
+        SupervisorKind::External => RestartStrategy::Respawn,
+        SupervisorKind::Systemd | SupervisorKind::Launchd | SupervisorKind::Custom => {
+            RestartStrategy::Supervised
+        }
     }
 }
 
@@ -162,12 +184,31 @@ mod tests {
             kind: SupervisorKind::Systemd,
             detail: None,
         };
-        assert_eq!(strategy(&none, None, false), RestartStrategy::Respawn);
-        assert_eq!(strategy(&systemd, None, false), RestartStrategy::Supervised);
-        assert_eq!(strategy(&none, None, true), RestartStrategy::Exec);
+        let container = SupervisorInfo {
+            kind: SupervisorKind::External,
+            detail: Some("docker".into()),
+        };
         assert_eq!(
-            strategy(&systemd, Some(RestartStrategy::Respawn), true),
+            strategy(&none, None, false, false),
             RestartStrategy::Respawn
+        );
+        assert_eq!(
+            strategy(&systemd, None, false, false),
+            RestartStrategy::Supervised
+        );
+        assert_eq!(strategy(&none, None, true, false), RestartStrategy::Exec);
+        assert_eq!(
+            strategy(&systemd, Some(RestartStrategy::Respawn), true, false),
+            RestartStrategy::Respawn
+        );
+        assert_eq!(
+            strategy(&container, None, false, false),
+            RestartStrategy::Respawn
+        );
+        assert_eq!(
+            strategy(&container, None, false, true),
+            RestartStrategy::Exec,
+            "PID 1 of a container must keep its pid"
         );
     }
 }

@@ -58,7 +58,7 @@ pub struct Shutdown {
 }
 
 /// `restart.deferred`: a restart waits on pending work.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RestartDeferred {
     pub pending_work: PendingWork,

@@ -94,7 +94,9 @@ pub struct PendingWork {
 
 impl PendingWork {
     pub fn total(&self) -> u32 {
-        self.in_flight_requests + self.holds + self.update_steps
+        self.in_flight_requests
+            .saturating_add(self.holds)
+            .saturating_add(self.update_steps)
     }
 }
 

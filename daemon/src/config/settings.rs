@@ -10,6 +10,8 @@ use super::{ConfigError, InvalidValue};
 
 pub const DEFAULT_PORT: u16 = 18789;
 pub const DEFAULT_DEFERRAL_TIMEOUT_MS: u64 = 300_000;
+pub const DEFAULT_COOLDOWN_MS: u64 = 30_000;
+pub const DEFAULT_SUCCESSOR_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -28,6 +30,11 @@ pub struct GatewaySettings {
     pub auth_token: Option<String>,
     /// `gateway.reload.deferralTimeoutMs`; 0 = wait forever.
     pub deferral_timeout_ms: u64,
+    /// `gateway.reload.cooldownMs`: quiet time after a restart (30 s).
+    pub cooldown_ms: u64,
+    /// `gateway.reload.successorTimeoutMs`: how long a successor may go
+    /// without reporting start-up progress before it is given up (30 s).
+    pub successor_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +79,8 @@ impl Default for Settings {
                 auth_mode: AuthMode::Token,
                 auth_token: None,
                 deferral_timeout_ms: DEFAULT_DEFERRAL_TIMEOUT_MS,
+                cooldown_ms: DEFAULT_COOLDOWN_MS,
+                successor_timeout_ms: DEFAULT_SUCCESSOR_TIMEOUT_MS,
             },
             restart_enabled: true,
             update: UpdateSettings {
@@ -191,6 +200,28 @@ impl Settings {
                         "a non-negative integer (milliseconds; 0 = wait forever)",
                     )?
                     .unwrap_or(d.gateway.deferral_timeout_ms),
+                cooldown_ms: r
+                    .uint(
+                        "gateway.reload.cooldownMs",
+                        3_600_000,
+                        "an integer 0..=3600000 (milliseconds)",
+                    )?
+                    .unwrap_or(d.gateway.cooldown_ms),
+                successor_timeout_ms: match r.uint(
+                    "gateway.reload.successorTimeoutMs",
+                    3_600_000,
+                    "an integer 1..=3600000 (milliseconds)",
+                )? {
+                    Some(0) => {
+                        return Err(InvalidValue::new(
+                            "gateway.reload.successorTimeoutMs",
+                            "an integer 1..=3600000 (milliseconds)",
+                            "0",
+                        ));
+                    }
+                    Some(ms) => ms,
+                    None => d.gateway.successor_timeout_ms,
+                },
             },
             restart_enabled: r.bool("commands.restart")?.unwrap_or(d.restart_enabled),
             update: UpdateSettings {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use molt_daemon::gateway::Gateway;
 use molt_daemon::logging::LogHub;
-use molt_daemon::start::{Options, prepare};
+use molt_daemon::start::{Launch, Options, prepare};
 use molt_protocol::frame::{ResponseFrame, ServerFrame};
 use molt_protocol::handshake::HelloOk;
 use serde_json::{Value, json};
@@ -50,9 +50,12 @@ impl TestGateway {
             ..Options::default()
         };
         let logs = LogHub::default();
-        let prepared = prepare(&options, HashMap::new(), logs.clone())
-            .await
-            .expect("gateway starts");
+        let launch = Launch {
+            process_env: HashMap::new(),
+            logs: logs.clone(),
+            ..Launch::default()
+        };
+        let prepared = prepare(&options, launch).await.expect("gateway starts");
         let addr = prepared.addr();
         let gateway = prepared.gateway().clone();
         let task = tokio::spawn(prepared.serve(std::future::pending()));

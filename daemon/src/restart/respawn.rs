@@ -1,0 +1,292 @@
+//! The predecessor's side of a handoff: start the successor through the
+//! stable entrypoint with the listener, the lock and a readiness pipe, and
+//! wait for it to prove it serves. The port never closes: both processes
+//! hold the same listening socket until the predecessor exits.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use command_fds::{CommandFdExt, FdMapping};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use super::inherit::{HANDOFF_ENV, LISTENER_FD, LOCK_FD, READY_FD};
+
+/// How to start the successor.
+#[derive(Debug, Clone)]
+pub struct SuccessorSpec {
+    /// The stable entrypoint (e.g. `<prefix>/bin/moltd`), so a swapped
+    /// install starts the new binary.
+    pub entrypoint: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+/// How long the successor may take. Progress lines reset `idle`; `total`
+/// caps the whole start, however chatty.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadyTimeouts {
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+impl ReadyTimeouts {
+    pub fn from_idle(idle: Duration) -> Self {
+        Self {
+            idle,
+            total: (idle * 4).max(Duration::from_secs(120)),
+        }
+    }
+}
+
+/// A successor that reported READY.
+#[derive(Debug)]
+pub struct Successor {
+    pub pid: u32,
+    pub addr: String,
+    pub version: String,
+    /// Kept so the successor is not killed or reaped by accident; it
+    /// outlives this process.
+    pub child: Child,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuccessorFailure {
+    #[error("cannot start successor {entrypoint}: {source}")]
+    Spawn {
+        entrypoint: String,
+        source: io::Error,
+    },
+    #[error("successor exited before it was ready ({status}); last progress: {progress}")]
+    Exited {
+        status: ExitStatus,
+        progress: String,
+    },
+    #[error("successor not ready after {waited_ms} ms (last progress: {progress}); stopped it")]
+    NotReady { waited_ms: u64, progress: String },
+    #[error("successor sent an unreadable READY line: {0:?}")]
+    BadReady(String),
+}
+
+/// Starts the successor and waits for `READY <addr> <version> <pid>`.
+/// On any failure the successor is stopped and reaped, and this process
+/// goes on serving.
+pub async fn start_successor(
+    spec: &SuccessorSpec,
+    listener: OwnedFd,
+    lock: OwnedFd,
+    own_pid: u32,
+    timeouts: ReadyTimeouts,
+) -> Result<Successor, SuccessorFailure> {
+    let spawn_failed = |source| SuccessorFailure::Spawn {
+        entrypoint: spec.entrypoint.display().to_string(),
+        source,
+    };
+    let (reader, writer) = io::pipe().map_err(spawn_failed)?;
+    let mut command = Command::new(&spec.entrypoint);
+    command
+        .args(&spec.args)
+        .env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDNAMES")
+        .env(
+            HANDOFF_ENV,
+            format!("lock={LOCK_FD},ready={READY_FD},from={own_pid}"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    command
+        .fd_mappings(vec![
+            FdMapping {
+                parent_fd: listener,
+                child_fd: LISTENER_FD,
+            },
+            FdMapping {
+                parent_fd: lock,
+                child_fd: LOCK_FD,
+            },
+            FdMapping {
+                parent_fd: OwnedFd::from(writer),
+                child_fd: READY_FD,
+            },
+        ])
+        .map_err(|e| spawn_failed(io::Error::other(e.to_string())))?;
+    let mut child = command.spawn().map_err(spawn_failed)?;
+    // Our copy of the write end must close, or EOF never comes.
+    drop(command);
+
+    let receiver = pipe::Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(spawn_failed)?;
+    let mut lines = BufReader::new(receiver).lines();
+    let started = Instant::now();
+    let mut progress = "none".to_owned();
+    let mut idle_deadline = started + timeouts.idle;
+    let total_deadline = started + timeouts.total;
+
+    let failure = loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => {
+                    if let Some(stage) = line.strip_prefix("PROGRESS ") {
+                        progress = stage.to_owned();
+                        idle_deadline = Instant::now() + timeouts.idle;
+                    } else if line.starts_with("READY ") {
+                        match parse_ready(&line) {
+                            Some((addr, version, pid)) => {
+                                return Ok(Successor { pid, addr, version, child });
+                            }
+                            None => break SuccessorFailure::BadReady(line),
+                        }
+                    }
+                }
+                // EOF: the successor closed the pipe without READY; its
+                // exit status says why.
+                Ok(None) | Err(_) => {
+                    let status = tokio::time::timeout(timeouts.idle, child.wait()).await;
+                    match status {
+                        Ok(Ok(status)) => break SuccessorFailure::Exited { status, progress },
+                        _ => break SuccessorFailure::NotReady {
+                            waited_ms: started.elapsed().as_millis() as u64,
+                            progress,
+                        },
+                    }
+                }
+            },
+            status = child.wait() => {
+                if let Ok(status) = status {
+                    break SuccessorFailure::Exited { status, progress };
+                }
+            }
+            () = tokio::time::sleep_until(idle_deadline.min(total_deadline)) => {
+                break SuccessorFailure::NotReady {
+                    waited_ms: started.elapsed().as_millis() as u64,
+                    progress,
+                };
+            }
+        }
+    };
+    // Never leave a half-started successor behind.
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    Err(failure)
+}
+
+fn parse_ready(line: &str) -> Option<(String, String, u32)> {
+    let mut parts = line.split_whitespace();
+    let (Some("READY"), Some(addr), Some(version), Some(pid), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    Some((addr.to_owned(), version.to_owned(), pid.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_lines_parse_strictly() {
+        assert_eq!(
+            parse_ready("READY 127.0.0.1:1 1.2.3 42"),
+            Some(("127.0.0.1:1".into(), "1.2.3".into(), 42))
+        );
+        for bad in [
+            "READY",
+            "READY a b",
+            "READY a b c d",
+            "READY a b notapid",
+            "NOPE a b 1",
+        ] {
+            assert_eq!(parse_ready(bad), None, "{bad}");
+        }
+    }
+
+    fn fds() -> (OwnedFd, OwnedFd) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let lock = std::fs::File::create(dir.path().join("gateway.lock")).unwrap();
+        (OwnedFd::from(listener), OwnedFd::from(lock))
+    }
+
+    fn script(body: &str) -> (tempfile::TempDir, SuccessorSpec) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("moltd");
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let spec = SuccessorSpec {
+            entrypoint: path,
+            args: vec![],
+        };
+        (dir, spec)
+    }
+
+    fn quick() -> ReadyTimeouts {
+        ReadyTimeouts {
+            idle: Duration::from_millis(300),
+            total: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_successor_that_exits_is_reported_with_its_status() {
+        let (_dir, spec) = script("echo PROGRESS config >&5; exit 3");
+        let (listener, lock) = fds();
+        let err = start_successor(&spec, listener, lock, 1, quick())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SuccessorFailure::Exited { status, progress }
+                if status.code() == Some(3) && progress == "config"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_successor_is_stopped_after_the_idle_timeout() {
+        let (_dir, spec) = script("exec sleep 30");
+        let (listener, lock) = fds();
+        let err = start_successor(&spec, listener, lock, 1, quick())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SuccessorFailure::NotReady { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn progress_extends_the_wait_and_ready_names_the_successor() {
+        let (_dir, spec) = script(
+            "for s in a b c d; do echo PROGRESS $s >&5; sleep 0.2; done\n\
+             echo \"READY 127.0.0.1:9 9.9.9 $$\" >&5\nexec sleep 5",
+        );
+        let (listener, lock) = fds();
+        let mut ok = start_successor(&spec, listener, lock, 1, quick())
+            .await
+            .unwrap();
+        assert_eq!(ok.version, "9.9.9");
+        assert_eq!(Some(ok.pid), ok.child.id());
+        ok.child.kill().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_missing_entrypoint_is_a_spawn_failure() {
+        let spec = SuccessorSpec {
+            entrypoint: PathBuf::from("/nonexistent/moltd"),
+            args: vec![],
+        };
+        let (listener, lock) = fds();
+        let err = start_successor(&spec, listener, lock, 1, quick())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/moltd"), "{err}");
+    }
+}
