@@ -1,1 +1,26 @@
-//! molt-console
+//! molt-console: the operator console for `moltd`.
+//!
+//! Layers point one way: `discover` and `client` know nothing of the
+//! terminal; `net` drives a client for the app; `app` is pure state;
+//! `ui` draws it; `runtime` wires them to a terminal.
+
+/// Console state and the reducer.
+pub mod app;
+/// Command-line flags, subcommands, exit codes.
+pub mod cli;
+/// Gateway client: handshake, requests, events, close codes.
+pub mod client;
+/// Finding the local daemon: state dir, config, lock file, token.
+pub mod discover;
+/// Wording of status facts, shared by the TUI and `molt status`.
+pub mod format;
+/// File logging.
+pub mod logging;
+/// The network task: reconnects, runs requests, reports back.
+pub mod net;
+/// The main loop and the console entry point.
+pub mod runtime;
+/// Terminal setup and restore.
+pub mod term;
+/// Drawing.
+pub mod ui;

@@ -1,1 +1,66 @@
-fn main() {}
+//! `molt`: parse arguments, set up file logging, run the console or a
+//! subcommand, map the outcome to a documented exit code.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use molt_console::cli::{self, Cli, CliCommand, Exit};
+use molt_console::discover::{self, Env};
+use molt_console::{logging, runtime};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // 0 for --help/--version, 2 for usage errors.
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(Exit::Usage as u8));
+        }
+    };
+    let overrides = cli.overrides();
+    let env = Env::from_process();
+    let state_dir = discover::state_dir(&overrides, &env).ok();
+    let _log = logging::init(state_dir.as_deref());
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("molt: cannot start the async runtime: {e}");
+            return Exit::Other.into();
+        }
+    };
+
+    match cli.command {
+        None => {
+            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+                eprintln!(
+                    "molt: the console needs a terminal; for scripts use `molt status --json`"
+                );
+                return Exit::Usage.into();
+            }
+            match runtime.block_on(runtime::run_console(overrides, env)) {
+                Ok(()) => Exit::Ok.into(),
+                Err(e) => {
+                    tracing::error!(error = %e, "console failed");
+                    eprintln!("molt: {e}");
+                    Exit::Other.into()
+                }
+            }
+        }
+        Some(CliCommand::Status { json }) => {
+            let mut stdout = std::io::stdout().lock();
+            match runtime.block_on(cli::status(&overrides, json, &mut stdout)) {
+                Ok(()) => Exit::Ok.into(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "status failed");
+                    eprintln!("molt: {e}");
+                    e.exit().into()
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Command-line interface: global flags, subcommands and exit codes.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use molt_protocol::Method;
+use molt_protocol::status::StatusResult;
+use serde_json::Value;
+
+use crate::client::{Client, ClientMode, CloseKind, ConnectError, ConnectOptions, RequestError};
+use crate::discover::{self, DiscoverError, Overrides, Target};
+use crate::format;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok
+  1  other error (bad config, unexpected answer, request failed)
+  2  usage error
+  3  cannot connect to the gateway (down, unreachable, handshake failed)
+  4  authentication failed (token refused)
+
+Without --url, molt finds the local daemon the way moltd does: the state dir
+is --state-dir, else $OPENCLAW_STATE_DIR, else ~/.openclaw; the port comes from
+the running daemon's gateway.lock, else gateway.port in the config; the token
+from --token, else $OPENCLAW_GATEWAY_TOKEN, else gateway.auth.token.
+Prefer the environment variable over --token: flags show in `ps`.";
+
+/// molt: the operator console for moltd.
+///
+/// With no subcommand, opens the interactive console.
+#[derive(Debug, Parser)]
+#[command(name = "molt", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Gateway URL, e.g. ws://127.0.0.1:18789 (skips discovery).
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// Gateway token.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// State dir of the daemon (default $OPENCLAW_STATE_DIR or ~/.openclaw).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<CliCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Print the gateway's status: what runs now, restart and update state.
+    Status {
+        /// Print the raw `status` result as pretty JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            url: self.url.clone(),
+            token: self.token.clone(),
+            state_dir: self.state_dir.clone(),
+        }
+    }
+}
+
+/// The documented exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Ok = 0,
+    Other = 1,
+    Usage = 2,
+    CannotConnect = 3,
+    AuthFailed = 4,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// A subcommand failure and the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("writing output: {0}")]
+    Output(io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl CliError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            Self::Discover(DiscoverError::BadUrl { .. }) => Exit::Usage,
+            Self::Discover(_) => Exit::Other,
+            Self::Connect(e) if e.is_auth_failure() => Exit::AuthFailed,
+            Self::Connect(_) => Exit::CannotConnect,
+            Self::Request(RequestError::Disconnected { .. }) => Exit::CannotConnect,
+            Self::Request(_) | Self::Output(_) | Self::Other(_) => Exit::Other,
+        }
+    }
+}
+
+/// How long a subcommand keeps retrying while the gateway hands off.
+const HANDOFF_PATIENCE: Duration = Duration::from_secs(10);
+const HANDOFF_POLL: Duration = Duration::from_millis(100);
+
+/// Connects and makes one idempotent request, retrying only across a
+/// handoff (close 1012, gateway restarting): a script run at that moment
+/// should get the successor's answer, not an error.
+pub async fn request_once(
+    target: &Target,
+    method: Method,
+    params: Option<Value>,
+) -> Result<Value, CliError> {
+    let options = ConnectOptions::new(target.url.clone(), target.token.clone(), ClientMode::Cli);
+    let deadline = tokio::time::Instant::now() + HANDOFF_PATIENCE;
+    loop {
+        let retry = match Client::connect(&options).await {
+            Ok((client, _events)) => match client.request(method, params.clone()).await {
+                Ok(value) => {
+                    client.close().await;
+                    return Ok(value);
+                }
+                Err(e) if is_handoff(&e) => e.into(),
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) if e.is_handoff() => CliError::Connect(e),
+            Err(e) => return Err(e.into()),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(retry);
+        }
+        tracing::debug!(error = %retry, "gateway handing off; retrying");
+        tokio::time::sleep(HANDOFF_POLL).await;
+    }
+}
+
+fn is_handoff(error: &RequestError) -> bool {
+    matches!(error, RequestError::Disconnected { close: Some(close) } if close.kind() == CloseKind::HandOff)
+}
+
+/// `molt status [--json]`.
+pub async fn status(
+    overrides: &Overrides,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let target = discover::discover(overrides, &discover::Env::from_process())?;
+    status_for(&target, json, out).await
+}
+
+pub async fn status_for(target: &Target, json: bool, out: &mut impl Write) -> Result<(), CliError> {
+    let value = request_once(target, Method::Status, None).await?;
+    let text = if json {
+        serde_json::to_string_pretty(&value).map_err(|e| CliError::Other(e.to_string()))?
+    } else {
+        let status: StatusResult = molt_protocol::frame::decode(value).map_err(|problem| {
+            CliError::Other(format!(
+                "unexpected status from the gateway ({problem}); `molt status --json` prints it raw"
+            ))
+        })?;
+        summary(&status, &target.url)
+    };
+    write_out(out, &text)
+}
+
+/// A broken pipe (`molt status | head -1`) is not an error.
+fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The short human summary of `molt status`.
+pub fn summary(s: &StatusResult, url: &str) -> String {
+    // The gateway's clock at its answer: relative times ignore local skew.
+    let gateway_now = s.started_at.saturating_add(s.uptime_ms);
+    let now = Some(gateway_now);
+    let mut lines = vec![format!(
+        "moltd {} (pid {}) at {url}, up {}",
+        s.version,
+        s.pid,
+        format::duration(Duration::from_millis(s.uptime_ms))
+    )];
+    let mut row = |label: &str, value: String| lines.push(format!("{label:<12} {value}"));
+    row("install", format::install(&s.install));
+    row(
+        "restart",
+        format!(
+            "{}, {}, supervisor {}",
+            format::strategy(s.restart.strategy),
+            format::restart_phase(&s.restart, now),
+            format::supervisor(&s.supervisor)
+        ),
+    );
+    if let Some(failure) = &s.restart.last_failure {
+        row(
+            "last failure",
+            format!(
+                "{}, {}",
+                failure.reason,
+                format::relative(failure.at, gateway_now)
+            ),
+        );
+    }
+    row("pending", format::pending(&s.pending_work));
+    row(
+        "update",
+        format::update_available(s.update_available.as_ref()),
+    );
+    row("auto-update", format::auto_update(&s.auto, now));
+    row(
+        "kill switch",
+        format::kill_switch(&s.auto).unwrap_or_else(|| "off".to_owned()),
+    );
+    row(
+        "latest run",
+        s.latest_run
+            .as_ref()
+            .map(|run| format::run(run, now))
+            .unwrap_or_else(|| "none".to_owned()),
+    );
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed_and_documents_exit_codes() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for line in [
+            "0  ok",
+            "2  usage",
+            "3  cannot connect",
+            "4  authentication failed",
+        ] {
+            assert!(help.contains(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn global_flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "molt",
+            "status",
+            "--json",
+            "--url",
+            "ws://h:1",
+            "--state-dir",
+            "/s",
+            "--token",
+            "t",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(CliCommand::Status { json: true })
+        ));
+        assert_eq!(
+            cli.overrides(),
+            Overrides {
+                url: Some("ws://h:1".into()),
+                token: Some("t".into()),
+                state_dir: Some("/s".into()),
+            }
+        );
+        let err = Cli::try_parse_from(["molt", "status", "--bogus"]).unwrap_err();
+        assert_eq!(err.exit_code(), Exit::Usage as i32);
+    }
+
+    #[test]
+    fn errors_map_to_documented_exit_codes() {
+        let auth = CliError::Connect(ConnectError::AuthFailed {
+            message: "bad token".into(),
+        });
+        assert_eq!(auth.exit(), Exit::AuthFailed);
+        let down = CliError::Connect(ConnectError::Unreachable {
+            url: "ws://x".into(),
+            reason: "refused".into(),
+        });
+        assert_eq!(down.exit(), Exit::CannotConnect);
+        let bad_url = CliError::Discover(DiscoverError::BadUrl {
+            url: "x".into(),
+            problem: "y".into(),
+        });
+        assert_eq!(bad_url.exit(), Exit::Usage);
+        let refused = CliError::Request(RequestError::Gateway(
+            molt_protocol::ErrorShape::internal("boom"),
+        ));
+        assert_eq!(refused.exit(), Exit::Other);
+    }
+}

@@ -1,0 +1,243 @@
+//! Plain-text wording of status facts, shared by the TUI and `molt status`
+//! so both say the same thing the same way.
+
+use std::time::Duration;
+
+use molt_protocol::status::{
+    AutoUpdateState, EnvSource, InstallInfo, PendingWork, RestartInfo, RestartPhase,
+    RestartStrategy, SupervisorInfo, SupervisorKind,
+};
+use molt_protocol::update::{Channel, InstallMode, RunPhase, RunRecord, UpdateAvailable};
+
+/// `45s`, `12m 05s`, `3h 02m 05s`, `2d 03h 12m`.
+pub fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (days, hours, mins, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if days > 0 {
+        format!("{days}d {hours:02}h {mins:02}m")
+    } else if hours > 0 {
+        format!("{hours}h {mins:02}m {s:02}s")
+    } else if mins > 0 {
+        format!("{mins}m {s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `in 5m 00s` or `3m 10s ago`, relative to `now_ms` (both Unix ms).
+pub fn relative(at_ms: u64, now_ms: u64) -> String {
+    if at_ms >= now_ms {
+        format!("in {}", duration(Duration::from_millis(at_ms - now_ms)))
+    } else {
+        format!("{} ago", duration(Duration::from_millis(now_ms - at_ms)))
+    }
+}
+
+pub fn install_mode(mode: InstallMode) -> &'static str {
+    match mode {
+        InstallMode::Npm => "npm",
+        InstallMode::Pnpm => "pnpm",
+        InstallMode::Bun => "bun",
+        InstallMode::Git => "git",
+        InstallMode::Unmanaged => "unmanaged",
+        InstallMode::External => "external",
+        InstallMode::Unknown => "unknown",
+    }
+}
+
+/// `npm /opt/lib/node_modules/moltd (detected)`.
+pub fn install(info: &InstallInfo) -> String {
+    let mut text = install_mode(info.surface).to_owned();
+    if let Some(root) = &info.root {
+        text.push(' ');
+        text.push_str(root);
+    }
+    text.push_str(&format!(" ({})", info.source));
+    text
+}
+
+pub fn supervisor(info: &SupervisorInfo) -> String {
+    let kind = match info.kind {
+        SupervisorKind::None => "none",
+        SupervisorKind::Systemd => "systemd",
+        SupervisorKind::Launchd => "launchd",
+        SupervisorKind::Custom => "custom",
+        SupervisorKind::External => "external",
+    };
+    match &info.detail {
+        Some(detail) => format!("{kind} ({detail})"),
+        None => kind.to_owned(),
+    }
+}
+
+pub fn strategy(strategy: RestartStrategy) -> &'static str {
+    match strategy {
+        RestartStrategy::Respawn => "respawn",
+        RestartStrategy::Supervised => "supervised",
+        RestartStrategy::Exec => "exec",
+    }
+}
+
+/// `idle` or `deferring: update.run, fires in 2s (forced)`.
+pub fn restart_phase(restart: &RestartInfo, now_ms: Option<u64>) -> String {
+    let phase = match restart.phase {
+        RestartPhase::Idle => return "idle".to_owned(),
+        RestartPhase::Scheduled => "scheduled",
+        RestartPhase::Deferring => "deferring",
+        RestartPhase::InFlight => "in flight",
+    };
+    let mut text = phase.to_owned();
+    if let Some(reason) = &restart.reason {
+        text.push_str(&format!(": {reason}"));
+    }
+    if let (Some(at), Some(now)) = (restart.fire_at, now_ms) {
+        let when = if at >= now {
+            relative(at, now)
+        } else {
+            "due".to_owned()
+        };
+        text.push_str(&format!(", fires {when}"));
+    }
+    if restart.forced {
+        text.push_str(" (forced)");
+    }
+    text
+}
+
+/// `none` or `1 request, 1 hold, 2 update steps`.
+pub fn pending(work: &PendingWork) -> String {
+    if work.total() == 0 {
+        return "none".to_owned();
+    }
+    let parts = [
+        (work.in_flight_requests, "request"),
+        (work.holds, "hold"),
+        (work.update_steps, "update step"),
+    ];
+    parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn channel(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Stable => "stable",
+        Channel::Beta => "beta",
+        Channel::Dev => "dev",
+    }
+}
+
+/// `enabled, channel stable, next check in 59m 00s`.
+pub fn auto_update(auto: &AutoUpdateState, now_ms: Option<u64>) -> String {
+    let mut text = format!(
+        "{}, channel {}",
+        if auto.enabled { "enabled" } else { "disabled" },
+        channel(auto.channel)
+    );
+    if let Some(now) = now_ms {
+        if let Some(at) = auto.next_apply_at {
+            text.push_str(&format!(", applies {}", relative(at, now)));
+        } else if let Some(at) = auto.next_check_at {
+            text.push_str(&format!(", next check {}", relative(at, now)));
+        }
+    }
+    text
+}
+
+/// The kill switch, and where it was set.
+pub fn kill_switch(auto: &AutoUpdateState) -> Option<String> {
+    auto.blocked_by.as_ref()?;
+    let source = match auto.source {
+        Some(EnvSource::ProcessEnv) => " (process env)",
+        Some(EnvSource::EnvFile) => " (.env)",
+        None => "",
+    };
+    Some(format!(
+        "ON: OPENCLAW_NO_AUTO_UPDATE{source}, automatic updates blocked"
+    ))
+}
+
+/// `1.1.0 -> 1.2.0 on stable`.
+pub fn update_available(available: Option<&UpdateAvailable>) -> String {
+    match available {
+        Some(a) => format!(
+            "{} -> {} on {}",
+            a.current_version,
+            a.latest_version,
+            channel(a.channel)
+        ),
+        None => "none known".to_owned(),
+    }
+}
+
+pub fn run_phase(phase: RunPhase) -> &'static str {
+    match phase {
+        RunPhase::Requested => "requested",
+        RunPhase::Running => "running",
+        RunPhase::Restarting => "restarting",
+        RunPhase::Verified => "verified",
+        RunPhase::Failed => "failed",
+        RunPhase::RolledBack => "rolled back",
+        RunPhase::Skipped => "skipped",
+    }
+}
+
+/// `run-1 verified 1.1.0 -> 1.2.0, manual, 3m 10s ago`.
+pub fn run(run: &RunRecord, now_ms: Option<u64>) -> String {
+    let version = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".to_owned());
+    let target = run.after.version.clone().or(run.target.version.clone());
+    let mut text = format!(
+        "{} {} {} -> {}, {}",
+        run.run_id,
+        run_phase(run.phase),
+        version(&run.before.version),
+        version(&target),
+        match run.trigger {
+            molt_protocol::update::RunTrigger::Manual => "manual",
+            molt_protocol::update::RunTrigger::Auto => "auto",
+        }
+    );
+    if let Some(reason) = &run.reason {
+        text.push_str(&format!(" ({reason})"));
+    }
+    if let Some(now) = now_ms {
+        let at = run.finished_at.unwrap_or(run.updated_at);
+        text.push_str(&format!(", {}", relative(at, now)));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            (0, "0s"),
+            (45, "45s"),
+            (725, "12m 05s"),
+            (3 * 3600 + 125, "3h 02m 05s"),
+            (2 * 86_400 + 3 * 3600 + 12 * 60 + 9, "2d 03h 12m"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(duration(Duration::from_secs(secs)), text);
+        }
+        assert_eq!(relative(10_000, 5_000), "in 5s");
+        assert_eq!(relative(5_000, 65_000), "1m 00s ago");
+    }
+
+    #[test]
+    fn pending_work() {
+        assert_eq!(pending(&PendingWork::default()), "none");
+        let work = PendingWork {
+            in_flight_requests: 1,
+            holds: 0,
+            update_steps: 2,
+        };
+        assert_eq!(pending(&work), "1 request, 2 update steps");
+    }
+}

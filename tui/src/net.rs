@@ -1,0 +1,424 @@
+//! The network task: owns the gateway client, reconnects on its own, runs
+//! the app's requests and reports back with small messages. The app never
+//! waits on the network; the network never touches app state.
+
+use std::time::Duration;
+
+use molt_protocol::Method;
+use molt_protocol::handshake::HelloOk;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{
+    Client, CloseInfo, CloseKind, ConnectError, ConnectOptions, Events, GatewayEvent, Incoming,
+    RequestError,
+};
+
+/// What a request's answer is for; echoed back with the result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Purpose {
+    Status,
+}
+
+/// From the app to the network task.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetCommand {
+    Request {
+        purpose: Purpose,
+        method: Method,
+        params: Option<Value>,
+    },
+    /// Skip the current wait and try now (also after an auth failure,
+    /// once the operator fixed the token).
+    ReconnectNow,
+}
+
+/// From the network task to the app.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NetEvent {
+    /// A connection attempt starts; `attempt` 0 is the first of a series.
+    Connecting {
+        url: String,
+        attempt: u32,
+    },
+    /// Handshake done. `handoff_gap` is the time from the 1012 close of the
+    /// old process to this `hello-ok`, when this follows a handoff.
+    Connected {
+        hello: Box<HelloOk>,
+        handoff_gap: Option<Duration>,
+    },
+    /// The session ended.
+    Closed(CloseInfo),
+    /// Waiting `delay` before attempt `attempt`. `handoff`: polling fast
+    /// because the gateway said it restarts.
+    Retrying {
+        attempt: u32,
+        delay: Duration,
+        handoff: bool,
+        error: Option<String>,
+    },
+    /// The token was refused; no retry until [`NetCommand::ReconnectNow`].
+    AuthFailed {
+        message: String,
+    },
+    Gateway(GatewayEvent),
+    /// Events were dropped; refresh what derives from them.
+    Lagged(u64),
+    Response {
+        purpose: Purpose,
+        result: Result<Value, RequestError>,
+    },
+}
+
+/// Produces the connect options for each attempt (re-running discovery, so
+/// a daemon that came back on a new port is found).
+pub type Resolve = Box<dyn FnMut() -> Result<ConnectOptions, String> + Send>;
+
+/// Reconnect delays: fast polling while a handoff is expected, exponential
+/// backoff otherwise.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub handoff_poll: Duration,
+    /// How long to poll fast before falling back to backoff.
+    pub handoff_window: Duration,
+    /// A session shorter than this does not reset the backoff, so a gateway
+    /// that accepts and drops at once is not hammered.
+    pub stable_after: Duration,
+    attempt: u32,
+    handoff_since: Option<Instant>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+            handoff_poll: Duration::from_millis(50),
+            handoff_window: Duration::from_secs(30),
+            stable_after: Duration::from_secs(10),
+            attempt: 0,
+            handoff_since: None,
+        }
+    }
+}
+
+impl Backoff {
+    /// Consecutive failed attempts so far (0 while connected).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// When the handoff this series waits for began.
+    pub fn handoff_since(&self) -> Option<Instant> {
+        self.handoff_since
+    }
+
+    pub fn in_handoff(&self, now: Instant) -> bool {
+        self.handoff_since
+            .is_some_and(|since| now.duration_since(since) < self.handoff_window)
+    }
+
+    /// A session ended after `lived`.
+    pub fn on_close(&mut self, now: Instant, lived: Duration, handoff: bool) {
+        if handoff {
+            self.attempt = 0;
+            self.handoff_since = Some(now);
+        } else if lived >= self.stable_after {
+            self.attempt = 0;
+            self.handoff_since = None;
+        }
+        self.attempt += 1;
+    }
+
+    /// An attempt failed before a session started.
+    pub fn on_failure(&mut self, now: Instant, handoff: bool) {
+        if handoff && self.handoff_since.is_none() {
+            self.handoff_since = Some(now);
+        }
+        self.attempt += 1;
+    }
+
+    pub fn on_connected(&mut self) {
+        self.handoff_since = None;
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+        self.handoff_since = None;
+    }
+
+    /// How long to wait before the next attempt.
+    pub fn delay(&self, now: Instant) -> Duration {
+        if self.in_handoff(now) {
+            return self.handoff_poll;
+        }
+        let doublings = self.attempt.saturating_sub(1).min(16);
+        self.initial.saturating_mul(1 << doublings).min(self.max)
+    }
+}
+
+/// Why the task stops.
+enum Stop {
+    Cancelled,
+    /// The app dropped its end.
+    AppGone,
+}
+
+/// Runs until `cancel` fires or the app drops its channels.
+pub async fn run(
+    mut resolve: Resolve,
+    mut backoff: Backoff,
+    mut commands: mpsc::UnboundedReceiver<NetCommand>,
+    out: mpsc::Sender<NetEvent>,
+    cancel: CancellationToken,
+) {
+    let stop = connect_loop(&mut resolve, &mut backoff, &mut commands, &out, &cancel).await;
+    match stop {
+        Stop::Cancelled => tracing::debug!("network task cancelled"),
+        Stop::AppGone => tracing::debug!("network task: app gone"),
+    }
+}
+
+async fn connect_loop(
+    resolve: &mut Resolve,
+    backoff: &mut Backoff,
+    commands: &mut mpsc::UnboundedReceiver<NetCommand>,
+    out: &mpsc::Sender<NetEvent>,
+    cancel: &CancellationToken,
+) -> Stop {
+    loop {
+        let error = match resolve() {
+            Err(problem) => {
+                tracing::warn!(%problem, "cannot resolve the gateway");
+                backoff.on_failure(Instant::now(), false);
+                Some(problem)
+            }
+            Ok(options) => {
+                let attempt = backoff.attempt();
+                let url = options.url.clone();
+                if let Err(stop) = emit(out, NetEvent::Connecting { url, attempt }).await {
+                    return stop;
+                }
+                let connected = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Stop::Cancelled,
+                    result = Client::connect(&options) => result,
+                };
+                match connected {
+                    Ok((client, events)) => {
+                        let handoff_gap = backoff.handoff_since().map(|t| t.elapsed());
+                        backoff.on_connected();
+                        tracing::info!(url = %options.url, server = %client.hello().server.version, ?handoff_gap, "connected");
+                        let hello = Box::new(client.hello().clone());
+                        if let Err(stop) =
+                            emit(out, NetEvent::Connected { hello, handoff_gap }).await
+                        {
+                            return stop;
+                        }
+                        let started = Instant::now();
+                        let ended = match session(client, events, commands, out, cancel).await {
+                            Ok(ended) => ended,
+                            Err(stop) => return stop,
+                        };
+                        let handoff =
+                            ended.close.kind() == CloseKind::HandOff || ended.restart_expected;
+                        backoff.on_close(Instant::now(), started.elapsed(), handoff);
+                        if let Err(stop) = emit(out, NetEvent::Closed(ended.close)).await {
+                            return stop;
+                        }
+                        None
+                    }
+                    Err(ConnectError::AuthFailed { message }) => {
+                        tracing::warn!(%message, "authentication failed; not retrying");
+                        if let Err(stop) = emit(out, NetEvent::AuthFailed { message }).await {
+                            return stop;
+                        }
+                        if let Err(stop) = wait(None, commands, out, cancel).await {
+                            return stop;
+                        }
+                        backoff.reset();
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "connect failed");
+                        backoff.on_failure(Instant::now(), error.is_handoff());
+                        Some(error.to_string())
+                    }
+                }
+            }
+        };
+        let now = Instant::now();
+        let delay = backoff.delay(now);
+        let retrying = NetEvent::Retrying {
+            attempt: backoff.attempt(),
+            delay,
+            handoff: backoff.in_handoff(now),
+            error,
+        };
+        if let Err(stop) = emit(out, retrying).await {
+            return stop;
+        }
+        if let Err(stop) = wait(Some(delay), commands, out, cancel).await {
+            return stop;
+        }
+    }
+}
+
+async fn emit(out: &mpsc::Sender<NetEvent>, event: NetEvent) -> Result<(), Stop> {
+    out.send(event).await.map_err(|_| Stop::AppGone)
+}
+
+/// Waits `delay` (or until told, with `None`), answering requests with
+/// "not connected" meanwhile. Returns early on `ReconnectNow`.
+async fn wait(
+    delay: Option<Duration>,
+    commands: &mut mpsc::UnboundedReceiver<NetCommand>,
+    out: &mpsc::Sender<NetEvent>,
+    cancel: &CancellationToken,
+) -> Result<(), Stop> {
+    let sleep = async {
+        match delay {
+            Some(delay) => tokio::time::sleep(delay).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(Stop::Cancelled),
+            command = commands.recv() => match command {
+                None => return Err(Stop::AppGone),
+                Some(NetCommand::ReconnectNow) => return Ok(()),
+                Some(NetCommand::Request { purpose, .. }) => {
+                    let result = Err(RequestError::Disconnected { close: None });
+                    emit(out, NetEvent::Response { purpose, result }).await?;
+                }
+            },
+            () = &mut sleep => return Ok(()),
+        }
+    }
+}
+
+struct Ended {
+    close: CloseInfo,
+    /// A `shutdown` event announced a restart before the close.
+    restart_expected: bool,
+}
+
+async fn session(
+    client: Client,
+    mut events: Events,
+    commands: &mut mpsc::UnboundedReceiver<NetCommand>,
+    out: &mpsc::Sender<NetEvent>,
+    cancel: &CancellationToken,
+) -> Result<Ended, Stop> {
+    // Dropped (and so aborted) with the session.
+    let mut requests: JoinSet<(Purpose, Result<Value, RequestError>)> = JoinSet::new();
+    let mut restart_expected = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                client.close().await;
+                return Err(Stop::Cancelled);
+            }
+            command = commands.recv() => match command {
+                None => {
+                    client.close().await;
+                    return Err(Stop::AppGone);
+                }
+                Some(NetCommand::ReconnectNow) => {}
+                Some(NetCommand::Request { purpose, method, params }) => {
+                    let client = client.clone();
+                    requests.spawn(async move { (purpose, client.request(method, params).await) });
+                }
+            },
+            Some(done) = requests.join_next(), if !requests.is_empty() => {
+                if let Ok((purpose, result)) = done {
+                    emit(out, NetEvent::Response { purpose, result }).await?;
+                }
+            }
+            incoming = events.recv() => match incoming {
+                Incoming::Event { event, .. } => {
+                    if let GatewayEvent::Shutdown(shutdown) = &event {
+                        restart_expected = shutdown.restart_expected_ms.is_some();
+                    }
+                    emit(out, NetEvent::Gateway(event)).await?;
+                }
+                Incoming::Lagged(n) => emit(out, NetEvent::Lagged(n)).await?,
+                Incoming::Closed(close) => {
+                    // In-flight requests fail fast once the driver is gone.
+                    while let Some(done) = requests.join_next().await {
+                        if let Ok((purpose, result)) = done {
+                            emit(out, NetEvent::Response { purpose, result }).await?;
+                        }
+                    }
+                    return Ok(Ended { close, restart_expected });
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn backoff_doubles_from_250ms_to_30s() {
+        let now = Instant::now();
+        let mut backoff = Backoff::default();
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            backoff.on_failure(now, false);
+            delays.push(backoff.delay(now));
+        }
+        let expected: Vec<Duration> =
+            [250, 500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+                .iter()
+                .map(|ms| MS * *ms)
+                .collect();
+        assert_eq!(delays, expected);
+        assert_eq!(backoff.attempt(), 10);
+    }
+
+    #[test]
+    fn handoff_polls_fast_then_falls_back() {
+        let now = Instant::now();
+        let mut backoff = Backoff::default();
+        backoff.on_failure(now, false);
+        backoff.on_failure(now, false);
+        backoff.on_close(now, Duration::from_secs(1), true);
+        assert_eq!(backoff.attempt(), 1);
+        assert!(backoff.in_handoff(now));
+        assert_eq!(backoff.delay(now), backoff.handoff_poll);
+        backoff.on_failure(now + MS * 50, false);
+        assert_eq!(backoff.delay(now + MS * 100), backoff.handoff_poll);
+        let later = now + backoff.handoff_window;
+        assert!(!backoff.in_handoff(later));
+        assert_eq!(backoff.delay(later), MS * 500);
+        backoff.on_connected();
+        assert_eq!(backoff.handoff_since(), None);
+    }
+
+    #[test]
+    fn short_sessions_keep_backing_off() {
+        let now = Instant::now();
+        let mut backoff = Backoff::default();
+        backoff.on_close(now, Duration::from_millis(10), false);
+        backoff.on_close(now, Duration::from_millis(10), false);
+        backoff.on_close(now, Duration::from_millis(10), false);
+        assert_eq!(backoff.delay(now), MS * 1000);
+        backoff.on_close(now, Duration::from_secs(60), false);
+        assert_eq!(backoff.attempt(), 1);
+        assert_eq!(backoff.delay(now), MS * 250);
+    }
+}

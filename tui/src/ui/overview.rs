@@ -1,0 +1,260 @@
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Wrap};
+
+use super::theme::Theme;
+use crate::app::{App, ConnState};
+use crate::format;
+use molt_protocol::status::{RestartPhase, StatusResult};
+use molt_protocol::update::RunPhase;
+
+const LABEL_WIDTH: usize = 13;
+
+pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let mut block = Block::bordered().title(Line::styled(" Overview ", theme.heading()));
+    if let Some(down) = app.disconnected_for() {
+        block = block.title(
+            Line::styled(
+                format!(" last known, disconnected {} ", format::duration(down)),
+                theme.warn(),
+            )
+            .right_aligned(),
+        );
+    }
+    let inner_height = area.height.saturating_sub(2) as usize;
+    let paragraph = match &app.status {
+        Some(snapshot) => {
+            let mut lines = status_lines(app, &snapshot.status, theme);
+            if let Some(problem) = connection_problem(app) {
+                // Old data must not look live; the reason must stand out.
+                for line in &mut lines {
+                    for span in &mut line.spans {
+                        span.style = span.style.patch(theme.dim());
+                    }
+                }
+                lines.insert(1, row(theme, "connection", problem, theme.error()));
+            }
+            fit(&mut lines, inner_height);
+            Paragraph::new(lines)
+        }
+        None => Paragraph::new(waiting_lines(app, theme)).wrap(Wrap { trim: false }),
+    };
+    frame.render_widget(paragraph.block(block), area);
+}
+
+/// Drops blank separators when the screen is short, so facts are not cut.
+fn fit(lines: &mut Vec<Line>, height: usize) {
+    while lines.len() > height {
+        match lines.iter().rposition(|l| l.width() == 0) {
+            Some(i) => {
+                lines.remove(i);
+            }
+            None => break,
+        }
+    }
+}
+
+fn row<'a>(theme: &Theme, label: &'a str, value: impl Into<String>, style: Style) -> Line<'a> {
+    Line::from(vec![
+        Span::styled(format!("  {label:<LABEL_WIDTH$}"), theme.label()),
+        Span::styled(value.into(), style),
+    ])
+}
+
+fn status_lines<'a>(app: &'a App, s: &'a StatusResult, theme: &Theme) -> Vec<Line<'a>> {
+    let now = app.gateway_now_ms();
+    let plain = theme.value();
+    let mut lines = vec![Line::styled("Gateway", theme.heading())];
+    lines.push(row(
+        theme,
+        "version",
+        format!(
+            "{} ({}, protocol {})",
+            s.version, s.build.profile, s.build.protocol
+        ),
+        theme.ok(),
+    ));
+    if let Some(notice) = &app.version_notice {
+        lines.push(row(theme, "", notice.clone(), theme.warn()));
+    }
+    let uptime = app
+        .uptime()
+        .map(format::duration)
+        .unwrap_or_else(|| "?".into());
+    let conns = match s.connections {
+        1 => "1 connection".to_owned(),
+        n => format!("{n} connections"),
+    };
+    lines.push(row(
+        theme,
+        "pid",
+        format!("{}, up {uptime}, {conns}", s.pid),
+        plain,
+    ));
+    lines.push(row(theme, "listen", s.listen.clone(), plain));
+    lines.push(row(
+        theme,
+        "install",
+        format!(
+            "{} ({})",
+            format::install_mode(s.install.surface),
+            s.install.source
+        ),
+        plain,
+    ));
+    if let Some(root) = &s.install.root {
+        lines.push(row(theme, "root", root.clone(), plain));
+    }
+    lines.push(row(
+        theme,
+        "supervisor",
+        format::supervisor(&s.supervisor),
+        plain,
+    ));
+
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("Restart", theme.heading()));
+    lines.push(row(
+        theme,
+        "strategy",
+        format::strategy(s.restart.strategy),
+        plain,
+    ));
+    let phase_style = if s.restart.phase == RestartPhase::Idle {
+        plain
+    } else {
+        theme.warn()
+    };
+    lines.push(row(
+        theme,
+        "phase",
+        format::restart_phase(&s.restart, now),
+        phase_style,
+    ));
+    let pending_style = if s.pending_work.total() == 0 {
+        plain
+    } else {
+        theme.warn()
+    };
+    lines.push(row(
+        theme,
+        "pending",
+        format::pending(&s.pending_work),
+        pending_style,
+    ));
+    if let Some(failure) = &s.restart.last_failure {
+        let when = now
+            .map(|now| format!(", {}", format::relative(failure.at, now)))
+            .unwrap_or_default();
+        lines.push(row(
+            theme,
+            "last failure",
+            format!("{}{when}", failure.reason),
+            theme.error(),
+        ));
+    }
+
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("Updates", theme.heading()));
+    let available_style = if s.update_available.is_some() {
+        theme.warn()
+    } else {
+        plain
+    };
+    lines.push(row(
+        theme,
+        "available",
+        format::update_available(s.update_available.as_ref()),
+        available_style,
+    ));
+    lines.push(row(
+        theme,
+        "auto-update",
+        format::auto_update(&s.auto, now),
+        plain,
+    ));
+    lines.push(match format::kill_switch(&s.auto) {
+        Some(text) => row(theme, "kill switch", text, theme.warn()),
+        None => row(theme, "kill switch", "off", plain),
+    });
+    match &s.latest_run {
+        Some(run) => {
+            let style = match run.phase {
+                RunPhase::Verified => theme.ok(),
+                RunPhase::Failed | RunPhase::RolledBack => theme.error(),
+                RunPhase::Skipped => plain,
+                _ => theme.warn(),
+            };
+            lines.push(row(theme, "latest run", format::run(run, now), style));
+        }
+        None => lines.push(row(theme, "latest run", "none", plain)),
+    }
+    if let Some(error) = &app.status_error {
+        lines.push(Line::raw(""));
+        lines.push(row(theme, "refresh", error.clone(), theme.error()));
+    }
+    lines
+}
+
+/// Why the data below is not live, when it is not.
+fn connection_problem(app: &App) -> Option<String> {
+    match &app.conn {
+        ConnState::Connecting if app.disconnected_at.is_some() => Some("reconnecting".to_owned()),
+        ConnState::Connected | ConnState::Connecting => None,
+        ConnState::HandingOff { .. } => Some("handing off to a new process".to_owned()),
+        ConnState::Reconnecting { error, .. } => Some(match error {
+            Some(error) => format!("lost: {error}"),
+            None => "lost; reconnecting".to_owned(),
+        }),
+        ConnState::AuthFailed { message } => Some(format!("token refused: {message} (r retries)")),
+    }
+}
+
+/// Before the first status: what the console is doing and what to do.
+fn waiting_lines<'a>(app: &'a App, theme: &Theme) -> Vec<Line<'a>> {
+    let mut lines = Vec::new();
+    match &app.conn {
+        ConnState::Connecting | ConnState::Connected => {
+            lines.push(Line::raw(format!("Connecting to {} ...", app.url)));
+        }
+        ConnState::HandingOff { .. } => {
+            lines.push(Line::styled(
+                "The gateway is handing off to a new process; waiting for it.",
+                theme.warn(),
+            ));
+        }
+        ConnState::Reconnecting { attempt, error } => {
+            lines.push(Line::styled(
+                format!("Cannot reach the gateway at {}.", app.url),
+                theme.warn(),
+            ));
+            if let Some(error) = error {
+                lines.push(Line::raw(error.clone()));
+            }
+            lines.push(Line::raw(format!(
+                "Retrying on its own (attempt {attempt}); r retries now."
+            )));
+            lines.push(Line::raw(
+                "Is moltd running? Check `systemctl status moltd` or its log.",
+            ));
+        }
+        ConnState::AuthFailed { message } => {
+            lines.push(Line::styled(
+                "The gateway refused this console's token.",
+                theme.error(),
+            ));
+            lines.push(Line::raw(message.clone()));
+            lines.push(Line::raw(
+                "Pass --token, set OPENCLAW_GATEWAY_TOKEN, or fix gateway.auth.token \
+                 in the config; then press r.",
+            ));
+        }
+    }
+    if !app.origin.is_empty() {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled(app.origin.clone(), theme.dim()));
+    }
+    lines
+}

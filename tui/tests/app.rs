@@ -1,0 +1,300 @@
+//! Reducer tests: events in, state and commands out. No I/O, no clock.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use molt_console::app::{App, Command, ConnState, Event, Level, STATUS_REFRESH};
+use molt_console::client::{GatewayEvent, RequestError};
+use molt_console::net::{NetCommand, NetEvent, Purpose};
+use molt_protocol::Method;
+use molt_protocol::event::Tick;
+use molt_protocol::method::RestartScheduled;
+
+fn key(c: char) -> Event {
+    Event::Key(KeyEvent::from(KeyCode::Char(c)))
+}
+
+fn status_request() -> Vec<Command> {
+    vec![Command::Net(NetCommand::Request {
+        purpose: Purpose::Status,
+        method: Method::Status,
+        params: None,
+    })]
+}
+
+#[test]
+fn connect_hello_then_status() {
+    let base = Instant::now();
+    let mut app = App::new(URL, true, base);
+    assert_eq!(app.conn, ConnState::Connecting);
+    assert!(app.take_dirty(), "the first frame is drawn");
+
+    let cmds = app.handle(Event::Net(NetEvent::Connecting {
+        url: "ws://127.0.0.1:4000".into(),
+        attempt: 0,
+    }));
+    assert!(cmds.is_empty());
+    assert_eq!(app.url, "ws://127.0.0.1:4000");
+
+    // hello-ok: the snapshot shows at once, and a fresh status is asked for.
+    let cmds = app.handle(connected(status()));
+    assert_eq!(cmds, status_request());
+    assert_eq!(app.conn, ConnState::Connected);
+    assert_eq!(app.status.as_ref().unwrap().status.pid, 4343);
+    let server = app.server.as_ref().unwrap();
+    assert_eq!((server.version.as_str(), server.protocol), ("0.1.0", 4));
+
+    let mut newer = status();
+    newer.connections = 3;
+    assert!(app.handle(status_response(&newer)).is_empty());
+    assert_eq!(app.status.as_ref().unwrap().status.connections, 3);
+    assert_eq!(app.status_error, None);
+}
+
+#[test]
+fn status_refreshes_every_few_seconds_and_never_twice_at_once() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    app.set_now(base + secs(1));
+    assert!(app.handle(Event::Tick).is_empty(), "not due yet");
+    app.set_now(base + STATUS_REFRESH);
+    assert_eq!(app.handle(Event::Tick), status_request());
+    // In flight: neither ticks nor events send a second one...
+    app.set_now(base + STATUS_REFRESH * 3);
+    assert!(app.handle(Event::Tick).is_empty());
+    let scheduled = GatewayEvent::RestartScheduled(RestartScheduled {
+        ok: true,
+        pid: 4343,
+        signal: None,
+        delay_ms: 2000,
+        reason: "config".into(),
+        mode: "respawn".into(),
+        coalesced: false,
+        cooldown_ms_applied: 0,
+    });
+    assert!(
+        app.handle(Event::Net(NetEvent::Gateway(scheduled)))
+            .is_empty()
+    );
+    // ...but the event's refresh runs once the answer is in.
+    assert_eq!(app.handle(status_response(&status())), status_request());
+    assert!(app.handle(status_response(&status())).is_empty());
+}
+
+#[test]
+fn relevant_events_refresh_status_and_ticks_do_not_redraw() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    app.take_dirty();
+    let tick = GatewayEvent::Tick(Tick { ts: GATEWAY_NOW });
+    assert!(app.handle(Event::Net(NetEvent::Gateway(tick))).is_empty());
+    assert!(!app.take_dirty(), "a server tick changes nothing on screen");
+    assert_eq!(
+        app.handle(Event::Net(NetEvent::Lagged(3))),
+        status_request()
+    );
+}
+
+#[test]
+fn status_errors_are_shown_but_disconnects_are_not_errors() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    app.set_now(base + STATUS_REFRESH);
+    app.handle(Event::Tick);
+    app.handle(Event::Net(NetEvent::Response {
+        purpose: Purpose::Status,
+        result: Err(RequestError::Timeout {
+            method: "status",
+            timeout: secs(15),
+        }),
+    }));
+    assert_eq!(
+        app.status_error.as_deref(),
+        Some("no answer to status within 15s")
+    );
+    app.handle(Event::Net(NetEvent::Response {
+        purpose: Purpose::Status,
+        result: Ok(serde_json::json!({"version": 1})),
+    }));
+    assert!(
+        app.status_error
+            .as_deref()
+            .unwrap()
+            .contains("did not decode")
+    );
+    assert_eq!(app.status.as_ref().unwrap().status.pid, 4343, "kept");
+    app.handle(Event::Net(NetEvent::Response {
+        purpose: Purpose::Status,
+        result: Err(RequestError::Disconnected { close: None }),
+    }));
+    assert!(app.status_error.is_some(), "unchanged by a disconnect");
+}
+
+#[test]
+fn close_1012_hands_off_then_reconnects_with_the_gap() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    app.set_now(base + secs(10));
+    assert!(app.handle(closed(1012, "update.run")).is_empty());
+    assert_eq!(app.conn, ConnState::HandingOff { attempt: 0 });
+    assert_eq!(app.disconnected_for(), Some(Duration::ZERO));
+    // The uptime stops at the disconnect: that process may be gone.
+    app.set_now(base + secs(12));
+    assert_eq!(
+        app.uptime(),
+        Some(Duration::from_millis(UPTIME_MS) + secs(10))
+    );
+
+    app.handle(Event::Net(NetEvent::Retrying {
+        attempt: 1,
+        delay: Duration::from_millis(50),
+        handoff: true,
+        error: None,
+    }));
+    assert_eq!(app.conn, ConnState::HandingOff { attempt: 1 });
+    app.handle(Event::Net(NetEvent::Connecting {
+        url: URL.into(),
+        attempt: 1,
+    }));
+    assert_eq!(app.conn, ConnState::HandingOff { attempt: 1 });
+
+    let mut successor = status();
+    successor.pid = 5151;
+    successor.version = "1.3.0".into();
+    successor.uptime_ms = 300;
+    let cmds = app.handle(Event::Net(NetEvent::Connected {
+        hello: Box::new(hello(successor)),
+        handoff_gap: Some(Duration::from_millis(42)),
+    }));
+    assert_eq!(cmds, status_request());
+    assert_eq!(app.conn, ConnState::Connected);
+    assert_eq!(app.disconnected_at, None);
+    let notice = app.notice.as_ref().unwrap();
+    assert_eq!(
+        notice.text,
+        "handoff: pid 4343 (0.1.0) -> pid 5151 (1.3.0), gap 42 ms"
+    );
+    assert_eq!(app.status.as_ref().unwrap().status.pid, 5151);
+}
+
+#[test]
+fn other_closes_reconnect_with_backoff_and_keep_the_reason() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    app.handle(closed(1001, "gateway stopping"));
+    assert_eq!(
+        app.conn,
+        ConnState::Reconnecting {
+            attempt: 0,
+            error: Some("1001 gateway stopping: gateway stopping".into())
+        }
+    );
+    app.handle(Event::Net(NetEvent::Retrying {
+        attempt: 2,
+        delay: Duration::from_millis(500),
+        handoff: false,
+        error: Some("cannot reach ws://127.0.0.1:18789: Connection refused".into()),
+    }));
+    assert!(matches!(
+        &app.conn,
+        ConnState::Reconnecting { attempt: 2, error: Some(e) } if e.contains("refused")
+    ));
+    // While down: no status polling; r asks the network task to retry now.
+    app.set_now(base + STATUS_REFRESH * 2);
+    assert!(app.handle(Event::Tick).is_empty());
+    assert_eq!(
+        app.handle(key('r')),
+        vec![Command::Net(NetCommand::ReconnectNow)]
+    );
+}
+
+#[test]
+fn auth_failure_stops_until_the_operator_retries() {
+    let base = Instant::now();
+    let mut app = App::new(URL, true, base);
+    app.handle(Event::Net(NetEvent::AuthFailed {
+        message: "unauthorized: gateway token missing or wrong".into(),
+    }));
+    assert!(matches!(app.conn, ConnState::AuthFailed { .. }));
+    app.set_now(base + STATUS_REFRESH * 2);
+    assert!(app.handle(Event::Tick).is_empty());
+    assert_eq!(
+        app.handle(key('r')),
+        vec![Command::Net(NetCommand::ReconnectNow)]
+    );
+    app.handle(Event::Net(NetEvent::Connecting {
+        url: URL.into(),
+        attempt: 0,
+    }));
+    assert_eq!(app.conn, ConnState::Connecting);
+}
+
+#[test]
+fn a_newer_gateway_is_a_notice_not_a_failure() {
+    let base = Instant::now();
+    let mut newer = status();
+    newer.build.protocol = 5;
+    let app = connected_app(newer, base);
+    assert_eq!(app.conn, ConnState::Connected);
+    assert!(
+        app.version_notice
+            .as_deref()
+            .unwrap()
+            .contains("protocol 5, this console 4"),
+    );
+
+    let mut newer = status();
+    newer.version = "99.0.0".into();
+    let app = connected_app(newer, base);
+    assert!(
+        app.version_notice
+            .as_deref()
+            .unwrap()
+            .contains("99.0.0 is newer")
+    );
+
+    let app = connected_app(status(), base);
+    assert_eq!(app.version_notice, None, "same version: no notice");
+}
+
+#[test]
+fn help_toggles_and_swallows_other_keys() {
+    let mut app = connected_app(status(), Instant::now());
+    assert!(app.handle(key('?')).is_empty());
+    assert!(app.show_help);
+    assert!(app.handle(key('r')).is_empty(), "keys go to the overlay");
+    assert!(app.handle(key('?')).is_empty());
+    assert!(!app.show_help);
+    app.handle(key('?'));
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Esc)));
+    assert!(!app.show_help);
+    // Esc without an overlay dismisses the notice.
+    app.set_notice(Level::Warn, "x");
+    app.handle(Event::Key(KeyEvent::from(KeyCode::Esc)));
+    assert_eq!(app.notice, None);
+}
+
+#[test]
+fn q_and_ctrl_c_quit_even_from_help() {
+    let mut app = connected_app(status(), Instant::now());
+    app.handle(key('?'));
+    assert_eq!(app.handle(key('q')), vec![Command::Quit]);
+    assert!(app.should_quit());
+
+    let mut app = connected_app(status(), Instant::now());
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(app.handle(Event::Key(ctrl_c)), vec![Command::Quit]);
+}
+
+#[test]
+fn refresh_when_connected_asks_for_status() {
+    let base = Instant::now();
+    let mut app = App::new(URL, true, base);
+    app.handle(connected(status()));
+    // The hello's own request is in flight: r queues one more.
+    assert!(app.handle(key('r')).is_empty());
+    assert_eq!(app.handle(status_response(&status())), status_request());
+}
