@@ -83,7 +83,13 @@ async fn run(
     // The predecessor hears first; READY on stdout then means the handoff
     // is fully announced.
     prepared.announce_ready();
-    println!("{}", prepared.ready_line());
+    // A successor inherits its predecessor's stdout, which may be closed
+    // (`moltd | head -1`): READY there is a courtesy, never a reason to die.
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{}", prepared.ready_line()).and_then(|()| stdout.flush());
+    }
     tracing::info!("{}", prepared.ready_line());
     let gateway = prepared.gateway().clone();
     prepared.serve(stop).await;

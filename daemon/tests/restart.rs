@@ -28,7 +28,8 @@ async fn client(ready: &Ready) -> Client {
         let hello = client
             .connect(TOKEN, &["operator.read", "operator.admin"])
             .await;
-        if hello.snapshot.pid == ready.pid {
+        // pid 0: whichever process serves now.
+        if hello.snapshot.pid == ready.pid || (ready.pid == 0 && !client_is_draining(&hello)) {
             return client;
         }
         assert!(Instant::now() < deadline, "never reached pid {}", ready.pid);
@@ -55,6 +56,10 @@ async fn force_restart(client: &mut Client) -> Value {
         .await
         .into_result()
         .unwrap()
+}
+
+fn client_is_draining(hello: &molt_protocol::handshake::HelloOk) -> bool {
+    hello.snapshot.restart.phase == molt_protocol::status::RestartPhase::InFlight
 }
 
 /// Polls `status` until the last restart failure is reported.
@@ -420,4 +425,40 @@ async fn under_a_supervisor_a_conflict_ends_in_exactly_one_serving_process() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds"));
     assert_eq!(moltd::serving(dir.path()), vec![next.pid]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_does_not_break_the_handoff() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(dir.path(), json!({}));
+    let mut child = moltd::command(Path::new(moltd::MOLTD), dir.path(), RESPAWN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // The reader is gone: the successor inherits a stdout nobody reads.
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let first = Ready {
+        addr: parts[1].to_owned(),
+        version: parts[2].to_owned(),
+        pid: parts[3].parse().unwrap(),
+    };
+    force_restart(&mut client(&first).await).await;
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(0),
+        "the old process handed off"
+    );
+    let now = status(&Ready {
+        pid: 0,
+        ..first.clone()
+    })
+    .await;
+    assert_ne!(now.pid, first.pid, "a successor serves");
+    Moltd::signal(now.pid, "KILL");
 }
