@@ -81,23 +81,17 @@ pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
     let (file_writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(8192)
         .finish(appender);
-    let filter = EnvFilter::try_from_env("MOLT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            fmt::layer()
-                .with_ansi(stderr_is_terminal())
-                .with_writer(io::stderr),
-        )
-        .with(fmt::layer().with_ansi(false).with_writer(file_writer))
-        .with(fmt::layer().with_ansi(false).with_writer(hub.clone()))
-        .init();
+    install(hub, Some(file_writer));
     Ok(guard)
 }
 
 /// stderr and the hub only, when the log dir cannot be used: the daemon
 /// still says what it does.
 pub fn init_without_file(hub: &LogHub) {
+    install(hub, None);
+}
+
+fn install(hub: &LogHub, file: Option<tracing_appender::non_blocking::NonBlocking>) {
     let filter = EnvFilter::try_from_env("MOLT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
@@ -106,6 +100,7 @@ pub fn init_without_file(hub: &LogHub) {
                 .with_ansi(stderr_is_terminal())
                 .with_writer(io::stderr),
         )
+        .with(file.map(|writer| fmt::layer().with_ansi(false).with_writer(writer)))
         .with(fmt::layer().with_ansi(false).with_writer(hub.clone()))
         .init();
 }
