@@ -1,7 +1,7 @@
 //! A minimal operator client: TCP with Nagle off, the WebSocket upgrade,
 //! the challenge/connect handshake, then sequential requests. Events
-//! (ticks) are skipped. Every wait is bounded so a hung daemon fails the
-//! run instead of hanging it.
+//! (ticks) are skipped, or collected until the server closes. Every wait is
+//! bounded so a hung daemon fails the run instead of hanging it.
 
 use std::time::Duration;
 
@@ -18,6 +18,17 @@ const WAIT: Duration = Duration::from_secs(10);
 pub struct Client {
     ws: WebSocketStream<TcpStream>,
     next_id: u64,
+    /// The pid that answered the handshake (hello-ok `snapshot.pid`).
+    pub pid: u64,
+}
+
+/// How the server ended a connection.
+#[derive(Debug)]
+pub struct Closed {
+    /// The close frame's code; `None` when the connection just ended.
+    pub code: Option<u16>,
+    /// Events received before the close, in order.
+    pub events: Vec<String>,
 }
 
 impl Client {
@@ -31,7 +42,11 @@ impl Client {
         let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), tcp)
             .await
             .context("WebSocket upgrade")?;
-        let mut client = Self { ws, next_id: 0 };
+        let mut client = Self {
+            ws,
+            next_id: 0,
+            pid: 0,
+        };
         match client.frame().await? {
             ServerFrame::Event(e) if e.event == "connect.challenge" => {}
             other => bail!("expected connect.challenge, got {other:?}"),
@@ -52,6 +67,7 @@ impl Client {
         if hello["type"] != "hello-ok" {
             bail!("expected hello-ok, got {hello}");
         }
+        client.pid = hello["snapshot"]["pid"].as_u64().unwrap_or_default();
         Ok(client)
     }
 
@@ -75,6 +91,30 @@ impl Client {
                 }
                 ServerFrame::Res(res) => bail!("response to {} while waiting for {id}", res.id),
                 ServerFrame::Event(_) => continue,
+            }
+        }
+    }
+
+    /// Reads until the server closes, noting the events on the way.
+    pub async fn closed(&mut self) -> Result<Closed> {
+        let mut events = Vec::new();
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("moltd did not close within {WAIT:?}"))?;
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(ServerFrame::Event(e)) = ServerFrame::parse(&text) {
+                        events.push(e.event);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.map(|f| u16::from(f.code));
+                    return Ok(Closed { code, events });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e).context("reading from moltd"),
+                None => return Ok(Closed { code: None, events }),
             }
         }
     }

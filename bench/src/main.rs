@@ -1,13 +1,14 @@
 //! molt-bench: runs the real release `moltd` and reports figures with their
 //! targets and comparisons. It measures; it never asserts timings.
 //!
-//! One module per suite (`daemon`; later `restart`, `update`, `console`),
+//! One module per suite (`daemon`, `restart`; later `update`, `console`),
 //! each a subcommand returning a `report::Section`.
 
 mod client;
 mod daemon;
 mod moltd;
 mod report;
+mod restart;
 mod stats;
 
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ struct Cli {
 enum Suite {
     /// Start-to-READY, idle memory, and `health` latency under 1/10/100 clients.
     Daemon(daemon::Args),
+    /// Forced handoffs in a row: refused connections, handoff gap,
+    /// request→READY, leaked processes/fds/memory.
+    Restart(restart::Args),
     /// Every suite with its defaults.
     All,
 }
@@ -71,7 +75,11 @@ fn run(cli: Cli) -> Result<()> {
     };
     let sections = match cli.suite {
         Suite::Daemon(args) => vec![daemon::run(&moltd, &args)?],
-        Suite::All => vec![daemon::run(&moltd, &daemon::Args::defaults())?],
+        Suite::Restart(args) => vec![restart::run(&moltd, &args)?],
+        Suite::All => vec![
+            daemon::run(&moltd, &daemon::Args::defaults())?,
+            restart::run(&moltd, &restart::Args::defaults())?,
+        ],
     };
     if cli.json {
         println!("{:#}", report::json(&header, &sections));
@@ -97,5 +105,10 @@ mod tests {
             panic!("daemon suite");
         };
         assert_eq!(args.clients, vec![1, 5]);
+        let cli = Cli::try_parse_from(["molt-bench", "restart", "--restarts", "3"]).unwrap();
+        let Suite::Restart(args) = cli.suite else {
+            panic!("restart suite");
+        };
+        assert_eq!(args.restarts, 3);
     }
 }

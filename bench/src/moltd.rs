@@ -1,13 +1,16 @@
 //! The real release `moltd`: found (and rebuilt, so figures never come from
 //! a stale binary), started in a fresh temp state dir, timed to its READY
-//! line, its memory read from /proc, and killed on drop.
+//! line (and each successor's, on the same stdout), its memory and fds read
+//! from /proc, and killed on drop with every successor.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use serde_json::Value;
 use tempfile::TempDir;
 
 /// The gateway token written into every temp config.
@@ -63,13 +66,41 @@ pub fn version(moltd: &Path) -> Result<String> {
     Ok(text.split_whitespace().last().unwrap_or("?").to_owned())
 }
 
-/// A moltd serving from its own temp state dir; killed on drop.
+/// How long a READY line may take, so a hung moltd fails the run.
+const READY_WAIT: Duration = Duration::from_secs(20);
+
+/// One `READY <addr> <version> <pid>` line and when it arrived.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub addr: String,
+    pub pid: u32,
+    pub at: Instant,
+}
+
+impl Ready {
+    fn parse(line: &str, at: Instant) -> Option<Self> {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["READY", addr, _version, pid] => Some(Self {
+                addr: (*addr).to_owned(),
+                pid: pid.parse().ok()?,
+                at,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A moltd serving from its own temp state dir; killed on drop, with
+/// every successor it started.
 pub struct Running {
     child: Child,
     pub addr: String,
     pub pid: u32,
     /// Spawn to READY line.
     pub ready_after: Duration,
+    /// READY lines on the shared stdout, read by a thread.
+    readies: mpsc::Receiver<Ready>,
+    state: PathBuf,
     /// The state dir and stderr.log; removed after the process is gone.
     _dir: TempDir,
 }
@@ -77,15 +108,24 @@ pub struct Running {
 impl Running {
     /// Starts moltd on port 0 in a fresh state dir and waits for READY.
     pub fn start(moltd: &Path) -> Result<Self> {
+        Self::start_with(moltd, &[], Value::Null)
+    }
+
+    /// Like [`Running::start`] with extra flags and `gateway.reload`
+    /// settings (none when `reload` is null).
+    pub fn start_with(moltd: &Path, args: &[&str], reload: Value) -> Result<Self> {
         let dir = tempfile::tempdir().context("creating a temp state dir")?;
         let state = dir.path().join("state");
         std::fs::create_dir(&state).context("creating the state dir")?;
         // The registry check is off: these figures are the daemon's, not
         // the network's.
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "gateway": { "auth": { "token": TOKEN } },
             "update": { "checkOnStart": false },
         });
+        if !reload.is_null() {
+            config["gateway"]["reload"] = reload;
+        }
         std::fs::write(state.join("openclaw.json"), config.to_string())
             .context("writing openclaw.json")?;
         let stderr =
@@ -94,6 +134,7 @@ impl Running {
         let mut cmd = Command::new(moltd);
         cmd.args(["--port", "0", "--state-dir"])
             .arg(&state)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -111,37 +152,66 @@ impl Running {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("spawning {}", moltd.display()))?;
-        let mut line = String::new();
-        let read = child
-            .stdout
-            .take()
-            .map(|out| BufReader::new(out).read_line(&mut line));
-        let ready_after = started.elapsed();
-
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let (addr, pid) = match (read, parts.as_slice()) {
-            (Some(Ok(_)), ["READY", addr, _version, pid]) => (addr.to_string(), pid.parse()?),
-            _ => {
-                let _ = child.kill();
-                let status = child.wait()?;
-                let log =
-                    std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
-                bail!("moltd did not print READY (got {line:?}, {status}); stderr:\n{log}");
+        let stdout = child.stdout.take().context("moltd's stdout")?;
+        let (tx, readies) = mpsc::channel();
+        // Successors inherit this stdout; the thread ends when they all
+        // have closed it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(ready) = Ready::parse(&line, Instant::now())
+                    && tx.send(ready).is_err()
+                {
+                    break;
+                }
             }
+        });
+        let Ok(first) = readies.recv_timeout(READY_WAIT) else {
+            let _ = child.kill();
+            let status = child.wait()?;
+            let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+            bail!("moltd did not print READY ({status}); stderr:\n{log}");
         };
         Ok(Self {
             child,
-            addr,
-            pid,
-            ready_after,
+            addr: first.addr,
+            pid: first.pid,
+            ready_after: first.at - started,
+            readies,
+            state,
             _dir: dir,
         })
     }
 
+    /// The next READY line: a successor's.
+    pub fn next_ready(&self) -> Result<Ready> {
+        self.readies
+            .recv_timeout(READY_WAIT)
+            .map_err(|_| anyhow!("no successor READY within {READY_WAIT:?}"))
+    }
+
     pub fn memory(&self) -> Result<Memory> {
-        let path = format!("/proc/{}/status", self.pid);
-        let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        Memory::parse(&status).with_context(|| format!("no VmRSS/VmHWM in {path}"))
+        memory(self.pid)
+    }
+
+    /// Live moltd processes serving this state dir: the first and every
+    /// successor that has not exited.
+    pub fn serving(&self) -> Vec<u32> {
+        let needle = self.state.to_string_lossy().into_owned();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut pids: Vec<u32> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                cmdline.contains("moltd") && cmdline.contains(&needle) && alive(*pid)
+            })
+            .collect();
+        pids.sort_unstable();
+        pids
     }
 
     /// moltd's scheduler totals so far, summed over its threads. Threads
@@ -164,9 +234,53 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        // Successors are not our children: kill them by pid.
+        for pid in self.serving() {
+            if pid != self.pid {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// VmRSS and VmHWM of `pid`.
+pub fn memory(pid: u32) -> Result<Memory> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Memory::parse(&status).with_context(|| format!("no VmRSS/VmHWM in {path}"))
+}
+
+/// What each open fd of `pid` points at, sorted, by kind for sockets,
+/// pipes and anon inodes (`socket`, `pipe`, `anon_inode`), else the path.
+pub fn fds(pid: u32) -> Result<Vec<String>> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut kinds: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {dir}"))?
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            match target.split_once(':') {
+                Some((kind, _)) if !target.starts_with('/') => kind.to_owned(),
+                _ => target,
+            }
+        })
+        .collect();
+    kinds.sort();
+    Ok(kinds)
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        !state.starts_with('Z') && !state.starts_with('X')
+    })
 }
 
 /// One line of `/proc/<pid>/task/<tid>/schedstat`: time on a CPU, time

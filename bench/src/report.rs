@@ -12,6 +12,8 @@ pub enum Unit {
     Us,
     /// A plain number.
     Count,
+    /// A whole number (events counted).
+    Int,
     MiB,
     PerSec,
 }
@@ -21,7 +23,7 @@ impl Unit {
         match self {
             Unit::Ms => "ms",
             Unit::Us => "µs",
-            Unit::Count => "",
+            Unit::Count | Unit::Int => "",
             Unit::MiB => "MiB",
             Unit::PerSec => "req/s",
         }
@@ -29,7 +31,7 @@ impl Unit {
 
     fn show(self, value: f64) -> String {
         let digits = match self {
-            Unit::PerSec => 0,
+            Unit::PerSec | Unit::Int => 0,
             Unit::Count => 2,
             _ if value >= 100.0 => 0,
             _ => 1,
