@@ -124,7 +124,14 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
         Budgeted::new(stream, budget.clone()),
         Some(config),
     );
-    let ws = match timeout_at(deadline, accept).await {
+    // A connection not yet authenticated has no work to drain: a stop ends
+    // it at once instead of holding the old process for a timeout.
+    let stopping = gw.stopping().clone();
+    let upgraded = tokio::select! {
+        upgraded = timeout_at(deadline, accept) => upgraded,
+        () = stopping.cancelled() => return,
+    };
+    let ws = match upgraded {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "websocket upgrade failed");
@@ -148,7 +155,15 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
             ts: crate::gateway::unix_ms(),
         },
     );
-    let granted = match timeout_at(deadline, handshake(&mut source, &gw)).await {
+    let handshaken = tokio::select! {
+        handshaken = timeout_at(deadline, handshake(&mut source, &gw)) => handshaken,
+        () = stopping.cancelled() => {
+            out.close(gw.close_code(), "gateway stopping").await;
+            finish(out, writer).await;
+            return;
+        }
+    };
+    let granted = match handshaken {
         Ok(Ok(granted)) => granted,
         Ok(Err(rejected)) => {
             tracing::info!(%peer, reason = rejected.reason, "connection refused at handshake");

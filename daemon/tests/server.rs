@@ -484,3 +484,16 @@ async fn stop_announces_shutdown_and_closes_with_1001() {
         "listener is closed"
     );
 }
+
+#[tokio::test]
+async fn a_stop_closes_connections_still_in_their_handshake_at_once() {
+    let gw = TestGateway::start().await;
+    // Upgraded and challenged, but no connect sent: nothing to drain.
+    let mut pending = Client::open(&gw.url()).await;
+    let gateway = gw.gateway.clone();
+    gateway.stop(molt_daemon::gateway::StopReason::stop());
+    // Without the stop reaching the handshake, this waits for the 15 s
+    // handshake timeout and the common WAIT bound fails the test.
+    assert_eq!(pending.close_code().await, Some(1001));
+    gw.stop().await;
+}
