@@ -24,15 +24,22 @@ const RESPAWN: &[&str] = &["--port", "0", "--restart-mode", "respawn"];
 async fn client(ready: &Ready) -> Client {
     let deadline = Instant::now() + READY_WAIT;
     loop {
-        let mut client = Client::open(&ready.url()).await;
-        let hello = client
-            .connect(TOKEN, &["operator.read", "operator.admin"])
-            .await;
+        assert!(Instant::now() < deadline, "never reached pid {}", ready.pid);
+        // A stopping predecessor may drop or close the connection at any
+        // point of the handshake: try again.
+        let Some(mut client) = Client::try_open(&ready.url()).await else {
+            continue;
+        };
+        let Some(hello) = client
+            .try_connect(TOKEN, &["operator.read", "operator.admin"])
+            .await
+        else {
+            continue;
+        };
         // pid 0: whichever process serves now.
         if hello.snapshot.pid == ready.pid || (ready.pid == 0 && !client_is_draining(&hello)) {
             return client;
         }
-        assert!(Instant::now() < deadline, "never reached pid {}", ready.pid);
         // The predecessor closes it with 1012 once drained.
         let _ = client.close_code().await;
     }

@@ -104,24 +104,43 @@ pub struct Client {
 impl Client {
     /// Opens the socket and reads the challenge.
     pub async fn open(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("ws connects");
+        Self::try_open(url).await.expect("ws connects")
+    }
+
+    /// Like [`Client::open`], `None` when the server drops the connection
+    /// before the challenge (a stopping process does).
+    pub async fn try_open(url: &str) -> Option<Self> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
         let mut client = Self {
             ws,
             next_id: 0,
             events: Vec::new(),
             seqs: Vec::new(),
         };
-        let challenge = client.frame().await.expect("challenge");
-        match challenge {
+        match client.frame().await? {
             ServerFrame::Event(e) => {
                 assert_eq!(e.event, "connect.challenge");
                 assert!(e.payload.unwrap()["nonce"].as_str().unwrap().len() >= 16);
             }
             other => panic!("expected challenge, got {other:?}"),
         }
-        client
+        Some(client)
+    }
+
+    /// Sends `connect`; `None` if the server closes instead of answering.
+    pub async fn try_connect(&mut self, token: &str, scopes: &[&str]) -> Option<HelloOk> {
+        let id = self
+            .send_request("connect", Self::connect_params(token, scopes))
+            .await;
+        loop {
+            match self.frame().await? {
+                ServerFrame::Res(res) if res.id.as_str() == id => {
+                    return Some(res.into_result().expect("hello-ok"));
+                }
+                ServerFrame::Res(res) => panic!("unexpected response {res:?}"),
+                ServerFrame::Event(_) => {}
+            }
+        }
     }
 
     pub fn connect_params(token: &str, scopes: &[&str]) -> Value {

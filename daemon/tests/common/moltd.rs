@@ -66,11 +66,22 @@ impl Moltd {
     }
 
     pub fn start_from(entrypoint: &Path, state: &Path, args: &[&str]) -> Moltd {
-        let mut child = command(entrypoint, state, args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moltd starts");
+        // A binary copied a moment ago can be "busy" while another thread of
+        // this test process forks (the child holds the write fd until exec).
+        let mut attempts = 0;
+        let mut child = loop {
+            match command(entrypoint, state, args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                spawned => break spawned.expect("moltd starts"),
+            }
+        };
         let stdout = child.stdout.take().unwrap();
         let (tx, readies) = mpsc::channel();
         std::thread::spawn(move || {
