@@ -346,13 +346,17 @@ async fn a_deferrable_restart_waits_for_an_operator_hold() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn changing_the_port_restarts_onto_the_new_port() {
+    let free_port = || {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().port()
+    };
     let dir = tempfile::tempdir().unwrap();
-    moltd::write_config(dir.path(), json!({}));
+    // The port comes from config, not --port: the flag would override the
+    // change under test (the successor gets the same flags).
+    moltd::write_config(dir.path(), json!({"gateway": {"port": free_port()}}));
     let mut moltd = Moltd::start(dir.path(), &["--restart-mode", "respawn"]);
     let first = moltd.first.clone();
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let new_port = free.local_addr().unwrap().port();
-    drop(free);
+    let new_port = free_port();
 
     let mut admin = client(&first).await;
     let config: Value = admin
