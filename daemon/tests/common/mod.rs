@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod moltd;
+pub mod restarts;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -107,6 +108,22 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connects");
+        Self::opened(ws).await
+    }
+
+    /// Opens the WebSocket over a TCP connection made earlier (which may
+    /// have waited in the listen queue) and reads the challenge.
+    pub async fn open_stream(url: &str, stream: std::net::TcpStream) -> Self {
+        stream.set_nonblocking(true).unwrap();
+        let stream = MaybeTlsStream::Plain(TcpStream::from_std(stream).unwrap());
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, stream))
+            .await
+            .expect("ws handshake in time")
+            .expect("ws connects");
+        Self::opened(ws).await
+    }
+
+    async fn opened(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let mut client = Self {
             ws,
             next_id: 0,

@@ -3,9 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const MOLTD: &str = env!("CARGO_BIN_EXE_moltd");
 
@@ -18,7 +18,7 @@ pub struct Ready {
 }
 
 impl Ready {
-    fn parse(line: &str) -> Option<Ready> {
+    pub fn parse(line: &str) -> Option<Ready> {
         let parts: Vec<&str> = line.split_whitespace().collect();
         match parts.as_slice() {
             ["READY", addr, version, pid] => Some(Ready {
@@ -66,7 +66,13 @@ impl Moltd {
     }
 
     pub fn start_from(entrypoint: &Path, state: &Path, args: &[&str]) -> Moltd {
-        let mut child = command(entrypoint, state, args)
+        Self::spawn(command(entrypoint, state, args))
+    }
+
+    /// Starts `cmd` (built with [`command`], plus whatever a test adds:
+    /// env, inherited fds) and waits for its first READY line.
+    pub fn spawn(mut cmd: Command) -> Moltd {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -99,6 +105,21 @@ impl Moltd {
         let ready = self.readies.recv_timeout(timeout).ok()?;
         self.pids.push(ready.pid);
         Some(ready)
+    }
+
+    /// Waits (bounded) for the process to exit; READY lines printed on the
+    /// way are kept. Exit is seen as EOF on its stdout (moltd's children do
+    /// not outlive it), so there is no polling.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.readies.recv_timeout(left) {
+                Ok(ready) => self.pids.push(ready.pid),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.child.wait().ok(),
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            }
+        }
     }
 
     /// Sends a signal to a pid with kill(1).
