@@ -132,6 +132,9 @@ pub struct Prepared {
     listener: TcpListener,
     addr: SocketAddr,
     ready_pipe: Option<ReadyPipe>,
+    /// The lock came from a predecessor (a respawn or this pid before an
+    /// exec), whose details it still names until this process claims it.
+    lock_inherited: bool,
     sigusr1: Option<Signal>,
 }
 
@@ -150,14 +153,16 @@ impl Prepared {
         format!("READY {} {} {}", self.addr, id.version, id.pid)
     }
 
-    /// Announces readiness: to the predecessor waiting on the handoff
-    /// pipe, to systemd, and in `gateway.lock`.
+    /// Announces readiness: in `gateway.lock`, to the predecessor waiting
+    /// on the handoff pipe, and to systemd.
     pub fn announce_ready(&mut self) {
         let line = self.ready_line();
+        if std::mem::take(&mut self.lock_inherited)
+            && let Err(e) = self.gateway.claim_lock()
+        {
+            tracing::warn!("cannot record this process in the lock file: {e}");
+        }
         if let Some(pipe) = self.ready_pipe.take() {
-            if let Err(e) = self.gateway.claim_lock() {
-                tracing::warn!("cannot record this process in the lock file: {e}");
-            }
             pipe.ready(&line);
         }
         crate::supervisor::notify_ready(&line);
@@ -216,6 +221,7 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
         return Err(StartError::UnsafeBind { host });
     }
 
+    let lock_inherited = inherited.lock.is_some();
     let mut lock = match inherited.lock {
         Some(file) => GatewayLock::from_inherited(file, &paths.lock_path)?,
         None => GatewayLock::acquire(
@@ -306,6 +312,7 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
         listener,
         addr,
         ready_pipe,
+        lock_inherited,
         sigusr1: Some(sigusr1),
     })
 }
