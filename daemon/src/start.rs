@@ -184,15 +184,35 @@ impl Prepared {
 }
 
 /// Reads config, takes (or adopts) the lock, binds (or adopts) the
-/// listener.
-pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, StartError> {
+/// listener. A refusal is also sent to a predecessor waiting on the
+/// handoff pipe, so that it can report why its successor did not start.
+pub async fn prepare(options: &Options, mut launch: Launch) -> Result<Prepared, StartError> {
+    let mut ready_pipe = launch.inherited.ready.take();
+    match prepare_with(options, launch, &mut ready_pipe).await {
+        Ok(prepared) => Ok(Prepared {
+            ready_pipe,
+            ..prepared
+        }),
+        Err(e) => {
+            if let Some(pipe) = ready_pipe {
+                pipe.refused(&e.to_string());
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn prepare_with(
+    options: &Options,
+    launch: Launch,
+    ready_pipe: &mut Option<ReadyPipe>,
+) -> Result<Prepared, StartError> {
     let Launch {
         process_env,
         logs,
         inherited,
         successor,
     } = launch;
-    let mut ready_pipe = inherited.ready;
     let progress = |pipe: &mut Option<ReadyPipe>, stage: &str| {
         if let Some(pipe) = pipe.as_mut() {
             pipe.progress(stage);
@@ -212,7 +232,7 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
     let env = Env::new(process_env.clone(), env_file);
     let mut config = ConfigStore::open(&paths.config_path)?;
     let settings = config.settings()?;
-    progress(&mut ready_pipe, "config");
+    progress(ready_pipe, "config");
 
     let port = options.port.unwrap_or(settings.gateway.port);
     let host = bind_host(options.bind.as_deref(), &settings)?;
@@ -234,7 +254,7 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
             },
         )?,
     };
-    progress(&mut ready_pipe, "lock");
+    progress(ready_pipe, "lock");
 
     let auth = auth_policy(&settings, &env, &mut config, &paths)?;
 
@@ -256,7 +276,7 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
         lock.set_port(addr.port())?;
     }
     let listener_fd = dup_listener(&listener, addr)?;
-    progress(&mut ready_pipe, "listener");
+    progress(ready_pipe, "listener");
     // Installed before READY: the default action of SIGUSR1 is to die.
     let sigusr1 =
         signal(SignalKind::user_defined1()).map_err(|source| StartError::Bind { addr, source })?;
@@ -311,7 +331,7 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
         gateway,
         listener,
         addr,
-        ready_pipe,
+        ready_pipe: None,
         lock_inherited,
         sigusr1: Some(sigusr1),
     })

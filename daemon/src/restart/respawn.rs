@@ -67,6 +67,10 @@ pub enum SuccessorFailure {
         status: ExitStatus,
         progress: String,
     },
+    /// The successor said why before exiting (e.g. the config no longer
+    /// parses).
+    #[error("successor refused to start ({status}): {reason}")]
+    Refused { status: ExitStatus, reason: String },
     #[error("successor not ready after {waited_ms} ms (last progress: {progress}); stopped it")]
     NotReady { waited_ms: u64, progress: String },
     #[error("successor sent an unreadable READY line: {0:?}")]
@@ -125,6 +129,7 @@ pub async fn start_successor(
     let mut lines = BufReader::new(receiver).lines();
     let started = Instant::now();
     let mut progress = "none".to_owned();
+    let mut refusal: Option<String> = None;
     let mut idle_deadline = started + timeouts.idle;
     let total_deadline = started + timeouts.total;
 
@@ -135,6 +140,8 @@ pub async fn start_successor(
                     if let Some(stage) = line.strip_prefix("PROGRESS ") {
                         progress = stage.to_owned();
                         idle_deadline = Instant::now() + timeouts.idle;
+                    } else if let Some(reason) = line.strip_prefix("REFUSED ") {
+                        refusal = Some(reason.to_owned());
                     } else if line.starts_with("READY ") {
                         match parse_ready(&line) {
                             Some((addr, version, pid)) => {
@@ -149,7 +156,7 @@ pub async fn start_successor(
                 Ok(None) | Err(_) => {
                     let status = tokio::time::timeout(timeouts.idle, child.wait()).await;
                     match status {
-                        Ok(Ok(status)) => break SuccessorFailure::Exited { status, progress },
+                        Ok(Ok(status)) => break exited(status, progress, refusal),
                         _ => break SuccessorFailure::NotReady {
                             waited_ms: started.elapsed().as_millis() as u64,
                             progress,
@@ -159,7 +166,17 @@ pub async fn start_successor(
             },
             status = child.wait() => {
                 if let Ok(status) = status {
-                    break SuccessorFailure::Exited { status, progress };
+                    // What it wrote before exiting is still in the pipe.
+                    while let Ok(Ok(Some(line))) =
+                        tokio::time::timeout(timeouts.idle, lines.next_line()).await
+                    {
+                        if let Some(stage) = line.strip_prefix("PROGRESS ") {
+                            progress = stage.to_owned();
+                        } else if let Some(reason) = line.strip_prefix("REFUSED ") {
+                            refusal = Some(reason.to_owned());
+                        }
+                    }
+                    break exited(status, progress, refusal);
                 }
             }
             () = tokio::time::sleep_until(idle_deadline.min(total_deadline)) => {
@@ -174,6 +191,13 @@ pub async fn start_successor(
     let _ = child.start_kill();
     let _ = child.wait().await;
     Err(failure)
+}
+
+fn exited(status: ExitStatus, progress: String, refusal: Option<String>) -> SuccessorFailure {
+    match refusal {
+        Some(reason) => SuccessorFailure::Refused { status, reason },
+        None => SuccessorFailure::Exited { status, progress },
+    }
 }
 
 fn parse_ready(line: &str) -> Option<(String, String, u32)> {
@@ -250,6 +274,22 @@ mod tests {
                 if status.code() == Some(3) && progress == "config"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_successor_that_refuses_is_reported_with_its_reason() {
+        let (_dir, spec) =
+            script("echo 'REFUSED config /x/openclaw.json does not parse' >&5; exit 78");
+        let (listener, lock) = fds();
+        let err = start_successor(&spec, listener, lock, 1, quick())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SuccessorFailure::Refused { status, reason }
+                if status.code() == Some(78) && reason == "config /x/openclaw.json does not parse"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("78"), "{err}");
     }
 
     #[tokio::test]
