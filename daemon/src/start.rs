@@ -236,9 +236,23 @@ async fn prepare_with(
 
     let port = options.port.unwrap_or(settings.gateway.port);
     let host = bind_host(options.bind.as_deref(), &settings)?;
+    // Socket activation (an inherited listener without a molt handoff):
+    // the socket unit decides where moltd listens. Binding the configured
+    // address instead would leave the activated port queueing connections
+    // that nobody ever accepts.
+    let activated = match (&inherited.listener, inherited.predecessor) {
+        (Some(listener), None) => {
+            Some(listener.local_addr().map_err(|source| StartError::Bind {
+                addr: SocketAddr::new(host, port),
+                source,
+            })?)
+        }
+        _ => None,
+    };
+    let listen_host = activated.map_or(host, |a| a.ip());
 
-    if settings.gateway.auth_mode == AuthMode::None && !host.is_loopback() {
-        return Err(StartError::UnsafeBind { host });
+    if settings.gateway.auth_mode == AuthMode::None && !listen_host.is_loopback() {
+        return Err(StartError::UnsafeBind { host: listen_host });
     }
 
     let lock_inherited = inherited.lock.is_some();
@@ -259,15 +273,27 @@ async fn prepare_with(
     let auth = auth_policy(&settings, &env, &mut config, &paths)?;
 
     let addr = SocketAddr::new(host, port);
-    let listener = match adoptable(inherited.listener, addr) {
-        Some(listener) => adopt_listener(listener, addr)?,
-        None => TcpListener::bind(addr).await.map_err(|source| {
-            if source.kind() == io::ErrorKind::AddrInUse {
-                StartError::PortBusy { host, port }
-            } else {
-                StartError::Bind { addr, source }
+    let listener = match (inherited.listener, activated) {
+        (Some(listener), Some(have)) => {
+            if !same_address(have, addr) {
+                tracing::warn!(
+                    %have, configured = %addr,
+                    "serving on the socket systemd passed in, not the configured address; \
+                     change ListenStream= in the socket unit to move the gateway"
+                );
             }
-        })?,
+            adopt_listener(listener, have)?
+        }
+        (inherited, _) => match adoptable(inherited, addr) {
+            Some(listener) => adopt_listener(listener, addr)?,
+            None => TcpListener::bind(addr).await.map_err(|source| {
+                if source.kind() == io::ErrorKind::AddrInUse {
+                    StartError::PortBusy { host, port }
+                } else {
+                    StartError::Bind { addr, source }
+                }
+            })?,
+        },
     };
     let addr = listener
         .local_addr()
@@ -345,14 +371,18 @@ fn adoptable(
 ) -> Option<std::net::TcpListener> {
     let listener = inherited?;
     let have = listener.local_addr().ok()?;
-    let same_port = wanted.port() == 0 || wanted.port() == have.port();
-    let same_host = wanted.ip() == have.ip();
-    if same_port && same_host {
+    if same_address(have, wanted) {
         Some(listener)
     } else {
         tracing::info!(%have, %wanted, "config names another address; binding it anew");
         None
     }
+}
+
+/// Whether a socket bound to `have` is what `wanted` asks for (port 0:
+/// any port).
+fn same_address(have: SocketAddr, wanted: SocketAddr) -> bool {
+    (wanted.port() == 0 || wanted.port() == have.port()) && wanted.ip() == have.ip()
 }
 
 fn adopt_listener(
