@@ -2,7 +2,7 @@
 //! streams each formatted line to `logs.tail` followers.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, IsTerminal, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use tokio::sync::broadcast;
@@ -80,7 +80,13 @@ pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
     let filter = EnvFilter::try_from_env("MOLT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(io::stderr))
+        // Colour only on a terminal: under systemd stderr goes to the
+        // journal, which shows lines with escape codes as "[N blob data]".
+        .with(
+            fmt::layer()
+                .with_ansi(io::stderr().is_terminal())
+                .with_writer(io::stderr),
+        )
         .with(fmt::layer().with_ansi(false).with_writer(file_writer))
         .with(fmt::layer().with_ansi(false).with_writer(hub.clone()))
         .init();
