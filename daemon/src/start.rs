@@ -141,6 +141,9 @@ pub struct Prepared {
     listener: TcpListener,
     addr: SocketAddr,
     ready_pipe: Option<ReadyPipe>,
+    /// The lock came from a predecessor (a respawn or this pid before an
+    /// exec), whose details it still names until this process claims it.
+    lock_inherited: bool,
     sigusr1: Option<Signal>,
 }
 
@@ -159,14 +162,16 @@ impl Prepared {
         format!("READY {} {} {}", self.addr, id.version, id.pid)
     }
 
-    /// Announces readiness: to the predecessor waiting on the handoff
-    /// pipe, to systemd, and in `gateway.lock`.
+    /// Announces readiness: in `gateway.lock`, to the predecessor waiting
+    /// on the handoff pipe, and to systemd.
     pub fn announce_ready(&mut self) {
         let line = self.ready_line();
+        if std::mem::take(&mut self.lock_inherited)
+            && let Err(e) = self.gateway.claim_lock()
+        {
+            tracing::warn!("cannot record this process in the lock file: {e}");
+        }
         if let Some(pipe) = self.ready_pipe.take() {
-            if let Err(e) = self.gateway.claim_lock() {
-                tracing::warn!("cannot record this process in the lock file: {e}");
-            }
             pipe.ready(&line);
         }
         crate::supervisor::notify_ready(&line);
@@ -188,22 +193,42 @@ impl Prepared {
 }
 
 /// Reads config, takes (or adopts) the lock, binds (or adopts) the
-/// listener.
-pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, StartError> {
+/// listener. A refusal is also sent to a predecessor waiting on the
+/// handoff pipe, so that it can report why its successor did not start.
+pub async fn prepare(options: &Options, mut launch: Launch) -> Result<Prepared, StartError> {
+    let mut ready_pipe = launch.inherited.ready.take();
+    match prepare_with(options, launch, &mut ready_pipe).await {
+        Ok(prepared) => Ok(Prepared {
+            ready_pipe,
+            ..prepared
+        }),
+        Err(e) => {
+            if let Some(pipe) = ready_pipe {
+                pipe.refused(&e.to_string());
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn prepare_with(
+    options: &Options,
+    launch: Launch,
+    ready_pipe: &mut Option<ReadyPipe>,
+) -> Result<Prepared, StartError> {
     let Launch {
         process_env,
         logs,
         inherited,
         successor,
     } = launch;
-    let mut ready_pipe = inherited.ready;
     let progress = |pipe: &mut Option<ReadyPipe>, stage: &str| {
         if let Some(pipe) = pipe.as_mut() {
             pipe.progress(stage);
         }
     };
     let identity = Identity::current();
-    progress(&mut ready_pipe, &format!("started {}", identity.pid));
+    progress(ready_pipe, &format!("started {}", identity.pid));
     let lookup = |key: &str| process_env.get(key).cloned();
     let paths = StatePaths::resolve(options.state_dir.as_deref(), &lookup)?;
     crate::fsutil::ensure_private_dir(&paths.state_dir).map_err(|source| StartError::EnvFile {
@@ -217,15 +242,30 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
     let env = Env::new(process_env.clone(), env_file);
     let mut config = ConfigStore::open(&paths.config_path)?;
     let settings = config.settings()?;
-    progress(&mut ready_pipe, "config");
+    progress(ready_pipe, "config");
 
     let port = options.port.unwrap_or(settings.gateway.port);
     let host = bind_host(options.bind.as_deref(), &settings)?;
+    // Socket activation (an inherited listener without a molt handoff):
+    // the socket unit decides where moltd listens. Binding the configured
+    // address instead would leave the activated port queueing connections
+    // that nobody ever accepts.
+    let activated = match (&inherited.listener, inherited.predecessor) {
+        (Some(listener), None) => {
+            Some(listener.local_addr().map_err(|source| StartError::Bind {
+                addr: SocketAddr::new(host, port),
+                source,
+            })?)
+        }
+        _ => None,
+    };
+    let listen_host = activated.map_or(host, |a| a.ip());
 
-    if settings.gateway.auth_mode == AuthMode::None && !host.is_loopback() {
-        return Err(StartError::UnsafeBind { host });
+    if settings.gateway.auth_mode == AuthMode::None && !listen_host.is_loopback() {
+        return Err(StartError::UnsafeBind { host: listen_host });
     }
 
+    let lock_inherited = inherited.lock.is_some();
     let mut lock = match inherited.lock {
         Some(file) => GatewayLock::from_inherited(file, &paths.lock_path)?,
         None => GatewayLock::acquire(
@@ -238,20 +278,32 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
             },
         )?,
     };
-    progress(&mut ready_pipe, "lock");
+    progress(ready_pipe, "lock");
 
     let auth = auth_policy(&settings, &env, &mut config, &paths)?;
 
     let addr = SocketAddr::new(host, port);
-    let listener = match adoptable(inherited.listener, addr) {
-        Some(listener) => adopt_listener(listener, addr)?,
-        None => TcpListener::bind(addr).await.map_err(|source| {
-            if source.kind() == io::ErrorKind::AddrInUse {
-                StartError::PortBusy { host, port }
-            } else {
-                StartError::Bind { addr, source }
+    let listener = match (inherited.listener, activated) {
+        (Some(listener), Some(have)) => {
+            if !same_address(have, addr) {
+                tracing::warn!(
+                    %have, configured = %addr,
+                    "serving on the socket systemd passed in, not the configured address; \
+                     change ListenStream= in the socket unit to move the gateway"
+                );
             }
-        })?,
+            adopt_listener(listener, have)?
+        }
+        (inherited, _) => match adoptable(inherited, addr) {
+            Some(listener) => adopt_listener(listener, addr)?,
+            None => TcpListener::bind(addr).await.map_err(|source| {
+                if source.kind() == io::ErrorKind::AddrInUse {
+                    StartError::PortBusy { host, port }
+                } else {
+                    StartError::Bind { addr, source }
+                }
+            })?,
+        },
     };
     let addr = listener
         .local_addr()
@@ -260,7 +312,7 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
         lock.set_port(addr.port())?;
     }
     let listener_fd = dup_listener(&listener, addr)?;
-    progress(&mut ready_pipe, "listener");
+    progress(ready_pipe, "listener");
     // Installed before READY: the default action of SIGUSR1 is to die.
     let sigusr1 =
         signal(SignalKind::user_defined1()).map_err(|source| StartError::Bind { addr, source })?;
@@ -315,7 +367,8 @@ pub async fn prepare(options: &Options, launch: Launch) -> Result<Prepared, Star
         gateway,
         listener,
         addr,
-        ready_pipe,
+        ready_pipe: None,
+        lock_inherited,
         sigusr1: Some(sigusr1),
     })
 }
@@ -328,14 +381,18 @@ fn adoptable(
 ) -> Option<std::net::TcpListener> {
     let listener = inherited?;
     let have = listener.local_addr().ok()?;
-    let same_port = wanted.port() == 0 || wanted.port() == have.port();
-    let same_host = wanted.ip() == have.ip();
-    if same_port && same_host {
+    if same_address(have, wanted) {
         Some(listener)
     } else {
         tracing::info!(%have, %wanted, "config names another address; binding it anew");
         None
     }
+}
+
+/// Whether a socket bound to `have` is what `wanted` asks for (port 0:
+/// any port).
+fn same_address(have: SocketAddr, wanted: SocketAddr) -> bool {
+    (wanted.port() == 0 || wanted.port() == have.port()) && wanted.ip() == have.ip()
 }
 
 fn adopt_listener(

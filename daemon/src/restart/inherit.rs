@@ -140,7 +140,8 @@ fn adopt(fd: RawFd, points_at: &dyn Fn(&Path) -> bool) -> io::Result<OwnedFd> {
 }
 
 /// The successor's side of the readiness pipe: `PROGRESS <stage>` lines
-/// while starting, then one `READY <addr> <version> <pid>` line.
+/// while starting, then one `READY <addr> <version> <pid>` line, or one
+/// `REFUSED <reason>` line before it exits.
 #[derive(Debug)]
 pub struct ReadyPipe(PipeWriter);
 
@@ -152,6 +153,12 @@ impl ReadyPipe {
 
     pub fn ready(mut self, line: &str) {
         let _ = writeln!(self.0, "{line}");
+    }
+
+    /// Why this process will not serve (it exits next).
+    pub fn refused(mut self, reason: &str) {
+        let reason = reason.replace(['\r', '\n'], " ");
+        let _ = writeln!(self.0, "REFUSED {reason}");
     }
 }
 

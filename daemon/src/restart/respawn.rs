@@ -67,6 +67,10 @@ pub enum SuccessorFailure {
         status: ExitStatus,
         progress: String,
     },
+    /// The successor said why before exiting (e.g. the config no longer
+    /// parses).
+    #[error("successor refused to start ({status}): {reason}")]
+    Refused { status: ExitStatus, reason: String },
     #[error("successor not ready after {waited_ms} ms (last progress: {progress}); stopped it")]
     NotReady { waited_ms: u64, progress: String },
     #[error("successor sent an unreadable READY line: {0:?}")]
@@ -129,6 +133,7 @@ pub async fn start_successor(
     // the successor a grandchild; it names itself first so a failed start
     // can be stopped, not just its wrapper.
     let mut successor_pid: Option<u32> = None;
+    let mut refusal: Option<String> = None;
     let mut idle_deadline = started + timeouts.idle;
     let total_deadline = started + timeouts.total;
 
@@ -142,6 +147,8 @@ pub async fn start_successor(
                         }
                         progress = stage.to_owned();
                         idle_deadline = Instant::now() + timeouts.idle;
+                    } else if let Some(reason) = line.strip_prefix("REFUSED ") {
+                        refusal = Some(reason.to_owned());
                     } else if line.starts_with("READY ") {
                         match parse_ready(&line) {
                             Some((addr, version, pid)) => {
@@ -156,7 +163,7 @@ pub async fn start_successor(
                 Ok(None) | Err(_) => {
                     let status = tokio::time::timeout(timeouts.idle, child.wait()).await;
                     match status {
-                        Ok(Ok(status)) => break SuccessorFailure::Exited { status, progress },
+                        Ok(Ok(status)) => break exited(status, progress, refusal),
                         _ => break SuccessorFailure::NotReady {
                             waited_ms: started.elapsed().as_millis() as u64,
                             progress,
@@ -166,7 +173,17 @@ pub async fn start_successor(
             },
             status = child.wait() => {
                 if let Ok(status) = status {
-                    break SuccessorFailure::Exited { status, progress };
+                    // What it wrote before exiting is still in the pipe.
+                    while let Ok(Ok(Some(line))) =
+                        tokio::time::timeout(timeouts.idle, lines.next_line()).await
+                    {
+                        if let Some(stage) = line.strip_prefix("PROGRESS ") {
+                            progress = stage.to_owned();
+                        } else if let Some(reason) = line.strip_prefix("REFUSED ") {
+                            refusal = Some(reason.to_owned());
+                        }
+                    }
+                    break exited(status, progress, refusal);
                 }
             }
             () = tokio::time::sleep_until(idle_deadline.min(total_deadline)) => {
@@ -198,6 +215,13 @@ impl Successor {
 fn kill_pid(pid: u32) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+fn exited(status: ExitStatus, progress: String, refusal: Option<String>) -> SuccessorFailure {
+    match refusal {
+        Some(reason) => SuccessorFailure::Refused { status, reason },
+        None => SuccessorFailure::Exited { status, progress },
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod moltd;
+pub mod restarts;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -111,6 +112,22 @@ impl Client {
     /// before the challenge (a stopping process does).
     pub async fn try_open(url: &str) -> Option<Self> {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.ok()?;
+        Self::opened(ws).await
+    }
+
+    /// Opens the WebSocket over a TCP connection made earlier (which may
+    /// have waited in the listen queue) and reads the challenge.
+    pub async fn open_stream(url: &str, stream: std::net::TcpStream) -> Self {
+        stream.set_nonblocking(true).unwrap();
+        let stream = MaybeTlsStream::Plain(TcpStream::from_std(stream).unwrap());
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, stream))
+            .await
+            .expect("ws handshake in time")
+            .expect("ws connects");
+        Self::opened(ws).await.expect("challenge")
+    }
+
+    async fn opened(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Option<Self> {
         let mut client = Self {
             ws,
             next_id: 0,

@@ -3,9 +3,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const MOLTD: &str = env!("CARGO_BIN_EXE_moltd");
 
@@ -18,7 +18,7 @@ pub struct Ready {
 }
 
 impl Ready {
-    fn parse(line: &str) -> Option<Ready> {
+    pub fn parse(line: &str) -> Option<Ready> {
         let parts: Vec<&str> = line.split_whitespace().collect();
         match parts.as_slice() {
             ["READY", addr, version, pid] => Some(Ready {
@@ -66,15 +66,18 @@ impl Moltd {
     }
 
     pub fn start_from(entrypoint: &Path, state: &Path, args: &[&str]) -> Moltd {
+        Self::spawn(command(entrypoint, state, args))
+    }
+
+    /// Starts `cmd` (built with [`command`], plus whatever a test adds:
+    /// env, inherited fds) and waits for its first READY line.
+    pub fn spawn(mut cmd: Command) -> Moltd {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
         // A binary copied a moment ago can be "busy" while another thread of
         // this test process forks (the child holds the write fd until exec).
         let mut attempts = 0;
         let mut child = loop {
-            match command(entrypoint, state, args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-            {
+            match cmd.spawn() {
                 Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
                     attempts += 1;
                     std::thread::sleep(Duration::from_millis(10));
@@ -110,6 +113,21 @@ impl Moltd {
         let ready = self.readies.recv_timeout(timeout).ok()?;
         self.pids.push(ready.pid);
         Some(ready)
+    }
+
+    /// Waits (bounded) for the process to exit; READY lines printed on the
+    /// way are kept. Exit is seen as EOF on its stdout (moltd's children do
+    /// not outlive it), so there is no polling.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.readies.recv_timeout(left) {
+                Ok(ready) => self.pids.push(ready.pid),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.child.wait().ok(),
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            }
+        }
     }
 
     /// Sends a signal to a pid with kill(1).

@@ -1,0 +1,357 @@
+//! moltd under a service manager, with the real binary. The test plays
+//! systemd: it owns the listening socket and hands it to each moltd as
+//! fd 3 with `LISTEN_FDS=1` (socket activation), listens on a
+//! `NOTIFY_SOCKET`, and starts moltd again after it exits 0. Also the exec
+//! strategy (same pid) and a config that stops parsing between restarts.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use command_fds::{CommandFdExt, FdMapping};
+use common::moltd::{self, MOLTD, Moltd, Ready};
+use common::restarts::{Probe, READY_WAIT, client, force_restart, status, wait_for_failure};
+use common::{Client, TOKEN};
+use molt_protocol::status::{RestartPhase, RestartStrategy, SupervisorKind};
+use serde_json::{Value, json};
+
+/// moltd as systemd starts it from `moltd.service` with `Sockets=`: the
+/// socket on fd 3, `LISTEN_FDS=1`, no `LISTEN_PID` (systemd sets it after
+/// fork, to the child's own pid; absent is accepted too).
+fn activated(state: &Path, socket: &TcpListener) -> Command {
+    let mut cmd = moltd::command(Path::new(MOLTD), state, &["--supervisor", "systemd"]);
+    cmd.env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDNAMES")
+        .env_remove("MOLT_HANDOFF");
+    cmd.fd_mappings(vec![FdMapping {
+        parent_fd: OwnedFd::from(socket.try_clone().unwrap()),
+        child_fd: 3,
+    }])
+    .unwrap();
+    cmd
+}
+
+/// A loopback socket the test holds for the whole test, as systemd holds
+/// the one of `moltd.socket`.
+fn socket_unit() -> (TcpListener, SocketAddr) {
+    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// Runs `cmd` to completion, bounded; kills it if it outlives `timeout`.
+fn run_bounded(mut cmd: Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(cmd);
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            Moltd::signal(pid, "KILL");
+            panic!("moltd (pid {pid}) still running after {timeout:?}");
+        }
+    }
+}
+
+/// The next datagram on the notify socket, as text.
+fn notification(socket: &UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let len = socket
+        .recv(&mut buf)
+        .expect("a notification within the read timeout");
+    String::from_utf8_lossy(&buf[..len]).into_owned()
+}
+
+fn has_state(datagram: &str, state: &str) -> bool {
+    datagram.lines().any(|line| line == state)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn socket_activation_keeps_the_port_open_across_a_supervised_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let (socket, addr) = socket_unit();
+    // As in a real install: the config names the socket unit's port.
+    moltd::write_config(state, json!({"gateway": {"port": addr.port()}}));
+
+    let mut first = Moltd::spawn(activated(state, &socket));
+    assert_eq!(
+        first.first.addr,
+        addr.to_string(),
+        "serves on the inherited socket"
+    );
+    let before = status(&first.first).await;
+    assert_eq!(before.supervisor.kind, SupervisorKind::Systemd);
+    assert_eq!(before.restart.strategy, RestartStrategy::Supervised);
+
+    let probe = Probe::start(addr);
+    let mut old = client(&first.first).await;
+    let scheduled = force_restart(&mut old).await;
+    assert_eq!(scheduled["mode"], "supervised");
+    let shutdown = old.event("shutdown").await;
+    assert_eq!(shutdown["reason"], "restart: test");
+    assert_eq!(
+        old.close_code().await,
+        Some(1012),
+        "clients are told to reconnect"
+    );
+    let exit = first
+        .wait_exit(READY_WAIT)
+        .expect("moltd exits after draining");
+    assert_eq!(exit.code(), Some(0), "a supervised restart is a clean exit");
+
+    // Restart=always: start the binary again with the same socket. Until
+    // it serves, connections wait in the socket's accept queue.
+    let second = Moltd::spawn(activated(state, &socket));
+    assert_ne!(second.first.pid, first.first.pid);
+    assert_eq!(second.first.addr, addr.to_string());
+    let health: Value = client(&second.first)
+        .await
+        .request("health", json!({}))
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(health["pid"], second.first.pid);
+
+    let (ok, refused) = probe.finish();
+    assert_eq!(refused, 0, "connections refused across the restart");
+    assert!(ok > 0);
+    assert_eq!(moltd::serving(state), vec![second.first.pid]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_activated_socket_wins_over_the_configured_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let (socket, addr) = socket_unit();
+    // The config names another port, held by someone else: binding it
+    // would fail, and serving there would leave the activated socket
+    // queueing connections nobody accepts.
+    let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = elsewhere.local_addr().unwrap().port();
+    moltd::write_config(state, json!({"gateway": {"port": other_port}}));
+
+    let moltd = Moltd::spawn(activated(state, &socket));
+    assert_eq!(moltd.first.addr, addr.to_string());
+    assert_eq!(status(&moltd.first).await.listen, addr.to_string());
+    let lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("gateway.lock")).unwrap())
+            .unwrap();
+    assert_eq!(lock["port"], addr.port(), "the lock names the real port");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activated_socket_on_all_interfaces_needs_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let socket = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = socket.local_addr().unwrap().port();
+    moltd::write_config(
+        state,
+        json!({"gateway": {"port": port, "auth": {"mode": "none"}}}),
+    );
+    let out = run_bounded(activated(state, &socket), READY_WAIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("without authentication"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sd_notify_says_ready_once_serving_and_stopping_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    moltd::write_config(&state, json!({}));
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(READY_WAIT)).unwrap();
+
+    // The service manager's side: on READY=1, a client that trusts it
+    // connects at once (moltd has not printed READY on stdout yet).
+    let manager = std::thread::spawn(move || {
+        let datagram = notification(&notify);
+        let status = datagram
+            .lines()
+            .find_map(|line| line.strip_prefix("STATUS="))
+            .and_then(Ready::parse)
+            .unwrap_or_else(|| panic!("STATUS names the READY line: {datagram:?}"));
+        let early = TcpStream::connect(&status.addr);
+        (notify, datagram, status, early)
+    });
+    let mut cmd = moltd::command(
+        Path::new(MOLTD),
+        &state,
+        &["--port", "0", "--supervisor", "systemd"],
+    );
+    cmd.env("NOTIFY_SOCKET", &notify_path);
+    let mut moltd = Moltd::spawn(cmd);
+    let (notify, ready, announced, early) = manager.join().unwrap();
+    assert!(has_state(&ready, "READY=1"), "{ready:?}");
+    assert_eq!(announced, moltd.first, "STATUS carries the READY line");
+    let early = early.expect("moltd accepts connections when it reports READY=1");
+
+    // That early connection is served.
+    let mut early = Client::open_stream(&moltd.first.url(), early).await;
+    let hello = early
+        .connect(TOKEN, &["operator.read", "operator.admin"])
+        .await;
+    assert_eq!(hello.snapshot.pid, moltd.first.pid);
+    assert_eq!(hello.snapshot.restart.strategy, RestartStrategy::Supervised);
+
+    force_restart(&mut early).await;
+    let stopping = notification(&notify);
+    assert!(has_state(&stopping, "STOPPING=1"), "{stopping:?}");
+    assert_eq!(early.close_code().await, Some(1012));
+    let exit = moltd.wait_exit(READY_WAIT).expect("moltd exits");
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_restart_keeps_the_pid_and_the_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    moltd::write_config(state, json!({}));
+    let mut moltd = Moltd::start(state, &["--port", "0", "--restart-mode", "exec"]);
+    let first = moltd.first.clone();
+    assert_eq!(status(&first).await.restart.strategy, RestartStrategy::Exec);
+
+    let probe = Probe::start(first.addr.parse().unwrap());
+    let mut old = client(&first).await;
+    let scheduled = force_restart(&mut old).await;
+    assert_eq!(scheduled["mode"], "exec");
+    assert_eq!(old.close_code().await, Some(1012));
+
+    let next = moltd.next_ready(READY_WAIT).expect("READY after the exec");
+    assert_eq!(next.pid, first.pid, "exec keeps the pid");
+    assert_eq!(next.addr, first.addr, "and the socket");
+    let after = status(&next).await;
+    assert_eq!(after.pid, first.pid);
+    assert_eq!(after.restart.phase, RestartPhase::Idle);
+    let lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("gateway.lock")).unwrap())
+            .unwrap();
+    assert_eq!(lock["pid"], first.pid);
+    assert_eq!(
+        lock["startedAt"], after.started_at,
+        "the new image records itself in the lock file"
+    );
+
+    let (ok, refused) = probe.finish();
+    assert_eq!(refused, 0, "connections refused across the exec");
+    assert!(ok > 0);
+    assert_eq!(moltd::serving(state), vec![first.pid]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openclaw_no_respawn_selects_exec() {
+    let strategy = async |env: &[(&str, &str)], dotenv: Option<&str>| {
+        let dir = tempfile::tempdir().unwrap();
+        moltd::write_config(dir.path(), json!({}));
+        if let Some(text) = dotenv {
+            std::fs::write(dir.path().join(".env"), text).unwrap();
+        }
+        let mut cmd = moltd::command(Path::new(MOLTD), dir.path(), &["--port", "0"]);
+        cmd.envs(env.iter().copied());
+        let moltd = Moltd::spawn(cmd);
+        status(&moltd.first).await.restart.strategy
+    };
+    assert_eq!(
+        strategy(&[], None).await,
+        RestartStrategy::Respawn,
+        "unsupervised default"
+    );
+    assert_eq!(
+        strategy(&[("OPENCLAW_NO_RESPAWN", "1")], None).await,
+        RestartStrategy::Exec
+    );
+    assert_eq!(
+        strategy(&[], Some("OPENCLAW_NO_RESPAWN=1\n")).await,
+        RestartStrategy::Exec,
+        "from the state dir's .env too"
+    );
+    assert_eq!(
+        strategy(&[("OPENCLAW_NO_RESPAWN", "1")], None).await,
+        strategy(&[("OPENCLAW_NO_RESPAWN", "true")], None).await,
+    );
+}
+
+const BROKEN_CONFIG: &str = "{ gateway: { port: ";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_broken_between_restarts_exits_78_under_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let (socket, addr) = socket_unit();
+    moltd::write_config(state, json!({"gateway": {"port": addr.port()}}));
+    let mut first = Moltd::spawn(activated(state, &socket));
+
+    let config = state.join("openclaw.json");
+    std::fs::write(&config, BROKEN_CONFIG).unwrap();
+    force_restart(&mut client(&first.first).await).await;
+    let exit = first.wait_exit(READY_WAIT).expect("moltd exits");
+    assert_eq!(exit.code(), Some(0));
+
+    // Restart=always starts it again; it refuses with 78, which
+    // RestartPreventExitStatus=78 turns into a stop, not a loop.
+    let out = run_bounded(activated(state, &socket), READY_WAIT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains(&config.display().to_string()),
+        "names the file: {stderr}"
+    );
+    assert!(stderr.contains("does not parse"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "no colour codes for the journal: {stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("READY"));
+    assert!(moltd::serving(state).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_broken_between_restarts_leaves_the_old_process_serving_under_respawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let relaxed = json!({"gateway": {"reload": {"cooldownMs": 0}}});
+    moltd::write_config(state, relaxed.clone());
+    let mut moltd = Moltd::start(state, &["--port", "0", "--restart-mode", "respawn"]);
+    let first = moltd.first.clone();
+
+    let config = state.join("openclaw.json");
+    std::fs::write(&config, BROKEN_CONFIG).unwrap();
+    force_restart(&mut client(&first).await).await;
+    let reason = wait_for_failure(&first).await;
+    assert!(reason.contains("78"), "the successor's exit code: {reason}");
+    assert!(
+        reason.contains(&config.display().to_string()) && reason.contains("does not parse"),
+        "the successor's reason: {reason}"
+    );
+
+    let now = status(&first).await;
+    assert_eq!(now.pid, first.pid, "the old process still serves");
+    assert_eq!(now.restart.phase, RestartPhase::Idle);
+    assert_eq!(moltd::serving(state), vec![first.pid]);
+
+    // Fixed, the next restart goes through.
+    moltd::write_config(state, relaxed);
+    force_restart(&mut client(&first).await).await;
+    let next = moltd.next_ready(READY_WAIT).expect("successor READY");
+    assert_ne!(next.pid, first.pid);
+}
