@@ -361,3 +361,19 @@ async fn a_closed_stdout_does_not_break_the_handoff() {
     assert_ne!(now.pid, first.pid, "a successor serves");
     Moltd::signal(now.pid, "KILL");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigusr1_schedules_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(dir.path(), json!({}));
+    let mut moltd = Moltd::start(dir.path(), RESPAWN);
+    let first = moltd.first.clone();
+    let mut watcher = client(&first).await;
+    Moltd::signal(first.pid, "USR1");
+    let scheduled = watcher.event("restart.scheduled").await;
+    assert_eq!(scheduled["reason"], "SIGUSR1");
+    assert_eq!(watcher.close_code().await, Some(1012));
+    let next = moltd.next_ready(READY_WAIT).expect("successor READY");
+    assert_ne!(next.pid, first.pid);
+    assert_eq!(status(&next).await.pid, next.pid);
+}

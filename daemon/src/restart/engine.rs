@@ -170,7 +170,9 @@ pub async fn drive(gw: Gateway, mut sigusr1: Option<Signal>) {
             biased;
             () = gw.stopping().cancelled() => return,
             Some(()) = async { sigusr1.as_mut()?.recv().await } => {
-                let _ = engine.request(RestartRequest::new("SIGUSR1"), None);
+                if let Ok(scheduled) = engine.request(RestartRequest::new("SIGUSR1"), None) {
+                    gw.broadcast(EventName::RestartScheduled, scheduled.to_wire());
+                }
             }
             () = engine.wake.notified() => {}
             () = async { tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)).await }, if wake_at.is_some() => {}
