@@ -1,0 +1,3 @@
+//! The update engine: target resolution, steps, staging and swap, runs.
+
+pub mod steps;
