@@ -32,6 +32,8 @@ pub mod session;
 pub mod start;
 /// Supervisor detection and restart strategy.
 pub mod supervisor;
+/// Self-update: target resolution, package-manager and git steps, swap.
+pub mod update;
 
 /// Restart scheduling: delays, cooldown, coalescing and deferral.
 pub mod restart;

@@ -1,0 +1,536 @@
+//! The step runner: one external command of an update (a package manager's
+//! metadata query or install, a git command, a build), run as an argv vector
+//! — never through a shell — and recorded as a [`StepRecord`].
+//!
+//! Rules every step follows:
+//! * stdin is `/dev/null`; the child leads its own process group, and
+//!   nothing in that group outlives the step: when the step ends (the
+//!   command exited, timed out or was cancelled) the group gets SIGTERM,
+//!   then SIGKILL after a short grace, and the command is reaped.
+//! * The daemon's handoff and systemd variables ([`SCRUBBED_ENV`]) never
+//!   reach the child, so a package manager or build cannot mistake itself
+//!   for moltd's successor or notify systemd in moltd's name.
+//! * stdout and stderr are read concurrently and kept as the first and last
+//!   [`HEAD_TAIL_BYTES`] of each: bounded memory, whatever the command
+//!   prints.
+//! * The runner never panics and always returns a record; a command that
+//!   cannot start is a `spawn-failed` step, not an error.
+//!
+//! ## Head and tail
+//! `stdoutHead` is the first 4 KiB of stdout, `stdoutTail` the last 4 KiB
+//! (same for stderr). When the whole output fits in 4 KiB, head and tail
+//! are **both the whole text** (between 4 and 8 KiB they overlap): a client
+//! that shows only the tail — OpenClaw's step records have only tails —
+//! always sees the end of the output. Bytes are decoded as lossy UTF-8; a
+//! character cut by the 4 KiB boundary is dropped rather than shown as `�`.
+//!
+//! molt's own notes (why the step was stopped, a signal, a spawn error) are
+//! appended to `stderrTail` on their own lines starting with `molt: `; the
+//! heads hold only what the command printed.
+
+use std::fmt::Write as _;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use molt_protocol::update::{StepRecord, Termination};
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::restart::inherit::HANDOFF_ENV;
+
+/// Bytes kept from the start and from the end of each output stream.
+pub const HEAD_TAIL_BYTES: usize = 4096;
+
+/// Variables removed from every step's environment: moltd's handoff marker
+/// and the socket-activation / notify variables systemd gave moltd.
+pub const SCRUBBED_ENV: [&str; 5] = [
+    HANDOFF_ENV,
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "NOTIFY_SOCKET",
+];
+
+/// How long the process group has between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// How long the pipes may stay open once the process group is dead (a
+/// daemon that left the group but kept our stdout): then we stop reading.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// One external command of an update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepSpec {
+    /// The step's name in the record (`"install"`, `"fetch"`, …).
+    pub name: String,
+    /// Program and arguments; `argv[0]` is looked up on `PATH` when it has
+    /// no `/`. Never a shell string.
+    pub argv: Vec<String>,
+    /// Working directory; the daemon's own when `None`.
+    pub cwd: Option<PathBuf>,
+    /// Added to (or overriding) the daemon's environment, before the
+    /// [`SCRUBBED_ENV`] variables are removed.
+    pub env: Vec<(String, String)>,
+    /// From the start of the command until it is stopped as `timed-out`.
+    pub timeout: Duration,
+}
+
+/// Runs `spec` to completion (or until its timeout or `cancel`) and
+/// records it. Never panics; see the module docs for the rules.
+///
+/// Terminations: `exited` (with `exitCode`), `signaled` (the command died
+/// of a signal, or `cancel` fired), `timed-out`, `spawn-failed` (the error
+/// in `stderrTail`). For `timed-out` and a cancel, `exitCode` is set only
+/// when the command exited by itself after SIGTERM.
+pub async fn run_step(spec: &StepSpec, cancel: &CancellationToken) -> StepRecord {
+    run(spec, cancel, KILL_GRACE, None).await.0
+}
+
+/// Like [`run_step`], and also keeps the whole stdout up to `max_stdout`
+/// bytes, for steps whose output molt parses (a registry metadata query is
+/// often larger than the 8 KiB a record keeps). The text is `None` when
+/// stdout exceeded `max_stdout` or the command could not start.
+pub async fn run_step_with_stdout(
+    spec: &StepSpec,
+    cancel: &CancellationToken,
+    max_stdout: usize,
+) -> (StepRecord, Option<String>) {
+    run(spec, cancel, KILL_GRACE, Some(max_stdout)).await
+}
+
+/// The record of a step molt does itself (stage, swap): `termination:
+/// internal`, `exitCode` 0 or 1, the error in `stderrTail`, no command.
+pub fn internal_step(name: &str, started: Instant, result: &Result<(), String>) -> StepRecord {
+    StepRecord {
+        name: name.to_owned(),
+        command: String::new(),
+        argv: Vec::new(),
+        cwd: None,
+        duration_ms: millis(started.elapsed()),
+        exit_code: Some(if result.is_ok() { 0 } else { 1 }),
+        termination: Termination::Internal,
+        stdout_head: String::new(),
+        stdout_tail: String::new(),
+        stderr_head: String::new(),
+        stderr_tail: result.as_ref().err().cloned().unwrap_or_default(),
+    }
+}
+
+/// `argv` as one line a POSIX shell would split back into the same words:
+/// plain words stay bare, anything else is single-quoted. For display only.
+pub fn shell_quote(argv: &[String]) -> String {
+    let mut out = String::new();
+    for (i, arg) in argv.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let plain = !arg.is_empty()
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.,/:@%+=".contains(c));
+        if plain {
+            out.push_str(arg);
+        } else {
+            out.push('\'');
+            out.push_str(&arg.replace('\'', r"'\''"));
+            out.push('\'');
+        }
+    }
+    out
+}
+
+/// Why the step stopped waiting for the command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    Exited,
+    TimedOut,
+    Cancelled,
+}
+
+async fn run(
+    spec: &StepSpec,
+    cancel: &CancellationToken,
+    grace: Duration,
+    max_stdout: Option<usize>,
+) -> (StepRecord, Option<String>) {
+    let started = Instant::now();
+    let mut record = StepRecord {
+        name: spec.name.clone(),
+        command: shell_quote(&spec.argv),
+        argv: spec.argv.clone(),
+        cwd: spec.cwd.as_ref().map(|p| p.display().to_string()),
+        duration_ms: 0,
+        exit_code: None,
+        termination: Termination::SpawnFailed,
+        stdout_head: String::new(),
+        stdout_tail: String::new(),
+        stderr_head: String::new(),
+        stderr_tail: String::new(),
+    };
+
+    let mut child = match spawn(spec) {
+        Ok(child) => child,
+        Err(message) => {
+            record.stderr_tail = format!("molt: {message}\n");
+            record.duration_ms = millis(started.elapsed());
+            return (record, None);
+        }
+    };
+    // A spawned child has a pid until it is reaped, and only we reap it.
+    let pgid = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .and_then(Pid::from_raw);
+    let mut guard = GroupGuard(pgid);
+    let mut exit = ExitWatch::new(pgid);
+
+    let mut out = Capture::new(max_stdout);
+    let mut err = Capture::new(None);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let mut notes = Vec::new();
+
+    let status = {
+        let io = async {
+            tokio::join!(pump(stdout, &mut out), pump(stderr, &mut err));
+        };
+        tokio::pin!(io);
+        let mut io_done = false;
+        let mut exited = false;
+
+        // 1. Run until the command exits, times out or is cancelled, reading
+        //    its output all along.
+        let deadline = tokio::time::sleep(spec.timeout);
+        tokio::pin!(deadline);
+        let end = loop {
+            tokio::select! {
+                biased;
+                () = exit.wait(&mut child) => {
+                    exited = true;
+                    break End::Exited;
+                }
+                () = cancel.cancelled() => break End::Cancelled,
+                () = &mut deadline => break End::TimedOut,
+                () = &mut io, if !io_done => io_done = true,
+            }
+        };
+
+        // 2. Stop the group: SIGTERM, then wait for the command to exit and
+        //    the pipes to close (every writer gone) within the grace. After
+        //    a normal exit this only catches stragglers left in the group
+        //    (usually none: it then returns at once).
+        signal_group(pgid, Signal::TERM);
+        let settle = async {
+            if !exited {
+                exit.wait(&mut child).await;
+            }
+            if !io_done {
+                (&mut io).await;
+                io_done = true;
+            }
+        };
+        let settled = tokio::time::timeout(grace, settle).await.is_ok();
+
+        // 3. SIGKILL whatever is left. The leader is not reaped yet, so its
+        //    pid still names this group and no other.
+        signal_group(pgid, Signal::KILL);
+        let status = match tokio::time::timeout(grace, child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            Ok(Err(e)) => {
+                notes.push(format!("cannot reap the process: {e}"));
+                None
+            }
+            Err(_) => {
+                // Stuck in the kernel (uninterruptible I/O); tokio reaps it
+                // once it goes, as the child is dropped with kill_on_drop.
+                notes.push(format!(
+                    "the process did not die within {grace:?} of SIGKILL"
+                ));
+                None
+            }
+        };
+        guard.disarm();
+
+        // 4. The rest of the output, unless something outside the group
+        //    holds the pipes open.
+        if !io_done && tokio::time::timeout(OUTPUT_GRACE, &mut io).await.is_err() {
+            notes.push("output still open after the process group ended; stopped reading".into());
+        }
+
+        match end {
+            End::Exited => {}
+            End::TimedOut | End::Cancelled => {
+                let why = if end == End::TimedOut {
+                    format!("timed out after {:?}", spec.timeout)
+                } else {
+                    "cancelled".to_owned()
+                };
+                let how = if settled {
+                    "stopped the process group with SIGTERM".to_owned()
+                } else {
+                    format!("sent SIGTERM to the process group, then SIGKILL after {grace:?}")
+                };
+                notes.insert(0, format!("{why}; {how}"));
+            }
+        }
+        record.termination = match end {
+            End::Exited => Termination::Exited,
+            End::TimedOut => Termination::TimedOut,
+            End::Cancelled => Termination::Signaled,
+        };
+        status
+    };
+
+    if let Some(status) = status {
+        record.exit_code = status.code();
+        // A command that died of a signal before we sent any.
+        if let Some(signal) = status.signal()
+            && record.termination == Termination::Exited
+        {
+            record.termination = Termination::Signaled;
+            notes.push(format!("killed by signal {signal}"));
+        }
+    }
+    record.duration_ms = millis(started.elapsed());
+
+    let full_stdout = out.full_text();
+    record.stdout_head = out.head_text();
+    record.stdout_tail = out.tail_text();
+    record.stderr_head = err.head_text();
+    record.stderr_tail = err.tail_text();
+    for note in notes {
+        if !record.stderr_tail.is_empty() && !record.stderr_tail.ends_with('\n') {
+            record.stderr_tail.push('\n');
+        }
+        let _ = writeln!(record.stderr_tail, "molt: {note}");
+    }
+    (record, full_stdout)
+}
+
+fn spawn(spec: &StepSpec) -> Result<Child, String> {
+    let Some((program, args)) = spec.argv.split_first() else {
+        return Err("empty argv: nothing to run".to_owned());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    cmd.spawn().map_err(|e| match &spec.cwd {
+        Some(cwd) if !cwd.is_dir() => format!(
+            "cannot start {program}: working directory {} is not a directory ({e})",
+            cwd.display()
+        ),
+        _ => format!("cannot start {program}: {e}"),
+    })
+}
+
+/// Sends `signal` to the group; a group that is already gone is fine.
+fn signal_group(pgid: Option<Pid>, signal: Signal) {
+    let Some(pgid) = pgid else { return };
+    match rustix::process::kill_process_group(pgid, signal) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => tracing::warn!(
+            pgid = pgid.as_raw_nonzero().get(),
+            ?signal,
+            "cannot signal step process group: {e}"
+        ),
+    }
+}
+
+/// SIGKILLs the group if the step future is dropped before it reaped the
+/// command (the caller gave up on it), so no step outlives its runner.
+struct GroupGuard(Option<Pid>);
+
+impl GroupGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, Signal::KILL);
+    }
+}
+
+/// Waits for the command to exit **without reaping it** (`waitid` with
+/// `WNOWAIT`, checked on every SIGCHLD), so its pid keeps naming the
+/// process group until we have signalled the whole group. If SIGCHLD
+/// cannot be watched it falls back to `Child::wait`, which reaps.
+enum ExitWatch {
+    Peek { pid: Pid, sigchld: SignalStream },
+    Reap,
+}
+
+impl ExitWatch {
+    fn new(pid: Option<Pid>) -> Self {
+        let Some(pid) = pid else { return Self::Reap };
+        match signal(SignalKind::child()) {
+            Ok(sigchld) => Self::Peek { pid, sigchld },
+            Err(e) => {
+                tracing::debug!("cannot watch SIGCHLD, waiting for steps by reaping: {e}");
+                Self::Reap
+            }
+        }
+    }
+
+    /// Returns once the command has exited. Cancel-safe.
+    async fn wait(&mut self, child: &mut Child) {
+        if let Self::Peek { pid, sigchld } = self {
+            // The listener exists before the check, so an exit after the
+            // check wakes it.
+            loop {
+                let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+                match rustix::process::waitid(WaitId::Pid(*pid), options) {
+                    Ok(Some(_)) => return,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!("waitid on a step failed, waiting by reaping: {e}");
+                        break;
+                    }
+                }
+                if sigchld.recv().await.is_none() {
+                    break;
+                }
+            }
+            *self = Self::Reap;
+        }
+        let _ = child.wait().await;
+    }
+}
+
+async fn pump(pipe: Option<impl AsyncRead + Unpin>, capture: &mut Capture) {
+    let Some(mut pipe) = pipe else { return };
+    let mut chunk = [0u8; 8192];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) => return,
+            Ok(n) => capture.push(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!("step output read failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// The first and last [`HEAD_TAIL_BYTES`] of a stream, and optionally all
+/// of it up to a limit.
+struct Capture {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    total: usize,
+    full: Option<Vec<u8>>,
+    max_full: usize,
+}
+
+impl Capture {
+    fn new(max_full: Option<usize>) -> Self {
+        Self {
+            head: Vec::new(),
+            tail: Vec::new(),
+            total: 0,
+            full: max_full.map(|_| Vec::new()),
+            max_full: max_full.unwrap_or(0),
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        self.total = self.total.saturating_add(chunk.len());
+        let room = HEAD_TAIL_BYTES - self.head.len();
+        self.head.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        if chunk.len() >= HEAD_TAIL_BYTES {
+            self.tail.clear();
+            self.tail
+                .extend_from_slice(&chunk[chunk.len() - HEAD_TAIL_BYTES..]);
+        } else {
+            self.tail.extend_from_slice(chunk);
+            let excess = self.tail.len().saturating_sub(HEAD_TAIL_BYTES);
+            self.tail.drain(..excess);
+        }
+        if let Some(full) = &mut self.full {
+            if full.len() + chunk.len() <= self.max_full {
+                full.extend_from_slice(chunk);
+            } else {
+                self.full = None;
+            }
+        }
+    }
+
+    fn head_text(&self) -> String {
+        let mut bytes = &self.head[..];
+        if self.total > bytes.len() {
+            bytes = trim_cut_char_end(bytes);
+        }
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    fn tail_text(&self) -> String {
+        let mut bytes = &self.tail[..];
+        if self.total > bytes.len() {
+            bytes = trim_cut_char_start(bytes);
+        }
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    fn full_text(&self) -> Option<String> {
+        self.full
+            .as_ref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    }
+}
+
+/// Drops an incomplete UTF-8 sequence at the end (cut by the head limit).
+fn trim_cut_char_end(bytes: &[u8]) -> &[u8] {
+    // The last lead byte within the final 4 bytes, and the length it
+    // announces.
+    for back in 1..=bytes.len().min(4) {
+        let i = bytes.len() - back;
+        let b = bytes[i];
+        if b & 0xC0 == 0x80 {
+            continue; // continuation byte
+        }
+        let want = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            _ => 1,
+        };
+        return if back < want { &bytes[..i] } else { bytes };
+    }
+    bytes
+}
+
+/// Drops continuation bytes at the start (a character cut by the tail).
+fn trim_cut_char_start(bytes: &[u8]) -> &[u8] {
+    let skip = bytes
+        .iter()
+        .take(3)
+        .take_while(|&&b| b & 0xC0 == 0x80)
+        .count();
+    &bytes[skip..]
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
