@@ -35,3 +35,6 @@ pub mod supervisor;
 
 /// Restart scheduling: delays, cooldown, coalescing and deferral.
 pub mod restart;
+
+/// Self-update: runs, the install-root lease, the restart sentinel.
+pub mod update;
