@@ -1,4 +1,6 @@
 //! The update engine (SPEC §6): runs, the install-root lease, the sentinel.
 
+/// Single flight per install root, across processes and restarts.
+pub mod lease;
 /// `update-runs.jsonl`: durable, append-only run records.
 pub mod runs;
