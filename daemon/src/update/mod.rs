@@ -4,3 +4,5 @@
 pub mod lease;
 /// `update-runs.jsonl`: durable, append-only run records.
 pub mod runs;
+/// `restart-sentinel.json`: the update restart's note to its successor.
+pub mod sentinel;
