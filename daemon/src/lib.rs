@@ -24,6 +24,8 @@ pub mod logging;
 pub mod methods;
 /// Where the state files live, from flags and env.
 pub mod paths;
+/// Restarts: the scheduler, its driver and the handoff strategies.
+pub mod restart;
 /// The accept loop and the orderly stop.
 pub mod server;
 /// One WebSocket connection: handshake, requests, events.
@@ -32,8 +34,5 @@ pub mod session;
 pub mod start;
 /// Supervisor detection and restart strategy.
 pub mod supervisor;
-/// Self-update: target resolution, package-manager and git steps, swap.
+/// Self-update building blocks: targets, steps, runs, lease, sentinel.
 pub mod update;
-
-/// Restart scheduling: delays, cooldown, coalescing and deferral.
-pub mod restart;
