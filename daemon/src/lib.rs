@@ -32,6 +32,8 @@ pub mod session;
 pub mod start;
 /// Supervisor detection and restart strategy.
 pub mod supervisor;
+/// Updates: package-manager installs staged, verified and swapped.
+pub mod update;
 
 /// Restart scheduling: delays, cooldown, coalescing and deferral.
 pub mod restart;
