@@ -17,7 +17,7 @@ use molt_protocol::update::InstallMode;
 pub use super::stage::{
     cleanup_stage, install_argv, stage_dir, staged_binary, staged_root, verify_staged,
 };
-pub use super::swap::{Backup, Shim, SwapError, discard, rollback, swap};
+pub use super::swap::{Backup, Shim, SwapError, discard, rollback, swap, swap_with_faults};
 
 /// A global package install of moltd, as its manager laid it out.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -779,7 +779,15 @@ fn undo(backup: &Backup) -> Result<(), String> {
         );
     }
     for added in backup.added.iter().rev() {
-        note("remove", added, remove_tree_if_exists(added));
+        // A directory that replaced a displaced one whose copy was already
+        // retired stays: it is that same package version.
+        let retired = backup
+            .displaced
+            .iter()
+            .any(|d| &d.path == added && !exists(&d.aside));
+        if !retired {
+            note("remove", added, remove_tree_if_exists(added));
+        }
     }
     for d in backup.displaced.iter().rev() {
         if exists(&d.aside) && !exists(&d.path) {
