@@ -139,6 +139,13 @@ pub enum SwapError {
     Rollback(String),
 }
 
+/// The steps of one swap and the versions it goes between.
+struct Plan {
+    ops: Vec<Op>,
+    previous_version: Option<String>,
+    new_version: Option<String>,
+}
+
 /// One mutation of the live tree.
 #[derive(Debug)]
 enum Op {
@@ -179,7 +186,11 @@ pub fn swap_with_faults(
             "backup tag {backup_tag:?} must be 1-64 letters, digits, '.', '_' or '-'"
         )));
     }
-    let (ops, previous_version, new_version) = match install.mode {
+    let Plan {
+        ops,
+        previous_version,
+        new_version,
+    } = match install.mode {
         InstallMode::Npm | InstallMode::Bun => plan_tree(install, stage, backup_tag)?,
         InstallMode::Pnpm => plan_pnpm(install, stage, backup_tag)?,
         other => {
@@ -349,11 +360,7 @@ fn check_rollback_state(backup: &Backup) -> Result<(), SwapError> {
 }
 
 /// npm and bun: the package root is a real directory, swapped whole.
-fn plan_tree(
-    install: &Install,
-    stage: &Path,
-    tag: &str,
-) -> Result<(Vec<Op>, Option<String>, Option<String>), SwapError> {
+fn plan_tree(install: &Install, stage: &Path, tag: &str) -> Result<Plan, SwapError> {
     let staged = staged_root(install, stage);
     require_dir(&staged, "staged package root")?;
     require_dir(&install.root, "live package root")?;
@@ -400,16 +407,16 @@ fn plan_tree(
             )?);
         }
     }
-    Ok((ops, previous_version, new_version))
+    Ok(Plan {
+        ops,
+        previous_version,
+        new_version,
+    })
 }
 
 /// pnpm: the root is a symlink into the virtual store; the new version's
 /// directory moves in beside the old one.
-fn plan_pnpm(
-    install: &Install,
-    stage: &Path,
-    tag: &str,
-) -> Result<(Vec<Op>, Option<String>, Option<String>), SwapError> {
+fn plan_pnpm(install: &Install, stage: &Path, tag: &str) -> Result<Plan, SwapError> {
     let project = canonical(&install.project_dir())?;
     let staged_project = canonical(&staged_project(install, stage))?;
     let staged = staged_root(install, stage);
@@ -550,7 +557,11 @@ fn plan_pnpm(
             &project.join("node_modules/.pnpm/lock.yaml"),
         )?);
     }
-    Ok((ops, previous_version, new_version))
+    Ok(Plan {
+        ops,
+        previous_version,
+        new_version,
+    })
 }
 
 /// pnpm writes the staged absolute paths into the package's own
@@ -905,8 +916,18 @@ fn temp_beside(path: &Path) -> PathBuf {
     sibling(path, &format!(".{name}.molt-tmp-{}", random_hex()))
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests take the two-rename path of filesystems without RENAME_EXCHANGE.
+    static NO_EXCHANGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Exchanges two paths atomically. `Ok(false)` when the filesystem cannot.
 fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
+    #[cfg(test)]
+    if NO_EXCHANGE.get() {
+        return Ok(false);
+    }
     match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
         Ok(()) => Ok(true),
         Err(e) if unsupported(e) => Ok(false),
