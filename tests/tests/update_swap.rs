@@ -126,6 +126,23 @@ fn snapshot(prefix: &Path) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// No live file names a stage (pnpm writes absolute paths into wrappers).
+fn no_stage_paths(prefix: &Path) -> Result<()> {
+    for (path, what) in snapshot(prefix)? {
+        ensure!(!path.contains(".molt-stage-"), "stage left behind: {path}");
+        let full = prefix.join(&path);
+        if what.starts_with("file")
+            && let Ok(text) = std::fs::read_to_string(&full)
+        {
+            ensure!(
+                !text.contains(".molt-stage-"),
+                "{path} names the stage:\n{text}"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn same_tree(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Result<()> {
     let mut diff = Vec::new();
     for (k, v) in before {
@@ -256,6 +273,7 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
         format!("moltd {V2}"),
         "{manager}"
     );
+    no_stage_paths(&prefix)?;
     assert_eq!(backup.previous_version.as_deref(), Some(V1));
     assert_eq!(backup.new_version.as_deref(), Some(V2));
     // The old process can still find the live install from its old path.

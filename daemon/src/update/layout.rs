@@ -15,7 +15,8 @@ use std::path::{Component, Path, PathBuf};
 use molt_protocol::update::InstallMode;
 
 pub use super::stage::{
-    cleanup_stage, install_argv, stage_dir, staged_binary, staged_root, verify_staged,
+    cleanup_stage, install_argv, leftover_stages, stage_dir, staged_binary, staged_root,
+    verify_staged,
 };
 pub use super::swap::{Backup, Shim, SwapError, discard, rollback, swap, swap_with_faults};
 

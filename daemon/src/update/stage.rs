@@ -78,6 +78,22 @@ pub fn stage_dir(install: &Install) -> io::Result<PathBuf> {
     ))
 }
 
+/// Stages left by a process that died mid-update (the swap never leaves
+/// live files in one: these are only the manager's staged copies). For the
+/// holder of the install's update lease to remove with [`cleanup_stage`].
+pub fn leftover_stages(install: &Install) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(stage_parent(install)) else {
+        return Vec::new();
+    };
+    let mut stages: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(STAGE_PREFIX))
+        .map(|e| e.path())
+        .collect();
+    stages.sort();
+    stages
+}
+
 /// Removes a stage (only a directory named `.molt-stage-*`). Best effort:
 /// a leftover is logged, never fatal.
 pub fn cleanup_stage(stage: &Path) {
@@ -549,12 +565,16 @@ mod tests {
             root: p.join("lib/node_modules/moltd"),
             entrypoint: p.join("bin/moltd"),
         };
+        assert!(leftover_stages(&inst).is_empty());
         let stage = stage_dir(&inst).unwrap();
         assert_eq!(stage.parent().unwrap(), p.join("lib"));
+        assert_eq!(leftover_stages(&inst), std::slice::from_ref(&stage));
         let name = stage.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with(STAGE_PREFIX), "{name}");
         assert_eq!(fs::metadata(&stage).unwrap().mode() & 0o777, 0o700);
-        assert_ne!(stage_dir(&inst).unwrap(), stage, "a fresh name each time");
+        let second = stage_dir(&inst).unwrap();
+        assert_ne!(second, stage, "a fresh name each time");
+        cleanup_stage(&second);
 
         cleanup_stage(&p.join("lib/node_modules"));
         assert!(
