@@ -46,7 +46,7 @@ use rustix::fs::{CWD, RenameFlags, renameat_with};
 use serde::{Deserialize, Serialize};
 
 use super::layout::{Install, bin_path, pnpm_store_dir, read_manifest, wrapper_target_text};
-use super::stage::{random_hex, staged_project, staged_root, staged_shim};
+use super::stage::{STAGE_PREFIX, random_hex, staged_project, staged_root, staged_shim};
 
 /// The bin entrypoint as a state that can be restored exactly.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -470,7 +470,8 @@ fn plan_pnpm(install: &Install, stage: &Path, tag: &str) -> Result<Plan, SwapErr
         let to = store.join(&name);
         if name == new_dir {
             found_new = true;
-            rewrite_stage_paths(&from, &staged_project, &project)?;
+            let given = self::staged_project(install, stage);
+            rewrite_stage_paths(&from, &[given, staged_project.clone()], &project)?;
             if exists(&to) {
                 let aside = store.join(format!(".{name}.molt-backup-{tag}"));
                 if exists(&aside) {
@@ -568,8 +569,11 @@ fn plan_pnpm(install: &Install, stage: &Path, tag: &str) -> Result<Plan, SwapErr
 /// `node_modules/.bin` wrappers; make them name the live project before
 /// the directory moves in. Only generated files (one link) are rewritten,
 /// by temp + rename, so no file shared with the store is ever modified.
-fn rewrite_stage_paths(dir: &Path, staged_project: &Path, project: &Path) -> Result<(), SwapError> {
-    let from = format!("{}/", staged_project.display());
+fn rewrite_stage_paths(
+    dir: &Path,
+    staged_projects: &[PathBuf],
+    project: &Path,
+) -> Result<(), SwapError> {
     let to = format!("{}/", project.display());
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
@@ -584,10 +588,14 @@ fn rewrite_stage_paths(dir: &Path, staged_project: &Path, project: &Path) -> Res
                     .is_some_and(|d| d.file_name() == Some(".bin".as_ref()))
                 && std::os::unix::fs::MetadataExt::nlink(&meta) == 1
                 && let Ok(text) = fs::read_to_string(&p)
-                && text.contains(&from)
+                && text.contains(STAGE_PREFIX)
             {
+                // As pnpm was given it, and canonical.
+                let rewritten = staged_projects.iter().fold(text, |t, from| {
+                    t.replace(&format!("{}/", from.display()), &to)
+                });
                 let mode = meta.permissions().mode() & 0o7777;
-                replace_file(&p, text.replace(&from, &to).as_bytes(), mode)
+                replace_file(&p, rewritten.as_bytes(), mode)
                     .map_err(|e| SwapError::Preflight(format!("{}: {e}", p.display())))?;
             }
         }
