@@ -1,14 +1,24 @@
-//! How moltd was installed, detected from its stable entrypoint.
+//! How moltd was installed, detected from its stable entrypoint (the
+//! layout rules live in [`crate::update::layout`]).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use molt_protocol::status::InstallInfo;
 use molt_protocol::update::InstallMode;
 
+use crate::update::layout;
+
 /// The path moltd was invoked through (`<prefix>/bin/moltd`, not the
 /// target of the shim), made absolute without resolving links: its
 /// successor must start through the same path to pick up a new install.
+/// When that path is the real binary inside a package (pnpm's wrapper runs
+/// moltd by its versioned `.pnpm/<name>@<v>/…` path, which a swap leaves
+/// behind), the install's own entrypoint is used instead.
 pub fn stable_entrypoint() -> Option<PathBuf> {
+    Some(stable_for(&invoked_path()?))
+}
+
+fn invoked_path() -> Option<PathBuf> {
     let argv0 = PathBuf::from(std::env::args_os().next()?);
     if argv0.components().count() > 1 {
         return std::path::absolute(&argv0).ok();
@@ -20,62 +30,48 @@ pub fn stable_entrypoint() -> Option<PathBuf> {
         .or_else(|| std::env::current_exe().ok())
 }
 
+/// `invoked` itself, unless it is a package's real binary (not a symlink
+/// to it): then the package install's stable entrypoint.
+pub fn stable_for(invoked: &Path) -> PathBuf {
+    let is_link = std::fs::symlink_metadata(invoked).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link && let Ok(install) = layout::locate(invoked) {
+        return install.entrypoint;
+    }
+    invoked.to_path_buf()
+}
+
 /// Detects the install surface. Kubernetes always owns the binary (pods
 /// are replaced, never patched); in other containers a package-manager or
 /// git install is still owned by that tool, and only a bare binary counts
 /// as part of the image.
 pub fn detect(entrypoint: Option<&Path>, container: Option<&str>) -> InstallInfo {
-    let info = |surface, root: Option<&Path>| InstallInfo {
+    let info = |surface, root: Option<&Path>, entry: Option<&Path>| InstallInfo {
         surface,
         root: root.map(|r| r.display().to_string()),
-        entrypoint: entrypoint.map(|e| e.display().to_string()),
+        entrypoint: entry.map(|e| e.display().to_string()),
         source: "detected".to_owned(),
     };
     let image = container.map_or(InstallMode::Unmanaged, |_| InstallMode::External);
     if container == Some("kubernetes") {
-        return info(InstallMode::External, None);
+        return info(InstallMode::External, None, entrypoint);
     }
     let Some(entrypoint) = entrypoint else {
-        return info(image, None);
+        return info(image, None, None);
     };
+    // A package install verified on disk: its live root and stable bin.
+    if let Ok(install) = layout::locate(entrypoint) {
+        return info(install.mode, Some(&install.root), Some(&install.entrypoint));
+    }
     let real = std::fs::canonicalize(entrypoint).unwrap_or_else(|_| entrypoint.to_owned());
-    if let Some((mode, root)) = package_root(&real) {
-        return info(mode, Some(&root));
+    // A package layout that does not verify is still reported as what it
+    // looks like; `update.run` then refuses with the layout error.
+    if let Some((mode, root)) = layout::detect_mode(&real) {
+        return info(mode, Some(&root), Some(entrypoint));
     }
     if let Some(root) = real.ancestors().find(|dir| is_molt_checkout(dir)) {
-        return info(InstallMode::Git, Some(root));
+        return info(InstallMode::Git, Some(root), Some(entrypoint));
     }
-    info(image, None)
-}
-
-/// `<...>/node_modules/<name>` or `<...>/node_modules/@scope/<name>` that
-/// holds the binary, and which manager's layout it sits in.
-fn package_root(real: &Path) -> Option<(InstallMode, PathBuf)> {
-    let parts: Vec<Component> = real.components().collect();
-    let idx = parts
-        .iter()
-        .rposition(|c| c.as_os_str() == "node_modules")?;
-    let name = parts.get(idx + 1)?.as_os_str().to_string_lossy();
-    let len = if name.starts_with('@') {
-        idx + 3
-    } else {
-        idx + 2
-    };
-    if len > parts.len() {
-        return None;
-    }
-    let root: PathBuf = parts[..len].iter().collect();
-    let text = real.to_string_lossy();
-    let mode = if text.contains("/.pnpm/") || text.contains("/pnpm/global/") {
-        InstallMode::Pnpm
-    } else if text.contains("/.bun/install/global/")
-        || text.contains("/install/global/node_modules/")
-    {
-        InstallMode::Bun
-    } else {
-        InstallMode::Npm
-    };
-    Some((mode, root))
+    info(image, None, Some(entrypoint))
 }
 
 fn is_molt_checkout(dir: &Path) -> bool {
@@ -87,40 +83,6 @@ fn is_molt_checkout(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn package_roots_by_layout() {
-        let cases = [
-            (
-                "/opt/lib/node_modules/@molt/moltd/bin/moltd",
-                InstallMode::Npm,
-                "/opt/lib/node_modules/@molt/moltd",
-            ),
-            (
-                "/opt/lib/node_modules/moltd/bin/moltd",
-                InstallMode::Npm,
-                "/opt/lib/node_modules/moltd",
-            ),
-            (
-                "/home/op/.local/share/pnpm/global/5/.pnpm/moltd@1.0.0/node_modules/moltd/bin/moltd",
-                InstallMode::Pnpm,
-                "/home/op/.local/share/pnpm/global/5/.pnpm/moltd@1.0.0/node_modules/moltd",
-            ),
-            (
-                "/home/op/.bun/install/global/node_modules/moltd/bin/moltd",
-                InstallMode::Bun,
-                "/home/op/.bun/install/global/node_modules/moltd",
-            ),
-        ];
-        for (path, mode, root) in cases {
-            assert_eq!(
-                package_root(Path::new(path)),
-                Some((mode, PathBuf::from(root))),
-                "{path}"
-            );
-        }
-        assert_eq!(package_root(Path::new("/usr/local/bin/moltd")), None);
-    }
 
     #[test]
     fn containers_are_external_and_plain_binaries_unmanaged() {
