@@ -17,6 +17,7 @@ use molt_protocol::status::{
     AutoUpdateState, BuildInfo, InstallInfo, PendingWork, RestartStrategy, StatusResult,
     SupervisorInfo,
 };
+use molt_protocol::update::UpdateAvailable;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -185,6 +186,9 @@ struct Inner {
     lock: Mutex<GatewayLock>,
     /// In-flight requests per connection number.
     in_flight_by_conn: Mutex<HashMap<u64, u32>>,
+    update_slot: crate::update::UpdateSlot,
+    /// The newest version the last check found, if newer than this one.
+    update_available: Mutex<Option<UpdateAvailable>>,
     events: broadcast::Sender<Arc<Broadcast>>,
     holds: Mutex<Holds>,
     connections: AtomicU32,
@@ -222,6 +226,8 @@ impl Gateway {
                 listener_fd: Mutex::new(Some(parts.listener_fd)),
                 lock: Mutex::new(parts.lock),
                 in_flight_by_conn: Mutex::new(HashMap::new()),
+                update_slot: crate::update::UpdateSlot::default(),
+                update_available: Mutex::new(None),
                 events: broadcast::channel(EVENT_BUS_CAPACITY).0,
                 holds: Mutex::new(Holds::default()),
                 connections: AtomicU32::new(0),
@@ -283,6 +289,34 @@ impl Gateway {
 
     pub fn restart(&self) -> &RestartEngine {
         &self.inner.restart
+    }
+
+    pub fn update_slot(&self) -> &crate::update::UpdateSlot {
+        &self.inner.update_slot
+    }
+
+    pub fn update_available(&self) -> Option<UpdateAvailable> {
+        self.inner
+            .update_available
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_update_available(&self, available: Option<UpdateAvailable>) {
+        *self
+            .inner
+            .update_available
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = available;
+    }
+
+    pub fn install_info(&self) -> &InstallInfo {
+        &self.inner.install
+    }
+
+    pub fn supervisor_info(&self) -> &SupervisorInfo {
+        &self.inner.supervisor
     }
 
     /// Duplicates of the listener and the locked lock fd for a successor.
@@ -409,7 +443,7 @@ impl Gateway {
                 .load(Ordering::Relaxed)
                 .saturating_sub(exclude),
             holds: self.holds().active(Instant::now()),
-            update_steps: 0,
+            update_steps: u32::from(self.inner.update_slot.current().is_some()),
         }
     }
 
@@ -467,8 +501,9 @@ impl Gateway {
             restart: self.inner.restart.info(),
             pending_work: self.pending_work(exclude),
             auto: self.auto_update_state(),
-            update_available: None,
-            latest_run: None,
+            update_available: self.update_available(),
+            latest_run: crate::update::runs::RunStore::new(self.inner.paths.runs_path.clone())
+                .latest(),
             connections: self.inner.connections.load(Ordering::Relaxed),
         }
     }

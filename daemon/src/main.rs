@@ -92,6 +92,8 @@ async fn run(
     }
     tracing::info!("{}", prepared.ready_line());
     let gateway = prepared.gateway().clone();
+    // After READY: the predecessor has let go, so what runs now is final.
+    molt_daemon::update::resume::resume(&gateway);
     prepared.serve(stop).await;
 
     let reason = gateway.stop_reason();

@@ -19,6 +19,9 @@ use crate::config::PatchError;
 use crate::gateway::{Caller, Gateway, unix_ms};
 use crate::logging;
 use crate::restart::scheduler::{RequesterId, RestartRequest};
+use crate::update::{self, runs::RunStore};
+use molt_protocol::method::{UpdateHistoryResult, UpdateStatusParams, UpdateStatusResult};
+use molt_protocol::update::RunTrigger;
 
 /// The methods this gateway serves (advertised in `hello-ok`).
 pub const SERVED: &[Method] = &[
@@ -27,6 +30,10 @@ pub const SERVED: &[Method] = &[
     Method::ConfigGet,
     Method::ConfigPatch,
     Method::RestartRequest,
+    Method::UpdateRun,
+    Method::UpdateStatus,
+    Method::UpdateCheck,
+    Method::UpdateHistory,
     Method::HoldAcquire,
     Method::HoldRelease,
     Method::LogsTail,
@@ -62,6 +69,14 @@ pub async fn dispatch(
         Request::ConfigGet => config_get(gw),
         Request::ConfigPatch(params) => config_patch(gw, caller, params),
         Request::RestartRequest(params) => restart_request(gw, caller, params),
+        Request::UpdateRun(params) => {
+            to_value(update::flow::run(gw, Some(caller), params, RunTrigger::Manual).await?)
+        }
+        Request::UpdateStatus(params) => to_value(update_status(gw, params)?),
+        Request::UpdateCheck => to_value(update::check::check(gw).await?),
+        Request::UpdateHistory(params) => to_value(UpdateHistoryResult {
+            runs: runs(gw).history(params.limit.unwrap_or(20).clamp(1, 500) as usize),
+        }),
         Request::HoldAcquire(params) => hold_acquire(gw, params),
         Request::HoldRelease(params) => to_value(hold_release(gw, params)),
         Request::LogsTail(params) => logs_tail(gw, flags, params).await,
@@ -74,6 +89,37 @@ pub async fn dispatch(
 
 fn to_value(value: impl Serialize) -> Result<Value, ErrorShape> {
     serde_json::to_value(value).map_err(|e| ErrorShape::internal(e.to_string()))
+}
+
+fn runs(gw: &Gateway) -> RunStore {
+    RunStore::new(gw.paths().runs_path.clone())
+}
+
+/// What runs now (this process's version, not the disk's), the sentinel
+/// and the runs.
+fn update_status(
+    gw: &Gateway,
+    params: UpdateStatusParams,
+) -> Result<UpdateStatusResult, ErrorShape> {
+    let store = runs(gw);
+    let run = match &params.run_id {
+        Some(run_id) => Some(
+            store
+                .get(run_id)
+                .ok_or_else(|| ErrorShape::not_found(format!("no update run {run_id}")))?,
+        ),
+        None => None,
+    };
+    let sentinel =
+        update::sentinel::read_or_quarantine(&gw.paths().sentinel_path).map(|doc| doc.payload);
+    Ok(UpdateStatusResult {
+        sentinel,
+        running_version: gw.identity().version.clone(),
+        run,
+        last_run: store.latest(),
+        update_available: gw.update_available(),
+        auto: gw.auto_update_state(),
+    })
 }
 
 fn health(gw: &Gateway) -> HealthResult {

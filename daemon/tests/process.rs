@@ -6,10 +6,10 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::moltd::{MOLTD, Moltd, command};
+use common::moltd::{self, MOLTD, Moltd, command};
 
 fn start(state: &Path, args: &[&str]) -> Moltd {
-    Moltd::start(state, args)
+    moltd::start(state, args)
 }
 
 /// Runs moltd expecting it to refuse; returns (exit code, stderr).

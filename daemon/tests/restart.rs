@@ -17,7 +17,7 @@ const RESPAWN: &[&str] = &["--port", "0", "--restart-mode", "respawn"];
 async fn a_forced_restart_hands_off_without_refusing_a_connection() {
     let dir = tempfile::tempdir().unwrap();
     moltd::write_config(dir.path(), json!({}));
-    let mut moltd = Moltd::start(dir.path(), RESPAWN);
+    let mut moltd = moltd::start(dir.path(), RESPAWN);
     let first = moltd.first.clone();
     let probe = Probe::start(first.addr.parse().unwrap());
 
@@ -148,7 +148,7 @@ async fn a_hundred_restarts_leave_no_extra_processes_fds_or_files() {
         dir.path(),
         json!({"gateway": {"reload": {"cooldownMs": 0}}}),
     );
-    let mut moltd = Moltd::start(dir.path(), RESPAWN);
+    let mut moltd = moltd::start(dir.path(), RESPAWN);
     let mut current = moltd.first.clone();
     let mut fds_after_first = None;
     for round in 0..100 {
@@ -194,7 +194,7 @@ async fn a_hundred_restarts_leave_no_extra_processes_fds_or_files() {
 async fn a_deferrable_restart_waits_for_an_operator_hold() {
     let dir = tempfile::tempdir().unwrap();
     moltd::write_config(dir.path(), json!({}));
-    let mut moltd = Moltd::start(dir.path(), RESPAWN);
+    let mut moltd = moltd::start(dir.path(), RESPAWN);
     let first = moltd.first.clone();
     let mut admin = client(&first).await;
     let hold: Value = admin
@@ -242,7 +242,7 @@ async fn changing_the_port_restarts_onto_the_new_port() {
     // The port comes from config, not --port: the flag would override the
     // change under test (the successor gets the same flags).
     moltd::write_config(dir.path(), json!({"gateway": {"port": free_port()}}));
-    let mut moltd = Moltd::start(dir.path(), &["--restart-mode", "respawn"]);
+    let mut moltd = moltd::start(dir.path(), &["--restart-mode", "respawn"]);
     let first = moltd.first.clone();
     let new_port = free_port();
 
@@ -366,7 +366,7 @@ async fn a_closed_stdout_does_not_break_the_handoff() {
 async fn sigusr1_schedules_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     moltd::write_config(dir.path(), json!({}));
-    let mut moltd = Moltd::start(dir.path(), RESPAWN);
+    let mut moltd = moltd::start(dir.path(), RESPAWN);
     let first = moltd.first.clone();
     let mut watcher = client(&first).await;
     Moltd::signal(first.pid, "USR1");

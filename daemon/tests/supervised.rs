@@ -227,7 +227,7 @@ async fn an_exec_restart_keeps_the_pid_and_the_port() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path();
     moltd::write_config(state, json!({}));
-    let mut moltd = Moltd::start(state, &["--port", "0", "--restart-mode", "exec"]);
+    let mut moltd = moltd::start(state, &["--port", "0", "--restart-mode", "exec"]);
     let first = moltd.first.clone();
     assert_eq!(status(&first).await.restart.strategy, RestartStrategy::Exec);
 
@@ -331,7 +331,7 @@ async fn a_config_broken_between_restarts_leaves_the_old_process_serving_under_r
     let state = dir.path();
     let relaxed = json!({"gateway": {"reload": {"cooldownMs": 0}}});
     moltd::write_config(state, relaxed.clone());
-    let mut moltd = Moltd::start(state, &["--port", "0", "--restart-mode", "respawn"]);
+    let mut moltd = moltd::start(state, &["--port", "0", "--restart-mode", "respawn"]);
     let first = moltd.first.clone();
 
     let config = state.join("openclaw.json");

@@ -5,13 +5,18 @@
 //! * [`npm_package`]: pack moltd into its npm package, publish, dist-tags.
 //! * [`global_install`]: global installs with the real npm, pnpm and bun.
 //! * [`versions`]: moltd built at a given version, cached.
+//! * [`moltd`], [`client`], [`restarts`]: the real moltd as a child
+//!   process, a raw protocol client, handoff probes.
 //! * [`process`], [`http`]: small helpers (commands with deadlines, HTTP/1.1).
 
+pub mod client;
 pub mod global_install;
 pub mod http;
+pub mod moltd;
 pub mod npm_package;
 pub mod process;
 pub mod registry;
+pub mod restarts;
 pub mod tools;
 pub mod versions;
 

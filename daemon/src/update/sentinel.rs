@@ -24,6 +24,9 @@ pub const MAX_AGE_MS: u64 = 24 * 60 * 60 * 1000;
 /// `stats.reason` when an `ok` update's restart brought up another version.
 pub const REASON_VERSION_MISMATCH: &str = "restart-version-mismatch";
 
+/// `stats.reason` when the successor failed and the update was rolled back.
+pub const REASON_RESTART_UNHEALTHY: &str = "restart-unhealthy";
+
 /// Larger than any sentinel moltd writes (step output is head/tail only).
 const MAX_SENTINEL_BYTES: u64 = 16 * 1024 * 1024;
 

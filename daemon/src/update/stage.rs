@@ -324,7 +324,7 @@ fn check_staged_shim(install: &Install, stage: &Path, binary: &Path) -> Result<(
 }
 
 /// `<binary> --version`, first stdout line, with a deadline.
-fn run_version(binary: &Path) -> Result<String, String> {
+pub(crate) fn run_version(binary: &Path) -> Result<String, String> {
     let mut cmd = Command::new(binary);
     cmd.arg("--version")
         .stdin(Stdio::null())

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use molt_protocol::status::StatusResult;
 use serde_json::{Value, json};
 
-use super::moltd::Ready;
-use super::{Client, TOKEN};
+use crate::client::{Client, TOKEN};
+use crate::moltd::Ready;
 
 pub const READY_WAIT: Duration = Duration::from_secs(20);
 

@@ -1,0 +1,118 @@
+//! `update.check`: what the channel offers, through the package manager's
+//! own metadata (or the checkout's tags), without changing anything.
+
+use std::path::Path;
+use std::time::Duration;
+
+use molt_protocol::error::{ErrorCode, ErrorShape};
+use molt_protocol::event::EventName;
+use molt_protocol::method::UpdateCheckResult;
+use molt_protocol::update::{Channel, InstallMode, UpdateAvailable};
+use tokio_util::sync::CancellationToken;
+
+use super::steps::{StepSpec, run_step_with_stdout};
+use super::{git, layout, package, record, target};
+use crate::gateway::{Gateway, VERSION, unix_ms};
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_METADATA: usize = 8 * 1024 * 1024;
+
+/// Resolves the channel's version and records whether it is newer than
+/// the running one (broadcasting `update.available` when that changes).
+pub async fn check(gw: &Gateway) -> Result<UpdateCheckResult, ErrorShape> {
+    let settings = gw.settings();
+    let channel = settings.update.channel;
+    let info = gw.install_info();
+    let entrypoint = info.entrypoint.as_deref().ok_or_else(|| {
+        ErrorShape::invalid_request("no stable entrypoint: cannot tell how moltd was installed")
+    })?;
+    let latest = match info.surface {
+        InstallMode::Git => {
+            let root = info.root.as_deref().unwrap_or_default();
+            git_latest(Path::new(root), channel).await?
+        }
+        mode if mode.is_package_manager() => {
+            let install = layout::locate(Path::new(entrypoint))
+                .map_err(|e| ErrorShape::invalid_request(format!("update.check: {e}")))?;
+            let package = settings
+                .update
+                .package
+                .clone()
+                .unwrap_or(install.package.clone());
+            let tool = package::tool(install.mode).ok_or_else(|| {
+                ErrorShape::internal(format!("{mode:?} is not on moltd's PATH").to_lowercase())
+            })?;
+            let stdout = query(target::metadata_argv(install.mode, &tool, &package)).await?;
+            let meta = target::parse_metadata(install.mode, &stdout)
+                .map_err(|e| ErrorShape::internal(e.in_package(&package).to_string()))?;
+            target::resolve(channel, None, &meta)
+                .map_err(|e| ErrorShape::invalid_request(e.in_package(&package).to_string()))?
+        }
+        other => {
+            return Err(ErrorShape::invalid_request(format!(
+                "update.check needs a package or git install; this one is {}",
+                serde_json::to_value(other).unwrap_or_default()
+            )));
+        }
+    };
+    let available = semver::Version::parse(VERSION)
+        .map_or(true, |running| latest > running)
+        .then(|| UpdateAvailable {
+            current_version: VERSION.to_owned(),
+            latest_version: latest.to_string(),
+            channel,
+        });
+    if available.is_some() && gw.update_available() != available {
+        tracing::info!(%latest, ?channel, "update available: {VERSION} → {latest}");
+        gw.broadcast(EventName::UpdateAvailable, &available);
+    }
+    gw.set_update_available(available.clone());
+    Ok(UpdateCheckResult {
+        update_available: available,
+        current_version: VERSION.to_owned(),
+        latest_version: Some(latest.to_string()),
+        channel,
+        checked_at: unix_ms(),
+    })
+}
+
+/// Runs a read-only query; stdout, or `UNAVAILABLE` naming what failed.
+async fn query(argv: Vec<String>) -> Result<String, ErrorShape> {
+    let spec = StepSpec {
+        name: "check".to_owned(),
+        argv,
+        cwd: None,
+        env: Vec::new(),
+        timeout: CHECK_TIMEOUT,
+    };
+    let (step, stdout) = run_step_with_stdout(&spec, &CancellationToken::new(), MAX_METADATA).await;
+    match stdout {
+        Some(stdout) if step.exit_code == Some(0) => Ok(stdout),
+        _ => Err(ErrorShape::new(
+            ErrorCode::Unavailable,
+            format!("update check failed: {}", record::step_failure(&step)),
+        )
+        .retry_after(30_000)),
+    }
+}
+
+/// The newest release tag on `channel` (fetching tags first); `dev` has no
+/// version of its own to compare, so it reports the running one.
+async fn git_latest(root: &Path, channel: Channel) -> Result<semver::Version, ErrorShape> {
+    let git_argv = |args: &[&str]| git::git_argv(root, args);
+    query(git_argv(&[
+        "fetch",
+        "--quiet",
+        "--tags",
+        "--force",
+        git::REMOTE,
+    ]))
+    .await?;
+    if channel == Channel::Dev {
+        return semver::Version::parse(VERSION).map_err(|e| ErrorShape::internal(e.to_string()));
+    }
+    let tags = query(git_argv(&["tag", "--list", "v*"])).await?;
+    git::newest_release(&tags, channel == Channel::Beta).ok_or_else(|| {
+        ErrorShape::invalid_request(format!("no release tag (vX.Y.Z) in {}", root.display()))
+    })
+}

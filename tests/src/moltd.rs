@@ -1,0 +1,209 @@
+//! The real `moltd` binary as a child process: every READY line it (and
+//! each successor, which shares its stdout) prints arrives on a channel.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// One `READY <addr> <version> <pid>` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub addr: String,
+    pub version: String,
+    pub pid: u32,
+}
+
+impl Ready {
+    pub fn parse(line: &str) -> Option<Ready> {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            ["READY", addr, version, pid] => Some(Ready {
+                addr: (*addr).to_owned(),
+                version: (*version).to_owned(),
+                pid: pid.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+}
+
+/// A command for moltd on `state`, isolated from the caller's env.
+pub fn command(entrypoint: &Path, state: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(entrypoint);
+    cmd.arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .env_remove("OPENCLAW_CONFIG_PATH")
+        .env_remove("OPENCLAW_STATE_DIR")
+        .env_remove("OPENCLAW_NO_RESPAWN")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("INVOCATION_ID")
+        .env("MOLT_LOG", "info");
+    cmd
+}
+
+pub struct Moltd {
+    pub child: Child,
+    pub first: Ready,
+    readies: mpsc::Receiver<Ready>,
+    /// Every pid seen, so Drop can stop successors (not our children).
+    pids: Vec<u32>,
+}
+
+impl Moltd {
+    /// Starts moltd from `entrypoint` and waits for its first READY line.
+    pub fn start_from(entrypoint: &Path, state: &Path, args: &[&str]) -> Moltd {
+        Self::spawn(command(entrypoint, state, args))
+    }
+
+    /// Starts `cmd` (built with [`command`], plus whatever a test adds:
+    /// env, inherited fds) and waits for its first READY line.
+    pub fn spawn(mut cmd: Command) -> Moltd {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        // A binary copied a moment ago can be "busy" while another thread of
+        // this test process forks (the child holds the write fd until exec).
+        let mut attempts = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                spawned => break spawned.expect("moltd starts"),
+            }
+        };
+        let stdout = child.stdout.take().unwrap();
+        let (tx, readies) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(ready) = Ready::parse(&line)
+                    && tx.send(ready).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let first = readies
+            .recv_timeout(Duration::from_secs(20))
+            .expect("moltd prints READY");
+        Moltd {
+            child,
+            pids: vec![first.pid],
+            first,
+            readies,
+        }
+    }
+
+    /// The next READY line (a successor's), within `timeout`.
+    pub fn next_ready(&mut self, timeout: Duration) -> Option<Ready> {
+        let ready = self.readies.recv_timeout(timeout).ok()?;
+        self.pids.push(ready.pid);
+        Some(ready)
+    }
+
+    /// Waits (bounded) for the process to exit; READY lines printed on the
+    /// way are kept. Exit is seen as EOF on its stdout (moltd's children do
+    /// not outlive it), so there is no polling.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.readies.recv_timeout(left) {
+                Ok(ready) => self.pids.push(ready.pid),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return self.child.wait().ok(),
+                Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            }
+        }
+    }
+
+    /// Sends a signal to a pid with kill(1).
+    pub fn signal(pid: u32, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+}
+
+impl Drop for Moltd {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Pids of live moltd processes serving `state`.
+pub fn serving(state: &Path) -> Vec<u32> {
+    let needle = state.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("moltd") && cmdline.contains(&needle) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Replaces `path` atomically with a shell script.
+pub fn replace_with_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Writes `openclaw.json` with the test token and `extra` merged in.
+pub fn write_config(state: &Path, extra: serde_json::Value) {
+    let mut config =
+        serde_json::json!({ "gateway": { "auth": { "token": crate::client::TOKEN } } });
+    merge(&mut config, extra);
+    std::fs::write(
+        state.join("openclaw.json"),
+        serde_json::to_string_pretty(&config).unwrap(),
+    )
+    .unwrap();
+}
+
+fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                merge(t.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
