@@ -18,6 +18,8 @@ pub mod process;
 pub mod registry;
 pub mod restarts;
 pub mod tools;
+pub mod tree;
+pub mod updates;
 pub mod versions;
 
 pub use global_install::{GlobalInstall, PackageManager, install_global};

@@ -8,7 +8,6 @@
 //! elsewhere).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,12 +15,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use molt_daemon::update::layout::{self, Install, SwapError};
 use molt_e2e::process::{COMMAND_TIMEOUT, run};
+use molt_e2e::tree::{no_stage_paths, same_tree, snapshot};
 use molt_e2e::{
     DEFAULT_PACKAGE, GlobalInstall, PackageManager, Registry, install_global, pack_moltd, publish,
     write_fake_moltd,
 };
 use molt_protocol::update::InstallMode;
-use sha2::{Digest, Sha256};
 
 const V1: &str = "1.0.0";
 const V2: &str = "2.0.0";
@@ -94,71 +93,6 @@ impl Fixture {
 fn version_via(bin: &Path) -> Result<String> {
     let out = run(Command::new(bin).arg("--version"), Duration::from_secs(30))?;
     Ok(out.stdout.trim().to_owned())
-}
-
-/// Every file (content hash and mode), symlink (target) and directory
-/// under `prefix`, except the managers' caches and stores.
-fn snapshot(prefix: &Path) -> Result<BTreeMap<String, String>> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            let rel = path.strip_prefix(base)?.to_string_lossy().into_owned();
-            if rel == "store" || rel == "install/cache" {
-                continue;
-            }
-            let meta = std::fs::symlink_metadata(&path)?;
-            let mode = meta.permissions().mode() & 0o7777;
-            let what = if meta.file_type().is_symlink() {
-                format!("link -> {}", std::fs::read_link(&path)?.display())
-            } else if meta.is_dir() {
-                walk(base, &path, out)?;
-                format!("dir {mode:o}")
-            } else {
-                let hash = hex::encode(Sha256::digest(std::fs::read(&path)?));
-                format!("file {mode:o} {hash}")
-            };
-            out.insert(rel, what);
-        }
-        Ok(())
-    }
-    let mut out = BTreeMap::new();
-    walk(prefix, prefix, &mut out)?;
-    Ok(out)
-}
-
-/// No live file names a stage (pnpm writes absolute paths into wrappers).
-fn no_stage_paths(prefix: &Path) -> Result<()> {
-    for (path, what) in snapshot(prefix)? {
-        ensure!(!path.contains(".molt-stage-"), "stage left behind: {path}");
-        let full = prefix.join(&path);
-        if what.starts_with("file")
-            && let Ok(text) = std::fs::read_to_string(&full)
-        {
-            ensure!(
-                !text.contains(".molt-stage-"),
-                "{path} names the stage:\n{text}"
-            );
-        }
-    }
-    Ok(())
-}
-
-fn same_tree(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> Result<()> {
-    let mut diff = Vec::new();
-    for (k, v) in before {
-        match after.get(k) {
-            None => diff.push(format!("- {k}: {v}")),
-            Some(w) if w != v => diff.push(format!("~ {k}: {v} => {w}")),
-            _ => {}
-        }
-    }
-    for (k, w) in after {
-        if !before.contains_key(k) {
-            diff.push(format!("+ {k}: {w}"));
-        }
-    }
-    ensure!(diff.is_empty(), "tree changed:\n{}", diff.join("\n"));
-    Ok(())
 }
 
 /// The binary inside the package, as moltd's own executable path sees it

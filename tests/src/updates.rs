@@ -1,0 +1,152 @@
+//! An installed moltd that updates itself: real moltd builds at two
+//! versions published to the test registry, installed globally with a real
+//! package manager, started from the manager's bin entrypoint with an
+//! environment that reaches the registry.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use molt_protocol::method::{UpdateRunResult, UpdateStatusResult};
+use serde_json::{Value, json};
+
+use crate::client::Client;
+use crate::moltd::{Moltd, Ready, command, write_config};
+use crate::{
+    DEFAULT_PACKAGE, GlobalInstall, PackageManager, Registry, install_global, pack_moltd, publish,
+    versions,
+};
+
+/// The version installed first.
+pub const OLD: &str = "1.0.0";
+/// The version `latest` points at.
+pub const NEW: &str = "2.0.0";
+
+pub struct UpdateFixture {
+    pub tmp: tempfile::TempDir,
+    pub registry: Registry,
+}
+
+impl UpdateFixture {
+    /// A registry with real moltd builds of [`OLD`] and [`NEW`] (`latest`).
+    pub fn start() -> Result<UpdateFixture> {
+        let tmp = tempfile::tempdir()?;
+        let registry = Registry::start(tmp.path())?;
+        let fixture = UpdateFixture { tmp, registry };
+        for version in [OLD, NEW] {
+            let binary = versions::moltd_binary(version)?;
+            fixture.publish_binary(&binary, version, None)?;
+        }
+        Ok(fixture)
+    }
+
+    /// Packs `binary` as `version` and publishes it (under `dist_tag`, or
+    /// `latest`).
+    pub fn publish_binary(
+        &self,
+        binary: &Path,
+        version: &str,
+        dist_tag: Option<&str>,
+    ) -> Result<()> {
+        let dist = self.tmp.path().join("dist");
+        let tgz = pack_moltd(binary, version, &dist, DEFAULT_PACKAGE)?;
+        publish(&self.registry, &tgz, dist_tag)
+    }
+
+    /// Publishes a build of `version` (dist-tag `broken`, so `latest`
+    /// stays) whose binary answers `--version` and exits 1 for anything
+    /// else: it installs and verifies, then dies at start.
+    pub fn publish_broken(&self, version: &str) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.tmp.path().join(format!("broken-{version}/moltd"));
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'moltd {version}'; exit 0; }}\n\
+                 echo 'moltd {version}: broken build' >&2\nexit 1\n"
+            ),
+        )?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        self.publish_binary(&path, version, Some("broken"))
+    }
+
+    /// A canonical prefix, so paths compare as moltd sees them.
+    pub fn prefix(&self, manager: PackageManager) -> Result<PathBuf> {
+        Ok(std::fs::canonicalize(self.tmp.path())?.join(format!("prefix-{manager}")))
+    }
+
+    pub fn install(&self, manager: PackageManager, version: &str) -> Result<GlobalInstall> {
+        install_global(
+            &self.registry,
+            manager,
+            &self.prefix(manager)?,
+            DEFAULT_PACKAGE,
+            version,
+        )
+        .with_context(|| format!("{manager}: install {version}"))
+    }
+
+    /// What moltd needs to run the manager against this registry: the
+    /// registry's client config, the tools on `PATH`, per-registry caches.
+    pub fn moltd_env(&self, manager: PackageManager) -> Result<Vec<(String, OsString)>> {
+        let mut env: Vec<(String, OsString)> = self
+            .registry
+            .client_env()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let prefix = self.prefix(manager)?;
+        let mut path = vec![
+            manager
+                .bin_path(&prefix)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        ];
+        path.extend(std::env::split_paths(&self.registry.tools().path_env()));
+        env.push(("PATH".into(), std::env::join_paths(path)?));
+        let dir = self.registry.dir();
+        env.push(("XDG_CACHE_HOME".into(), dir.join("xdg-cache").into()));
+        env.push(("XDG_STATE_HOME".into(), dir.join("xdg-state").into()));
+        env.push(("BUN_INSTALL_CACHE_DIR".into(), dir.join("cache/bun").into()));
+        // A registry that is down fails fast instead of retrying for minutes.
+        env.push(("NPM_CONFIG_FETCH_RETRIES".into(), "0".into()));
+        Ok(env)
+    }
+
+    /// Starts moltd from the install's bin entrypoint on its own state dir.
+    pub fn start_moltd(&self, global: &GlobalInstall, config: Value) -> Result<(PathBuf, Moltd)> {
+        let state = self.tmp.path().join(format!("state-{}", global.manager));
+        std::fs::create_dir_all(&state)?;
+        write_config(&state, config);
+        let mut cmd = command(&global.bin, &state, &["--port", "0"]);
+        cmd.envs(self.moltd_env(global.manager)?);
+        Ok((state, Moltd::spawn(cmd)))
+    }
+}
+
+/// `update.run` with `params`; the decoded result or the server's error.
+pub async fn update_run(
+    client: &mut Client,
+    params: Value,
+) -> Result<UpdateRunResult, molt_protocol::error::ErrorShape> {
+    client.request("update.run", params).await.into_result()
+}
+
+pub async fn update_status(client: &mut Client) -> UpdateStatusResult {
+    client
+        .request("update.status", json!({}))
+        .await
+        .into_result()
+        .expect("update.status answers")
+}
+
+/// A client of whichever process serves at `ready`'s address now.
+pub async fn serving_client(ready: &Ready) -> Client {
+    crate::restarts::client(&Ready {
+        pid: 0,
+        ..ready.clone()
+    })
+    .await
+}
