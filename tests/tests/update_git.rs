@@ -1,0 +1,211 @@
+//! `update.run` on a git checkout: a local bare upstream gets a new tagged
+//! commit; moltd running from the checkout fetches it, checks it out,
+//! builds it with the configured build command, waits for the deferral
+//! rules (an operator hold), restarts and proves the new version.
+//!
+//! The checkout is a small repository shaped like molt's (Cargo.toml with
+//! the workspace version, daemon/ and shared/ manifests). Its build script
+//! stands in for `cargo build --release` by copying the real moltd built
+//! at the version its Cargo.toml names, so the test does not compile the
+//! workspace a second time.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use molt_e2e::moltd::{Moltd, command, write_config};
+use molt_e2e::process::{COMMAND_TIMEOUT, run};
+use molt_e2e::restarts::{READY_WAIT, client};
+use molt_e2e::updates::{NEW, OLD, update_run, update_status};
+use molt_e2e::versions::moltd_binary;
+use molt_protocol::method::HoldAcquireResult;
+use molt_protocol::status::StatusResult;
+use molt_protocol::update::{InstallMode, RunPhase, UpdateStatus};
+use serde_json::json;
+
+const BUILD_SH: &str = r#"#!/bin/sh
+# Stands in for `cargo build --release`: the moltd built at this version.
+set -e
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+mkdir -p target/release
+cp "$MOLT_TEST_BINS/$version/moltd" target/release/moltd.tmp
+mv target/release/moltd.tmp target/release/moltd
+"#;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "molt test")
+        .env("GIT_AUTHOR_EMAIL", "test@molt.invalid")
+        .env("GIT_COMMITTER_NAME", "molt test")
+        .env("GIT_COMMITTER_EMAIL", "test@molt.invalid");
+    run(&mut cmd, COMMAND_TIMEOUT)
+        .unwrap()
+        .stdout
+        .trim()
+        .to_owned()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn set_version(dir: &Path, version: &str) {
+    write(
+        &dir.join("Cargo.toml"),
+        &format!(
+            "[workspace]\nmembers = [\"daemon\", \"shared\"]\n\n[workspace.package]\nversion = \"{version}\"\n"
+        ),
+    );
+}
+
+/// Upstream with `v1.0.0`, a built checkout of it, then `v2.0.0` pushed.
+struct Repos {
+    checkout: PathBuf,
+    bins: PathBuf,
+}
+
+fn repos(tmp: &Path) -> Repos {
+    let old = moltd_binary(OLD).unwrap();
+    moltd_binary(NEW).unwrap();
+    let bins = old.parent().unwrap().parent().unwrap().to_path_buf();
+    let upstream = tmp.join("upstream.git");
+    let dev = tmp.join("dev");
+    let checkout = tmp.join("checkout");
+    std::fs::create_dir_all(&upstream).unwrap();
+    git(&upstream, &["init", "--quiet", "--bare", "-b", "main"]);
+    std::fs::create_dir_all(&dev).unwrap();
+    git(&dev, &["init", "--quiet", "-b", "main"]);
+    set_version(&dev, OLD);
+    write(
+        &dev.join("daemon/Cargo.toml"),
+        "[package]\nname = \"molt-daemon\"\n",
+    );
+    write(
+        &dev.join("shared/Cargo.toml"),
+        "[package]\nname = \"molt-protocol\"\n",
+    );
+    write(&dev.join("build.sh"), BUILD_SH);
+    write(&dev.join(".gitignore"), "/target\n");
+    git(&dev, &["add", "."]);
+    git(&dev, &["commit", "--quiet", "-m", "molt 1.0.0"]);
+    git(&dev, &["tag", &format!("v{OLD}")]);
+    git(
+        &dev,
+        &["remote", "add", "origin", upstream.to_str().unwrap()],
+    );
+    git(&dev, &["push", "--quiet", "origin", "main", "--tags"]);
+
+    git(
+        tmp,
+        &[
+            "clone",
+            "--quiet",
+            upstream.to_str().unwrap(),
+            checkout.to_str().unwrap(),
+        ],
+    );
+    let mut build = Command::new("sh");
+    build
+        .arg("build.sh")
+        .current_dir(&checkout)
+        .env("MOLT_TEST_BINS", &bins);
+    run(&mut build, COMMAND_TIMEOUT).unwrap();
+
+    set_version(&dev, NEW);
+    git(&dev, &["commit", "--quiet", "-am", "molt 2.0.0"]);
+    git(&dev, &["tag", &format!("v{NEW}")]);
+    git(&dev, &["push", "--quiet", "origin", "main", "--tags"]);
+    Repos {
+        checkout: std::fs::canonicalize(checkout).unwrap(),
+        bins,
+    }
+}
+
+#[tokio::test]
+async fn a_checkout_fetches_builds_waits_for_holds_and_restarts_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = repos(tmp.path());
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    write_config(
+        &state,
+        json!({"update": {"git": {"buildCommand": ["sh", "build.sh"]}}}),
+    );
+    let entrypoint = repos.checkout.join("target/release/moltd");
+    let mut cmd = command(&entrypoint, &state, &["--port", "0"]);
+    cmd.env("MOLT_TEST_BINS", &repos.bins);
+    let mut moltd = Moltd::spawn(cmd);
+    assert_eq!(moltd.first.version, OLD);
+    let mut c = client(&moltd.first).await;
+    let status: StatusResult = c.request("status", json!({})).await.into_result().unwrap();
+    assert_eq!(status.install.surface, InstallMode::Git);
+
+    // A dirty tree is refused and left alone.
+    let head = git(&repos.checkout, &["rev-parse", "HEAD"]);
+    std::fs::write(
+        repos.checkout.join("build.sh"),
+        format!("{BUILD_SH}# local edit\n"),
+    )
+    .unwrap();
+    let refused = update_run(&mut c, json!({})).await.unwrap();
+    assert_eq!(refused.result.status, UpdateStatus::Error);
+    let reason = refused.result.reason.unwrap();
+    assert!(reason.starts_with("dirty-tree"), "{reason}");
+    assert_eq!(git(&repos.checkout, &["rev-parse", "HEAD"]), head);
+    git(&repos.checkout, &["checkout", "--", "build.sh"]);
+
+    // An operator hold defers the restart; the update itself goes ahead.
+    let hold: HoldAcquireResult = c
+        .request(
+            "gateway.hold.acquire",
+            json!({"reason": "backup", "ttlMs": 120_000}),
+        )
+        .await
+        .into_result()
+        .unwrap();
+    let result = update_run(&mut c, json!({"note": "from git"}))
+        .await
+        .unwrap();
+    assert!(result.ok, "{result:#?}");
+    assert_eq!(result.result.after.version.as_deref(), Some(NEW));
+    let names: Vec<&str> = result
+        .result
+        .steps
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for step in ["clean", "fetch", "checkout", "build", "verify"] {
+        assert!(names.contains(&step), "{step} missing from {names:?}");
+    }
+    c.event("restart.deferred").await;
+    let health: molt_protocol::method::HealthResult =
+        c.request("health", json!({})).await.into_result().unwrap();
+    assert_eq!(
+        health.pid, moltd.first.pid,
+        "the hold keeps the old process"
+    );
+
+    c.request("gateway.hold.release", json!({"holdId": hold.hold_id}))
+        .await
+        .into_result::<serde_json::Value>()
+        .unwrap();
+    let successor = moltd.next_ready(READY_WAIT).expect("the build starts");
+    assert_eq!(successor.version, NEW);
+    let status = update_status(&mut client(&successor).await).await;
+    let sentinel = status.sentinel.unwrap();
+    assert_eq!(sentinel.verified.unwrap().running_version, NEW);
+    assert_eq!(sentinel.message.as_deref(), Some("from git"));
+    assert_eq!(status.last_run.unwrap().phase, RunPhase::Verified);
+    let tagged = git(
+        &repos.checkout,
+        &["rev-parse", &format!("v{NEW}^{{commit}}")],
+    );
+    assert_eq!(git(&repos.checkout, &["rev-parse", "HEAD"]), tagged);
+    assert!(
+        !entrypoint.with_file_name("moltd.molt-previous").exists(),
+        "the previous binary is retired once the new one is verified"
+    );
+}
