@@ -1,7 +1,7 @@
 //! molt-bench: runs the real release `moltd` and reports figures with their
 //! targets and comparisons. It measures; it never asserts timings.
 //!
-//! One module per suite (`daemon`, `restart`; later `update`, `console`),
+//! One module per suite (`daemon`, `restart`, `update`; later `console`),
 //! each a subcommand returning a `report::Section`.
 
 mod client;
@@ -10,6 +10,7 @@ mod moltd;
 mod report;
 mod restart;
 mod stats;
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ enum Suite {
     /// Forced handoffs in a row: refused connections, handoff gap,
     /// request→READY, leaked processes/fds/memory.
     Restart(restart::Args),
+    /// `update.run` with npm, pnpm and bun: package manager time vs molt's
+    /// overhead (needs `scripts/install-test-tools.sh`).
+    Update(update::Args),
     /// Every suite with its defaults.
     All,
 }
@@ -76,9 +80,11 @@ fn run(cli: Cli) -> Result<()> {
     let sections = match cli.suite {
         Suite::Daemon(args) => vec![daemon::run(&moltd, &args)?],
         Suite::Restart(args) => vec![restart::run(&moltd, &args)?],
+        Suite::Update(args) => vec![update::run(&args)?],
         Suite::All => vec![
             daemon::run(&moltd, &daemon::Args::defaults())?,
             restart::run(&moltd, &restart::Args::defaults())?,
+            update::run(&update::Args::defaults())?,
         ],
     };
     if cli.json {

@@ -354,9 +354,9 @@ async fn first_answer(addr: &str, old: u32) -> Result<Answer> {
 
 /// What the prober saw.
 #[derive(Debug, Default)]
-struct Probed {
-    attempts: u64,
-    refused: u64,
+pub(crate) struct Probed {
+    pub(crate) attempts: u64,
+    pub(crate) refused: u64,
     failed: u64,
     /// First failed connect → the next successful one, the longest.
     longest_outage: Duration,
@@ -365,13 +365,13 @@ struct Probed {
 
 /// A thread that connects to the gateway's address every ~1 ms until
 /// finished (or dropped).
-struct Probe {
+pub(crate) struct Probe {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Probed>>,
 }
 
 impl Probe {
-    fn start(addr: SocketAddr) -> Self {
+    pub(crate) fn start(addr: SocketAddr) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -409,7 +409,7 @@ impl Probe {
         }
     }
 
-    fn finish(mut self) -> Probed {
+    pub(crate) fn finish(mut self) -> Probed {
         self.stop.store(true, Ordering::Relaxed);
         self.thread
             .take()

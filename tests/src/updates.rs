@@ -30,12 +30,20 @@ pub struct UpdateFixture {
 impl UpdateFixture {
     /// A registry with real moltd builds of [`OLD`] and [`NEW`] (`latest`).
     pub fn start() -> Result<UpdateFixture> {
+        Self::start_with(&[
+            (OLD, versions::moltd_binary(OLD)?),
+            (NEW, versions::moltd_binary(NEW)?),
+        ])
+    }
+
+    /// A registry with these `(version, binary)` builds published in
+    /// order (the last one is `latest`).
+    pub fn start_with(builds: &[(&str, PathBuf)]) -> Result<UpdateFixture> {
         let tmp = tempfile::tempdir()?;
         let registry = Registry::start(tmp.path())?;
         let fixture = UpdateFixture { tmp, registry };
-        for version in [OLD, NEW] {
-            let binary = versions::moltd_binary(version)?;
-            fixture.publish_binary(&binary, version, None)?;
+        for (version, binary) in builds {
+            fixture.publish_binary(binary, version, None)?;
         }
         Ok(fixture)
     }

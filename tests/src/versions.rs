@@ -14,8 +14,22 @@ use crate::tools::repo_root;
 
 /// The moltd binary stamped with `version`, building it if needed.
 pub fn moltd_binary(version: &str) -> Result<PathBuf> {
+    build(version, false)
+}
+
+/// The same as an optimized build, for benchmarks.
+pub fn moltd_release_binary(version: &str) -> Result<PathBuf> {
+    build(version, true)
+}
+
+fn build(version: &str, release: bool) -> Result<PathBuf> {
     let root = repo_root();
-    let target = root.join("target").join("e2e-versions");
+    let profile = if release { "release" } else { "debug" };
+    let target = root.join("target").join(if release {
+        "bench-versions"
+    } else {
+        "e2e-versions"
+    });
     std::fs::create_dir_all(&target)?;
     let cached = target
         .join("bins")
@@ -35,6 +49,7 @@ pub fn moltd_binary(version: &str) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .args(["build", "--quiet", "-p", "molt-daemon", "--bin", "moltd"])
+        .args(release.then_some("--release"))
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", &target)
         .env("MOLT_VERSION", version)
@@ -46,7 +61,7 @@ pub fn moltd_binary(version: &str) -> Result<PathBuf> {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let built = target.join("debug").join("moltd");
+    let built = target.join(profile).join("moltd");
     let dir = cached.parent().expect("cache path has a parent");
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(".moltd.tmp");
