@@ -248,6 +248,10 @@ impl Gateway {
         &self.inner.paths
     }
 
+    pub fn install(&self) -> &InstallInfo {
+        &self.inner.install
+    }
+
     pub fn auth(&self) -> &AuthPolicy {
         &self.inner.auth
     }

@@ -9,6 +9,8 @@
 
 /// The task that wakes at the policy's next time.
 pub mod driver;
+/// The driver wired to a running gateway.
+pub mod gateway_hooks;
 /// `OPENCLAW_NO_AUTO_UPDATE`: where it is set, and setting it live.
 pub mod kill_switch;
 /// The pure decision: apply, wait, blocked or skip, and the next times.
@@ -19,6 +21,7 @@ pub mod state;
 pub mod store;
 
 pub use driver::{ApplyOutcome, AutoUpdater, Hooks, Live, Shared};
+pub use gateway_hooks::spawn;
 pub use kill_switch::KillSwitch;
 pub use policy::{Decision, Plan, SkipReason};
 pub use state::CheckState;
