@@ -20,6 +20,11 @@ use super::state::{AttemptOutcome, CheckState};
 use super::store;
 use crate::config::UpdateSettings;
 
+/// The longest single sleep. Sleeps run on the monotonic clock while the
+/// plan is in wall-clock time; re-planning hourly bounds how late a
+/// suspend or a clock step can make a check or an apply.
+pub const MAX_SLEEP: Duration = Duration::from_secs(3600);
+
 /// The inputs that can change while moltd runs, read at every evaluation.
 #[derive(Clone, Debug)]
 pub struct Live {
@@ -183,8 +188,10 @@ impl<H: Hooks> AutoUpdater<H> {
                 .min();
             let sleep = async {
                 match wake_at {
-                    Some(at) => tokio::time::sleep(Duration::from_millis(at - now)).await,
-                    None => std::future::pending().await,
+                    Some(at) => {
+                        tokio::time::sleep(Duration::from_millis(at - now).min(MAX_SLEEP)).await
+                    }
+                    None => tokio::time::sleep(MAX_SLEEP).await,
                 }
             };
             tokio::select! {

@@ -239,3 +239,30 @@ async fn a_failed_check_is_recorded_and_retried_at_the_next_check_time() {
     );
     assert_eq!(state.last_check_at, Some(BASE_MS + 24 * H));
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_hints_and_auto_off_the_registry_is_never_asked() {
+    let mut h = Harness::start(Channel::Stable, "1.1.0", |live| {
+        live.settings.auto.enabled = false;
+        live.settings.check_on_start = false;
+    });
+    tokio::time::sleep(Duration::from_secs(72 * 3600)).await;
+    assert!(h.events.try_recv().is_err(), "no check, no apply");
+    let plan = h.shared.plan(&h.fake.live(), BASE_MS + 72 * H);
+    assert_eq!((plan.next_check_at, plan.next_apply_at), (None, None));
+    h.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_change_is_checked_as_soon_as_the_driver_is_woken() {
+    let mut h = Harness::start(Channel::Stable, "1.0.0", |_| {});
+    assert_eq!(h.next().await, Seen::Checked(0));
+    tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+    h.fake.live.lock().unwrap().settings.channel = Channel::Beta;
+    h.fake.set_registry("1.1.0-beta.2");
+    h.shared.wake();
+    assert_eq!(h.next().await, Seen::Checked(3 * H));
+    assert_eq!(h.next().await, Seen::Notified("1.1.0-beta.2".into()));
+    assert_eq!(h.next().await, Seen::Applied(3 * H, v("1.1.0-beta.2")));
+    h.stop().await;
+}
