@@ -272,12 +272,15 @@ impl Gateway {
             .clone()
     }
 
+    /// Replaces the running settings; the auto-updater re-plans, since
+    /// `update.*` may have changed.
     pub fn set_settings(&self, settings: Settings) {
         *self
             .inner
             .settings
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = settings;
+        self.inner.auto.wake();
     }
 
     pub fn holds(&self) -> std::sync::MutexGuard<'_, Holds> {

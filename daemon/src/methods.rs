@@ -191,8 +191,6 @@ fn config_patch(
         gw.restart()
             .set_deferral_timeout(settings.gateway.deferral_timeout_ms);
         gw.set_settings(settings);
-        // update.* may have changed: the auto-updater re-plans.
-        gw.auto().wake();
     }
     tracing::info!(paths = ?outcome.changed_paths, "config patched");
     if !outcome.changed_paths.is_empty() {
