@@ -253,11 +253,14 @@ fn decide(i: &Inputs) -> Decision {
         }
     }
     if channel == Channel::Stable {
+        // No sighting on record (state from a process that ran this
+        // version or newer): the last check saw it at the latest.
         let first_seen_ms = i
             .state
             .first_seen
             .get(&version)
             .copied()
+            .or(i.state.last_check_at)
             .unwrap_or(i.now_ms);
         let jitter_ms = ms(jitter(&i.state.install_id, i.settings.auto.stable_jitter));
         let until_ms = first_seen_ms

@@ -297,3 +297,21 @@ fn skips_when_disabled_up_to_date_or_on_dev() {
         Decision::Skip(SkipReason::DevChannel)
     );
 }
+
+#[test]
+fn a_target_seen_by_a_process_running_it_counts_from_that_check() {
+    // 1.1.0 ran and saw itself; now 1.0.0 runs (a manual downgrade).
+    let mut case = Case::new();
+    case.running = v("1.1.0");
+    case = case.seen(START - 2 * H, "1.1.0");
+    case.running = v("1.0.0");
+    assert!(case.state.first_seen.is_empty());
+    let due = START - 2 * H + 6 * H + case.jitter_ms();
+    let plan = case.at(START);
+    assert_eq!(
+        plan.next_apply_at,
+        Some(due),
+        "a fixed time, not now + delay"
+    );
+    assert_eq!(case.at(START + H).next_apply_at, Some(due));
+}
