@@ -131,6 +131,35 @@ fn resolve_symlink(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
+/// Moves the file at `path` aside to `<name>.bad-<unix ms>` in the same
+/// directory (never over an existing file) and returns the new path. The
+/// content is kept for the operator; the daemon starts without it.
+pub fn quarantine(path: &Path) -> io::Result<PathBuf> {
+    let Some(name) = path.file_name() else {
+        let err = io::Error::new(io::ErrorKind::InvalidInput, "not a file path");
+        return Err(path_error(err, "move aside", path));
+    };
+    let ts = crate::gateway::unix_ms();
+    let mut n = 0u32;
+    let target = loop {
+        let mut bad = name.to_os_string();
+        bad.push(if n == 0 {
+            format!(".bad-{ts}")
+        } else {
+            format!(".bad-{ts}-{n}")
+        });
+        let candidate = path.with_file_name(bad);
+        match fs::symlink_metadata(&candidate) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break candidate,
+            Err(e) => return Err(path_error(e, "stat", &candidate)),
+            Ok(_) => n += 1,
+        }
+    };
+    fs::rename(path, &target).map_err(|e| path_error(e, "move aside", path))?;
+    sync_dir(parent_dir(&target))?;
+    Ok(target)
+}
+
 /// Creates `path` and any missing parents with mode 0700. Existing
 /// directories are left as they are: their mode is the operator's choice.
 pub fn ensure_private_dir(path: &Path) -> io::Result<()> {

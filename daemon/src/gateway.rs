@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::autoupdate::{self, KillSwitch};
 use crate::config::{ConfigStore, Settings};
 use crate::env_file::Env;
 use crate::holds::Holds;
@@ -43,7 +44,7 @@ pub const VERSION: &str = match option_env!("MOLT_VERSION") {
 };
 
 /// `OPENCLAW_NO_AUTO_UPDATE`: blocks automatic applies.
-pub const NO_AUTO_UPDATE_ENV: &str = "OPENCLAW_NO_AUTO_UPDATE";
+pub use crate::autoupdate::kill_switch::NO_AUTO_UPDATE_ENV;
 
 const EVENT_BUS_CAPACITY: usize = 1024;
 
@@ -167,6 +168,8 @@ pub struct GatewayParts {
     /// A duplicate of the listening socket, passed to a successor.
     pub listener_fd: OwnedFd,
     pub lock: GatewayLock,
+    /// The auto-updater's state (`update-check.json`).
+    pub auto: Arc<autoupdate::Shared>,
 }
 
 struct Inner {
@@ -184,6 +187,7 @@ struct Inner {
     /// Released once stopped, unless an exec still needs it.
     listener_fd: Mutex<Option<OwnedFd>>,
     lock: Mutex<GatewayLock>,
+    auto: Arc<autoupdate::Shared>,
     /// In-flight requests per connection number.
     in_flight_by_conn: Mutex<HashMap<u64, u32>>,
     update_slot: crate::update::UpdateSlot,
@@ -225,6 +229,7 @@ impl Gateway {
                 restart: parts.restart,
                 listener_fd: Mutex::new(Some(parts.listener_fd)),
                 lock: Mutex::new(parts.lock),
+                auto: parts.auto,
                 in_flight_by_conn: Mutex::new(HashMap::new()),
                 update_slot: crate::update::UpdateSlot::default(),
                 update_available: Mutex::new(None),
@@ -249,6 +254,10 @@ impl Gateway {
         &self.inner.paths
     }
 
+    pub fn install(&self) -> &InstallInfo {
+        &self.inner.install
+    }
+
     pub fn auth(&self) -> &AuthPolicy {
         &self.inner.auth
     }
@@ -269,12 +278,15 @@ impl Gateway {
             .clone()
     }
 
+    /// Replaces the running settings; the auto-updater re-plans, since
+    /// `update.*` may have changed.
     pub fn set_settings(&self, settings: Settings) {
         *self
             .inner
             .settings
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = settings;
+        self.inner.auto.wake();
     }
 
     pub fn holds(&self) -> std::sync::MutexGuard<'_, Holds> {
@@ -309,10 +321,6 @@ impl Gateway {
             .update_available
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = available;
-    }
-
-    pub fn install_info(&self) -> &InstallInfo {
-        &self.inner.install
     }
 
     pub fn supervisor_info(&self) -> &SupervisorInfo {
@@ -456,24 +464,68 @@ impl Gateway {
         self.pending_work(own)
     }
 
-    /// The kill switch: `(blocked, source)`.
+    fn env(&self) -> std::sync::MutexGuard<'_, Env> {
+        self.inner.env.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `OPENCLAW_NO_AUTO_UPDATE` as it stands now. The update flow checks
+    /// it again before an automatic run schedules its restart.
+    pub fn kill_switch(&self) -> KillSwitch {
+        KillSwitch::from_env(&self.env())
+    }
+
+    /// Persists the kill switch in `.env` and applies it live (see
+    /// [`autoupdate::kill_switch::set`]); the auto-updater re-plans at once.
+    pub fn set_kill_switch(
+        &self,
+        enabled: bool,
+    ) -> Result<KillSwitch, autoupdate::kill_switch::SetError> {
+        let switch = {
+            let mut env = self.env();
+            autoupdate::kill_switch::set(&mut env, &self.inner.paths.env_path, enabled)?
+        };
+        tracing::info!(
+            enabled, source = ?switch.source,
+            "{NO_AUTO_UPDATE_ENV} {}",
+            if switch.blocked() { "set: automatic updates are held" } else { "cleared" }
+        );
+        self.inner.auto.wake();
+        Ok(switch)
+    }
+
+    /// The auto-updater's shared state, for its driver.
+    pub fn auto(&self) -> &Arc<autoupdate::Shared> {
+        &self.inner.auto
+    }
+
+    /// The auto-updater's live inputs; `None` if the running version is
+    /// not semver (a hand-stamped build), which no registry version can
+    /// be compared with.
+    pub fn auto_live(&self) -> Option<autoupdate::Live> {
+        Some(autoupdate::Live {
+            settings: self.settings().update,
+            install: self.inner.install.surface,
+            kill_switch: self.kill_switch(),
+            running: semver::Version::parse(&self.inner.identity.version).ok()?,
+        })
+    }
+
+    /// `status.auto`: settings, the kill switch and, while the driver
+    /// runs, its next check and apply times (the same evaluation it uses).
     pub fn auto_update_state(&self) -> AutoUpdateState {
         let settings = self.settings();
-        let env = self.inner.env.lock().unwrap_or_else(|e| e.into_inner());
-        let blocked = env
-            .get(NO_AUTO_UPDATE_ENV)
-            .is_some_and(crate::env_file::is_truthy);
+        let switch = self.kill_switch();
+        let plan = self
+            .auto_live()
+            .filter(|_| self.inner.auto.driving())
+            .map(|live| self.inner.auto.plan(&live, unix_ms()));
         AutoUpdateState {
             enabled: settings.update.auto.enabled,
             channel: settings.update.channel,
-            blocked_by: blocked.then(|| "env".to_owned()),
-            source: if blocked {
-                env.source(NO_AUTO_UPDATE_ENV)
-            } else {
-                None
-            },
-            next_check_at: None,
-            next_apply_at: None,
+            blocked_by: switch.blocked().then(|| "env".to_owned()),
+            source: switch.source,
+            next_check_at: plan.as_ref().and_then(|p| p.next_check_at),
+            next_apply_at: plan.and_then(|p| p.next_apply_at),
         }
     }
 

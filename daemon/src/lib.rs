@@ -2,6 +2,8 @@
 //! dark. This page is the table of contents; `main.rs` only parses args,
 //! sets up logging, calls [`start::prepare`] and serves.
 
+/// The auto-updater: policy, `update-check.json`, kill switch, driver.
+pub mod autoupdate;
 /// The pre-auth read budget on raw sockets.
 pub mod budget;
 /// `openclaw.json`: JSON5 loading, typed settings, merge patch, the config store.

@@ -94,6 +94,7 @@ async fn run(
     let gateway = prepared.gateway().clone();
     // After READY: the predecessor has let go, so what runs now is final.
     molt_daemon::update::resume::resume(&gateway);
+    molt_daemon::update::auto::spawn(&gateway);
     prepared.serve(stop).await;
 
     let reason = gateway.stop_reason();

@@ -10,7 +10,7 @@ use molt_protocol::event::{ConfigChanged, EventName};
 use molt_protocol::method::{
     ConfigGetResult, ConfigPatchParams, ConfigPatchResult, HealthResult, HoldAcquireParams,
     HoldAcquireResult, HoldReleaseParams, HoldReleaseResult, LogsTailParams, LogsTailResult,
-    Method, RestartRequestParams, RestartScheduled,
+    Method, NoAutoUpdateSetParams, NoAutoUpdateSetResult, RestartRequestParams, RestartScheduled,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -37,6 +37,7 @@ pub const SERVED: &[Method] = &[
     Method::HoldAcquire,
     Method::HoldRelease,
     Method::LogsTail,
+    Method::NoAutoUpdateSet,
 ];
 
 const DEFAULT_TAIL_LINES: u32 = 100;
@@ -80,6 +81,7 @@ pub async fn dispatch(
         Request::HoldAcquire(params) => hold_acquire(gw, params),
         Request::HoldRelease(params) => to_value(hold_release(gw, params)),
         Request::LogsTail(params) => logs_tail(gw, flags, params).await,
+        Request::NoAutoUpdateSet(params) => no_auto_update_set(gw, params),
         other => Err(ErrorShape::invalid_request(format!(
             "method {} is not served by this gateway",
             other.method().as_str()
@@ -260,6 +262,23 @@ fn config_patch(
         hash: outcome.hash,
         changed_paths: outcome.changed_paths,
         restart,
+    })
+}
+
+/// `update.noAutoUpdate.set`: the kill switch in `.env`, live. A value in
+/// the process env wins over `.env`, so changing it here is refused
+/// (`CONFLICT`) rather than written where it would not take effect.
+fn no_auto_update_set(gw: &Gateway, params: NoAutoUpdateSetParams) -> Result<Value, ErrorShape> {
+    use crate::autoupdate::kill_switch::{NO_AUTO_UPDATE_ENV, SetError};
+    let switch = gw.set_kill_switch(params.enabled).map_err(|e| match e {
+        SetError::ProcessEnv { ref value } => ErrorShape::conflict(e.to_string()).with_details(
+            json!({ "variable": NO_AUTO_UPDATE_ENV, "source": "process-env", "value": value }),
+        ),
+        SetError::File(_) => ErrorShape::internal(format!("kill switch not changed: {e}")),
+    })?;
+    to_value(NoAutoUpdateSetResult {
+        enabled: switch.blocked(),
+        source: switch.source,
     })
 }
 

@@ -348,7 +348,12 @@ async fn prepare_with(
         supervisor = ?supervisor_info.kind, ?strategy, "gateway prepared"
     );
 
+    let auto = std::sync::Arc::new(crate::autoupdate::Shared::load(
+        &paths.update_check_path,
+        identity.started_at_ms,
+    ));
     let gateway = Gateway::new(GatewayParts {
+        auto,
         identity,
         paths,
         config,

@@ -186,7 +186,12 @@ async fn a_hundred_restarts_leave_no_extra_processes_fds_or_files() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["gateway.lock", "logs", "openclaw.json"]);
+    // update-check.json is made once, at the first start (its install id
+    // must outlive restarts); no temp or quarantined files pile up.
+    assert_eq!(
+        files,
+        ["gateway.lock", "logs", "openclaw.json", "update-check.json"]
+    );
     assert_eq!(status(&current).await.pid, current.pid);
 }
 

@@ -43,6 +43,7 @@ pub fn command(entrypoint: &Path, state: &Path, args: &[&str]) -> Command {
         .env_remove("OPENCLAW_CONFIG_PATH")
         .env_remove("OPENCLAW_STATE_DIR")
         .env_remove("OPENCLAW_NO_RESPAWN")
+        .env_remove("OPENCLAW_NO_AUTO_UPDATE")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("INVOCATION_ID")
         .env("MOLT_LOG", "info");

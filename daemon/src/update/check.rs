@@ -20,9 +20,34 @@ const MAX_METADATA: usize = 8 * 1024 * 1024;
 /// Resolves the channel's version and records whether it is newer than
 /// the running one (broadcasting `update.available` when that changes).
 pub async fn check(gw: &Gateway) -> Result<UpdateCheckResult, ErrorShape> {
+    let channel = gw.settings().update.channel;
+    let latest = latest(gw).await?;
+    let available = semver::Version::parse(VERSION)
+        .map_or(true, |running| latest > running)
+        .then(|| UpdateAvailable {
+            current_version: VERSION.to_owned(),
+            latest_version: latest.to_string(),
+            channel,
+        });
+    if available.is_some() && gw.update_available() != available {
+        tracing::info!(%latest, ?channel, "update available: {VERSION} → {latest}");
+        gw.broadcast(EventName::UpdateAvailable, &available);
+    }
+    gw.set_update_available(available.clone());
+    Ok(UpdateCheckResult {
+        update_available: available,
+        current_version: VERSION.to_owned(),
+        latest_version: Some(latest.to_string()),
+        channel,
+        checked_at: unix_ms(),
+    })
+}
+
+/// The one version the configured channel resolves to now.
+pub async fn latest(gw: &Gateway) -> Result<semver::Version, ErrorShape> {
     let settings = gw.settings();
     let channel = settings.update.channel;
-    let info = gw.install_info();
+    let info = gw.install();
     let entrypoint = info.entrypoint.as_deref().ok_or_else(|| {
         ErrorShape::invalid_request("no stable entrypoint: cannot tell how moltd was installed")
     })?;
@@ -55,25 +80,7 @@ pub async fn check(gw: &Gateway) -> Result<UpdateCheckResult, ErrorShape> {
             )));
         }
     };
-    let available = semver::Version::parse(VERSION)
-        .map_or(true, |running| latest > running)
-        .then(|| UpdateAvailable {
-            current_version: VERSION.to_owned(),
-            latest_version: latest.to_string(),
-            channel,
-        });
-    if available.is_some() && gw.update_available() != available {
-        tracing::info!(%latest, ?channel, "update available: {VERSION} → {latest}");
-        gw.broadcast(EventName::UpdateAvailable, &available);
-    }
-    gw.set_update_available(available.clone());
-    Ok(UpdateCheckResult {
-        update_available: available,
-        current_version: VERSION.to_owned(),
-        latest_version: Some(latest.to_string()),
-        channel,
-        checked_at: unix_ms(),
-    })
+    Ok(latest)
 }
 
 /// Runs a read-only query; stdout, or `UNAVAILABLE` naming what failed.

@@ -94,7 +94,7 @@ pub async fn run(
         )
         .retry_after(1000));
     }
-    let installed = gw.install_info().clone();
+    let installed = gw.install().clone();
     let run_id = new_run_id();
     let owner = lease::current_owner();
     let now = unix_ms();

@@ -80,6 +80,23 @@ pub async fn restart(
         let _ = std::fs::remove_file(&paths.sentinel_path);
         return run.end(ended, &reason);
     }
+    // The kill switch blocks the restart an automatic update would cause,
+    // also when it was set while the update ran.
+    if run.record.trigger == RunTrigger::Auto
+        && let Some(source) = gw.kill_switch().source
+    {
+        let reason = format!(
+            "kill-switch: OPENCLAW_NO_AUTO_UPDATE was set ({}) while the update ran",
+            serde_json::to_value(source).unwrap_or_default()
+        );
+        let restored = prepared.undo.roll_back();
+        let _ = std::fs::remove_file(undo_path(&paths));
+        let _ = std::fs::remove_file(&paths.sentinel_path);
+        return match restored {
+            Ok(()) => run.end(Ended::Skipped, &format!("{reason}; rolled back")),
+            Err(e) => run.end(Ended::Failed, &format!("{reason}; rolling back failed: {e}")),
+        };
+    }
     run.set_phase(RunPhase::Restarting);
 
     let version = run.record.after.version.clone().unwrap_or_default();

@@ -3,6 +3,8 @@
 //! it, and keeps the previous install until the successor proves the new
 //! version runs.
 
+/// The auto-updater's check and apply, through this engine.
+pub mod auto;
 /// `update.check`: what the channel offers, changing nothing.
 pub mod check;
 /// `update.run`: validation, single flight, the mode's steps, the handoff.

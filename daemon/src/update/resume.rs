@@ -100,7 +100,7 @@ fn resolve_orphans(gw: &Gateway, store: &RunStore) {
 /// Stages of an update that was killed mid-install, removed under the
 /// install's lease (so never one a live update is writing).
 fn remove_leftover_stages(gw: &Gateway) {
-    let install = gw.install_info();
+    let install = gw.install();
     if !install.surface.is_package_manager() {
         return;
     }

@@ -16,7 +16,6 @@ use molt_protocol::update::{Sentinel, SentinelPayload, UpdateStatus, Verified};
 use serde::Deserialize;
 
 use crate::fsutil::{path_error, write_atomic};
-use crate::gateway::unix_ms;
 
 /// A sentinel older than this is history, not an instruction.
 pub const MAX_AGE_MS: u64 = 24 * 60 * 60 * 1000;
@@ -105,37 +104,9 @@ pub fn write(path: &Path, sentinel: &Sentinel) -> Result<(), SentinelError> {
     Ok(())
 }
 
-/// Moves the file at `path` aside to `<name>.bad-<unix ms>` in the same
-/// directory (never over an existing file) and returns the new path. The
-/// content is kept for the operator; the daemon starts without it.
+/// Moves the file at `path` aside (see [`crate::fsutil::quarantine`]).
 pub fn quarantine(path: &Path) -> Result<PathBuf, SentinelError> {
-    let Some(name) = path.file_name() else {
-        let err = io::Error::new(io::ErrorKind::InvalidInput, "not a file path");
-        return Err(path_error(err, "move aside", path).into());
-    };
-    let ts = unix_ms();
-    let mut n = 0u32;
-    let target = loop {
-        let mut bad = name.to_os_string();
-        bad.push(if n == 0 {
-            format!(".bad-{ts}")
-        } else {
-            format!(".bad-{ts}-{n}")
-        });
-        let candidate = path.with_file_name(bad);
-        match fs::symlink_metadata(&candidate) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break candidate,
-            Err(e) => return Err(path_error(e, "stat", &candidate).into()),
-            Ok(_) => n += 1,
-        }
-    };
-    fs::rename(path, &target).map_err(|e| path_error(e, "move aside", path))?;
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| path_error(e, "fsync directory", dir))?;
-    }
-    Ok(target)
+    Ok(crate::fsutil::quarantine(path)?)
 }
 
 /// What the daemon does at start: the sentinel if there is a usable one.

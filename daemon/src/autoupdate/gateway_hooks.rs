@@ -1,0 +1,91 @@
+//! The driver wired to a running gateway: live inputs from its settings
+//! and env, hints as `update.available` broadcasts, stop with the gateway.
+//! The registry check and the update run are supplied by the caller.
+
+use std::future::Future;
+
+use molt_protocol::event::EventName;
+use molt_protocol::update::UpdateAvailable;
+use semver::Version;
+use tokio::task::JoinHandle;
+
+use super::driver::{ApplyOutcome, AutoUpdater, Hooks, Live};
+use crate::gateway::{Gateway, unix_ms};
+
+pub struct GatewayHooks<C, A> {
+    gw: Gateway,
+    /// Fixed at start: the version this process runs.
+    running: Version,
+    check: C,
+    apply: A,
+}
+
+impl<C, CF, A, AF> Hooks for GatewayHooks<C, A>
+where
+    C: Fn() -> CF + Send + Sync + 'static,
+    CF: Future<Output = Result<Version, String>> + Send,
+    A: Fn(Version) -> AF + Send + Sync + 'static,
+    AF: Future<Output = ApplyOutcome> + Send,
+{
+    fn now_ms(&self) -> u64 {
+        unix_ms()
+    }
+
+    fn live(&self) -> Live {
+        Live {
+            settings: self.gw.settings().update,
+            install: self.gw.install().surface,
+            kill_switch: self.gw.kill_switch(),
+            running: self.running.clone(),
+        }
+    }
+
+    fn check(&self) -> impl Future<Output = Result<Version, String>> + Send {
+        (self.check)()
+    }
+
+    fn apply(&self, version: Version) -> impl Future<Output = ApplyOutcome> + Send {
+        (self.apply)(version)
+    }
+
+    fn notify(&self, available: UpdateAvailable) {
+        // `update.check` may have announced it already.
+        if self.gw.update_available().as_ref() == Some(&available) {
+            return;
+        }
+        self.gw.set_update_available(Some(available.clone()));
+        tracing::info!(
+            current = %available.current_version, latest = %available.latest_version,
+            channel = available.channel.as_str(), "update available"
+        );
+        self.gw.broadcast(EventName::UpdateAvailable, &available);
+    }
+}
+
+/// Starts the auto-updater for `gw`; it stops when the gateway stops.
+/// `check` resolves the configured channel's target version; `apply` runs
+/// the update to a version with trigger `auto`. `None` (and a log line)
+/// when the running version is not semver: nothing could be compared.
+pub fn spawn<C, CF, A, AF>(gw: &Gateway, check: C, apply: A) -> Option<JoinHandle<()>>
+where
+    C: Fn() -> CF + Send + Sync + 'static,
+    CF: Future<Output = Result<Version, String>> + Send + 'static,
+    A: Fn(Version) -> AF + Send + Sync + 'static,
+    AF: Future<Output = ApplyOutcome> + Send + 'static,
+{
+    let Some(live) = gw.auto_live() else {
+        tracing::warn!(
+            version = %gw.identity().version,
+            "auto-updater not started: the running version is not semver"
+        );
+        return None;
+    };
+    let hooks = GatewayHooks {
+        gw: gw.clone(),
+        running: live.running,
+        check,
+        apply,
+    };
+    let updater = AutoUpdater::new(hooks, gw.auto().clone());
+    Some(tokio::spawn(updater.run(gw.stopping().clone())))
+}

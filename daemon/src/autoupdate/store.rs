@@ -1,0 +1,167 @@
+//! `update-check.json` on disk. Saved atomically (0600); a file that does
+//! not parse is moved aside with a warning and the auto-updater starts
+//! over with a fresh state (and a new install id) — it never stops moltd.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::state::{CheckState, FORMAT_VERSION};
+use crate::fsutil::{path_error, quarantine, write_atomic};
+
+/// Far larger than any state moltd writes.
+const MAX_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("auto-update state {} is unusable: {reason}", path.display())]
+    BadContent { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Reads the state at `path`; missing → `Ok(None)`.
+pub fn read(path: &Path) -> Result<Option<CheckState>, LoadError> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(path_error(e, "open", path).into()),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| path_error(e, "read", path))?;
+    let bad = |reason: String| LoadError::BadContent {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(bad(format!("larger than {MAX_BYTES} bytes")));
+    }
+    let state: CheckState = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if state.version != FORMAT_VERSION {
+        return Err(bad(format!(
+            "format version {}, this moltd reads {FORMAT_VERSION}",
+            state.version
+        )));
+    }
+    if state.install_id.trim().is_empty() {
+        return Err(bad("empty installId".to_owned()));
+    }
+    Ok(Some(state))
+}
+
+pub fn write(path: &Path, state: &CheckState) -> io::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// The state moltd starts with: the file's, or a fresh one (written at
+/// once so the install id is durable). Never fails: bad content is moved
+/// aside, and an unreadable file is left alone and logged.
+pub fn load_or_init(path: &Path) -> CheckState {
+    match read(path) {
+        Ok(Some(state)) => return state,
+        Ok(None) => {}
+        Err(err @ LoadError::BadContent { .. }) => match quarantine(path) {
+            Ok(to) => tracing::warn!(
+                "{err}; moved it aside to {} and starting with a fresh state",
+                to.display()
+            ),
+            Err(q) => {
+                // Writing now would destroy the only copy.
+                tracing::warn!(
+                    "{err}; could not move it aside ({q}); keeping a fresh state in memory"
+                );
+                return CheckState::new(new_install_id());
+            }
+        },
+        Err(LoadError::Io(e)) => {
+            tracing::warn!("{e}; the auto-updater starts with a fresh state in memory");
+            return CheckState::new(new_install_id());
+        }
+    }
+    let state = CheckState::new(new_install_id());
+    if let Err(e) = write(path, &state) {
+        tracing::warn!("cannot store the auto-update state: {e}");
+    }
+    state
+}
+
+/// 128 random bits, hex. A failing random source falls back to the time
+/// and pid: the id only spreads installs, it guards nothing.
+pub fn new_install_id() -> String {
+    let mut buf = [0u8; 16];
+    if getrandom::fill(&mut buf).is_err() {
+        let seed = format!("{}-{}", crate::gateway::unix_ms(), std::process::id());
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes());
+        buf.copy_from_slice(&digest[..16]);
+    }
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_missing_file_is_created_with_a_durable_install_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("update-check.json");
+        let first = load_or_init(&path);
+        assert_eq!(first.install_id.len(), 32);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load_or_init(&path), first, "the same id after a restart");
+        assert_ne!(new_install_id(), first.install_id);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_moved_aside_and_replaced() {
+        for bad in [
+            &b"{not json"[..],
+            br#"{"version": 9, "installId": "x"}"#,
+            br#"{"version": 1, "installId": ""}"#,
+            br#"{"version": 1, "installId": "x", "firstSeen": {"not-semver": 1}}"#,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("update-check.json");
+            std::fs::write(&path, bad).unwrap();
+            assert!(matches!(read(&path), Err(LoadError::BadContent { .. })));
+            let state = load_or_init(&path);
+            assert_eq!(state.version, FORMAT_VERSION);
+            let names = names(dir.path());
+            assert_eq!(names.len(), 2, "{names:?}");
+            assert!(names[1].starts_with("update-check.json.bad-"), "{names:?}");
+            assert_eq!(
+                std::fs::read(dir.path().join(&names[1])).unwrap(),
+                bad,
+                "the bad content is kept for the operator"
+            );
+            assert_eq!(read(&path).unwrap(), Some(state));
+        }
+    }
+
+    #[test]
+    fn an_unreadable_path_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory cannot be read as a file: an I/O error, not content.
+        let path = dir.path().join("update-check.json");
+        std::fs::create_dir(&path).unwrap();
+        let state = load_or_init(&path);
+        assert_eq!(state.version, FORMAT_VERSION);
+        assert!(path.is_dir());
+        assert_eq!(names(dir.path()), ["update-check.json"]);
+    }
+}

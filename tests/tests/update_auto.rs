@@ -1,0 +1,130 @@
+//! The auto-updater end to end: a real moltd installed with npm from the
+//! test registry updates itself with no operator action when
+//! `update.auto.enabled` (delays shortened through config), and the
+//! `OPENCLAW_NO_AUTO_UPDATE` kill switch, from the process env or set live
+//! through `update.noAutoUpdate.set`, blocks it while hints go on.
+
+use molt_e2e::client::Client;
+use molt_e2e::moltd::{Moltd, command, write_config};
+use molt_e2e::restarts::{READY_WAIT, client, force_restart};
+use molt_e2e::tree::{same_tree, snapshot};
+use molt_e2e::updates::{NEW, OLD, UpdateFixture, update_status};
+use molt_e2e::PackageManager;
+use molt_protocol::method::{LogsTailResult, UpdateHistoryResult};
+use molt_protocol::status::{EnvSource, StatusResult};
+use molt_protocol::update::{RunPhase, RunTrigger};
+use serde_json::{Value, json};
+
+/// Auto-apply on, stable with no delay and no jitter.
+fn auto_config() -> Value {
+    json!({"update": {"auto": {"enabled": true, "stableDelayHours": 0, "stableJitterHours": 0}}})
+}
+
+/// Waits for a log line containing every one of `needles` (the tail so
+/// far, then lines as they are written).
+async fn log_line(c: &mut Client, needles: &[&str]) -> String {
+    let matches = |line: &str| needles.iter().all(|n| line.contains(n));
+    let tail: LogsTailResult = c
+        .request("logs.tail", json!({"lines": 2000, "follow": true}))
+        .await
+        .into_result()
+        .unwrap();
+    if let Some(line) = tail.lines.into_iter().find(|l| matches(l)) {
+        return line;
+    }
+    loop {
+        let event = c.event("logs.line").await;
+        let line = event["line"].as_str().unwrap_or_default().to_owned();
+        if matches(&line) {
+            return line;
+        }
+    }
+}
+
+#[tokio::test]
+async fn auto_update_installs_and_verifies_without_an_operator() {
+    let fx = UpdateFixture::start().unwrap();
+    let global = fx.install(PackageManager::Npm, OLD).unwrap();
+    let (_state, mut moltd) = fx.start_moltd(&global, auto_config()).unwrap();
+    assert_eq!(moltd.first.version, OLD);
+
+    let successor = moltd.next_ready(READY_WAIT).expect("the auto-updater hands off");
+    assert_eq!(successor.version, NEW);
+    let status = update_status(&mut client(&successor).await).await;
+    assert_eq!(status.running_version, NEW);
+    let run = status.last_run.unwrap();
+    assert_eq!((run.trigger, run.phase), (RunTrigger::Auto, RunPhase::Verified));
+    let sentinel = status.sentinel.unwrap();
+    assert_eq!(sentinel.verified.unwrap().running_version, NEW);
+}
+
+#[tokio::test]
+async fn the_kill_switch_in_the_process_env_blocks_it_and_hints_go_on() {
+    let fx = UpdateFixture::start().unwrap();
+    let global = fx.install(PackageManager::Npm, OLD).unwrap();
+    let before = snapshot(&global.prefix).unwrap();
+    let state = fx.tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    write_config(&state, auto_config());
+    let mut cmd = command(&global.bin, &state, &["--port", "0"]);
+    cmd.envs(fx.moltd_env(PackageManager::Npm).unwrap())
+        .env("OPENCLAW_NO_AUTO_UPDATE", "1");
+    let moltd = Moltd::spawn(cmd);
+    let mut c = client(&moltd.first).await;
+
+    let line = log_line(&mut c, &["auto-update", "blocked", NEW]).await;
+    assert!(line.contains("OPENCLAW_NO_AUTO_UPDATE"), "{line}");
+    let status: StatusResult = c.request("status", json!({})).await.into_result().unwrap();
+    assert_eq!(status.auto.blocked_by.as_deref(), Some("env"));
+    assert_eq!(status.auto.source, Some(EnvSource::ProcessEnv));
+    assert_eq!(status.pid, moltd.first.pid);
+    let available = status.update_available.expect("the hint still shows");
+    assert_eq!(available.latest_version, NEW);
+    let history: UpdateHistoryResult = c.request("update.history", json!({})).await.into_result().unwrap();
+    assert!(history.runs.is_empty(), "{:#?}", history.runs);
+    same_tree(&before, &snapshot(&global.prefix).unwrap()).unwrap();
+
+    // The method cannot undo a process-env switch, and says why.
+    let err = c
+        .request("update.noAutoUpdate.set", json!({"enabled": false}))
+        .await
+        .into_result::<Value>()
+        .unwrap_err();
+    assert!(err.message.contains("process environment"), "{err}");
+}
+
+#[tokio::test]
+async fn the_switch_toggled_live_takes_effect_and_persists_across_a_restart() {
+    let fx = UpdateFixture::start().unwrap();
+    let global = fx.install(PackageManager::Npm, OLD).unwrap();
+    let state = fx.tmp.path().join("state-npm");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join(".env"), "# kept\nOPENCLAW_NO_AUTO_UPDATE=1\n").unwrap();
+    let (_state, mut moltd) = fx.start_moltd(&global, auto_config()).unwrap();
+    let mut c = client(&moltd.first).await;
+    log_line(&mut c, &["auto-update", "blocked", NEW]).await;
+
+    // Lifted live: the update applies with no restart of moltd first.
+    let lifted: Value = c
+        .request("update.noAutoUpdate.set", json!({"enabled": false}))
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(lifted["enabled"], json!(false));
+    let successor = moltd.next_ready(READY_WAIT).expect("the auto-updater hands off");
+    assert_eq!(successor.version, NEW);
+    let env_file = std::fs::read_to_string(state.join(".env")).unwrap();
+    assert!(env_file.contains("# kept") && !env_file.contains("OPENCLAW_NO_AUTO_UPDATE=1"), "{env_file}");
+
+    // Set live again: it holds across a restart, from the .env file.
+    let mut c = client(&successor).await;
+    c.request("update.noAutoUpdate.set", json!({"enabled": true}))
+        .await
+        .into_result::<Value>()
+        .unwrap();
+    force_restart(&mut c).await;
+    let next = moltd.next_ready(READY_WAIT).expect("restarted");
+    let status: StatusResult = client(&next).await.request("status", json!({})).await.into_result().unwrap();
+    assert_eq!(status.auto.blocked_by.as_deref(), Some("env"));
+    assert_eq!(status.auto.source, Some(EnvSource::EnvFile));
+}
