@@ -82,10 +82,6 @@ pub async fn dispatch(
         Request::HoldRelease(params) => to_value(hold_release(gw, params)),
         Request::LogsTail(params) => logs_tail(gw, flags, params).await,
         Request::NoAutoUpdateSet(params) => no_auto_update_set(gw, params),
-        other => Err(ErrorShape::invalid_request(format!(
-            "method {} is not served by this gateway",
-            other.method().as_str()
-        ))),
     }
 }
 

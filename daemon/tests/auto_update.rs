@@ -88,7 +88,7 @@ fn a_corrupt_update_check_file_is_moved_aside_and_moltd_starts() {
     let path = dir.path().join("update-check.json");
     std::fs::write(&path, b"{\"version\": 1, \"installId\": ").unwrap();
 
-    let mut running = Moltd::start(dir.path(), &["--port", "0"]);
+    let mut running = moltd::start(dir.path(), &["--port", "0"]);
     // Stopped first: the log file is complete once the process has exited.
     Moltd::signal(running.first.pid, "TERM");
     running.child.wait().unwrap();

@@ -52,7 +52,7 @@ async fn the_kill_switch_applies_live_persists_in_env_and_survives_a_restart() {
     moltd::write_config(dir.path(), json!({}));
     std::fs::write(dir.path().join(".env"), OPERATOR_ENV).unwrap();
 
-    let first = Moltd::start(dir.path(), &["--port", "0"]);
+    let first = moltd::start(dir.path(), &["--port", "0"]);
     let mut c = client(&first.first).await;
     let before = auto(&mut c).await;
     assert_eq!((before.blocked_by, before.source), (None, None));
@@ -73,7 +73,7 @@ async fn the_kill_switch_applies_live_persists_in_env_and_survives_a_restart() {
     drop(c);
     stop(first);
 
-    let second = Moltd::start(dir.path(), &["--port", "0"]);
+    let second = moltd::start(dir.path(), &["--port", "0"]);
     let mut c = client(&second.first).await;
     let after = auto(&mut c).await;
     assert_eq!(
@@ -129,7 +129,7 @@ async fn a_process_env_kill_switch_cannot_be_lifted_by_the_method() {
 async fn bad_params_and_read_only_callers_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     moltd::write_config(dir.path(), json!({}));
-    let moltd = Moltd::start(dir.path(), &["--port", "0"]);
+    let moltd = moltd::start(dir.path(), &["--port", "0"]);
     let mut admin = client(&moltd.first).await;
 
     for params in [json!({ "enabled": "yes" }), json!({}), json!(null)] {

@@ -4,12 +4,12 @@
 //! `OPENCLAW_NO_AUTO_UPDATE` kill switch, from the process env or set live
 //! through `update.noAutoUpdate.set`, blocks it while hints go on.
 
+use molt_e2e::PackageManager;
 use molt_e2e::client::Client;
 use molt_e2e::moltd::{Moltd, command, write_config};
 use molt_e2e::restarts::{READY_WAIT, client, force_restart};
 use molt_e2e::tree::{same_tree, snapshot};
 use molt_e2e::updates::{NEW, OLD, UpdateFixture, update_status};
-use molt_e2e::PackageManager;
 use molt_protocol::method::{LogsTailResult, UpdateHistoryResult};
 use molt_protocol::status::{EnvSource, StatusResult};
 use molt_protocol::update::{RunPhase, RunTrigger};
@@ -48,12 +48,17 @@ async fn auto_update_installs_and_verifies_without_an_operator() {
     let (_state, mut moltd) = fx.start_moltd(&global, auto_config()).unwrap();
     assert_eq!(moltd.first.version, OLD);
 
-    let successor = moltd.next_ready(READY_WAIT).expect("the auto-updater hands off");
+    let successor = moltd
+        .next_ready(READY_WAIT)
+        .expect("the auto-updater hands off");
     assert_eq!(successor.version, NEW);
     let status = update_status(&mut client(&successor).await).await;
     assert_eq!(status.running_version, NEW);
     let run = status.last_run.unwrap();
-    assert_eq!((run.trigger, run.phase), (RunTrigger::Auto, RunPhase::Verified));
+    assert_eq!(
+        (run.trigger, run.phase),
+        (RunTrigger::Auto, RunPhase::Verified)
+    );
     let sentinel = status.sentinel.unwrap();
     assert_eq!(sentinel.verified.unwrap().running_version, NEW);
 }
@@ -80,7 +85,11 @@ async fn the_kill_switch_in_the_process_env_blocks_it_and_hints_go_on() {
     assert_eq!(status.pid, moltd.first.pid);
     let available = status.update_available.expect("the hint still shows");
     assert_eq!(available.latest_version, NEW);
-    let history: UpdateHistoryResult = c.request("update.history", json!({})).await.into_result().unwrap();
+    let history: UpdateHistoryResult = c
+        .request("update.history", json!({}))
+        .await
+        .into_result()
+        .unwrap();
     assert!(history.runs.is_empty(), "{:#?}", history.runs);
     same_tree(&before, &snapshot(&global.prefix).unwrap()).unwrap();
 
@@ -100,7 +109,10 @@ async fn the_switch_toggled_live_takes_effect_and_persists_across_a_restart() {
     let state = fx.tmp.path().join("state-npm");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join(".env"), "# kept\nOPENCLAW_NO_AUTO_UPDATE=1\n").unwrap();
-    let (_state, mut moltd) = fx.start_moltd(&global, auto_config()).unwrap();
+    // No cooldown, so the operator's restart below follows the update's.
+    let mut config = auto_config();
+    config["gateway"] = json!({"reload": {"cooldownMs": 0}});
+    let (_state, mut moltd) = fx.start_moltd(&global, config).unwrap();
     let mut c = client(&moltd.first).await;
     log_line(&mut c, &["auto-update", "blocked", NEW]).await;
 
@@ -111,10 +123,15 @@ async fn the_switch_toggled_live_takes_effect_and_persists_across_a_restart() {
         .into_result()
         .unwrap();
     assert_eq!(lifted["enabled"], json!(false));
-    let successor = moltd.next_ready(READY_WAIT).expect("the auto-updater hands off");
+    let successor = moltd
+        .next_ready(READY_WAIT)
+        .expect("the auto-updater hands off");
     assert_eq!(successor.version, NEW);
     let env_file = std::fs::read_to_string(state.join(".env")).unwrap();
-    assert!(env_file.contains("# kept") && !env_file.contains("OPENCLAW_NO_AUTO_UPDATE=1"), "{env_file}");
+    assert!(
+        env_file.contains("# kept") && !env_file.contains("OPENCLAW_NO_AUTO_UPDATE=1"),
+        "{env_file}"
+    );
 
     // Set live again: it holds across a restart, from the .env file.
     let mut c = client(&successor).await;
@@ -124,7 +141,12 @@ async fn the_switch_toggled_live_takes_effect_and_persists_across_a_restart() {
         .unwrap();
     force_restart(&mut c).await;
     let next = moltd.next_ready(READY_WAIT).expect("restarted");
-    let status: StatusResult = client(&next).await.request("status", json!({})).await.into_result().unwrap();
+    let status: StatusResult = client(&next)
+        .await
+        .request("status", json!({}))
+        .await
+        .into_result()
+        .unwrap();
     assert_eq!(status.auto.blocked_by.as_deref(), Some("env"));
     assert_eq!(status.auto.source, Some(EnvSource::EnvFile));
 }

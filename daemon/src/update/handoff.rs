@@ -94,7 +94,10 @@ pub async fn restart(
         let _ = std::fs::remove_file(&paths.sentinel_path);
         return match restored {
             Ok(()) => run.end(Ended::Skipped, &format!("{reason}; rolled back")),
-            Err(e) => run.end(Ended::Failed, &format!("{reason}; rolling back failed: {e}")),
+            Err(e) => run.end(
+                Ended::Failed,
+                &format!("{reason}; rolling back failed: {e}"),
+            ),
         };
     }
     run.set_phase(RunPhase::Restarting);
