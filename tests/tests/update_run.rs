@@ -150,6 +150,14 @@ async fn a_tag_downgrades_and_beta_follows_the_fallback_rule() {
         .unwrap();
     assert_eq!(plan.result.after.version.as_deref(), Some(OLD));
 
+    // Dry runs leave no record.
+    let history: molt_protocol::method::UpdateHistoryResult = c
+        .request("update.history", json!({}))
+        .await
+        .into_result()
+        .unwrap();
+    assert!(history.runs.is_empty(), "{:#?}", history.runs);
+
     let result = update_run(&mut c, json!({"tag": OLD})).await.unwrap();
     assert!(result.ok, "{result:#?}");
     let successor = moltd
@@ -298,27 +306,22 @@ async fn ten_concurrent_runs_install_once() {
     assert_eq!(history.runs.len(), 1, "{:#?}", history.runs);
 }
 
-/// The `npm install` child of a run still running at `stage`.
-fn step_process_groups(stage: &Path) -> Vec<u32> {
-    let mut groups = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if std::fs::read_link(format!("/proc/{pid}/cwd"))
-            .ok()
-            .as_deref()
-            == Some(stage)
-            && let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            && let Some(pgid) = stat
-                .rsplit(')')
-                .next()
-                .and_then(|rest| rest.split_whitespace().nth(2))
-        {
-            groups.push(pgid.parse().unwrap());
-        }
-    }
-    groups
+/// The processes of the install step still running in `stage` (its
+/// working directory).
+fn step_processes(stage: &Path) -> Vec<u32> {
+    let own = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|&pid| pid > 1 && pid != own)
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .ok()
+                .as_deref()
+                == Some(stage)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,9 +348,9 @@ async fn kill_9_mid_install_is_resolved_at_the_next_start() {
     };
     // What a crash of the whole service does: moltd and its step die.
     Moltd::signal(moltd.first.pid, "KILL");
-    for group in step_process_groups(&stage) {
+    for pid in step_processes(&stage) {
         let _ = std::process::Command::new("kill")
-            .args(["-KILL", &format!("-{group}")])
+            .args(["-KILL", &pid.to_string()])
             .status();
     }
     // Its connection died with moltd; the answer never comes.

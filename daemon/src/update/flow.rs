@@ -123,7 +123,7 @@ pub async fn run(
         updated_at: now,
         finished_at: None,
     };
-    let mut run = Run::new(gw, record, plan.timeout);
+    let mut run = Run::new(gw, record, plan.timeout, plan.dry_run);
 
     if let Some(reason) = refusal(gw, installed.surface, plan.channel) {
         return Ok(run.end(Ended::Skipped, &reason));

@@ -22,16 +22,19 @@ pub struct Run {
     gw: Gateway,
     /// Per-step bound from `timeoutMs`.
     pub timeout: Duration,
+    /// A dry run changes nothing: no record, no events.
+    dry_run: bool,
 }
 
 impl Run {
-    pub fn new(gw: &Gateway, record: RunRecord, timeout: Duration) -> Run {
+    pub fn new(gw: &Gateway, record: RunRecord, timeout: Duration, dry_run: bool) -> Run {
         Run {
             record,
             started: Instant::now(),
             store: RunStore::new(gw.paths().runs_path.clone()),
             gw: gw.clone(),
             timeout,
+            dry_run,
         }
     }
 
@@ -50,12 +53,18 @@ impl Run {
     }
 
     fn save(&self) {
+        if self.dry_run {
+            return;
+        }
         if let Err(e) = self.store.record(&self.record) {
             tracing::error!(run_id = %self.record.run_id, "cannot record the update run: {e}");
         }
     }
 
     fn progress(&self, step: Option<StepProgress>) {
+        if self.dry_run {
+            return;
+        }
         self.gw.broadcast(
             EventName::UpdateProgress,
             UpdateProgress {
