@@ -21,6 +21,39 @@ use crate::client::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Purpose {
     Status,
+    /// `update.run` with `dryRun`: the target the confirm dialog shows.
+    UpdatePreview,
+    UpdateRun,
+    UpdateStatus,
+    UpdateCheck,
+    History,
+    ConfigGet,
+    ConfigPatch,
+    /// `update.noAutoUpdate.set`.
+    KillSwitch,
+    LogsTail,
+}
+
+/// How long to wait for an answer: `update.run` answers after its steps
+/// (package manager installs), so it gets its own `timeoutMs` and a margin.
+pub fn timeout_for(method: Method, params: Option<&Value>, default: Duration) -> Duration {
+    const UPDATE_RUN_DEFAULT: Duration = Duration::from_secs(20 * 60);
+    const MARGIN: Duration = Duration::from_secs(60);
+    if method != Method::UpdateRun {
+        return default;
+    }
+    let dry_run = params
+        .and_then(|p| p.get("dryRun"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if dry_run {
+        return default.max(Duration::from_secs(60));
+    }
+    params
+        .and_then(|p| p.get("timeoutMs"))
+        .and_then(Value::as_u64)
+        .map_or(UPDATE_RUN_DEFAULT, Duration::from_millis)
+        + MARGIN
 }
 
 /// From the app to the network task.
@@ -336,7 +369,10 @@ async fn session(
                 Some(NetCommand::ReconnectNow) => {}
                 Some(NetCommand::Request { purpose, method, params }) => {
                     let client = client.clone();
-                    requests.spawn(async move { (purpose, client.request(method, params).await) });
+                    let timeout = timeout_for(method, params.as_ref(), client.request_timeout());
+                    requests.spawn(async move {
+                        (purpose, client.request_with_timeout(method, params, timeout).await)
+                    });
                 }
             },
             Some(done) = requests.join_next(), if !requests.is_empty() => {

@@ -175,7 +175,7 @@ fn close_1012_hands_off_then_reconnects_with_the_gap() {
     let notice = app.notice.as_ref().unwrap();
     assert_eq!(
         notice.text,
-        "handoff: pid 4343 (0.1.0) -> pid 5151 (1.3.0), gap 42 ms"
+        "handed off: pid 4343 v0.1.0 → pid 5151 v1.3.0, gap 42 ms"
     );
     assert_eq!(app.status.as_ref().unwrap().status.pid, 5151);
 }
