@@ -215,6 +215,18 @@ pub fn run(run: &RunRecord, now_ms: Option<u64>) -> String {
     text
 }
 
+/// `45s ago`, `3m ago`, `2h ago`, `4d ago`: one unit, for narrow columns.
+pub fn ago_short(at_ms: u64, now_ms: u64) -> String {
+    let secs = now_ms.saturating_sub(at_ms) / 1000;
+    let (n, unit) = match secs {
+        s if s < 60 => (s, "s"),
+        s if s < 3600 => (s / 60, "m"),
+        s if s < 86_400 => (s / 3600, "h"),
+        s => (s / 86_400, "d"),
+    };
+    format!("{n}{unit} ago")
+}
+
 /// `850 ms`, `12.3 s`, `3m 10s`.
 pub fn millis(ms: u64) -> String {
     if ms < 1000 {

@@ -297,6 +297,8 @@ pub struct UpdateView {
     /// The latest `update.check` answer, or why it failed.
     pub check: Option<Result<UpdateCheckResult, String>>,
     status_in_flight: bool,
+    /// Asked again while one was in flight: its answer may predate the run.
+    status_wanted: bool,
 }
 
 impl UpdateView {
@@ -379,9 +381,11 @@ impl App {
 
     pub(super) fn request_update_status(&mut self) -> Vec<Command> {
         if self.update.status_in_flight {
+            self.update.status_wanted = true;
             return Vec::new();
         }
         self.update.status_in_flight = true;
+        self.update.status_wanted = false;
         let run_id = self.update.run.as_ref().and_then(|r| r.run_id.clone());
         let params = serde_json::to_value(UpdateStatusParams { run_id }).ok();
         vec![request(Purpose::UpdateStatus, Method::UpdateStatus, params)]
@@ -500,6 +504,7 @@ impl App {
 
     pub(super) fn update_on_closed(&mut self) {
         self.update.status_in_flight = false;
+        self.update.status_wanted = false;
         if let Some(dialog) = &mut self.update.dialog
             && dialog.preview == Preview::Resolving
         {
@@ -693,6 +698,10 @@ impl App {
 
     pub(super) fn on_update_status(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
         self.update.status_in_flight = false;
+        let mut commands = Vec::new();
+        if self.update.status_wanted && self.conn == ConnState::Connected {
+            commands = self.request_update_status();
+        }
         let answer = match result
             .map_err(|e| e.to_string())
             .and_then(|v| decode::<UpdateStatusResult>(Method::UpdateStatus, v))
@@ -700,7 +709,7 @@ impl App {
             Ok(answer) => answer,
             Err(problem) => {
                 self.update.status_error = Some(problem);
-                return Vec::new();
+                return commands;
             }
         };
         self.update.status_error = None;
@@ -714,9 +723,9 @@ impl App {
         }
         self.update.status = Some(answer);
         if finished {
-            return self.request_history_if_shown();
+            commands.extend(self.request_history_if_shown());
         }
-        Vec::new()
+        commands
     }
 
     pub(super) fn on_update_check(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {

@@ -40,7 +40,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let now = app.gateway_now_ms();
     let mut lines = vec![Line::styled(
         format!(
-            " {:<11} {:<10} {:<12} {:<17} {:>8}  {}",
+            " {:<8} {:<10} {:<12} {:<17} {:>8}  {}",
             "when", "run", "outcome", "versions", "took", "by"
         ),
         theme.label(),
@@ -65,7 +65,9 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
 
 fn run_row<'a>(run: &RunRecord, now: Option<u64>, theme: &Theme) -> Line<'a> {
     let at = run.finished_at.unwrap_or(run.updated_at);
-    let when = now.map(|now| format::relative(at, now)).unwrap_or_default();
+    let when = now
+        .map(|now| format::ago_short(at, now))
+        .unwrap_or_default();
     let took = run
         .finished_at
         .map(|end| format::millis(end.saturating_sub(run.requested_at)))
@@ -89,7 +91,7 @@ fn run_row<'a>(run: &RunRecord, now: Option<u64>, theme: &Theme) -> Line<'a> {
     };
     Line::from(vec![
         Span::raw(format!(
-            " {when:<11} {:<10} ",
+            " {when:<8} {:<10} ",
             clip(&run.run_id.to_string(), 10)
         )),
         Span::styled(format!("{:<12}", format::run_phase(run.phase)), style),
@@ -127,10 +129,10 @@ fn details<'a>(run: &RunRecord, theme: &Theme) -> Vec<Line<'a>> {
     }
     for step in &run.steps {
         let failed = step.exit_code.is_some_and(|c| c != 0);
-        let exit = step
-            .exit_code
-            .map(|c| format!(" exit {c}"))
-            .unwrap_or_default();
+        let exit = match step.exit_code {
+            Some(code) if code != 0 => format!("  exit {code}"),
+            _ => String::new(),
+        };
         lines.push(Line::from(vec![
             Span::styled(
                 format!("    {} ", if failed { "✗" } else { "✓" }),
