@@ -14,7 +14,8 @@ pub use config::{ConfigRow, ConfigView, LoadedConfig};
 pub use history::HistoryView;
 pub use logs::LogsView;
 pub use update::{
-    Choice, Dialog, Field, Preview, RunStage, RunView, StepView, TextInput, UpdateView,
+    Choice, Dialog, Field, Preview, RunStage, RunView, StepView, TextInput, UpdateView, Verdict,
+    record_for, validate_tag, verdict,
 };
 
 use std::time::{Duration, Instant};

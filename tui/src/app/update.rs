@@ -738,17 +738,105 @@ impl App {
     }
 }
 
-/// Reads the verdict for `run` from `update.status`: the sentinel's proof
-/// first, then the run record.
-fn judge(run: &mut RunView, answer: &UpdateStatusResult, pid: Option<u32>, now: Instant) {
-    let ours = run.run_id.clone();
-    let same = |id: Option<&RunId>| ours.is_none() || id == ours.as_ref();
-    let record: Option<&RunRecord> = answer
+/// What `update.status` says about a run once it says something final.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Verified { version: String, pid: u32 },
+    Failed { reason: String, rolled_back: bool },
+    Skipped { reason: String },
+}
+
+impl From<Verdict> for RunStage {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Verified { version, pid } => RunStage::Verified { version, pid },
+            Verdict::Failed {
+                reason,
+                rolled_back,
+            } => RunStage::Failed {
+                reason,
+                rolled_back,
+            },
+            Verdict::Skipped { reason } => RunStage::Skipped { reason },
+        }
+    }
+}
+
+/// The run record `update.status` holds for `run_id` (any when `None`).
+pub fn record_for<'a>(
+    run_id: Option<&RunId>,
+    answer: &'a UpdateStatusResult,
+) -> Option<&'a RunRecord> {
+    answer
         .run
         .as_ref()
         .or(answer.last_run.as_ref())
-        .filter(|r| same(Some(&r.run_id)));
-    if let Some(record) = record {
+        .filter(|r| run_id.is_none_or(|id| *id == r.run_id))
+}
+
+/// Reads the verdict on `run_id`: the sentinel's proof first, then the run
+/// record. `None` while the run is still going. `target` is the version
+/// the run installs, `pid` the answering process's.
+pub fn verdict(
+    run_id: Option<&RunId>,
+    target: Option<&str>,
+    answer: &UpdateStatusResult,
+    pid: Option<u32>,
+) -> Option<Verdict> {
+    let same = |id: Option<&RunId>| run_id.is_none() || id == run_id;
+    if let Some(sentinel) = answer.sentinel.as_ref().filter(|s| same(s.run_id.as_ref())) {
+        if sentinel.rolled_back || sentinel.status == UpdateStatus::Error {
+            return Some(Verdict::Failed {
+                reason: sentinel
+                    .stats
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "the update failed".to_owned()),
+                rolled_back: sentinel.rolled_back,
+            });
+        }
+        if let Some(verified) = &sentinel.verified {
+            let expected = target.or(sentinel.stats.after.version.as_deref());
+            return Some(match (&verified.mismatch, expected) {
+                (Some(mismatch), _) => Verdict::Failed {
+                    reason: format!("verification failed: {mismatch}"),
+                    rolled_back: false,
+                },
+                (None, Some(expected)) if expected != verified.running_version => Verdict::Failed {
+                    reason: format!(
+                        "running {} but the update installed {expected}",
+                        verified.running_version
+                    ),
+                    rolled_back: false,
+                },
+                _ => Verdict::Verified {
+                    version: verified.running_version.clone(),
+                    pid: verified.pid,
+                },
+            });
+        }
+    }
+    let record = record_for(run_id, answer)?;
+    let reason = record.reason.clone().filter(|r| !r.is_empty());
+    match record.phase {
+        RunPhase::Verified => Some(Verdict::Verified {
+            version: answer.running_version.clone(),
+            pid: pid.unwrap_or(record.owner.pid),
+        }),
+        RunPhase::Failed | RunPhase::RolledBack => Some(Verdict::Failed {
+            reason: reason.unwrap_or_else(|| "the update failed".to_owned()),
+            rolled_back: record.phase == RunPhase::RolledBack,
+        }),
+        RunPhase::Skipped => Some(Verdict::Skipped {
+            reason: reason.unwrap_or_else(|| "skipped".to_owned()),
+        }),
+        _ => None,
+    }
+}
+
+/// Applies `update.status` to `run`: step output, target, and the verdict.
+fn judge(run: &mut RunView, answer: &UpdateStatusResult, pid: Option<u32>, now: Instant) {
+    if let Some(record) = record_for(run.run_id.as_ref(), answer) {
         run.record_steps(&record.steps, now);
         if run.target.is_none() {
             run.target = record
@@ -757,70 +845,12 @@ fn judge(run: &mut RunView, answer: &UpdateStatusResult, pid: Option<u32>, now: 
                 .clone()
                 .or(record.target.version.clone());
         }
-    }
-    if let Some(sentinel) = answer.sentinel.as_ref().filter(|s| same(s.run_id.as_ref())) {
-        if sentinel.rolled_back || sentinel.status == UpdateStatus::Error {
-            run.stage = RunStage::Failed {
-                reason: sentinel
-                    .stats
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| "the update failed".to_owned()),
-                rolled_back: sentinel.rolled_back,
-            };
-            return;
-        }
-        if let Some(verified) = &sentinel.verified {
-            let expected = run.target.clone().or(sentinel.stats.after.version.clone());
-            run.stage = match (&verified.mismatch, expected) {
-                (Some(mismatch), _) => RunStage::Failed {
-                    reason: format!("verification failed: {mismatch}"),
-                    rolled_back: false,
-                },
-                (None, Some(expected)) if expected != verified.running_version => {
-                    RunStage::Failed {
-                        reason: format!(
-                            "running {} but the update installed {expected}",
-                            verified.running_version
-                        ),
-                        rolled_back: false,
-                    }
-                }
-                _ => RunStage::Verified {
-                    version: verified.running_version.clone(),
-                    pid: verified.pid,
-                },
-            };
-            return;
-        }
-    }
-    let Some(record) = record else {
-        return;
-    };
-    let reason = || record.reason.clone().unwrap_or_default();
-    match record.phase {
-        RunPhase::Verified => {
-            run.stage = RunStage::Verified {
-                version: answer.running_version.clone(),
-                pid: pid.unwrap_or(record.owner.pid),
-            }
-        }
-        RunPhase::Failed | RunPhase::RolledBack => {
-            run.stage = RunStage::Failed {
-                reason: match reason() {
-                    r if r.is_empty() => "the update failed".to_owned(),
-                    r => r,
-                },
-                rolled_back: record.phase == RunPhase::RolledBack,
-            }
-        }
-        RunPhase::Skipped => {
-            run.stage = RunStage::Skipped { reason: reason() };
-        }
-        RunPhase::Restarting if run.stage == RunStage::Running => {
+        if record.phase == RunPhase::Restarting && run.stage == RunStage::Running {
             run.stage = RunStage::Restarting;
         }
-        _ => {}
+    }
+    if let Some(verdict) = verdict(run.run_id.as_ref(), run.target.as_deref(), answer, pid) {
+        run.stage = verdict.into();
     }
 }
 
