@@ -186,6 +186,7 @@ pub struct StatusSnapshot {
     pub received_at: Instant,
 }
 
+#[derive(Clone)]
 pub struct App {
     pub url: String,
     /// Where the URL and token came from, for the operator.
