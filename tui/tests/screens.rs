@@ -175,16 +175,29 @@ fn the_kill_switch_goes_through_no_auto_update_set() {
     assert!(app.notice.as_ref().unwrap().text.contains("ON (.env)"));
 
     // Set in the process env, it cannot be removed from here: say where.
+    let mut status = idle_status();
+    status.auto.blocked_by = Some("env".into());
+    status.auto.source = Some(molt_protocol::status::EnvSource::ProcessEnv);
+    app.handle(status_response(&status));
+    assert_eq!(
+        app.kill_switch(),
+        Some((true, Some(molt_protocol::status::EnvSource::ProcessEnv)))
+    );
+    let commands = app.handle(press(KeyCode::Enter));
+    assert_eq!(
+        find(&commands, Purpose::KillSwitch),
+        Some((Method::NoAutoUpdateSet, Some(json!({"enabled": false}))))
+    );
     app.handle(response(
         Purpose::KillSwitch,
-        json!({"enabled": false, "source": "process-env"}),
+        json!({"enabled": true, "source": "process-env"}),
     ));
+    let notice = app.notice.as_ref().unwrap();
+    assert_eq!(notice.level, Level::Warn);
     assert!(
-        app.notice
-            .as_ref()
-            .unwrap()
-            .text
-            .contains("still set in (process env)")
+        notice.text.contains("still ON (process env)"),
+        "{}",
+        notice.text
     );
 }
 
@@ -308,4 +321,24 @@ fn log_lines_off_screen_do_not_redraw() {
     app.handle(line("x"));
     assert!(!app.take_dirty());
     assert_eq!(app.logs.lines, ["x"], "kept for when the screen is shown");
+}
+
+#[test]
+fn ticks_redraw_only_screens_that_show_time() {
+    let base = Instant::now();
+    let mut app = connected_app(idle_status(), base);
+    app.take_dirty();
+    app.handle(molt_console::app::Event::Tick);
+    assert!(app.take_dirty(), "the overview's uptime moves");
+    app.handle(key('l'));
+    app.handle(response(
+        Purpose::LogsTail,
+        json!({"file": null, "lines": ["a"], "following": true}),
+    ));
+    app.take_dirty();
+    app.handle(molt_console::app::Event::Tick);
+    assert!(
+        !app.take_dirty(),
+        "nothing on the Logs screen changes with time"
+    );
 }

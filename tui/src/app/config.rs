@@ -110,6 +110,8 @@ pub struct ConfigView {
     /// What is being saved, while a change is in flight.
     pub saving: Option<String>,
     pub(super) in_flight: bool,
+    /// The kill switch state asked for, until the answer comes.
+    kill_switch_wanted: Option<bool>,
     loading: bool,
 }
 
@@ -234,6 +236,7 @@ impl App {
     fn set_kill_switch(&mut self, enabled: bool) -> Vec<Command> {
         self.config.saving = Some(ConfigRow::KillSwitch.key().to_owned());
         self.config.in_flight = true;
+        self.config.kill_switch_wanted = Some(enabled);
         vec![request(
             Purpose::KillSwitch,
             Method::NoAutoUpdateSet,
@@ -341,21 +344,30 @@ impl App {
     pub(super) fn on_kill_switch(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
         self.config.in_flight = false;
         self.config.saving = None;
+        let wanted = self.config.kill_switch_wanted.take();
         match result.map_err(|e| e.to_string()).and_then(|v| {
             molt_protocol::frame::decode::<NoAutoUpdateSetResult>(v)
                 .map_err(|e| format!("unexpected update.noAutoUpdate.set result: {e}"))
         }) {
+            // The answer is the state now: asked off but still on means
+            // it is set where the gateway cannot remove it.
+            Ok(set) if wanted == Some(false) && set.enabled => {
+                self.set_notice(
+                    Level::Warn,
+                    format!(
+                        "kill switch still ON{}: remove OPENCLAW_NO_AUTO_UPDATE there",
+                        crate::format::env_source(set.source)
+                    ),
+                );
+            }
             Ok(set) => {
-                let text = match (set.enabled, set.source) {
-                    (true, source) => format!(
+                let text = if set.enabled {
+                    format!(
                         "kill switch ON{}: automatic updates blocked",
-                        crate::format::env_source(source)
-                    ),
-                    (false, None) => "kill switch off: automatic updates allowed".to_owned(),
-                    (false, Some(source)) => format!(
-                        "kill switch still set in{}; remove it there",
-                        crate::format::env_source(Some(source))
-                    ),
+                        crate::format::env_source(set.source)
+                    )
+                } else {
+                    "kill switch off: automatic updates allowed".to_owned()
                 };
                 self.set_notice(Level::Info, text);
                 self.config.error = None;

@@ -473,15 +473,27 @@ impl App {
         Vec::new()
     }
 
+    /// Whether the screen shows something that changes with time alone:
+    /// uptime, "3m ago", a spinner. Only then does a tick redraw.
+    fn shows_time(&self) -> bool {
+        match self.screen {
+            Screen::Overview => self.status.is_some() || self.disconnected_at.is_some(),
+            Screen::Update => self.status.is_some() || self.update.busy(),
+            Screen::History => self.history.runs.is_some(),
+            Screen::Config => self.config.saving.is_some(),
+            Screen::Logs => false,
+        }
+    }
+
     fn on_tick(&mut self) -> Vec<Command> {
-        // Uptime and "disconnected for" change every second.
-        if self.status.is_some() || self.disconnected_at.is_some() {
+        if self.shows_time() {
             self.dirty = true;
         }
         let mut commands = Vec::new();
-        if self.update.busy() {
+        if self.update.busy() || self.config.saving.is_some() {
             self.spinner = self.spinner.wrapping_add(1);
-            self.dirty = true;
+        }
+        if self.update.busy() {
             commands.extend(self.update_tick());
         }
         let due = self
