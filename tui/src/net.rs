@@ -97,6 +97,11 @@ pub enum NetEvent {
     AuthFailed {
         message: String,
     },
+    /// No protocol both sides speak; retrying cannot help, so none until
+    /// [`NetCommand::ReconnectNow`].
+    Incompatible {
+        message: String,
+    },
     Gateway(GatewayEvent),
     /// Events were dropped; refresh what derives from them.
     Lagged(u64),
@@ -277,6 +282,21 @@ async fn connect_loop(
                         backoff.reset();
                         continue;
                     }
+                    Err(ConnectError::ProtocolMismatch {
+                        server_expects,
+                        message,
+                    }) => {
+                        let message = incompatible(server_expects, &message);
+                        tracing::warn!(%message, "no common protocol; not retrying");
+                        if let Err(stop) = emit(out, NetEvent::Incompatible { message }).await {
+                            return stop;
+                        }
+                        if let Err(stop) = wait(None, commands, out, cancel).await {
+                            return stop;
+                        }
+                        backoff.reset();
+                        continue;
+                    }
                     Err(error) => {
                         tracing::debug!(%error, "connect failed");
                         backoff.on_failure(Instant::now(), error.is_handoff());
@@ -299,6 +319,20 @@ async fn connect_loop(
         if let Err(stop) = wait(Some(delay), commands, out, cancel).await {
             return stop;
         }
+    }
+}
+
+/// What to tell the operator when no protocol is shared.
+pub fn incompatible(server_expects: Option<u32>, message: &str) -> String {
+    use molt_protocol::handshake::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+    match server_expects {
+        Some(p) if p > PROTOCOL_VERSION => format!(
+            "the gateway speaks protocol {p}, this console {MIN_PROTOCOL_VERSION}-{PROTOCOL_VERSION}: update molt"
+        ),
+        Some(p) => format!(
+            "the gateway speaks protocol {p}, this console {MIN_PROTOCOL_VERSION}-{PROTOCOL_VERSION}: update moltd"
+        ),
+        None => format!("no common protocol with the gateway: {message}"),
     }
 }
 

@@ -298,3 +298,27 @@ fn refresh_when_connected_asks_for_status() {
     assert!(app.handle(key('r')).is_empty());
     assert_eq!(app.handle(status_response(&status())), status_request());
 }
+
+#[test]
+fn no_common_protocol_stops_retrying_and_says_what_to_update() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    app.handle(closed(1012, "update.run"));
+    let message = molt_console::net::incompatible(Some(5), "protocol mismatch");
+    assert_eq!(
+        message,
+        "the gateway speaks protocol 5, this console 3-4: update molt"
+    );
+    app.handle(Event::Net(NetEvent::Incompatible { message }));
+    assert!(
+        matches!(&app.conn, ConnState::Incompatible { message } if message.contains("update molt"))
+    );
+    // No polling meanwhile; r asks for one more attempt.
+    app.set_now(base + STATUS_REFRESH * 2);
+    assert!(app.handle(Event::Tick).is_empty());
+    assert_eq!(
+        app.handle(key('r')),
+        vec![Command::Net(NetCommand::ReconnectNow)]
+    );
+    assert!(molt_console::net::incompatible(Some(2), "x").ends_with("update moltd"));
+}

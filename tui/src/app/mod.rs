@@ -68,6 +68,11 @@ pub enum ConnState {
     AuthFailed {
         message: String,
     },
+    /// No protocol in common (a much newer or older gateway); no retries
+    /// until the operator asks.
+    Incompatible {
+        message: String,
+    },
 }
 
 /// The screens, in tab order.
@@ -558,6 +563,14 @@ impl App {
                         error: error.or(previous),
                     }
                 };
+                Vec::new()
+            }
+            NetEvent::Incompatible { message } => {
+                self.conn = ConnState::Incompatible { message };
+                self.status_in_flight = false;
+                if self.disconnected_at.is_none() && self.status.is_some() {
+                    self.disconnected_at = Some(self.now);
+                }
                 Vec::new()
             }
             NetEvent::AuthFailed { message } => {

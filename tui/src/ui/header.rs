@@ -52,6 +52,7 @@ pub fn connection(app: &App, theme: &Theme) -> (String, ratatui::style::Style) {
             (format!("reconnecting (attempt {attempt})"), theme.warn())
         }
         ConnState::AuthFailed { .. } => ("auth failed".into(), theme.error()),
+        ConnState::Incompatible { .. } => ("incompatible".into(), theme.error()),
     }
 }
 
