@@ -289,3 +289,18 @@ fn every_screen_fits_a_tiny_terminal_without_panicking() {
         }
     }
 }
+
+#[test]
+fn no_color_means_no_colors_on_any_screen() {
+    let mut app = running(Instant::now());
+    app.color = false;
+    for screen in ['o', '2', 'h', 'c', 'l', '?'] {
+        app.handle(key(screen));
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|frame| ui::render(&app, frame)).unwrap();
+        for cell in terminal.backend().buffer().content() {
+            assert_eq!(cell.fg, ratatui::style::Color::Reset, "{screen}: {cell:?}");
+            assert_eq!(cell.bg, ratatui::style::Color::Reset, "{screen}: {cell:?}");
+        }
+    }
+}

@@ -677,7 +677,8 @@ impl App {
             Screen::Logs => self.request_logs(),
             Screen::Config => self.request_config(),
             Screen::History => self.request_history(),
-            _ => Vec::new(),
+            Screen::Update => self.request_update_status(),
+            Screen::Overview => Vec::new(),
         });
         commands
     }
