@@ -322,3 +322,29 @@ fn no_common_protocol_stops_retrying_and_says_what_to_update() {
     );
     assert!(molt_console::net::incompatible(Some(2), "x").ends_with("update moltd"));
 }
+
+#[test]
+fn a_supervised_restart_closing_with_1001_is_shown_as_a_handoff() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    let shutdown = GatewayEvent::Shutdown(molt_protocol::event::Shutdown {
+        reason: "gateway.restart.request".into(),
+        restart_expected_ms: Some(1500),
+    });
+    app.handle(Event::Net(NetEvent::Gateway(shutdown)));
+    app.handle(closed(1001, "restarting"));
+    assert_eq!(app.conn, ConnState::HandingOff { attempt: 0 });
+    let mut successor = status();
+    successor.pid = 5151;
+    app.handle(Event::Net(NetEvent::Connected {
+        hello: Box::new(hello(successor)),
+        handoff_gap: Some(Duration::from_millis(900)),
+    }));
+    assert_eq!(
+        app.notice.as_ref().unwrap().text,
+        "handed off: pid 4343 v0.1.0 → pid 5151 v0.1.0, gap 900 ms"
+    );
+    // A plain stop later is not a handoff.
+    app.handle(closed(1001, "stopping"));
+    assert!(matches!(app.conn, ConnState::Reconnecting { .. }));
+}

@@ -222,6 +222,9 @@ pub struct App {
     status_in_flight: bool,
     status_wanted: bool,
     last_status_request: Option<Instant>,
+    /// A `shutdown` event said a restart follows: the close that comes is
+    /// a handoff whatever its code (a supervised restart closes with 1001).
+    restart_announced: bool,
     dirty: bool,
     quit: bool,
 }
@@ -251,6 +254,7 @@ impl App {
             status_in_flight: false,
             status_wanted: false,
             last_status_request: None,
+            restart_announced: false,
             dirty: true,
             quit: false,
         }
@@ -619,7 +623,8 @@ impl App {
         self.version_notice = None;
         self.logs.subscribed = false;
         self.config.in_flight = false;
-        let handoff = close.kind() == CloseKind::HandOff;
+        let handoff =
+            close.kind() == CloseKind::HandOff || std::mem::take(&mut self.restart_announced);
         self.conn = if handoff {
             self.handoff = Some(Handoff {
                 from_pid: self.status.as_ref().map(|s| s.status.pid),
@@ -686,6 +691,7 @@ impl App {
     fn on_gateway_event(&mut self, event: GatewayEvent) -> Vec<Command> {
         match event {
             GatewayEvent::Shutdown(shutdown) => {
+                self.restart_announced = shutdown.restart_expected_ms.is_some();
                 let text = match shutdown.restart_expected_ms {
                     Some(ms) => format!(
                         "gateway restarting ({}), back in ~{} ms",
