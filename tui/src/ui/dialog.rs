@@ -1,10 +1,10 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Clear, Padding, Paragraph, Wrap};
 
 use super::theme::Theme;
-use super::update::row;
+use super::update::labeled;
 use crate::app::{App, Choice, Dialog, Field, Preview, TextInput};
 use crate::format;
 
@@ -12,15 +12,16 @@ use crate::format;
 pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area: Rect) {
     let plain = theme.value();
     let current = dialog.current.as_deref().unwrap_or("?");
-    let mut lines = vec![row(theme, "current", current.to_owned(), plain)];
+    let mut lines = vec![labeled(theme, 0, "current", current.to_owned(), plain)];
     lines.push(match &dialog.preview {
-        Preview::Resolving => row(
+        Preview::Resolving => labeled(
             theme,
+            0,
             "target",
             format!("{} resolving ...", super::spinner(app)),
             theme.warn(),
         ),
-        Preview::Failed(problem) => row(theme, "target", problem.clone(), theme.error()),
+        Preview::Failed(problem) => labeled(theme, 0, "target", problem.clone(), theme.error()),
         Preview::Ready(result) => {
             let target = result.result.after.version.as_deref().unwrap_or("?");
             let text = match dialog.blocker() {
@@ -32,7 +33,7 @@ pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area
             } else {
                 theme.warn()
             };
-            row(theme, "target", text, style)
+            labeled(theme, 0, "target", text, style)
         }
     });
     lines.push(field_line(
@@ -52,22 +53,22 @@ pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area
         dialog.editing.as_ref().filter(|e| e.field == Field::Note),
     ));
     if let Some(error) = dialog.editing.as_ref().and_then(|e| e.error.as_ref()) {
-        lines.push(row(theme, "", error.clone(), theme.error()));
+        lines.push(labeled(theme, 0, "", error.clone(), theme.error()));
     }
     lines.push(Line::raw(""));
     if let Some(snap) = &app.status {
         lines.push(Line::raw(format!(
-            "  {}.",
+            "{}.",
             format::restart_consequence(&snap.status)
         )));
         lines.push(Line::raw(
-            "  This console reconnects too and shows the handoff.",
+            "This console reconnects too and shows the handoff.",
         ));
     }
     lines.push(Line::raw(""));
     lines.push(buttons(dialog.choice, theme));
     if let Some(refusal) = &dialog.refusal {
-        lines.push(Line::styled(format!("  {refusal}"), theme.error()));
+        lines.push(Line::styled(refusal.clone(), theme.error()));
     }
 
     let width = area.width.saturating_sub(4).min(76);
@@ -80,9 +81,11 @@ pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area
         .areas(row_area);
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines)
-            .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(Line::styled(" Update moltd? ", theme.heading()))),
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .padding(Padding::horizontal(1))
+                .title(Line::styled(" Update moltd? ", theme.heading())),
+        ),
         popup,
     );
 }
@@ -95,7 +98,7 @@ fn field_line<'a>(
     key: &str,
     editing: Option<&TextInput>,
 ) -> Line<'a> {
-    let mut line = row(theme, label, "", theme.value());
+    let mut line = labeled(theme, 0, label, "", theme.value());
     match editing {
         Some(input) => {
             line.spans.push(Span::styled(

@@ -30,8 +30,19 @@ pub(super) fn row<'a>(
     value: impl Into<String>,
     style: Style,
 ) -> Line<'a> {
+    labeled(theme, 2, label, value, style)
+}
+
+/// `label` in its column at `indent`, then the value.
+pub(super) fn labeled<'a>(
+    theme: &Theme,
+    indent: usize,
+    label: &str,
+    value: impl Into<String>,
+    style: Style,
+) -> Line<'a> {
     Line::from(vec![
-        Span::styled(format!("  {label:<LABEL$}"), theme.label()),
+        Span::styled(format!("{:indent$}{label:<LABEL$}", ""), theme.label()),
         Span::styled(value.into(), style),
     ])
 }
