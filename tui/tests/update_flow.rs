@@ -407,6 +407,33 @@ fn another_update_running_is_reported_not_hidden() {
 }
 
 #[test]
+fn a_run_holding_the_install_is_followed_when_the_gateway_names_it() {
+    let (mut app, _) = started(Instant::now());
+    let commands = app.handle(gateway_error(
+        Purpose::UpdateRun,
+        ErrorShape::unavailable(
+            molt_protocol::error::UnavailableReason::UpdateInProgress,
+            "an update is in progress",
+        )
+        .with_details(json!({"reason": "update-in-progress", "runId": "run-3"})),
+    ));
+    let run = app.update.run.as_ref().unwrap();
+    assert_eq!(run.stage, RunStage::Running);
+    assert!(!run.ours);
+    assert_eq!(run.run_id.as_ref().unwrap().as_str(), "run-3");
+    assert!(
+        run.warning
+            .as_deref()
+            .unwrap()
+            .contains("following that run")
+    );
+    assert_eq!(
+        find(&commands, Purpose::UpdateStatus),
+        Some(Some(json!({"runId": "run-3"})))
+    );
+}
+
+#[test]
 fn a_failed_successor_rolls_back_while_the_old_process_keeps_serving() {
     let base = Instant::now();
     let (mut app, _) = started(base);

@@ -6,7 +6,9 @@ mod run;
 mod verdict;
 
 use molt_protocol::Method;
+use molt_protocol::error::UnavailableReason;
 use molt_protocol::event::UpdateProgress;
+use molt_protocol::ids::RunId;
 use molt_protocol::method::{
     UpdateCheckResult, UpdateRunParams, UpdateRunResult, UpdateStatusParams, UpdateStatusResult,
 };
@@ -23,6 +25,15 @@ use crate::client::RequestError;
 use crate::net::Purpose;
 use dialog::{MAX_NOTE, MAX_TAG};
 use verdict::judge;
+
+/// The run that holds the install, from `UNAVAILABLE` `update-in-progress`.
+fn running_id(shape: &molt_protocol::ErrorShape) -> Option<RunId> {
+    let details = shape.details.as_ref()?;
+    let id = details
+        .get("runId")
+        .or_else(|| details.get("runningRunId"))?;
+    id.as_str().map(RunId::from)
+}
 
 fn decode<T: serde::de::DeserializeOwned>(method: Method, value: Value) -> Result<T, String> {
     molt_protocol::frame::decode(value)
@@ -323,6 +334,18 @@ impl App {
             }
             Err(error @ RequestError::Timeout { .. }) => {
                 run.warning = Some(format!("{error}; following update.status"));
+                return self.request_update_status();
+            }
+            Err(RequestError::Gateway(shape))
+                if shape.unavailable_reason() == Some(UnavailableReason::UpdateInProgress)
+                    && running_id(&shape).is_some() =>
+            {
+                // Another run holds the install: follow that one instead.
+                run.run_id = running_id(&shape);
+                run.ours = false;
+                run.stage = RunStage::Running;
+                run.target = None;
+                run.warning = Some(format!("not started: {shape}; following that run"));
                 return self.request_update_status();
             }
             Err(error) => Err(error.to_string()),
