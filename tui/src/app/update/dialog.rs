@@ -1,9 +1,9 @@
 //! The confirm dialog and its text fields.
 
-use super::super::keymap::TextKey;
+use molt_protocol::method::UpdateRunResult;
 use molt_protocol::update::UpdateStatus;
 
-use molt_protocol::method::UpdateRunResult;
+use crate::app::keymap::TextKey;
 
 /// Longest note or target the console sends.
 pub(super) const MAX_NOTE: usize = 200;
