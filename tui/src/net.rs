@@ -480,6 +480,28 @@ mod tests {
     }
 
     #[test]
+    fn update_run_outlives_the_default_timeout() {
+        use serde_json::json;
+        let default = Duration::from_secs(15);
+        assert_eq!(timeout_for(Method::Status, None, default), default);
+        let run = json!({"note": "x"});
+        assert_eq!(
+            timeout_for(Method::UpdateRun, Some(&run), default),
+            Duration::from_secs(21 * 60)
+        );
+        let bounded = json!({"timeoutMs": 120_000});
+        assert_eq!(
+            timeout_for(Method::UpdateRun, Some(&bounded), default),
+            Duration::from_secs(180)
+        );
+        let dry = json!({"dryRun": true});
+        assert_eq!(
+            timeout_for(Method::UpdateRun, Some(&dry), default),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
     fn short_sessions_keep_backing_off() {
         let now = Instant::now();
         let mut backoff = Backoff::default();
