@@ -147,14 +147,19 @@ pub fn auto_update(auto: &AutoUpdateState, now_ms: Option<u64>) -> String {
     text
 }
 
-/// The kill switch, and where it was set.
-pub fn kill_switch(auto: &AutoUpdateState) -> Option<String> {
-    auto.blocked_by.as_ref()?;
-    let source = match auto.source {
+/// ` (process env)`, ` (.env)` or nothing.
+pub fn env_source(source: Option<EnvSource>) -> &'static str {
+    match source {
         Some(EnvSource::ProcessEnv) => " (process env)",
         Some(EnvSource::EnvFile) => " (.env)",
         None => "",
-    };
+    }
+}
+
+/// The kill switch, and where it was set.
+pub fn kill_switch(auto: &AutoUpdateState) -> Option<String> {
+    auto.blocked_by.as_ref()?;
+    let source = env_source(auto.source);
     Some(format!(
         "ON: OPENCLAW_NO_AUTO_UPDATE{source}, automatic updates blocked"
     ))
@@ -208,6 +213,50 @@ pub fn run(run: &RunRecord, now_ms: Option<u64>) -> String {
         text.push_str(&format!(", {}", relative(at, now)));
     }
     text
+}
+
+/// `45s ago`, `3m ago`, `2h ago`, `4d ago`: one unit, for narrow columns.
+pub fn ago_short(at_ms: u64, now_ms: u64) -> String {
+    let secs = now_ms.saturating_sub(at_ms) / 1000;
+    let (n, unit) = match secs {
+        s if s < 60 => (s, "s"),
+        s if s < 3600 => (s / 60, "m"),
+        s if s < 86_400 => (s / 3600, "h"),
+        s => (s / 86_400, "d"),
+    };
+    format!("{n}{unit} ago")
+}
+
+/// `850 ms`, `12.3 s`, `3m 10s`.
+pub fn millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        duration(Duration::from_millis(ms))
+    }
+}
+
+/// What the restart after an update does, in the operator's words.
+pub fn restart_consequence(status: &molt_protocol::status::StatusResult) -> String {
+    let how = match status.restart.strategy {
+        RestartStrategy::Respawn => {
+            "moltd starts the new version beside this one and hands it the port; it never closes"
+                .to_owned()
+        }
+        RestartStrategy::Supervised => format!(
+            "moltd exits and {} starts the new version",
+            supervisor(&status.supervisor)
+        ),
+        RestartStrategy::Exec => "moltd replaces itself in place (same pid)".to_owned(),
+    };
+    let when = if status.install.surface.is_package_manager() {
+        "at once after the swap (no deferral)"
+    } else {
+        "after pending work, as for any restart"
+    };
+    format!("{how}; restarts {when}; connected clients reconnect")
 }
 
 #[cfg(test)]

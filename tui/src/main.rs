@@ -5,8 +5,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use molt_console::cli::{self, Cli, CliCommand, Exit};
-use molt_console::discover::{self, Env};
+use molt_console::cli::{self, Cli, CliCommand, CliError, ConfigAction, Exit};
+use molt_console::discover::{self, Env, Overrides};
 use molt_console::{logging, runtime};
 
 fn main() -> ExitCode {
@@ -51,16 +51,69 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some(CliCommand::Status { json }) => {
+        Some(command) => {
             let mut stdout = std::io::stdout().lock();
-            match runtime.block_on(cli::status(&overrides, json, &mut stdout)) {
+            match runtime.block_on(subcommand(&overrides, command, &mut stdout)) {
                 Ok(()) => Exit::Ok.into(),
                 Err(e) => {
-                    tracing::warn!(error = %e, "status failed");
+                    tracing::warn!(error = %e, "subcommand failed");
                     eprintln!("molt: {e}");
                     e.exit().into()
                 }
             }
         }
+    }
+}
+
+async fn subcommand(
+    overrides: &Overrides,
+    command: CliCommand,
+    out: &mut impl std::io::Write,
+) -> Result<(), CliError> {
+    match command {
+        CliCommand::Status { json } => cli::status(overrides, json, out).await,
+        CliCommand::Update {
+            tag,
+            note,
+            yes,
+            json,
+        } => {
+            let args = cli::UpdateArgs {
+                tag: tag.as_deref(),
+                note: note.as_deref(),
+                yes,
+                json,
+            };
+            cli::update(overrides, args, out).await
+        }
+        CliCommand::Config { action } => match action {
+            ConfigAction::Get { key, json } => {
+                cli::config_get(overrides, key.as_deref(), json, out).await
+            }
+            ConfigAction::Set { key, value, json } => {
+                cli::config_set(overrides, &key, &value, json, out).await
+            }
+        },
+        CliCommand::Restart {
+            reason,
+            delay_ms,
+            force,
+            no_wait,
+            json,
+        } => {
+            let args = cli::RestartArgs {
+                reason: &reason,
+                delay_ms,
+                force,
+                wait: !no_wait,
+                json,
+            };
+            cli::restart(overrides, args, out).await
+        }
+        CliCommand::Logs {
+            follow,
+            lines,
+            json,
+        } => cli::logs(overrides, follow, lines, json, out).await,
     }
 }

@@ -21,6 +21,39 @@ use crate::client::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Purpose {
     Status,
+    /// `update.run` with `dryRun`: the target the confirm dialog shows.
+    UpdatePreview,
+    UpdateRun,
+    UpdateStatus,
+    UpdateCheck,
+    History,
+    ConfigGet,
+    ConfigPatch,
+    /// `update.noAutoUpdate.set`.
+    KillSwitch,
+    LogsTail,
+}
+
+/// How long to wait for an answer: `update.run` answers after its steps
+/// (package manager installs), so it gets its own `timeoutMs` and a margin.
+pub fn timeout_for(method: Method, params: Option<&Value>, default: Duration) -> Duration {
+    const UPDATE_RUN_DEFAULT: Duration = Duration::from_secs(20 * 60);
+    const MARGIN: Duration = Duration::from_secs(60);
+    if method != Method::UpdateRun {
+        return default;
+    }
+    let dry_run = params
+        .and_then(|p| p.get("dryRun"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if dry_run {
+        return default.max(Duration::from_secs(60));
+    }
+    params
+        .and_then(|p| p.get("timeoutMs"))
+        .and_then(Value::as_u64)
+        .map_or(UPDATE_RUN_DEFAULT, Duration::from_millis)
+        + MARGIN
 }
 
 /// From the app to the network task.
@@ -62,6 +95,11 @@ pub enum NetEvent {
     },
     /// The token was refused; no retry until [`NetCommand::ReconnectNow`].
     AuthFailed {
+        message: String,
+    },
+    /// No protocol both sides speak; retrying cannot help, so none until
+    /// [`NetCommand::ReconnectNow`].
+    Incompatible {
         message: String,
     },
     Gateway(GatewayEvent),
@@ -244,6 +282,21 @@ async fn connect_loop(
                         backoff.reset();
                         continue;
                     }
+                    Err(ConnectError::ProtocolMismatch {
+                        server_expects,
+                        message,
+                    }) => {
+                        let message = incompatible(server_expects, &message);
+                        tracing::warn!(%message, "no common protocol; not retrying");
+                        if let Err(stop) = emit(out, NetEvent::Incompatible { message }).await {
+                            return stop;
+                        }
+                        if let Err(stop) = wait(None, commands, out, cancel).await {
+                            return stop;
+                        }
+                        backoff.reset();
+                        continue;
+                    }
                     Err(error) => {
                         tracing::debug!(%error, "connect failed");
                         backoff.on_failure(Instant::now(), error.is_handoff());
@@ -266,6 +319,20 @@ async fn connect_loop(
         if let Err(stop) = wait(Some(delay), commands, out, cancel).await {
             return stop;
         }
+    }
+}
+
+/// What to tell the operator when no protocol is shared.
+pub fn incompatible(server_expects: Option<u32>, message: &str) -> String {
+    use molt_protocol::handshake::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+    match server_expects {
+        Some(p) if p > PROTOCOL_VERSION => format!(
+            "the gateway speaks protocol {p}, this console {MIN_PROTOCOL_VERSION}-{PROTOCOL_VERSION}: update molt"
+        ),
+        Some(p) => format!(
+            "the gateway speaks protocol {p}, this console {MIN_PROTOCOL_VERSION}-{PROTOCOL_VERSION}: update moltd"
+        ),
+        None => format!("no common protocol with the gateway: {message}"),
     }
 }
 
@@ -336,7 +403,10 @@ async fn session(
                 Some(NetCommand::ReconnectNow) => {}
                 Some(NetCommand::Request { purpose, method, params }) => {
                     let client = client.clone();
-                    requests.spawn(async move { (purpose, client.request(method, params).await) });
+                    let timeout = timeout_for(method, params.as_ref(), client.request_timeout());
+                    requests.spawn(async move {
+                        (purpose, client.request_with_timeout(method, params, timeout).await)
+                    });
                 }
             },
             Some(done) = requests.join_next(), if !requests.is_empty() => {
@@ -407,6 +477,28 @@ mod tests {
         assert_eq!(backoff.delay(later), MS * 500);
         backoff.on_connected();
         assert_eq!(backoff.handoff_since(), None);
+    }
+
+    #[test]
+    fn update_run_outlives_the_default_timeout() {
+        use serde_json::json;
+        let default = Duration::from_secs(15);
+        assert_eq!(timeout_for(Method::Status, None, default), default);
+        let run = json!({"note": "x"});
+        assert_eq!(
+            timeout_for(Method::UpdateRun, Some(&run), default),
+            Duration::from_secs(21 * 60)
+        );
+        let bounded = json!({"timeoutMs": 120_000});
+        assert_eq!(
+            timeout_for(Method::UpdateRun, Some(&bounded), default),
+            Duration::from_secs(180)
+        );
+        let dry = json!({"dryRun": true});
+        assert_eq!(
+            timeout_for(Method::UpdateRun, Some(&dry), default),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]

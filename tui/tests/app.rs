@@ -175,7 +175,7 @@ fn close_1012_hands_off_then_reconnects_with_the_gap() {
     let notice = app.notice.as_ref().unwrap();
     assert_eq!(
         notice.text,
-        "handoff: pid 4343 (0.1.0) -> pid 5151 (1.3.0), gap 42 ms"
+        "handed off: pid 4343 v0.1.0 → pid 5151 v1.3.0, gap 42 ms"
     );
     assert_eq!(app.status.as_ref().unwrap().status.pid, 5151);
 }
@@ -297,4 +297,54 @@ fn refresh_when_connected_asks_for_status() {
     // The hello's own request is in flight: r queues one more.
     assert!(app.handle(key('r')).is_empty());
     assert_eq!(app.handle(status_response(&status())), status_request());
+}
+
+#[test]
+fn no_common_protocol_stops_retrying_and_says_what_to_update() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    app.handle(closed(1012, "update.run"));
+    let message = molt_console::net::incompatible(Some(5), "protocol mismatch");
+    assert_eq!(
+        message,
+        "the gateway speaks protocol 5, this console 3-4: update molt"
+    );
+    app.handle(Event::Net(NetEvent::Incompatible { message }));
+    assert!(
+        matches!(&app.conn, ConnState::Incompatible { message } if message.contains("update molt"))
+    );
+    // No polling meanwhile; r asks for one more attempt.
+    app.set_now(base + STATUS_REFRESH * 2);
+    assert!(app.handle(Event::Tick).is_empty());
+    assert_eq!(
+        app.handle(key('r')),
+        vec![Command::Net(NetCommand::ReconnectNow)]
+    );
+    assert!(molt_console::net::incompatible(Some(2), "x").ends_with("update moltd"));
+}
+
+#[test]
+fn a_supervised_restart_closing_with_1001_is_shown_as_a_handoff() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    let shutdown = GatewayEvent::Shutdown(molt_protocol::event::Shutdown {
+        reason: "gateway.restart.request".into(),
+        restart_expected_ms: Some(1500),
+    });
+    app.handle(Event::Net(NetEvent::Gateway(shutdown)));
+    app.handle(closed(1001, "restarting"));
+    assert_eq!(app.conn, ConnState::HandingOff { attempt: 0 });
+    let mut successor = status();
+    successor.pid = 5151;
+    app.handle(Event::Net(NetEvent::Connected {
+        hello: Box::new(hello(successor)),
+        handoff_gap: Some(Duration::from_millis(900)),
+    }));
+    assert_eq!(
+        app.notice.as_ref().unwrap().text,
+        "handed off: pid 4343 v0.1.0 → pid 5151 v0.1.0, gap 900 ms"
+    );
+    // A plain stop later is not a handoff.
+    app.handle(closed(1001, "stopping"));
+    assert!(matches!(app.conn, ConnState::Reconnecting { .. }));
 }

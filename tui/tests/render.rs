@@ -137,3 +137,12 @@ fn tiny_terminal_does_not_panic() {
         draw(&app, w, h);
     }
 }
+
+#[test]
+fn incompatible_gateway_80x24() {
+    let mut app = App::new(URL, true, Instant::now());
+    app.handle(Event::Net(NetEvent::Incompatible {
+        message: molt_console::net::incompatible(Some(5), "protocol mismatch"),
+    }));
+    insta::assert_snapshot!(draw(&app, 80, 24).backend());
+}

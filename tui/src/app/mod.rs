@@ -4,7 +4,19 @@
 //! changes, commands go out for the runtime to carry out. Time comes in
 //! through [`App::set_now`], so tests control the clock.
 
+mod config;
+mod history;
 pub mod keymap;
+mod logs;
+mod update;
+
+pub use config::{ConfigRow, ConfigView, LoadedConfig};
+pub use history::HistoryView;
+pub use logs::LogsView;
+pub use update::{
+    Choice, Dialog, Field, Preview, RunStage, RunView, StepView, TextInput, UpdateView, Verdict,
+    record_for, validate_tag, verdict,
+};
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +27,7 @@ use molt_protocol::status::StatusResult;
 
 use crate::client::{CloseKind, GatewayEvent, RequestError};
 use crate::net::{NetCommand, NetEvent, Purpose};
-use keymap::Action;
+use keymap::{Action, Mode, TextKey};
 
 /// How often the overview refreshes `status` while connected.
 pub const STATUS_REFRESH: Duration = Duration::from_secs(5);
@@ -56,20 +68,51 @@ pub enum ConnState {
     AuthFailed {
         message: String,
     },
+    /// No protocol in common (a much newer or older gateway); no retries
+    /// until the operator asks.
+    Incompatible {
+        message: String,
+    },
 }
 
-/// The screens; later ones add tabs here.
+/// The screens, in tab order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Screen {
     Overview,
+    Update,
+    History,
+    Config,
+    Logs,
 }
 
 impl Screen {
-    pub const ALL: &'static [Screen] = &[Screen::Overview];
+    pub const ALL: &'static [Screen] = &[
+        Screen::Overview,
+        Screen::Update,
+        Screen::History,
+        Screen::Config,
+        Screen::Logs,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
             Screen::Overview => "Overview",
+            Screen::Update => "Update",
+            Screen::History => "History",
+            Screen::Config => "Config",
+            Screen::Logs => "Logs",
+        }
+    }
+
+    /// `1`-`5`, or the screen's letter (`u` opens the dialog instead).
+    pub fn for_key(c: char) -> Option<Screen> {
+        match c {
+            '1' | 'o' => Some(Screen::Overview),
+            '2' => Some(Screen::Update),
+            '3' | 'h' => Some(Screen::History),
+            '4' | 'c' => Some(Screen::Config),
+            '5' | 'l' => Some(Screen::Logs),
+            _ => None,
         }
     }
 
@@ -110,6 +153,37 @@ pub struct ServerSession {
     pub conn_id: String,
 }
 
+/// A process handing the gateway to its successor, as the console saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    pub from_pid: Option<u32>,
+    pub from_version: Option<String>,
+    /// pid and version of the successor, once connected.
+    pub to: Option<(u32, String)>,
+    /// From the old process's close to the successor's `hello-ok`.
+    pub gap: Option<Duration>,
+}
+
+impl Handoff {
+    /// `handing off: pid 4343 v0.1.0 → pid 5151 v0.2.0, gap 42 ms`.
+    pub fn describe(&self) -> String {
+        let from = match (self.from_pid, &self.from_version) {
+            (Some(pid), Some(version)) => format!("pid {pid} v{version}"),
+            _ => "previous process".to_owned(),
+        };
+        match (&self.to, self.gap) {
+            (Some((pid, version)), Some(gap)) => format!(
+                "handed off: {from} → pid {pid} v{version}, gap {} ms",
+                gap.as_millis()
+            ),
+            (Some((pid, version)), None) => {
+                format!("handed off: {from} → pid {pid} v{version}")
+            }
+            (None, _) => format!("handing off: {from} → waiting for the successor"),
+        }
+    }
+}
+
 /// The latest `status`, and when it arrived.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusSnapshot {
@@ -117,6 +191,7 @@ pub struct StatusSnapshot {
     pub received_at: Instant,
 }
 
+#[derive(Clone)]
 pub struct App {
     pub url: String,
     /// Where the URL and token came from, for the operator.
@@ -135,12 +210,21 @@ pub struct App {
     pub show_help: bool,
     /// False under `NO_COLOR`.
     pub color: bool,
+    /// The latest handoff, while it runs and after.
+    pub handoff: Option<Handoff>,
+    pub update: UpdateView,
+    pub history: HistoryView,
+    pub config: ConfigView,
+    pub logs: LogsView,
+    /// Advances on each tick while something is in progress.
+    pub spinner: usize,
     now: Instant,
     status_in_flight: bool,
     status_wanted: bool,
     last_status_request: Option<Instant>,
-    /// pid and version of the process that handed off.
-    handed_off_from: Option<(u32, String)>,
+    /// A `shutdown` event said a restart follows: the close that comes is
+    /// a handoff whatever its code (a supervised restart closes with 1001).
+    restart_announced: bool,
     dirty: bool,
     quit: bool,
 }
@@ -160,11 +244,17 @@ impl App {
             screen: Screen::Overview,
             show_help: false,
             color,
+            handoff: None,
+            update: UpdateView::default(),
+            history: HistoryView::default(),
+            config: ConfigView::default(),
+            logs: LogsView::default(),
+            spinner: 0,
             now,
             status_in_flight: false,
             status_wanted: false,
             last_status_request: None,
-            handed_off_from: None,
+            restart_announced: false,
             dirty: true,
             quit: false,
         }
@@ -222,16 +312,55 @@ impl App {
     pub fn handle(&mut self, event: Event) -> Vec<Command> {
         match event {
             Event::Key(key) if key.kind == KeyEventKind::Release => Vec::new(),
-            Event::Key(key) => match keymap::action_for(key) {
-                Some(action) => self.act(action),
-                None => Vec::new(),
-            },
+            Event::Key(key) => self.on_key(key),
             Event::Resize => {
                 self.dirty = true;
                 Vec::new()
             }
             Event::Tick => self.on_tick(),
             Event::Net(event) => self.on_net(event),
+        }
+    }
+
+    /// Which key table applies now.
+    pub fn key_mode(&self) -> Mode {
+        if self.screen == Screen::Update && self.update.dialog.is_some() {
+            Mode::Dialog
+        } else {
+            Mode::Screen
+        }
+    }
+
+    /// The text field that has the focus, if any.
+    pub fn text_input(&self) -> Option<&TextInput> {
+        if self.show_help {
+            return None;
+        }
+        match self.screen {
+            Screen::Update => self.update.dialog.as_ref()?.editing.as_ref(),
+            Screen::Config => self.config.editing.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        if self.text_input().is_some() {
+            let Some(key) = keymap::text_key(key) else {
+                return Vec::new();
+            };
+            self.dirty = true;
+            if key == TextKey::Quit {
+                self.quit = true;
+                return vec![Command::Quit];
+            }
+            return match self.screen {
+                Screen::Update => self.update_text_key(key),
+                _ => self.config_text_key(key),
+            };
+        }
+        match keymap::action_for(key, self.key_mode()) {
+            Some(action) => self.act(action),
+            None => Vec::new(),
         }
     }
 
@@ -243,41 +372,146 @@ impl App {
         match action {
             Action::Quit => {
                 self.quit = true;
-                return vec![Command::Quit];
+                vec![Command::Quit]
             }
-            Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::ToggleHelp => {
+                self.show_help = !self.show_help;
+                Vec::new()
+            }
             Action::Back => {
                 if self.show_help {
                     self.show_help = false;
+                } else if self.screen == Screen::Update && self.update.dialog.is_some() {
+                    self.update.dialog = None;
                 } else {
                     self.notice = None;
                 }
+                Vec::new()
             }
-            Action::NextScreen => self.screen = self.screen.step(true),
-            Action::PrevScreen => self.screen = self.screen.step(false),
-            Action::Refresh => {
-                return match self.conn {
-                    ConnState::Connected => self.request_status(true),
-                    ConnState::Connecting => Vec::new(),
-                    _ => vec![Command::Net(NetCommand::ReconnectNow)],
-                };
+            Action::NextScreen => self.show(self.screen.step(true)),
+            Action::PrevScreen => self.show(self.screen.step(false)),
+            Action::Show(screen) => self.show(screen),
+            Action::OpenUpdate => {
+                let mut commands = self.show(Screen::Update);
+                commands.extend(self.open_update_dialog());
+                commands
             }
+            Action::Refresh => match self.conn {
+                ConnState::Connected => self.refresh_screen(),
+                ConnState::Connecting => Vec::new(),
+                _ => vec![Command::Net(NetCommand::ReconnectNow)],
+            },
+            Action::Up => self.move_selection(-1),
+            Action::Down => self.move_selection(1),
+            Action::PageUp => self.move_selection(-(PAGE as isize)),
+            Action::PageDown => self.move_selection(PAGE as isize),
+            Action::Activate => match self.screen {
+                Screen::Config => self.config_activate(),
+                Screen::Update => self.update_activate(),
+                Screen::Logs => {
+                    self.logs.toggle_pause();
+                    Vec::new()
+                }
+                _ => Vec::new(),
+            },
+            Action::SwitchChoice => {
+                if let Some(dialog) = &mut self.update.dialog {
+                    dialog.switch_choice();
+                }
+                Vec::new()
+            }
+            Action::EditNote => self.update_edit(Field::Note),
+            Action::EditTarget => self.update_edit(Field::Target),
+            Action::Pause => {
+                if self.screen == Screen::Logs {
+                    self.logs.toggle_pause();
+                }
+                Vec::new()
+            }
+            Action::Follow => {
+                if self.screen == Screen::Logs {
+                    self.logs.follow();
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Switches screens and loads what the new one shows.
+    fn show(&mut self, screen: Screen) -> Vec<Command> {
+        self.screen = screen;
+        if self.conn != ConnState::Connected {
+            return Vec::new();
+        }
+        match screen {
+            Screen::Overview => Vec::new(),
+            Screen::Update => self.request_update_status(),
+            Screen::History => self.request_history(),
+            Screen::Config => self.request_config(),
+            Screen::Logs => self.request_logs(),
+        }
+    }
+
+    /// `r` while connected: reload what the current screen shows.
+    fn refresh_screen(&mut self) -> Vec<Command> {
+        let mut commands = self.request_status(true);
+        commands.extend(match self.screen {
+            Screen::Overview => Vec::new(),
+            Screen::Update => {
+                let mut c = self.request_update_status();
+                c.push(request(Purpose::UpdateCheck, Method::UpdateCheck, None));
+                c
+            }
+            Screen::History => self.request_history(),
+            Screen::Config => self.request_config(),
+            Screen::Logs => {
+                self.logs.subscribed = false;
+                self.request_logs()
+            }
+        });
+        commands
+    }
+
+    fn move_selection(&mut self, by: isize) -> Vec<Command> {
+        match self.screen {
+            Screen::History => self.history.move_selection(by),
+            Screen::Config => self.config.move_selection(by),
+            Screen::Logs => self.logs.scroll_by(-by),
+            _ => {}
         }
         Vec::new()
     }
 
+    /// Whether the screen shows something that changes with time alone:
+    /// uptime, "3m ago", a spinner. Only then does a tick redraw.
+    fn shows_time(&self) -> bool {
+        match self.screen {
+            Screen::Overview => self.status.is_some() || self.disconnected_at.is_some(),
+            Screen::Update => self.status.is_some() || self.update.busy(),
+            Screen::History => self.history.runs.is_some(),
+            Screen::Config => self.config.saving.is_some(),
+            Screen::Logs => false,
+        }
+    }
+
     fn on_tick(&mut self) -> Vec<Command> {
-        // Uptime and "disconnected for" change every second.
-        if self.status.is_some() || self.disconnected_at.is_some() {
+        if self.shows_time() {
             self.dirty = true;
+        }
+        let mut commands = Vec::new();
+        if self.update.busy() || self.config.saving.is_some() {
+            self.spinner = self.spinner.wrapping_add(1);
+        }
+        if self.update.busy() {
+            commands.extend(self.update_tick());
         }
         let due = self
             .last_status_request
             .is_none_or(|at| self.now.saturating_duration_since(at) >= STATUS_REFRESH);
         if self.conn == ConnState::Connected && due {
-            return self.request_status(false);
+            commands.extend(self.request_status(false));
         }
-        Vec::new()
+        commands
     }
 
     /// Asks for `status` unless one is in flight; `again` queues one more
@@ -290,15 +524,10 @@ impl App {
         self.status_in_flight = true;
         self.status_wanted = false;
         self.last_status_request = Some(self.now);
-        vec![Command::Net(NetCommand::Request {
-            purpose: Purpose::Status,
-            method: Method::Status,
-            params: None,
-        })]
+        vec![request(Purpose::Status, Method::Status, None)]
     }
 
     fn on_net(&mut self, event: NetEvent) -> Vec<Command> {
-        // Ticks and log lines change nothing shown here: no redraw.
         let NetEvent::Gateway(event) = event else {
             self.dirty = true;
             return self.on_session_event(event);
@@ -316,25 +545,7 @@ impl App {
                 Vec::new()
             }
             NetEvent::Connected { hello, handoff_gap } => self.on_connected(*hello, handoff_gap),
-            NetEvent::Closed(close) => {
-                self.disconnected_at = Some(self.now);
-                self.status_in_flight = false;
-                self.server = None;
-                self.version_notice = None;
-                self.handed_off_from = self
-                    .status
-                    .as_ref()
-                    .map(|s| (s.status.pid, s.status.version.clone()));
-                self.conn = if close.kind() == CloseKind::HandOff {
-                    ConnState::HandingOff { attempt: 0 }
-                } else {
-                    ConnState::Reconnecting {
-                        attempt: 0,
-                        error: Some(close.to_string()),
-                    }
-                };
-                Vec::new()
-            }
+            NetEvent::Closed(close) => self.on_closed(close),
             NetEvent::Retrying {
                 attempt,
                 handoff,
@@ -358,6 +569,14 @@ impl App {
                 };
                 Vec::new()
             }
+            NetEvent::Incompatible { message } => {
+                self.conn = ConnState::Incompatible { message };
+                self.status_in_flight = false;
+                if self.disconnected_at.is_none() && self.status.is_some() {
+                    self.disconnected_at = Some(self.now);
+                }
+                Vec::new()
+            }
             NetEvent::AuthFailed { message } => {
                 self.conn = ConnState::AuthFailed { message };
                 self.status_in_flight = false;
@@ -367,11 +586,61 @@ impl App {
                 Vec::new()
             }
             NetEvent::Gateway(event) => self.on_gateway_event(event),
-            NetEvent::Lagged(_) => self.request_status(true),
-            NetEvent::Response { purpose, result } => match purpose {
-                Purpose::Status => self.on_status(result),
-            },
+            NetEvent::Lagged(_) => {
+                let mut commands = self.request_status(true);
+                if self.screen == Screen::Config {
+                    commands.extend(self.request_config());
+                }
+                commands
+            }
+            NetEvent::Response { purpose, result } => self.on_response(purpose, result),
         }
+    }
+
+    fn on_response(
+        &mut self,
+        purpose: Purpose,
+        result: Result<serde_json::Value, RequestError>,
+    ) -> Vec<Command> {
+        match purpose {
+            Purpose::Status => self.on_status(result),
+            Purpose::UpdatePreview => self.on_update_preview(result),
+            Purpose::UpdateRun => self.on_update_run(result),
+            Purpose::UpdateStatus => self.on_update_status(result),
+            Purpose::UpdateCheck => self.on_update_check(result),
+            Purpose::History => self.on_history(result),
+            Purpose::ConfigGet => self.on_config_get(result),
+            Purpose::ConfigPatch => self.on_config_patch(result),
+            Purpose::KillSwitch => self.on_kill_switch(result),
+            Purpose::LogsTail => self.on_logs_tail(result),
+        }
+    }
+
+    fn on_closed(&mut self, close: crate::client::CloseInfo) -> Vec<Command> {
+        self.disconnected_at = Some(self.now);
+        self.status_in_flight = false;
+        self.server = None;
+        self.version_notice = None;
+        self.logs.subscribed = false;
+        self.config.in_flight = false;
+        let handoff =
+            close.kind() == CloseKind::HandOff || std::mem::take(&mut self.restart_announced);
+        self.conn = if handoff {
+            self.handoff = Some(Handoff {
+                from_pid: self.status.as_ref().map(|s| s.status.pid),
+                from_version: self.status.as_ref().map(|s| s.status.version.clone()),
+                to: None,
+                gap: None,
+            });
+            ConnState::HandingOff { attempt: 0 }
+        } else {
+            ConnState::Reconnecting {
+                attempt: 0,
+                error: Some(close.to_string()),
+            }
+        };
+        self.update_on_closed();
+        Vec::new()
     }
 
     fn on_connected(&mut self, hello: HelloOk, handoff_gap: Option<Duration>) -> Vec<Command> {
@@ -387,21 +656,17 @@ impl App {
             conn_id: hello.server.conn_id.to_string(),
         });
         if let Some(gap) = handoff_gap {
-            let from = self
-                .handed_off_from
-                .take()
-                .map(|(pid, version)| format!("pid {pid} ({version})"))
-                .unwrap_or_else(|| "previous process".to_owned());
-            let to = &hello.snapshot;
-            self.set_notice(
-                Level::Info,
-                format!(
-                    "handoff: {from} -> pid {} ({}), gap {} ms",
-                    to.pid,
-                    to.version,
-                    gap.as_millis()
-                ),
-            );
+            let to = (hello.snapshot.pid, hello.snapshot.version.clone());
+            let handoff = self.handoff.get_or_insert(Handoff {
+                from_pid: None,
+                from_version: None,
+                to: None,
+                gap: None,
+            });
+            handoff.to = Some(to);
+            handoff.gap = Some(gap);
+            let text = handoff.describe();
+            self.set_notice(Level::Info, text);
         } else if matches!(&self.notice, Some(n) if n.level == Level::Error) {
             // Connection errors are stale once connected.
             self.notice = None;
@@ -410,12 +675,23 @@ impl App {
             status: hello.snapshot,
             received_at: self.now,
         });
-        self.request_status(false)
+        let mut commands = self.request_status(false);
+        commands.extend(self.update_on_connected());
+        // Follow and loaded data were per connection; load them again.
+        commands.extend(match self.screen {
+            Screen::Logs => self.request_logs(),
+            Screen::Config => self.request_config(),
+            Screen::History => self.request_history(),
+            Screen::Update => self.request_update_status(),
+            Screen::Overview => Vec::new(),
+        });
+        commands
     }
 
     fn on_gateway_event(&mut self, event: GatewayEvent) -> Vec<Command> {
         match event {
             GatewayEvent::Shutdown(shutdown) => {
+                self.restart_announced = shutdown.restart_expected_ms.is_some();
                 let text = match shutdown.restart_expected_ms {
                     Some(ms) => format!(
                         "gateway restarting ({}), back in ~{} ms",
@@ -426,14 +702,30 @@ impl App {
                 self.set_notice(Level::Warn, text);
                 Vec::new()
             }
+            GatewayEvent::UpdateProgress(progress) => {
+                self.dirty = true;
+                let mut commands = self.on_update_progress(progress);
+                commands.extend(self.request_status(true));
+                commands
+            }
+            GatewayEvent::ConfigChanged(changed) => {
+                let mut commands = self.request_status(true);
+                if self.config.is_stale(&changed.hash) {
+                    commands.extend(self.request_config());
+                }
+                commands
+            }
             GatewayEvent::RestartScheduled(_)
             | GatewayEvent::RestartDeferred(_)
-            | GatewayEvent::UpdateProgress(_)
-            | GatewayEvent::UpdateAvailable(_)
-            | GatewayEvent::ConfigChanged(_) => self.request_status(true),
-            GatewayEvent::Tick(_) | GatewayEvent::LogsLine(_) | GatewayEvent::Other { .. } => {
+            | GatewayEvent::UpdateAvailable(_) => self.request_status(true),
+            GatewayEvent::LogsLine(line) => {
+                // Only the Logs screen shows lines: redraw only there.
+                if self.logs.push(line.line) && self.screen == Screen::Logs {
+                    self.dirty = true;
+                }
                 Vec::new()
             }
+            GatewayEvent::Tick(_) | GatewayEvent::Other { .. } => Vec::new(),
         }
     }
 
@@ -461,6 +753,17 @@ impl App {
         }
         Vec::new()
     }
+}
+
+/// Rows moved by PgUp / PgDn.
+pub const PAGE: usize = 10;
+
+fn request(purpose: Purpose, method: Method, params: Option<serde_json::Value>) -> Command {
+    Command::Net(NetCommand::Request {
+        purpose,
+        method,
+        params,
+    })
 }
 
 /// A notice when the gateway is newer than this console: it still works,

@@ -223,6 +223,11 @@ impl Client {
         &self.inner.url
     }
 
+    /// The default per-request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
     /// How the connection ended, once it has.
     pub fn close_info(&self) -> Option<CloseInfo> {
         self.inner.closed.borrow().clone()

@@ -10,13 +10,17 @@ use crate::app::{App, ConnState, Level, Screen};
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let (state, style) = connection(app, theme);
     let mut left = vec![Span::styled(" molt ", theme.bar())];
+    // Every tab when there is room, else only the current screen.
+    let wide = area.width >= 110;
     for screen in Screen::ALL {
-        let style = if *screen == app.screen {
-            theme.heading()
-        } else {
-            theme.dim()
-        };
-        left.push(Span::styled(format!(" {} ", screen.title()), style));
+        if *screen == app.screen {
+            left.push(Span::styled(
+                format!(" {} ", screen.title()),
+                theme.heading(),
+            ));
+        } else if wide {
+            left.push(Span::styled(format!(" {} ", screen.title()), theme.dim()));
+        }
     }
     left.extend([
         Span::raw(" "),
@@ -48,6 +52,7 @@ pub fn connection(app: &App, theme: &Theme) -> (String, ratatui::style::Style) {
             (format!("reconnecting (attempt {attempt})"), theme.warn())
         }
         ConnState::AuthFailed { .. } => ("auth failed".into(), theme.error()),
+        ConnState::Incompatible { .. } => ("incompatible".into(), theme.error()),
     }
 }
 

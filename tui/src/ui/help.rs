@@ -6,19 +6,20 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 use super::theme::Theme;
 use crate::app::keymap::BINDINGS;
 
-/// The key list over the current screen.
+/// Every key, with where it applies, over the current screen.
 pub fn render(theme: &Theme, frame: &mut Frame, area: Rect) {
     let key_width = BINDINGS.iter().map(|b| b.keys.len()).max().unwrap_or(0);
+    let help_width = BINDINGS.iter().map(|b| b.help.len()).max().unwrap_or(0);
     let mut lines: Vec<Line> = BINDINGS
         .iter()
         .map(|b| {
             Line::from(vec![
                 Span::styled(format!(" {:<key_width$}  ", b.keys), theme.key()),
-                Span::raw(b.help),
+                Span::raw(format!("{:<help_width$}  ", b.help)),
+                Span::styled(b.scope, theme.dim()),
             ])
         })
         .collect();
-    lines.push(Line::raw(""));
     lines.push(Line::styled(" Esc or ? closes this help", theme.dim()));
 
     let width = lines.iter().map(Line::width).max().unwrap_or(0) + 3;

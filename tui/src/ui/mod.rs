@@ -1,9 +1,14 @@
 //! Drawing. `render` reads the app and draws a frame; no I/O, no clock.
 
+mod config;
+mod dialog;
 mod header;
 mod help;
+mod history;
+mod logs;
 mod overview;
 pub mod theme;
+mod update;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
@@ -12,6 +17,13 @@ use ratatui::widgets::Paragraph;
 
 use crate::app::{App, ConnState, Screen};
 use theme::Theme;
+
+/// Spinner frames, one per tick.
+const SPINNER: &[&str] = &["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+pub fn spinner(app: &App) -> &'static str {
+    SPINNER[app.spinner % SPINNER.len()]
+}
 
 pub fn render(app: &App, frame: &mut Frame) {
     let theme = Theme::new(app.color);
@@ -24,6 +36,15 @@ pub fn render(app: &App, frame: &mut Frame) {
     header::render(app, &theme, frame, top);
     match app.screen {
         Screen::Overview => overview::render(app, &theme, frame, body),
+        Screen::Update => {
+            update::render(app, &theme, frame, body);
+            if let Some(dialog) = &app.update.dialog {
+                dialog::render(app, dialog, &theme, frame, body);
+            }
+        }
+        Screen::History => history::render(app, &theme, frame, body),
+        Screen::Config => config::render(app, &theme, frame, body),
+        Screen::Logs => logs::render(app, &theme, frame, body),
     }
     frame.render_widget(Paragraph::new(footer(app, &theme)), bottom);
     if app.show_help {
@@ -40,10 +61,24 @@ fn footer<'a>(app: &'a App, theme: &Theme) -> Line<'a> {
         );
     }
     let mut keys = vec![("q", "quit"), ("?", "help")];
-    match app.conn {
-        ConnState::Connected => keys.push(("r", "refresh")),
-        ConnState::Connecting => {}
-        _ => keys.push(("r", "reconnect now")),
+    if app.text_input().is_some() {
+        keys = vec![("Enter", "keep"), ("Esc", "discard")];
+    } else if app.screen == Screen::Update && app.update.dialog.is_some() {
+        keys.extend([("←/→", "choose"), ("Enter", "take"), ("n/t", "note/target")]);
+    } else {
+        match app.conn {
+            ConnState::Connected => keys.push(("r", "refresh")),
+            ConnState::Connecting => {}
+            _ => keys.push(("r", "reconnect now")),
+        }
+        keys.push(("Tab", "screens"));
+        match app.screen {
+            Screen::Overview | Screen::History => keys.push(("u", "update")),
+            Screen::Update => keys.push(("u", "update…")),
+            Screen::Config => keys.push(("Enter", "change")),
+            Screen::Logs if app.logs.paused => keys.push(("p", "resume")),
+            Screen::Logs => keys.push(("p", "pause")),
+        }
     }
     let mut spans = Vec::new();
     for (key, what) in keys {

@@ -209,6 +209,7 @@ fn connection_problem(app: &App) -> Option<String> {
             None => "lost; reconnecting".to_owned(),
         }),
         ConnState::AuthFailed { message } => Some(format!("token refused: {message} (r retries)")),
+        ConnState::Incompatible { message } => Some(format!("{message} (r retries)")),
     }
 }
 
@@ -238,6 +239,16 @@ fn waiting_lines<'a>(app: &'a App, theme: &Theme) -> Vec<Line<'a>> {
             )));
             lines.push(Line::raw(
                 "Is moltd running? Check `systemctl status moltd` or its log.",
+            ));
+        }
+        ConnState::Incompatible { message } => {
+            lines.push(Line::styled(
+                "This console and the gateway share no protocol version.",
+                theme.error(),
+            ));
+            lines.push(Line::raw(message.clone()));
+            lines.push(Line::raw(
+                "Retrying cannot help; press r after updating molt or moltd.",
             ));
         }
         ConnState::AuthFailed { message } => {

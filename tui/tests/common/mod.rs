@@ -171,3 +171,169 @@ pub fn connected_app(status: StatusResult, base: Instant) -> App {
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
+
+pub fn key(c: char) -> Event {
+    Event::Key(crossterm::event::KeyEvent::from(
+        crossterm::event::KeyCode::Char(c),
+    ))
+}
+
+pub fn press(code: crossterm::event::KeyCode) -> Event {
+    Event::Key(crossterm::event::KeyEvent::from(code))
+}
+
+/// Types `text` into whatever has the focus.
+pub fn type_text(app: &mut App, text: &str) -> Vec<molt_console::app::Command> {
+    text.chars().flat_map(|c| app.handle(key(c))).collect()
+}
+
+pub fn response(purpose: Purpose, value: serde_json::Value) -> Event {
+    Event::Net(NetEvent::Response {
+        purpose,
+        result: Ok(value),
+    })
+}
+
+pub fn gateway_error(purpose: Purpose, error: molt_protocol::ErrorShape) -> Event {
+    Event::Net(NetEvent::Response {
+        purpose,
+        result: Err(molt_console::client::RequestError::Gateway(error)),
+    })
+}
+
+pub fn gateway_event(event: molt_console::client::GatewayEvent) -> Event {
+    Event::Net(NetEvent::Gateway(event))
+}
+
+pub fn step_record(name: &str, exit_code: i32, stderr_tail: &str) -> StepRecord {
+    StepRecord {
+        name: name.into(),
+        command: format!("npm i -g --prefix /usr/local/.molt-stage-1 @molt/moltd@0.2.0 ({name})"),
+        argv: Vec::new(),
+        cwd: None,
+        duration_ms: 1500,
+        exit_code: Some(exit_code),
+        termination: Termination::Exited,
+        stdout_head: String::new(),
+        stdout_tail: String::new(),
+        stderr_head: if exit_code == 0 {
+            String::new()
+        } else {
+            "npm warn using --force".into()
+        },
+        stderr_tail: stderr_tail.into(),
+    }
+}
+
+/// An `update.run` result; `status` decides the outcome.
+pub fn run_result(status: UpdateStatus, after: &str, steps: Vec<StepRecord>) -> serde_json::Value {
+    let restart = (status == UpdateStatus::Ok).then(|| {
+        serde_json::json!({
+            "ok": true, "pid": 4343, "delayMs": 0, "reason": "update.run",
+            "mode": "respawn", "coalesced": false, "cooldownMsApplied": 0
+        })
+    });
+    serde_json::json!({
+        "ok": status != UpdateStatus::Error,
+        "runId": "run-8",
+        "result": {
+            "status": status,
+            "mode": "npm",
+            "root": "/usr/local/lib/node_modules/@molt/moltd",
+            "reason": match status {
+                UpdateStatus::Skipped => Some("up-to-date"),
+                UpdateStatus::Error => Some("install-failed"),
+                UpdateStatus::Ok => None,
+            },
+            "before": {"version": "0.1.0"},
+            "after": {"version": after},
+            "steps": steps,
+            "durationMs": 4200,
+        },
+        "restart": restart,
+        "sentinel": null,
+    })
+}
+
+pub fn progress(phase: RunPhase, step: Option<(&str, &str, Option<i32>)>) -> Event {
+    gateway_event(molt_console::client::GatewayEvent::UpdateProgress(
+        molt_protocol::event::UpdateProgress {
+            run_id: RunId::from("run-8"),
+            phase,
+            step: step.map(
+                |(name, state, exit_code)| molt_protocol::event::StepProgress {
+                    name: name.into(),
+                    state: state.into(),
+                    duration_ms: exit_code.map(|_| 1500),
+                    exit_code,
+                },
+            ),
+        },
+    ))
+}
+
+pub fn run_record(id: &str, phase: RunPhase, before: &str, after: &str) -> RunRecord {
+    let mut run = status().latest_run.unwrap();
+    run.run_id = RunId::from(id);
+    run.phase = phase;
+    run.before = VersionRef::new(before);
+    run.after = VersionRef::new(after);
+    run.target.version = Some(after.into());
+    run
+}
+
+/// An `update.status` answer about run-8.
+pub fn update_status(
+    running: &str,
+    sentinel: Option<serde_json::Value>,
+    run: Option<RunRecord>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "sentinel": sentinel,
+        "runningVersion": running,
+        "run": run,
+        "lastRun": null,
+        "updateAvailable": null,
+        "auto": idle_status().auto,
+    })
+}
+
+/// The sentinel the successor verified (or the old process rolled back).
+pub fn sentinel(
+    status: UpdateStatus,
+    verified: Option<(&str, u32, Option<&str>)>,
+    rolled_back: bool,
+) -> serde_json::Value {
+    let verified = verified.map(|(version, pid, mismatch)| {
+        serde_json::json!({"runningVersion": version, "pid": pid, "at": GATEWAY_NOW, "mismatch": mismatch})
+    });
+    serde_json::json!({
+        "kind": "update",
+        "status": status,
+        "ts": GATEWAY_NOW,
+        "runId": "run-8",
+        "message": null,
+        "stats": {
+            "mode": "npm",
+            "root": "/usr/local/lib/node_modules/@molt/moltd",
+            "before": {"version": "0.1.0"},
+            "after": {"version": "0.2.0"},
+            "steps": [],
+            "reason": if rolled_back { Some("restart-unhealthy") } else { None },
+            "durationMs": 4200
+        },
+        "verified": verified,
+        "rolledBack": rolled_back,
+    })
+}
+
+pub fn config_value(hash: &str) -> serde_json::Value {
+    serde_json::json!({
+        "path": "/home/op/.openclaw/openclaw.json",
+        "config": {
+            "gateway": {"port": 18789, "auth": {"mode": "token", "token": "secret"}},
+            "update": {"channel": "beta", "auto": {"enabled": false}}
+        },
+        "hash": hash,
+    })
+}

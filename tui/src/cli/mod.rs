@@ -1,5 +1,17 @@
 //! Command-line interface: global flags, subcommands and exit codes.
 
+mod config;
+mod logs;
+mod restart;
+mod session;
+mod update;
+
+pub use config::{config_get, config_set, merge_patch, parse_key, parse_value};
+pub use logs::logs;
+pub use restart::{RestartArgs, restart};
+pub use session::{connect_retrying, wait_for_successor};
+pub use update::{UpdateArgs, update};
+
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +67,74 @@ pub enum CliCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Update moltd: show the target, confirm, run, follow the restart and
+    /// exit 0 only when update.status shows the new version verified.
+    Update {
+        /// A version or dist-tag for this run (downgrades allowed).
+        #[arg(long, value_name = "VERSION|TAG")]
+        tag: Option<String>,
+        /// A note recorded with the run.
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+        /// Do not ask; required when stdin is not a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Print the outcome as JSON (progress goes to stderr).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read or change the gateway's config (through config.get / config.patch).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Ask the gateway to restart through its scheduler, and follow it.
+    Restart {
+        /// Why, for the log and the restart events.
+        #[arg(long, default_value = "molt restart")]
+        reason: String,
+        /// Delay before the restart, in ms (the gateway clamps it).
+        #[arg(long, value_name = "MS")]
+        delay_ms: Option<u64>,
+        /// Restart without waiting for pending work.
+        #[arg(long)]
+        force: bool,
+        /// Return once scheduled instead of waiting for the new process.
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the gateway's recent log lines.
+    Logs {
+        /// Keep printing new lines (across restarts) until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// How many recent lines to print first.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: u32,
+        /// One JSON object per line: {"line": ...}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the config, or one KEY (dotted, e.g. update.channel).
+    Get {
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set KEY to VALUE. VALUE is JSON when it parses (true, 5, null,
+    /// {"a":1}), else a string; null removes the key.
+    Set {
+        key: String,
+        value: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -95,6 +175,9 @@ pub enum CliError {
     Request(#[from] RequestError),
     #[error("writing output: {0}")]
     Output(io::Error),
+    /// Bad input caught before anything was sent.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Other(String),
 }
@@ -102,7 +185,7 @@ pub enum CliError {
 impl CliError {
     pub fn exit(&self) -> Exit {
         match self {
-            Self::Discover(DiscoverError::BadUrl { .. }) => Exit::Usage,
+            Self::Discover(DiscoverError::BadUrl { .. }) | Self::Usage(_) => Exit::Usage,
             Self::Discover(_) => Exit::Other,
             Self::Connect(e) if e.is_auth_failure() => Exit::AuthFailed,
             Self::Connect(_) => Exit::CannotConnect,
@@ -151,6 +234,17 @@ fn is_handoff(error: &RequestError) -> bool {
     matches!(error, RequestError::Disconnected { close: Some(close) } if close.kind() == CloseKind::HandOff)
 }
 
+pub(crate) fn target(overrides: &Overrides) -> Result<Target, CliError> {
+    Ok(discover::discover(
+        overrides,
+        &discover::Env::from_process(),
+    )?)
+}
+
+pub(crate) fn pretty(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).map_err(|e| CliError::Other(e.to_string()))
+}
+
 /// `molt status [--json]`.
 pub async fn status(
     overrides: &Overrides,
@@ -177,7 +271,7 @@ pub async fn status_for(target: &Target, json: bool, out: &mut impl Write) -> Re
 }
 
 /// A broken pipe (`molt status | head -1`) is not an error.
-fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {
+pub(crate) fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),
         _ => Ok(()),

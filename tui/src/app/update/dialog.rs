@@ -1,0 +1,170 @@
+//! The confirm dialog and its text fields.
+
+use molt_protocol::method::UpdateRunResult;
+use molt_protocol::update::UpdateStatus;
+
+use crate::app::keymap::TextKey;
+
+/// Longest note or target the console sends.
+pub(super) const MAX_NOTE: usize = 200;
+pub(super) const MAX_TAG: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    Cancel,
+    Update,
+}
+
+/// Which text a [`TextInput`] edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Note,
+    Target,
+    DeferralTimeout,
+}
+
+/// A one-line text field with the focus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextInput {
+    pub field: Field,
+    pub text: String,
+    /// Why the last Enter was refused.
+    pub error: Option<String>,
+}
+
+impl TextInput {
+    pub fn new(field: Field, text: impl Into<String>) -> Self {
+        Self {
+            field,
+            text: text.into(),
+            error: None,
+        }
+    }
+
+    /// Applies an editing key; true when the key was Enter.
+    pub fn edit(&mut self, key: &TextKey, max: usize) -> bool {
+        match key {
+            TextKey::Insert(c) if !c.is_control() && self.text.chars().count() < max => {
+                self.text.push(*c);
+                self.error = None;
+            }
+            TextKey::Backspace => {
+                self.text.pop();
+                self.error = None;
+            }
+            TextKey::Accept => return true,
+            _ => {}
+        }
+        false
+    }
+}
+
+/// What the dry run said the update would do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Preview {
+    Resolving,
+    Ready(Box<UpdateRunResult>),
+    Failed(String),
+}
+
+/// The confirm dialog. Cancel is selected when it opens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dialog {
+    pub current: Option<String>,
+    pub preview: Preview,
+    pub note: String,
+    /// Target version or dist-tag; empty means the configured channel.
+    pub tag: String,
+    pub editing: Option<TextInput>,
+    pub choice: Choice,
+    /// Why the last Update press did nothing.
+    pub refusal: Option<String>,
+}
+
+impl Dialog {
+    pub(super) fn new(current: Option<String>) -> Self {
+        Self {
+            current,
+            preview: Preview::Resolving,
+            note: String::new(),
+            tag: String::new(),
+            editing: None,
+            choice: Choice::Cancel,
+            refusal: None,
+        }
+    }
+
+    pub fn switch_choice(&mut self) {
+        self.choice = match self.choice {
+            Choice::Cancel => Choice::Update,
+            Choice::Update => Choice::Cancel,
+        };
+    }
+
+    /// The version the run would install, once resolved.
+    pub fn target(&self) -> Option<&str> {
+        match &self.preview {
+            Preview::Ready(result) => result.result.after.version.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Why Update cannot be taken now, if it cannot.
+    pub fn blocker(&self) -> Option<String> {
+        match &self.preview {
+            Preview::Resolving => Some("still resolving the target".to_owned()),
+            Preview::Failed(problem) => Some(problem.clone()),
+            Preview::Ready(result) => match result.result.status {
+                UpdateStatus::Ok => None,
+                UpdateStatus::Skipped => Some(format!(
+                    "nothing to do: {}",
+                    result.result.reason.as_deref().unwrap_or("skipped")
+                )),
+                UpdateStatus::Error => Some(format!(
+                    "the dry run failed: {}",
+                    result.result.reason.as_deref().unwrap_or("error")
+                )),
+            },
+        }
+    }
+}
+
+/// A version (`1.2.3`, `v1.2.3-beta.1`) or a dist-tag (`latest`, `beta`).
+pub fn validate_tag(tag: &str) -> Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_');
+    if tag.len() > MAX_TAG {
+        return Err(format!("at most {MAX_TAG} characters"));
+    }
+    match tag.chars().next() {
+        None => Ok(()),
+        Some(first) if !first.is_ascii_alphanumeric() => {
+            Err("must start with a letter or digit".to_owned())
+        }
+        Some(_) if !tag.chars().all(ok_char) => {
+            Err("only letters, digits and . - + _ (a version or a dist-tag)".to_owned())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_versions_or_dist_tags() {
+        for ok in [
+            "",
+            "1.2.3",
+            "v1.2.3-beta.1",
+            "latest",
+            "next_2",
+            "1.0.0+build.5",
+        ] {
+            assert_eq!(validate_tag(ok), Ok(()), "{ok}");
+        }
+        for bad in ["-rf", "1.2 3", "a;b", "$(x)", &"9".repeat(65)] {
+            assert!(validate_tag(bad).is_err(), "{bad}");
+        }
+    }
+}

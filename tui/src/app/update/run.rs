@@ -1,0 +1,190 @@
+//! A run as the console follows it, step by step.
+
+use std::time::{Duration, Instant};
+
+use molt_protocol::event::StepProgress;
+use molt_protocol::ids::RunId;
+use molt_protocol::method::{RestartScheduled, UpdateCheckResult, UpdateStatusResult};
+use molt_protocol::update::StepRecord;
+
+use super::dialog::{Dialog, Preview};
+
+/// Where a run is, as the console knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunStage {
+    /// `update.run` sent, nothing heard yet.
+    Starting,
+    Running,
+    /// Steps done; the gateway restarts into the new version.
+    Restarting,
+    /// The old process closed; waiting for its successor.
+    Reconnecting,
+    /// Connected again; asking `update.status` for the verdict.
+    Verifying,
+    Verified {
+        version: String,
+        pid: u32,
+    },
+    Failed {
+        reason: String,
+        rolled_back: bool,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+impl RunStage {
+    pub fn is_done(&self) -> bool {
+        matches!(
+            self,
+            Self::Verified { .. } | Self::Failed { .. } | Self::Skipped { .. }
+        )
+    }
+}
+
+/// One step as it happens; `record` holds its output once the run reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepView {
+    pub name: String,
+    pub started_at: Instant,
+    pub duration_ms: Option<u64>,
+    pub exit_code: Option<i32>,
+    pub record: Option<StepRecord>,
+}
+
+impl StepView {
+    pub fn finished(&self) -> bool {
+        self.duration_ms.is_some() || self.record.is_some()
+    }
+
+    pub fn failed(&self) -> bool {
+        let code = self
+            .exit_code
+            .or(self.record.as_ref().and_then(|r| r.exit_code));
+        let abnormal = self.record.as_ref().is_some_and(|r| {
+            !matches!(
+                r.termination,
+                molt_protocol::update::Termination::Exited
+                    | molt_protocol::update::Termination::Internal
+            )
+        });
+        code.is_some_and(|c| c != 0) || abnormal
+    }
+}
+
+/// A run this console started or watches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunView {
+    pub run_id: Option<RunId>,
+    pub stage: RunStage,
+    /// False for a run someone else started (auto-update, another console).
+    pub ours: bool,
+    pub from_pid: Option<u32>,
+    pub from_version: Option<String>,
+    pub target: Option<String>,
+    pub note: Option<String>,
+    pub steps: Vec<StepView>,
+    pub restart: Option<RestartScheduled>,
+    pub started_at: Instant,
+    /// A problem worth showing that did not end the run (a timeout).
+    pub warning: Option<String>,
+}
+
+impl RunView {
+    pub(super) fn record_steps(&mut self, records: &[StepRecord], now: Instant) {
+        for record in records {
+            match self
+                .steps
+                .iter_mut()
+                .rev()
+                .find(|s| s.name == record.name && s.record.is_none())
+            {
+                Some(step) => {
+                    step.duration_ms = Some(record.duration_ms);
+                    step.exit_code = record.exit_code;
+                    step.record = Some(record.clone());
+                }
+                None => self.steps.push(StepView {
+                    name: record.name.clone(),
+                    started_at: now,
+                    duration_ms: Some(record.duration_ms),
+                    exit_code: record.exit_code,
+                    record: Some(record.clone()),
+                }),
+            }
+        }
+    }
+
+    pub(super) fn on_step(&mut self, step: StepProgress, now: Instant) {
+        let running = self
+            .steps
+            .iter_mut()
+            .rev()
+            .find(|s| s.name == step.name && !s.finished());
+        match (step.state.as_str(), running) {
+            ("started", _) => self.steps.push(StepView {
+                name: step.name,
+                started_at: now,
+                duration_ms: None,
+                exit_code: None,
+                record: None,
+            }),
+            (_, Some(view)) => {
+                view.duration_ms = Some(
+                    step.duration_ms
+                        .unwrap_or_else(|| millis(now.saturating_duration_since(view.started_at))),
+                );
+                view.exit_code = step.exit_code;
+            }
+            (_, None) => self.steps.push(StepView {
+                name: step.name,
+                started_at: now,
+                duration_ms: Some(step.duration_ms.unwrap_or(0)),
+                exit_code: step.exit_code,
+                record: None,
+            }),
+        }
+    }
+
+    /// The first failing step, for the head and tail of its output.
+    pub fn failing_step(&self) -> Option<&StepView> {
+        self.steps.iter().find(|s| s.failed())
+    }
+}
+
+/// Everything the Update screen shows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpdateView {
+    pub dialog: Option<Dialog>,
+    pub run: Option<RunView>,
+    /// The latest `update.status` answer.
+    pub status: Option<UpdateStatusResult>,
+    pub status_error: Option<String>,
+    /// The latest `update.check` answer, or why it failed.
+    pub check: Option<Result<UpdateCheckResult, String>>,
+    pub(super) status_in_flight: bool,
+    /// Asked again while one was in flight: its answer may predate the run.
+    pub(super) status_wanted: bool,
+}
+
+impl UpdateView {
+    /// Something is in progress: spinners turn, the verdict is polled.
+    pub fn busy(&self) -> bool {
+        matches!(
+            &self.dialog,
+            Some(Dialog {
+                preview: Preview::Resolving,
+                ..
+            })
+        ) || self.run.as_ref().is_some_and(|r| !r.stage.is_done())
+    }
+
+    pub(super) fn running(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| !r.stage.is_done())
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,149 @@
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Wrap};
+
+use super::theme::Theme;
+use super::update::row;
+use crate::app::App;
+use crate::format;
+use molt_protocol::update::{RunPhase, RunRecord, RunTrigger};
+
+pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let block = Block::bordered().title(Line::styled(" History ", theme.heading()));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let view = &app.history;
+    let runs = match (&view.runs, &view.error) {
+        (_, Some(error)) => {
+            let text = vec![
+                Line::styled(format!("update.history failed: {error}"), theme.error()),
+                Line::raw("r tries again."),
+            ];
+            frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), inner);
+            return;
+        }
+        (None, None) => {
+            frame.render_widget(Paragraph::new("Loading update.history ..."), inner);
+            return;
+        }
+        (Some(runs), None) if runs.is_empty() => {
+            frame.render_widget(Paragraph::new("No update runs recorded yet."), inner);
+            return;
+        }
+        (Some(runs), None) => runs,
+    };
+    let list_height = (runs.len() as u16 + 1).min(inner.height / 2).max(2);
+    let [list_area, detail_area] =
+        Layout::vertical([Constraint::Length(list_height), Constraint::Min(0)]).areas(inner);
+
+    let now = app.gateway_now_ms();
+    let mut lines = vec![Line::styled(
+        format!(
+            " {:<8} {:<10} {:<12} {:<17} {:>8}  {}",
+            "when", "run", "outcome", "versions", "took", "by"
+        ),
+        theme.label(),
+    )];
+    let visible = usize::from(list_height.saturating_sub(1));
+    let first = view.selected.saturating_sub(visible.saturating_sub(1));
+    for (i, run) in runs.iter().enumerate().skip(first).take(visible) {
+        let mut line = run_row(run, now, theme);
+        if i == view.selected {
+            line = line.patch_style(theme.bar());
+        }
+        lines.push(line);
+    }
+    frame.render_widget(Paragraph::new(lines), list_area);
+    if let Some(run) = view.selected_run() {
+        frame.render_widget(
+            Paragraph::new(details(run, theme)).wrap(Wrap { trim: false }),
+            detail_area,
+        );
+    }
+}
+
+fn run_row<'a>(run: &RunRecord, now: Option<u64>, theme: &Theme) -> Line<'a> {
+    let at = run.finished_at.unwrap_or(run.updated_at);
+    let when = now
+        .map(|now| format::ago_short(at, now))
+        .unwrap_or_default();
+    let took = run
+        .finished_at
+        .map(|end| format::millis(end.saturating_sub(run.requested_at)))
+        .unwrap_or_else(|| "-".to_owned());
+    let version = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".to_owned());
+    let versions = format!(
+        "{} → {}",
+        version(&run.before.version),
+        version(&run.after.version.clone().or(run.target.version.clone()))
+    );
+    let by = match (run.trigger, &run.actor) {
+        (RunTrigger::Auto, _) => "auto".to_owned(),
+        (RunTrigger::Manual, Some(actor)) => actor.clone(),
+        (RunTrigger::Manual, None) => "manual".to_owned(),
+    };
+    let style = match run.phase {
+        RunPhase::Verified => theme.ok(),
+        RunPhase::Failed | RunPhase::RolledBack => theme.error(),
+        RunPhase::Skipped => theme.value(),
+        _ => theme.warn(),
+    };
+    Line::from(vec![
+        Span::raw(format!(
+            " {when:<8} {:<10} ",
+            clip(&run.run_id.to_string(), 10)
+        )),
+        Span::styled(format!("{:<12}", format::run_phase(run.phase)), style),
+        Span::raw(format!(" {versions:<17} {took:>8}  {by}")),
+    ])
+}
+
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let mut s: String = text.chars().take(width - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn details<'a>(run: &RunRecord, theme: &Theme) -> Vec<Line<'a>> {
+    let plain = theme.value();
+    let mut lines = vec![Line::raw("")];
+    lines.push(row(
+        theme,
+        "run",
+        format!("{} ({})", run.run_id, format::install_mode(run.mode)),
+        theme.heading(),
+    ));
+    if let Some(tag) = &run.target.tag {
+        lines.push(row(theme, "target tag", tag.clone(), plain));
+    }
+    if let Some(note) = &run.note {
+        lines.push(row(theme, "note", note.clone(), plain));
+    }
+    if let Some(reason) = &run.reason {
+        lines.push(row(theme, "reason", reason.clone(), theme.warn()));
+    }
+    for step in &run.steps {
+        let failed = step.exit_code.is_some_and(|c| c != 0);
+        let exit = match step.exit_code {
+            Some(code) if code != 0 => format!("  exit {code}"),
+            _ => String::new(),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("    {} ", if failed { "✗" } else { "✓" }),
+                if failed { theme.error() } else { theme.ok() },
+            ),
+            Span::raw(format!(
+                "{:<14}{:>9}{exit}",
+                step.name,
+                format::millis(step.duration_ms)
+            )),
+        ]));
+    }
+    lines
+}

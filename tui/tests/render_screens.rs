@@ -1,0 +1,306 @@
+//! Every screen rendered into `TestBackend` at 80x24 and 120x40 and
+//! snapshotted. States come from fixed values and a fixed clock; the
+//! filter below hides the one thing that is not ours to fix: the build's
+//! own version in the header.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use crossterm::event::KeyCode;
+use molt_console::app::{App, Event};
+use molt_console::net::{NetEvent, Purpose};
+use molt_console::ui;
+use molt_protocol::event::LogsLine;
+use molt_protocol::update::{RunPhase, UpdateStatus};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::json;
+
+fn draw(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| ui::render(app, frame)).unwrap();
+    terminal.backend().to_string()
+}
+
+/// Snapshots `app` at both sizes under `name`.
+fn snap(name: &str, app: &App) {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(
+        r"moltd \d+\.\d+\.\d+  protocol",
+        "moltd [version]  protocol",
+    );
+    settings.bind(|| {
+        insta::assert_snapshot!(format!("{name}_80x24"), draw(app, 80, 24));
+        insta::assert_snapshot!(format!("{name}_120x40"), draw(app, 120, 40));
+    });
+}
+
+fn update_app(base: Instant) -> App {
+    let mut app = connected_app(status(), base);
+    app.handle(key('2'));
+    app.handle(response(
+        Purpose::UpdateStatus,
+        update_status("0.1.0", None, None),
+    ));
+    app
+}
+
+#[test]
+fn overview() {
+    snap("overview", &connected_app(status(), Instant::now()));
+}
+
+#[test]
+fn update_idle() {
+    snap("update_idle", &update_app(Instant::now()));
+}
+
+#[test]
+fn update_dialog() {
+    let mut app = update_app(Instant::now());
+    app.handle(key('u'));
+    app.handle(response(
+        Purpose::UpdatePreview,
+        run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
+    ));
+    app.handle(key('n'));
+    type_text(&mut app, "weekly patch");
+    app.handle(press(KeyCode::Enter));
+    snap("update_dialog", &app);
+    app.handle(key('t'));
+    type_text(&mut app, "0.1.9");
+    snap("update_dialog_editing_target", &app);
+}
+
+#[test]
+fn update_dialog_blocked() {
+    let mut app = update_app(Instant::now());
+    app.handle(key('u'));
+    app.handle(gateway_error(
+        Purpose::UpdatePreview,
+        molt_protocol::ErrorShape::invalid_request(
+            "method update.run is not served by this gateway",
+        ),
+    ));
+    app.handle(key('l'));
+    app.handle(press(KeyCode::Enter));
+    snap("update_dialog_blocked", &app);
+}
+
+fn running(base: Instant) -> App {
+    let mut app = update_app(base);
+    app.handle(key('u'));
+    app.handle(response(
+        Purpose::UpdatePreview,
+        run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
+    ));
+    app.handle(key('l'));
+    app.handle(press(KeyCode::Enter));
+    app.set_now(base + Duration::from_millis(300));
+    app.handle(progress(
+        RunPhase::Running,
+        Some(("resolve", "started", None)),
+    ));
+    app.handle(progress(
+        RunPhase::Running,
+        Some(("resolve", "finished", Some(0))),
+    ));
+    app.handle(progress(
+        RunPhase::Running,
+        Some(("stage", "started", None)),
+    ));
+    app.handle(progress(
+        RunPhase::Running,
+        Some(("stage", "finished", Some(0))),
+    ));
+    app.handle(progress(
+        RunPhase::Running,
+        Some(("install", "started", None)),
+    ));
+    app.set_now(base + Duration::from_secs(13));
+    app.handle(Event::Tick);
+    app
+}
+
+#[test]
+fn update_running() {
+    snap("update_running", &running(Instant::now()));
+}
+
+#[test]
+fn update_verified_after_handoff() {
+    let base = Instant::now();
+    let mut app = running(base);
+    app.handle(progress(
+        RunPhase::Running,
+        Some(("install", "finished", Some(0))),
+    ));
+    app.handle(response(
+        Purpose::UpdateRun,
+        run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
+    ));
+    app.handle(closed(1012, "update.run"));
+    snap("update_handing_off", &app);
+    let mut successor = idle_status();
+    successor.pid = 5151;
+    successor.version = "0.2.0".into();
+    app.handle(Event::Net(NetEvent::Connected {
+        hello: Box::new(hello(successor)),
+        handoff_gap: Some(Duration::from_millis(37)),
+    }));
+    app.handle(response(
+        Purpose::UpdateStatus,
+        update_status(
+            "0.2.0",
+            Some(sentinel(
+                UpdateStatus::Ok,
+                Some(("0.2.0", 5151, None)),
+                false,
+            )),
+            None,
+        ),
+    ));
+    app.notice = None;
+    snap("update_verified", &app);
+}
+
+#[test]
+fn update_failed_and_rolled_back() {
+    let base = Instant::now();
+    let mut app = running(base);
+    app.handle(progress(
+        RunPhase::Running,
+        Some(("install", "finished", Some(1))),
+    ));
+    app.handle(response(
+        Purpose::UpdateRun,
+        run_result(
+            UpdateStatus::Error,
+            "0.2.0",
+            vec![
+                step_record("resolve", 0, ""),
+                step_record("stage", 0, ""),
+                step_record(
+                    "install",
+                    1,
+                    "npm error code E404\nnpm error 404 Not Found - GET http://127.0.0.1:4873/@molt%2fmoltd/-/moltd-0.2.0.tgz",
+                ),
+            ],
+        ),
+    ));
+    let mut record = run_record("run-8", RunPhase::RolledBack, "0.1.0", "0.2.0");
+    record.reason = Some("install-failed".into());
+    app.handle(response(
+        Purpose::UpdateStatus,
+        update_status("0.1.0", None, Some(record)),
+    ));
+    snap("update_failed", &app);
+}
+
+#[test]
+fn history() {
+    let mut app = connected_app(status(), Instant::now());
+    app.handle(key('h'));
+    let mut failed = run_record("run-9", RunPhase::RolledBack, "0.1.0", "0.2.0");
+    failed.reason = Some("restart-unhealthy".into());
+    failed.note = Some("weekly patch".into());
+    failed.steps = vec![step_record("install", 0, ""), step_record("verify", 1, "")];
+    failed.finished_at = Some(GATEWAY_NOW - 60_000);
+    failed.requested_at = GATEWAY_NOW - 75_000;
+    let mut auto = run_record("run-8", RunPhase::Skipped, "0.1.0", "0.1.0");
+    auto.trigger = molt_protocol::update::RunTrigger::Auto;
+    auto.reason = Some("up-to-date".into());
+    let verified = run_record("run-7", RunPhase::Verified, "0.0.9", "0.1.0");
+    app.handle(response(
+        Purpose::History,
+        json!({"runs": [failed, auto, verified]}),
+    ));
+    snap("history", &app);
+}
+
+#[test]
+fn history_empty_and_unserved() {
+    let mut app = connected_app(status(), Instant::now());
+    app.handle(key('h'));
+    app.handle(gateway_error(
+        Purpose::History,
+        molt_protocol::ErrorShape::invalid_request(
+            "method update.history is not served by this gateway",
+        ),
+    ));
+    snap("history_unserved", &app);
+}
+
+#[test]
+fn config() {
+    let mut app = connected_app(status(), Instant::now());
+    app.handle(key('c'));
+    app.handle(response(
+        Purpose::ConfigGet,
+        config_value("3f9a0c1b2d4e5f60718293a4"),
+    ));
+    app.handle(key('j'));
+    snap("config", &app);
+    for _ in 0..3 {
+        app.handle(key('j'));
+    }
+    app.handle(press(KeyCode::Enter));
+    type_text(&mut app, "x");
+    app.handle(press(KeyCode::Enter));
+    snap("config_editing_timeout", &app);
+}
+
+#[test]
+fn logs() {
+    let mut app = connected_app(status(), Instant::now());
+    app.handle(key('l'));
+    let lines: Vec<String> = (0..40)
+        .map(|i| format!("2026-11-24T18:52:{i:02}.000000Z  INFO molt_daemon::server: request done method=status n={i}"))
+        .collect();
+    app.handle(response(
+        Purpose::LogsTail,
+        json!({"file": "/home/op/.openclaw/logs/moltd.log.2026-11-24", "lines": lines, "following": true}),
+    ));
+    snap("logs_following", &app);
+    app.handle(key('k'));
+    app.handle(key('k'));
+    app.handle(gateway_event(molt_console::client::GatewayEvent::LogsLine(
+        LogsLine { line: "new".into() },
+    )));
+    snap("logs_paused", &app);
+}
+
+#[test]
+fn help() {
+    let mut app = connected_app(status(), Instant::now());
+    app.handle(key('?'));
+    snap("help", &app);
+}
+
+#[test]
+fn every_screen_fits_a_tiny_terminal_without_panicking() {
+    let mut app = running(Instant::now());
+    for screen in ['o', 'h', 'c', 'l', '2'] {
+        app.handle(key(screen));
+        for (w, h) in [(1, 1), (20, 5), (40, 10), (80, 24)] {
+            draw(&app, w, h);
+        }
+    }
+}
+
+#[test]
+fn no_color_means_no_colors_on_any_screen() {
+    let mut app = running(Instant::now());
+    app.color = false;
+    for screen in ['o', '2', 'h', 'c', 'l', '?'] {
+        app.handle(key(screen));
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|frame| ui::render(&app, frame)).unwrap();
+        for cell in terminal.backend().buffer().content() {
+            assert_eq!(cell.fg, ratatui::style::Color::Reset, "{screen}: {cell:?}");
+            assert_eq!(cell.bg, ratatui::style::Color::Reset, "{screen}: {cell:?}");
+        }
+    }
+}
