@@ -124,6 +124,22 @@ pub struct UpdateResult {
     pub duration_ms: u64,
 }
 
+/// `reason` (prefix) of a dry run that found something to install:
+/// `"dry-run: would install …"`.
+pub const DRY_RUN_REASON: &str = "dry-run";
+
+impl UpdateResult {
+    /// A dry run's plan: nothing was done, `after` is what a real run
+    /// would install.
+    pub fn is_planned(&self) -> bool {
+        self.status == UpdateStatus::Skipped
+            && self
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with(DRY_RUN_REASON))
+    }
+}
+
 /// `restart-sentinel.json`: `{version: 1, payload}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sentinel {

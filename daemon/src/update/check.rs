@@ -8,7 +8,6 @@ use molt_protocol::error::{ErrorCode, ErrorShape};
 use molt_protocol::event::EventName;
 use molt_protocol::method::UpdateCheckResult;
 use molt_protocol::update::{Channel, InstallMode, UpdateAvailable};
-use tokio_util::sync::CancellationToken;
 
 use super::steps::{StepSpec, run_step_with_stdout};
 use super::{git, layout, package, record, target};
@@ -54,7 +53,7 @@ pub async fn latest(gw: &Gateway) -> Result<semver::Version, ErrorShape> {
     let latest = match info.surface {
         InstallMode::Git => {
             let root = info.root.as_deref().unwrap_or_default();
-            git_latest(Path::new(root), channel).await?
+            git_latest(gw, Path::new(root), channel).await?
         }
         mode if mode.is_package_manager() => {
             let install = layout::locate(Path::new(entrypoint))
@@ -67,7 +66,7 @@ pub async fn latest(gw: &Gateway) -> Result<semver::Version, ErrorShape> {
             let tool = package::tool(install.mode).ok_or_else(|| {
                 ErrorShape::internal(format!("{mode:?} is not on moltd's PATH").to_lowercase())
             })?;
-            let stdout = query(target::metadata_argv(install.mode, &tool, &package)).await?;
+            let stdout = query(gw, target::metadata_argv(install.mode, &tool, &package)).await?;
             let meta = target::parse_metadata(install.mode, &stdout)
                 .map_err(|e| ErrorShape::internal(e.in_package(&package).to_string()))?;
             target::resolve(channel, None, &meta)
@@ -84,7 +83,7 @@ pub async fn latest(gw: &Gateway) -> Result<semver::Version, ErrorShape> {
 }
 
 /// Runs a read-only query; stdout, or `UNAVAILABLE` naming what failed.
-async fn query(argv: Vec<String>) -> Result<String, ErrorShape> {
+async fn query(gw: &Gateway, argv: Vec<String>) -> Result<String, ErrorShape> {
     let spec = StepSpec {
         name: "check".to_owned(),
         argv,
@@ -92,7 +91,8 @@ async fn query(argv: Vec<String>) -> Result<String, ErrorShape> {
         env: Vec::new(),
         timeout: CHECK_TIMEOUT,
     };
-    let (step, stdout) = run_step_with_stdout(&spec, &CancellationToken::new(), MAX_METADATA).await;
+    let (step, stdout) =
+        run_step_with_stdout(&spec, &gw.stopping().child_token(), MAX_METADATA).await;
     match stdout {
         Some(stdout) if step.exit_code == Some(0) => Ok(stdout),
         _ => Err(ErrorShape::new(
@@ -103,23 +103,28 @@ async fn query(argv: Vec<String>) -> Result<String, ErrorShape> {
     }
 }
 
-/// The newest release tag on `channel` (fetching tags first); `dev` has no
-/// version of its own to compare, so it reports the running one.
-async fn git_latest(root: &Path, channel: Channel) -> Result<semver::Version, ErrorShape> {
-    let git_argv = |args: &[&str]| git::git_argv(root, args);
-    query(git_argv(&[
-        "fetch",
-        "--quiet",
-        "--tags",
-        "--force",
-        git::REMOTE,
-    ]))
-    .await?;
+/// The newest release tag on `channel`, read from the remote without
+/// touching the checkout (`ls-remote`: no fetch, no ref changes); `dev`
+/// has no version of its own to compare, so it reports the running one.
+async fn git_latest(
+    gw: &Gateway,
+    root: &Path,
+    channel: Channel,
+) -> Result<semver::Version, ErrorShape> {
     if channel == Channel::Dev {
         return semver::Version::parse(VERSION).map_err(|e| ErrorShape::internal(e.to_string()));
     }
-    let tags = query(git_argv(&["tag", "--list", "v*"])).await?;
-    git::newest_release(&tags, channel == Channel::Beta).ok_or_else(|| {
-        ErrorShape::invalid_request(format!("no release tag (vX.Y.Z) in {}", root.display()))
+    let argv = git::git_argv(root, &["ls-remote", "--tags", "--refs", git::REMOTE]);
+    let refs = query(gw, argv).await?;
+    let tags: Vec<&str> = refs
+        .lines()
+        .filter_map(|line| line.split('\t').nth(1)?.strip_prefix("refs/tags/"))
+        .collect();
+    git::newest_release(&tags.join("\n"), channel == Channel::Beta).ok_or_else(|| {
+        ErrorShape::invalid_request(format!(
+            "no release tag (vX.Y.Z) on {} of {}",
+            git::REMOTE,
+            root.display()
+        ))
     })
 }

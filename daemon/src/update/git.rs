@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use molt_protocol::update::{Channel, VersionRef};
+use molt_protocol::update::{Channel, DRY_RUN_REASON, VersionRef};
 use serde::{Deserialize, Serialize};
 
 use super::flow::{Plan, Prepared};
@@ -144,7 +144,7 @@ pub async fn prepare(
     if plan.dry_run {
         return Err((
             Ended::Skipped,
-            format!("dry-run: would build {reference} ({commit}), version {version}"),
+            format!("{DRY_RUN_REASON}: would build {reference} ({commit}), version {version}"),
         ));
     }
     let branch = run

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use molt_protocol::update::{Channel, InstallMode, VersionRef};
+use molt_protocol::update::{Channel, DRY_RUN_REASON, InstallMode, VersionRef};
 
 use super::flow::{Plan, Prepared};
 use super::layout::Install;
@@ -85,7 +85,7 @@ pub async fn prepare(
     if plan.dry_run {
         return Err((
             Ended::Skipped,
-            format!("dry-run: would install {package}@{version}"),
+            format!("{DRY_RUN_REASON}: would install {package}@{version}"),
         ));
     }
 

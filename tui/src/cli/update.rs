@@ -58,6 +58,7 @@ pub async fn update(
     let goal = preview.result.after.version.clone();
     match preview.result.status {
         UpdateStatus::Ok => {}
+        UpdateStatus::Skipped if preview.result.is_planned() => {}
         UpdateStatus::Skipped => {
             return already_there(&client, &before, goal, args.json, out).await;
         }

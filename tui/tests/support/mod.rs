@@ -1,6 +1,8 @@
 //! Starts the real `moltd` binary in a temp state dir for end-to-end tests.
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

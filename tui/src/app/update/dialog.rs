@@ -116,6 +116,7 @@ impl Dialog {
             Preview::Failed(problem) => Some(problem.clone()),
             Preview::Ready(result) => match result.result.status {
                 UpdateStatus::Ok => None,
+                UpdateStatus::Skipped if result.result.is_planned() => None,
                 UpdateStatus::Skipped => Some(format!(
                     "nothing to do: {}",
                     result.result.reason.as_deref().unwrap_or("skipped")
