@@ -186,10 +186,15 @@ pub fn replace_with_script(path: &Path, body: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Writes `openclaw.json` with the test token and `extra` merged in.
+/// Writes `openclaw.json` with the test token, registry checks off, and
+/// `extra` merged in.
 pub fn write_config(state: &Path, extra: serde_json::Value) {
-    let mut config =
-        serde_json::json!({ "gateway": { "auth": { "token": crate::client::TOKEN } } });
+    // No registry check unless a test asks for one: a check is a child
+    // process (and, from a build inside a checkout, a `git ls-remote`).
+    let mut config = serde_json::json!({
+        "gateway": { "auth": { "token": crate::client::TOKEN } },
+        "update": { "checkOnStart": false },
+    });
     merge(&mut config, extra);
     std::fs::write(
         state.join("openclaw.json"),

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 
 /// Auto-apply on, stable with no delay and no jitter.
 fn auto_config() -> Value {
-    json!({"update": {"auto": {"enabled": true, "stableDelayHours": 0, "stableJitterHours": 0}}})
+    json!({"update": {
+        "checkOnStart": true,
+        "auto": {"enabled": true, "stableDelayHours": 0, "stableJitterHours": 0},
+    }})
 }
 
 /// Waits for a log line containing every one of `needles` (the tail so
