@@ -1,10 +1,11 @@
 //! molt-bench: runs the real release `moltd` and reports figures with their
 //! targets and comparisons. It measures; it never asserts timings.
 //!
-//! One module per suite (`daemon`, `restart`, `update`; later `console`),
+//! One module per suite (`daemon`, `restart`, `update`, `console`),
 //! each a subcommand returning a `report::Section`.
 
 mod client;
+mod console;
 mod daemon;
 mod moltd;
 mod report;
@@ -49,6 +50,9 @@ enum Suite {
     /// `update.run` with npm, pnpm and bun: package manager time vs molt's
     /// overhead (needs `scripts/install-test-tools.sh`).
     Update(update::Args),
+    /// The console in a pty: start → first frame, and successor READY →
+    /// its pid on screen after a forced restart.
+    Console(console::Args),
     /// Every suite with its defaults.
     All,
 }
@@ -81,10 +85,12 @@ fn run(cli: Cli) -> Result<()> {
         Suite::Daemon(args) => vec![daemon::run(&moltd, &args)?],
         Suite::Restart(args) => vec![restart::run(&moltd, &args)?],
         Suite::Update(args) => vec![update::run(&args)?],
+        Suite::Console(args) => vec![console::run(&moltd, !cli.no_build, &args)?],
         Suite::All => vec![
             daemon::run(&moltd, &daemon::Args::defaults())?,
             restart::run(&moltd, &restart::Args::defaults())?,
             update::run(&update::Args::defaults())?,
+            console::run(&moltd, !cli.no_build, &console::Args::defaults())?,
         ],
     };
     if cli.json {

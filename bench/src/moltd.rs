@@ -183,6 +183,10 @@ impl Running {
         })
     }
 
+    pub fn state(&self) -> &Path {
+        &self.state
+    }
+
     /// The next READY line: a successor's.
     pub fn next_ready(&self) -> Result<Ready> {
         self.readies
