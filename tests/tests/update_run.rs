@@ -234,6 +234,22 @@ async fn an_unpublished_version_is_an_error_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_gateway_that_may_not_restart_refuses_before_changing_anything() {
+    let fx = UpdateFixture::start().unwrap();
+    let global = fx.install(PackageManager::Npm, OLD).unwrap();
+    let config = json!({"commands": {"restart": false}});
+    let (_state, moltd) = fx.start_moltd(&global, config).unwrap();
+    let before = snapshot(&global.prefix).unwrap();
+    let mut c = client(&moltd.first).await;
+    let result = update_run(&mut c, json!({})).await.unwrap();
+    assert_eq!(result.result.status, UpdateStatus::Skipped, "{result:#?}");
+    let reason = result.result.reason.unwrap();
+    assert!(reason.starts_with("restart-unavailable"), "{reason}");
+    assert!(result.result.steps.is_empty());
+    same_tree(&before, &snapshot(&global.prefix).unwrap()).unwrap();
+}
+
+#[tokio::test]
 async fn a_version_that_dies_at_start_is_rolled_back() {
     let fx = UpdateFixture::start().unwrap();
     fx.publish_broken("3.0.0").unwrap();

@@ -204,7 +204,12 @@ fn refusal(gw: &Gateway, surface: InstallMode, channel: Channel) -> Option<Strin
     if !reason.is_empty() {
         return Some(reason.to_owned());
     }
-    let supervised = gw.supervisor_info().kind != SupervisorKind::None;
+    // A supervisor that starts moltd again on exit; a container runtime
+    // does not count (moltd restarts itself there).
+    let supervised = matches!(
+        gw.supervisor_info().kind,
+        SupervisorKind::Systemd | SupervisorKind::Launchd | SupervisorKind::Custom
+    );
     if !gw.settings().restart_enabled && !supervised {
         return Some(
             "restart-unavailable: commands.restart is false and no supervisor would start \
