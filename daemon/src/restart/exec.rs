@@ -6,9 +6,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use command_fds::{CommandFdExt, FdMapping};
-
-use super::inherit::{HANDOFF_ENV, LISTENER_FD, LOCK_FD};
+use super::inherit::{HandoffFds, hand_off_to};
 use super::respawn::SuccessorSpec;
 
 /// Before draining, prove the entrypoint runs at all: after exec there is
@@ -34,24 +32,13 @@ pub async fn preflight(spec: Option<&SuccessorSpec>) -> Result<(), String> {
 /// Replaces this process. Returns only on failure.
 pub fn exec_successor(spec: &SuccessorSpec, listener: OwnedFd, lock: OwnedFd) -> io::Error {
     let mut command = std::process::Command::new(&spec.entrypoint);
-    command
-        .args(&spec.args)
-        .env("LISTEN_FDS", "1")
-        .env_remove("LISTEN_PID")
-        .env(
-            HANDOFF_ENV,
-            format!("lock={LOCK_FD},from={}", std::process::id()),
-        );
-    if let Err(e) = command.fd_mappings(vec![
-        FdMapping {
-            parent_fd: listener,
-            child_fd: LISTENER_FD,
-        },
-        FdMapping {
-            parent_fd: lock,
-            child_fd: LOCK_FD,
-        },
-    ]) {
+    command.args(&spec.args);
+    let fds = HandoffFds {
+        listener,
+        lock,
+        ready: None,
+    };
+    if let Err(e) = hand_off_to(&mut command, fds, std::process::id()) {
         return io::Error::other(e.to_string());
     }
     command.exec()

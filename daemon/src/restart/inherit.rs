@@ -162,6 +162,52 @@ impl ReadyPipe {
     }
 }
 
+/// The fds a successor inherits the handoff through.
+pub struct HandoffFds {
+    pub listener: OwnedFd,
+    pub lock: OwnedFd,
+    /// The readiness pipe's write end (respawn); `None` for exec, where
+    /// the process itself carries on.
+    pub ready: Option<OwnedFd>,
+}
+
+/// Sets up `command` to start a successor of process `from`: the listener
+/// as systemd's `LISTEN_FDS` fd 3 (no stale `LISTEN_PID`/`LISTEN_FDNAMES`
+/// of our own start), the lock and readiness fds, and [`HANDOFF_ENV`]
+/// naming them.
+pub fn hand_off_to(
+    command: &mut std::process::Command,
+    fds: HandoffFds,
+    from: u32,
+) -> Result<(), command_fds::FdMappingCollision> {
+    use command_fds::{CommandFdExt, FdMapping};
+    let mut handoff = format!("lock={LOCK_FD}");
+    let mut mappings = vec![
+        FdMapping {
+            parent_fd: fds.listener,
+            child_fd: LISTENER_FD,
+        },
+        FdMapping {
+            parent_fd: fds.lock,
+            child_fd: LOCK_FD,
+        },
+    ];
+    if let Some(ready) = fds.ready {
+        handoff.push_str(&format!(",ready={READY_FD}"));
+        mappings.push(FdMapping {
+            parent_fd: ready,
+            child_fd: READY_FD,
+        });
+    }
+    handoff.push_str(&format!(",from={from}"));
+    command
+        .env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDNAMES")
+        .env(HANDOFF_ENV, handoff);
+    command.fd_mappings(mappings).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

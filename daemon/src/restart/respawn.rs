@@ -10,13 +10,12 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use command_fds::{CommandFdExt, FdMapping};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use super::inherit::{HANDOFF_ENV, LISTENER_FD, LOCK_FD, READY_FD};
+use super::inherit::{HandoffFds, hand_off_to};
 
 /// How to start the successor.
 #[derive(Debug, Clone)]
@@ -95,31 +94,15 @@ pub async fn start_successor(
     let mut command = Command::new(&spec.entrypoint);
     command
         .args(&spec.args)
-        .env("LISTEN_FDS", "1")
-        .env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDNAMES")
-        .env(
-            HANDOFF_ENV,
-            format!("lock={LOCK_FD},ready={READY_FD},from={own_pid}"),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
-    command
-        .fd_mappings(vec![
-            FdMapping {
-                parent_fd: listener,
-                child_fd: LISTENER_FD,
-            },
-            FdMapping {
-                parent_fd: lock,
-                child_fd: LOCK_FD,
-            },
-            FdMapping {
-                parent_fd: OwnedFd::from(writer),
-                child_fd: READY_FD,
-            },
-        ])
+    let fds = HandoffFds {
+        listener,
+        lock,
+        ready: Some(OwnedFd::from(writer)),
+    };
+    hand_off_to(command.as_std_mut(), fds, own_pid)
         .map_err(|e| spawn_failed(io::Error::other(e.to_string())))?;
     let mut child = command.spawn().map_err(spawn_failed)?;
     // Our copy of the write end must close, or EOF never comes.
