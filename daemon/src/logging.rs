@@ -12,6 +12,10 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, fmt};
 
+/// Daily log files kept (today's included); older ones are removed at
+/// start and at each day's rollover.
+pub const LOG_FILES_KEPT: usize = 14;
+
 /// File name prefix of the rolling log: `moltd.log.YYYY-MM-DD`.
 pub const LOG_FILE_PREFIX: &str = "moltd.log";
 const HUB_CAPACITY: usize = 1024;
@@ -74,6 +78,7 @@ pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix(LOG_FILE_PREFIX)
+        .max_log_files(LOG_FILES_KEPT)
         .build(logs_dir)
         .map_err(|e| io::Error::other(format!("log dir {}: {e}", logs_dir.display())))?;
     // The default queue reserves 128k lines (~4 MiB resident at start);

@@ -191,6 +191,43 @@ fn sigterm_stops_cleanly_and_frees_the_lock() {
 }
 
 #[test]
+fn daily_logs_are_pruned_to_the_newest_fourteen() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    for day in 1..=20 {
+        std::fs::write(logs.join(format!("moltd.log.2025-01-{day:02}")), "old\n").unwrap();
+    }
+    std::fs::write(logs.join("notes.txt"), "the operator's\n").unwrap();
+    let mut running = start(dir.path(), &["--port", "0"]);
+    Moltd::signal(running.first.pid, "TERM");
+    running.child.wait().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let kept: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("moltd.log."))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        molt_daemon::logging::LOG_FILES_KEPT,
+        "{names:?}"
+    );
+    // Which old ones go is by file creation time, the same for all here.
+    assert!(
+        kept.iter().any(|n| !n.starts_with("moltd.log.2025-")),
+        "today's file is kept: {names:?}"
+    );
+    assert!(
+        names.contains(&"notes.txt".to_owned()),
+        "other files stay: {names:?}"
+    );
+}
+
+#[test]
 fn logs_go_to_a_daily_file_in_the_state_dir() {
     let dir = tempfile::tempdir().unwrap();
     let mut running = start(dir.path(), &["--port", "0"]);
