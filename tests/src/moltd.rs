@@ -56,6 +56,9 @@ pub struct Moltd {
     readies: mpsc::Receiver<Ready>,
     /// Every pid seen, so Drop can stop successors (not our children).
     pids: Vec<u32>,
+    /// The `--state-dir` it serves: Drop also stops any moltd on it whose
+    /// READY line was never read (a successor a test did not wait for).
+    state: Option<std::path::PathBuf>,
 }
 
 impl Moltd {
@@ -68,6 +71,12 @@ impl Moltd {
     /// env, inherited fds) and waits for its first READY line.
     pub fn spawn(mut cmd: Command) -> Moltd {
         cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        let state = {
+            let args: Vec<&std::ffi::OsStr> = cmd.get_args().collect();
+            args.windows(2)
+                .find(|w| w[0] == "--state-dir")
+                .map(|w| std::path::PathBuf::from(w[1]))
+        };
         // A binary copied a moment ago can be "busy" while another thread of
         // this test process forks (the child holds the write fd until exec).
         let mut attempts = 0;
@@ -100,6 +109,7 @@ impl Moltd {
             pids: vec![first.pid],
             first,
             readies,
+            state,
         }
     }
 
@@ -137,6 +147,12 @@ impl Moltd {
 
 impl Drop for Moltd {
     fn drop(&mut self) {
+        while let Ok(ready) = self.readies.try_recv() {
+            self.pids.push(ready.pid);
+        }
+        if let Some(state) = &self.state {
+            self.pids.extend(serving(state));
+        }
         for pid in &self.pids {
             let _ = Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
@@ -160,7 +176,7 @@ pub fn alive(pid: u32) -> bool {
 
 /// Pids of live moltd processes serving `state`.
 pub fn serving(state: &Path) -> Vec<u32> {
-    let needle = state.to_string_lossy().into_owned();
+    let state = state.as_os_str().as_encoded_bytes();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -169,8 +185,12 @@ pub fn serving(state: &Path) -> Vec<u32> {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("moltd") && cmdline.contains(&needle) && alive(pid) {
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_moltd = args.iter().any(|a| a.ends_with(b"moltd"));
+        let on_state = args
+            .windows(2)
+            .any(|w| w[0] == b"--state-dir" && w[1] == state);
+        if is_moltd && on_state && alive(pid) {
             pids.push(pid);
         }
     }
