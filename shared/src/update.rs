@@ -22,6 +22,25 @@ impl InstallMode {
     pub fn is_package_manager(self) -> bool {
         matches!(self, Self::Npm | Self::Pnpm | Self::Bun)
     }
+
+    /// The wire name, also the package manager's program name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Npm => "npm",
+            Self::Pnpm => "pnpm",
+            Self::Bun => "bun",
+            Self::Git => "git",
+            Self::Unmanaged => "unmanaged",
+            Self::External => "external",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for InstallMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Update channel.

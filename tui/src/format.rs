@@ -7,7 +7,7 @@ use molt_protocol::status::{
     AutoUpdateState, EnvSource, InstallInfo, PendingWork, RestartInfo, RestartPhase,
     RestartStrategy, SupervisorInfo, SupervisorKind,
 };
-use molt_protocol::update::{Channel, InstallMode, RunPhase, RunRecord, UpdateAvailable};
+use molt_protocol::update::{Channel, RunPhase, RunRecord, UpdateAvailable};
 
 /// `45s`, `12m 05s`, `3h 02m 05s`, `2d 03h 12m`.
 pub fn duration(d: Duration) -> String {
@@ -33,21 +33,9 @@ pub fn relative(at_ms: u64, now_ms: u64) -> String {
     }
 }
 
-pub fn install_mode(mode: InstallMode) -> &'static str {
-    match mode {
-        InstallMode::Npm => "npm",
-        InstallMode::Pnpm => "pnpm",
-        InstallMode::Bun => "bun",
-        InstallMode::Git => "git",
-        InstallMode::Unmanaged => "unmanaged",
-        InstallMode::External => "external",
-        InstallMode::Unknown => "unknown",
-    }
-}
-
 /// `npm /opt/lib/node_modules/moltd (detected)`.
 pub fn install(info: &InstallInfo) -> String {
-    let mut text = install_mode(info.surface).to_owned();
+    let mut text = info.surface.as_str().to_owned();
     if let Some(root) = &info.root {
         text.push(' ');
         text.push_str(root);

@@ -63,9 +63,8 @@ pub async fn latest(gw: &Gateway) -> Result<semver::Version, ErrorShape> {
                 .package
                 .clone()
                 .unwrap_or(install.package.clone());
-            let tool = package::tool(install.mode).ok_or_else(|| {
-                ErrorShape::internal(format!("{mode:?} is not on moltd's PATH").to_lowercase())
-            })?;
+            let tool = package::tool(install.mode)
+                .ok_or_else(|| ErrorShape::internal(format!("{mode} is not on moltd's PATH")))?;
             let stdout = query(gw, target::metadata_argv(install.mode, &tool, &package)).await?;
             let meta = target::parse_metadata(install.mode, &stdout)
                 .map_err(|e| ErrorShape::internal(e.in_package(&package).to_string()))?;
@@ -75,7 +74,7 @@ pub async fn latest(gw: &Gateway) -> Result<semver::Version, ErrorShape> {
         other => {
             return Err(ErrorShape::invalid_request(format!(
                 "update.check needs a package or git install; this one is {}",
-                serde_json::to_value(other).unwrap_or_default()
+                other
             )));
         }
     };

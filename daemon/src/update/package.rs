@@ -14,16 +14,12 @@ use crate::gateway::VERSION;
 
 /// The package manager's executable, from PATH.
 pub fn tool(mode: InstallMode) -> Option<PathBuf> {
-    let name = match mode {
-        InstallMode::Npm => "npm",
-        InstallMode::Pnpm => "pnpm",
-        InstallMode::Bun => "bun",
-        InstallMode::Git => "git",
-        _ => return None,
-    };
+    if !mode.is_package_manager() {
+        return None;
+    }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
+        .map(|dir| dir.join(mode.as_str()))
         .find(|candidate| candidate.is_file())
 }
 
@@ -59,7 +55,7 @@ pub async fn prepare(
     let tool = tool(install.mode).ok_or_else(|| {
         failed(format!(
             "tool-missing: {} is not on moltd's PATH",
-            format!("{:?}", install.mode).to_lowercase()
+            install.mode
         ))
     })?;
     // A process that died mid-update left its stage; we hold the lease.

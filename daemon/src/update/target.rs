@@ -250,30 +250,6 @@ fn is_npm_range(s: &str) -> bool {
     }
 }
 
-fn manager_name(mode: InstallMode) -> Option<&'static str> {
-    match mode {
-        InstallMode::Npm => Some("npm"),
-        InstallMode::Pnpm => Some("pnpm"),
-        InstallMode::Bun => Some("bun"),
-        InstallMode::Git
-        | InstallMode::Unmanaged
-        | InstallMode::External
-        | InstallMode::Unknown => None,
-    }
-}
-
-fn mode_name(mode: InstallMode) -> &'static str {
-    match mode {
-        InstallMode::Npm => "npm",
-        InstallMode::Pnpm => "pnpm",
-        InstallMode::Bun => "bun",
-        InstallMode::Git => "git",
-        InstallMode::Unmanaged => "unmanaged",
-        InstallMode::External => "external",
-        InstallMode::Unknown => "unknown",
-    }
-}
-
 /// The package manager's own command that prints `package`'s dist-tags and
 /// versions as JSON (see the module docs). `tool` is the manager's
 /// executable. `package` must have been validated
@@ -311,11 +287,12 @@ pub fn metadata_argv(manager: InstallMode, tool: &Path, package: &str) -> Vec<St
 /// version) are left out. A `{"error": …}` document (npm/pnpm on failure)
 /// becomes [`TargetError::Registry`].
 pub fn parse_metadata(manager: InstallMode, stdout: &str) -> Result<Metadata, TargetError> {
-    let Some(name) = manager_name(manager) else {
+    if !manager.is_package_manager() {
         return Err(TargetError::UnsupportedMode {
-            mode: mode_name(manager),
+            mode: manager.as_str(),
         });
-    };
+    }
+    let name = manager.as_str();
     let malformed = |detail: &str| TargetError::Malformed {
         manager: name,
         detail: detail.to_owned(),

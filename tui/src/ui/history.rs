@@ -115,7 +115,7 @@ fn details<'a>(run: &RunRecord, theme: &Theme) -> Vec<Line<'a>> {
     lines.push(row(
         theme,
         "run",
-        format!("{} ({})", run.run_id, format::install_mode(run.mode)),
+        format!("{} ({})", run.run_id, run.mode),
         theme.heading(),
     ));
     if let Some(tag) = &run.target.tag {

@@ -97,11 +97,7 @@ fn status_lines<'a>(app: &'a App, s: &'a StatusResult, theme: &Theme) -> Vec<Lin
     lines.push(row(
         theme,
         "install",
-        format!(
-            "{} ({})",
-            format::install_mode(s.install.surface),
-            s.install.source
-        ),
+        format!("{} ({})", s.install.surface.as_str(), s.install.source),
         plain,
     ));
     if let Some(root) = &s.install.root {
