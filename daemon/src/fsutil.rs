@@ -181,22 +181,50 @@ pub fn ensure_private_dir(path: &Path) -> io::Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Opens `path` for reading and writing, creating it if missing, without
+/// truncating, and leaves it at exactly 0600 (the umask may narrow a new
+/// file, and one left by an older install may be wider). For lock-style
+/// files whose content the opener reads before it writes.
+pub fn open_private(path: &Path, what: &'static str) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(|e| path_error(e, what, path))?;
+    file.set_permissions(Permissions::from_mode(FILE_MODE))
+        .map_err(|e| path_error(e, "chmod", path))?;
+    Ok(file)
+}
 
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o777
+/// Helpers for tests of modules that write files.
+#[cfg(test)]
+pub mod testing {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    /// The permission bits of `path`.
+    pub fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
-    fn entries(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
+    /// The names in `dir`, sorted.
+    pub fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
         names
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{mode, names as entries};
+    use super::*;
 
     #[test]
     fn creates_file_with_content_and_mode_0600() {

@@ -1,16 +1,16 @@
 //! `gateway.lock`: one daemon per state dir, held with `flock` for the
 //! daemon's lifetime (and across a respawn handoff), naming its holder.
 
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{FILE_MODE, path_error};
+use crate::fsutil::path_error;
 
 /// The lock file's content: who holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,19 +87,9 @@ impl GatewayLock {
     /// files `O_CLOEXEC`, so children do not inherit the lock unless the
     /// restart code hands the fd over on purpose.
     pub fn acquire(path: &Path, info: LockInfo) -> Result<GatewayLock, LockError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false) // the holder's content is what we report if held
-            .mode(FILE_MODE)
-            .open(path)
-            .map_err(|e| path_error(e, "open lock file", path))?;
+        // Not truncated: the holder's content is what we report if held.
+        let file = crate::fsutil::open_private(path, "open lock file")?;
         let mut lock = Self::locked(file, path)?;
-        // A file left by an older install may be wider than 0600.
-        lock.file
-            .set_permissions(Permissions::from_mode(FILE_MODE))
-            .map_err(|e| path_error(e, "chmod", path))?;
         lock.update_info(info)?;
         Ok(lock)
     }
@@ -238,7 +228,7 @@ mod tests {
                 "pid": 4242, "startedAt": 1_700_000_000_000u64, "port": 18789, "version": "1.2.3"
             })
         );
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let mode = crate::fsutil::testing::mode(&path);
         assert_eq!(mode, 0o600);
         assert_eq!(lock.info(), Some(&info(4242, 18789, "1.2.3")));
     }
@@ -376,7 +366,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway.lock");
         std::fs::write(&path, "garbage").unwrap();
-        let file = OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)

@@ -103,15 +103,7 @@ pub fn new_install_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::fsutil::testing::{mode, names};
 
     #[test]
     fn a_missing_file_is_created_with_a_durable_install_id() {
@@ -119,10 +111,7 @@ mod tests {
         let path = dir.path().join("update-check.json");
         let first = load_or_init(&path);
         assert_eq!(first.install_id.len(), 32);
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&path).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(mode(&path), 0o600);
         assert_eq!(load_or_init(&path), first, "the same id after a restart");
         assert_ne!(new_install_id(), first.install_id);
     }

@@ -60,9 +60,9 @@
 //! `spawn_blocking` in async code.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions, Permissions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -70,7 +70,7 @@ use molt_protocol::ids::RunId;
 use molt_protocol::update::RunOwner;
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{FILE_MODE, path_error};
+use crate::fsutil::path_error;
 use crate::gateway::unix_ms;
 
 /// Suffix of the lease file's name; see [`lease_path`].
@@ -469,23 +469,9 @@ enum Slot {
 /// Opens (creating 0600 if needed) and exclusively flocks the lease file.
 /// The lock is released when the returned file is dropped.
 fn open_locked(path: &Path) -> Result<File, LeaseError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(|e| path_error(e, "open lease file", path))?;
+    let file = crate::fsutil::open_private(path, "open lease file")?;
     file.lock()
         .map_err(|e| path_error(e, "lock lease file", path))?;
-    // The umask may have narrowed the mode of a new file, and an old one
-    // may be wider; the lease names pids only, but keep to the house rule.
-    let mode = file.metadata().map(|m| m.permissions().mode() & 0o777);
-    if mode.is_ok_and(|m| m != FILE_MODE) {
-        file.set_permissions(Permissions::from_mode(FILE_MODE))
-            .map_err(|e| path_error(e, "chmod", path))?;
-    }
     Ok(file)
 }
 
@@ -828,7 +814,7 @@ mod tests {
         let raw: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(raw["runId"], "run-1");
         assert_eq!(raw["owner"]["pid"], std::process::id());
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let mode = crate::fsutil::testing::mode(&path);
         assert_eq!(mode, 0o600);
 
         drop(lease);

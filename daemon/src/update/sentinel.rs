@@ -207,8 +207,8 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::testing::{mode, names};
     use molt_protocol::update::{InstallMode, SentinelStats, VersionRef};
-    use std::os::unix::fs::PermissionsExt;
 
     const NOW: u64 = 1_800_000_000_000;
 
@@ -241,15 +241,6 @@ mod tests {
         }
     }
 
-    fn dir_entries(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-
     #[test]
     fn round_trip_with_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
@@ -259,13 +250,13 @@ mod tests {
         write(&path, &written).unwrap();
 
         assert_eq!(read(&path).unwrap(), Some(written));
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let mode = mode(&path);
         assert_eq!(mode, 0o600);
         let raw: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         assert_eq!(raw["version"], 1);
         assert_eq!(raw["payload"]["runId"], "run-1");
         assert_eq!(raw["payload"]["verified"]["runningVersion"], "2.0.0");
-        assert_eq!(dir_entries(dir.path()), ["restart-sentinel.json"]);
+        assert_eq!(names(dir.path()), ["restart-sentinel.json"]);
     }
 
     #[test]
@@ -293,14 +284,14 @@ mod tests {
         assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
 
         assert_eq!(read_or_quarantine(&path), None);
-        let names = dir_entries(dir.path());
-        assert_eq!(names.len(), 1, "{names:?}");
-        let ts = names[0]
+        let entries = names(dir.path());
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let ts = entries[0]
             .strip_prefix("restart-sentinel.json.bad-")
             .expect("moved aside");
         assert!(ts.parse::<u64>().is_ok(), "{ts}");
         assert_eq!(
-            fs::read(dir.path().join(&names[0])).unwrap(),
+            fs::read(dir.path().join(&entries[0])).unwrap(),
             b"{\"version\": 1, \"payload\": {\"kind\": ",
             "content kept for the operator"
         );
