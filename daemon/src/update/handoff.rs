@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use molt_protocol::event::{EventName, UpdateProgress};
 use molt_protocol::method::{SentinelRef, UpdateRunResult};
+use molt_protocol::status::EnvSource;
 use molt_protocol::update::{
     RunPhase, RunRecord, RunTrigger, Sentinel, SentinelPayload, SentinelStats, UpdateStatus,
 };
@@ -17,6 +18,7 @@ use super::record::{Ended, Run};
 use super::runs::RunStore;
 use super::{Undo, sentinel, undo_path, write_undo};
 use crate::gateway::{Gateway, unix_ms};
+use crate::paths::StatePaths;
 use crate::restart::engine::HandoffExpectation;
 use crate::restart::scheduler::{RequesterId, RestartRequest};
 
@@ -68,37 +70,27 @@ pub async fn restart(
         .map_err(|e| e.to_string())
         .and_then(|()| write_undo(&undo_path(&paths), &prepared.undo).map_err(|e| e.to_string()));
     if let Err(e) = written {
-        let reason = format!("sentinel-failed: {e}");
-        let ended = match prepared.undo.roll_back() {
-            Ok(()) => Ended::RolledBack,
-            Err(undo) => {
-                tracing::error!("rolling the update back failed: {undo}");
-                Ended::Failed
-            }
-        };
-        let _ = std::fs::remove_file(undo_path(&paths));
-        let _ = std::fs::remove_file(&paths.sentinel_path);
-        return run.end(ended, &reason);
+        return abandon(
+            &paths,
+            &prepared.undo,
+            run,
+            Ended::RolledBack,
+            &format!("sentinel-failed: {e}"),
+        );
     }
     // The kill switch blocks the restart an automatic update would cause,
     // also when it was set while the update ran.
     if run.record.trigger == RunTrigger::Auto
         && let Some(source) = gw.kill_switch().source
     {
-        let reason = format!(
-            "kill-switch: OPENCLAW_NO_AUTO_UPDATE was set ({}) while the update ran",
-            serde_json::to_value(source).unwrap_or_default()
-        );
-        let restored = prepared.undo.roll_back();
-        let _ = std::fs::remove_file(undo_path(&paths));
-        let _ = std::fs::remove_file(&paths.sentinel_path);
-        return match restored {
-            Ok(()) => run.end(Ended::Skipped, &format!("{reason}; rolled back")),
-            Err(e) => run.end(
-                Ended::Failed,
-                &format!("{reason}; rolling back failed: {e}"),
-            ),
+        let from = match source {
+            EnvSource::ProcessEnv => "process env",
+            EnvSource::EnvFile => ".env",
         };
+        let reason = format!(
+            "kill-switch: OPENCLAW_NO_AUTO_UPDATE was set ({from}) while the update ran; rolled back"
+        );
+        return abandon(&paths, &prepared.undo, run, Ended::Skipped, &reason);
     }
     run.set_phase(RunPhase::Restarting);
 
@@ -144,10 +136,11 @@ pub async fn restart(
         Err(e) => {
             gw.restart().clear_expectation();
             let reason = format!("restart-rejected: {e}");
-            if let Some(undo) = take(&undo) {
-                roll_back(gw, run.record.clone(), &undo, &reason);
-            }
-            return run.end(Ended::RolledBack, &reason);
+            return match take(&undo) {
+                Some(undo) => abandon(&paths, &undo, run, Ended::RolledBack, &reason),
+                // A handoff already ran the rollback and recorded it.
+                None => run.end(Ended::RolledBack, &reason),
+            };
         }
     };
     gw.broadcast(EventName::RestartScheduled, &scheduled);
@@ -217,6 +210,28 @@ pub async fn restart(
                 }),
             }
         }
+    }
+}
+
+/// Ends a run whose update is applied but must not restart: the previous
+/// version goes back, and neither the undo record nor the sentinel is left
+/// for a later restart to act on.
+fn abandon(
+    paths: &StatePaths,
+    undo: &Undo,
+    mut run: Run,
+    ended: Ended,
+    reason: &str,
+) -> UpdateRunResult {
+    let restored = undo.roll_back();
+    let _ = std::fs::remove_file(undo_path(paths));
+    let _ = std::fs::remove_file(&paths.sentinel_path);
+    match restored {
+        Ok(()) => run.end(ended, reason),
+        Err(e) => run.end(
+            Ended::Failed,
+            &format!("{reason}; rolling back failed: {e}"),
+        ),
     }
 }
 
