@@ -74,7 +74,9 @@ fn create_temp(dir: &Path, name: &OsStr) -> io::Result<(PathBuf, File)> {
     for _ in 0..8 {
         let mut tmp_name = Vec::from(b"." as &[u8]);
         tmp_name.extend_from_slice(name.as_bytes());
-        tmp_name.extend_from_slice(format!(".{}.{}.tmp", std::process::id(), nonce()).as_bytes());
+        tmp_name.extend_from_slice(
+            format!(".{}.{}.tmp", std::process::id(), random_suffix()).as_bytes(),
+        );
         let tmp_path = dir.join(OsStr::from_bytes(&tmp_name));
         match OpenOptions::new()
             .write(true)
@@ -98,10 +100,11 @@ fn create_temp(dir: &Path, name: &OsStr) -> io::Result<(PathBuf, File)> {
     Err(path_error(err, "create temp file in", dir))
 }
 
-fn nonce() -> String {
+/// 12 hex digits for a temp or stage name. Uniqueness is enforced by
+/// exclusive creation; randomness only avoids retries, so a failing random
+/// source degrades to a fixed value, not an error.
+pub fn random_suffix() -> String {
     let mut buf = [0u8; 6];
-    // Uniqueness is enforced by `create_new`; randomness only avoids retries,
-    // so a failing random source degrades to a fixed value, not an error.
     let _ = getrandom::fill(&mut buf);
     hex::encode(buf)
 }

@@ -280,7 +280,12 @@ impl Gateway {
 
     /// Replaces the running settings; the auto-updater re-plans, since
     /// `update.*` may have changed.
+    /// Applies settings live, wherever they came from (`config.patch` or a
+    /// hand edit seen on reload).
     pub fn set_settings(&self, settings: Settings) {
+        self.inner
+            .restart
+            .set_deferral_timeout(settings.gateway.deferral_timeout_ms);
         *self
             .inner
             .settings

@@ -230,8 +230,6 @@ fn config_patch(
         }
     })?;
     if let Ok(settings) = settings {
-        gw.restart()
-            .set_deferral_timeout(settings.gateway.deferral_timeout_ms);
         gw.set_settings(settings);
     }
     tracing::info!(paths = ?outcome.changed_paths, "config patched");

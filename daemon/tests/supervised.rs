@@ -338,7 +338,10 @@ async fn a_config_broken_between_restarts_leaves_the_old_process_serving_under_r
     std::fs::write(&config, BROKEN_CONFIG).unwrap();
     force_restart(&mut client(&first).await).await;
     let reason = wait_for_failure(&first).await;
-    assert!(reason.contains("78"), "the successor's exit code: {reason}");
+    assert!(
+        reason.contains("exit status: 78"),
+        "the successor's exit code: {reason}"
+    );
     assert!(
         reason.contains(&config.display().to_string()) && reason.contains("does not parse"),
         "the successor's reason: {reason}"

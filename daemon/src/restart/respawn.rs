@@ -111,12 +111,7 @@ pub async fn start_successor(
     let receiver = pipe::Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(spawn_failed)?;
     let mut lines = BufReader::new(receiver).lines();
     let started = Instant::now();
-    let mut progress = "none".to_owned();
-    // A wrapper (pnpm's bin is a shell script that does not exec) makes
-    // the successor a grandchild; it names itself first so a failed start
-    // can be stopped, not just its wrapper.
-    let mut successor_pid: Option<u32> = None;
-    let mut refusal: Option<String> = None;
+    let mut reports = Reports::default();
     let mut idle_deadline = started + timeouts.idle;
     let total_deadline = started + timeouts.total;
 
@@ -124,14 +119,8 @@ pub async fn start_successor(
         tokio::select! {
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
-                    if let Some(stage) = line.strip_prefix("PROGRESS ") {
-                        if let Some(pid) = stage.strip_prefix("started ") {
-                            successor_pid = pid.trim().parse().ok();
-                        }
-                        progress = stage.to_owned();
+                    if reports.note(&line) {
                         idle_deadline = Instant::now() + timeouts.idle;
-                    } else if let Some(reason) = line.strip_prefix("REFUSED ") {
-                        refusal = Some(reason.to_owned());
                     } else if line.starts_with("READY ") {
                         match parse_ready(&line) {
                             Some((addr, version, pid)) => {
@@ -146,10 +135,10 @@ pub async fn start_successor(
                 Ok(None) | Err(_) => {
                     let status = tokio::time::timeout(timeouts.idle, child.wait()).await;
                     match status {
-                        Ok(Ok(status)) => break exited(status, progress, refusal),
+                        Ok(Ok(status)) => break reports.exited(status),
                         _ => break SuccessorFailure::NotReady {
                             waited_ms: started.elapsed().as_millis() as u64,
-                            progress,
+                            progress: std::mem::take(&mut reports.progress),
                         },
                     }
                 }
@@ -160,25 +149,21 @@ pub async fn start_successor(
                     while let Ok(Ok(Some(line))) =
                         tokio::time::timeout(timeouts.idle, lines.next_line()).await
                     {
-                        if let Some(stage) = line.strip_prefix("PROGRESS ") {
-                            progress = stage.to_owned();
-                        } else if let Some(reason) = line.strip_prefix("REFUSED ") {
-                            refusal = Some(reason.to_owned());
-                        }
+                        reports.note(&line);
                     }
-                    break exited(status, progress, refusal);
+                    break reports.exited(status);
                 }
             }
             () = tokio::time::sleep_until(idle_deadline.min(total_deadline)) => {
                 break SuccessorFailure::NotReady {
                     waited_ms: started.elapsed().as_millis() as u64,
-                    progress,
+                    progress: std::mem::take(&mut reports.progress),
                 };
             }
         }
     };
     // Never leave a half-started successor behind.
-    if let Some(pid) = successor_pid.filter(|&pid| Some(pid) != child.id()) {
+    if let Some(pid) = reports.successor_pid.filter(|&pid| Some(pid) != child.id()) {
         kill_pid(pid);
     }
     let _ = child.start_kill();
@@ -201,10 +186,54 @@ fn kill_pid(pid: u32) {
     }
 }
 
-fn exited(status: ExitStatus, progress: String, refusal: Option<String>) -> SuccessorFailure {
-    match refusal {
-        Some(reason) => SuccessorFailure::Refused { status, reason },
-        None => SuccessorFailure::Exited { status, progress },
+/// What a successor said on the readiness pipe before READY.
+struct Reports {
+    /// The last `PROGRESS` stage.
+    progress: String,
+    /// A `REFUSED` reason: it will not start, and says why.
+    refusal: Option<String>,
+    /// A wrapper (pnpm's bin is a shell script that does not exec) makes
+    /// the successor a grandchild; it names itself first (`PROGRESS
+    /// started <pid>`) so a failed start can be stopped, not just its
+    /// wrapper.
+    successor_pid: Option<u32>,
+}
+
+impl Default for Reports {
+    fn default() -> Self {
+        Reports {
+            progress: "none".to_owned(),
+            refusal: None,
+            successor_pid: None,
+        }
+    }
+}
+
+impl Reports {
+    /// Records a `PROGRESS` or `REFUSED` line; true for progress.
+    fn note(&mut self, line: &str) -> bool {
+        if let Some(stage) = line.strip_prefix("PROGRESS ") {
+            if let Some(pid) = stage.strip_prefix("started ") {
+                self.successor_pid = pid.trim().parse().ok();
+            }
+            self.progress = stage.to_owned();
+            true
+        } else {
+            if let Some(reason) = line.strip_prefix("REFUSED ") {
+                self.refusal = Some(reason.to_owned());
+            }
+            false
+        }
+    }
+
+    fn exited(&mut self, status: ExitStatus) -> SuccessorFailure {
+        match self.refusal.take() {
+            Some(reason) => SuccessorFailure::Refused { status, reason },
+            None => SuccessorFailure::Exited {
+                status,
+                progress: std::mem::take(&mut self.progress),
+            },
+        }
     }
 }
 
@@ -297,11 +326,17 @@ mod tests {
     #[tokio::test]
     async fn progress_extends_the_wait_and_ready_names_the_successor() {
         let (_dir, spec) = script(
-            "for s in a b c d; do echo PROGRESS $s >&5; sleep 0.2; done\n\
+            "for s in a b c d; do echo PROGRESS $s >&5; sleep 0.7; done\n\
              echo \"READY 127.0.0.1:9 9.9.9 $$\" >&5\nexec sleep 5",
         );
         let (listener, lock) = fds();
-        let mut ok = start_successor(&spec, listener, lock, 1, quick())
+        // 2.8 s of start-up against a 2 s idle bound: only progress can
+        // carry it, with over a second of margin per line on a busy runner.
+        let timeouts = ReadyTimeouts {
+            idle: Duration::from_secs(2),
+            total: Duration::from_secs(10),
+        };
+        let mut ok = start_successor(&spec, listener, lock, 1, timeouts)
             .await
             .unwrap();
         assert_eq!(ok.version, "9.9.9");

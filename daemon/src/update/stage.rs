@@ -49,7 +49,7 @@ pub fn stage_dir(install: &Install) -> io::Result<PathBuf> {
     let parent = stage_parent(install);
     let mut last = None;
     for _ in 0..8 {
-        let dir = parent.join(format!("{STAGE_PREFIX}{}", random_hex()));
+        let dir = parent.join(format!("{STAGE_PREFIX}{}", crate::fsutil::random_suffix()));
         match DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {
                 fs::set_permissions(&dir, Permissions::from_mode(0o700))
@@ -382,14 +382,6 @@ fn spawn_retrying(cmd: &mut Command) -> io::Result<std::process::Child> {
             other => return other,
         }
     }
-}
-
-pub(crate) fn random_hex() -> String {
-    let mut buf = [0u8; 6];
-    // Names are made unique by exclusive creation; randomness only avoids
-    // retries, so a failing source degrades to a fixed value.
-    let _ = getrandom::fill(&mut buf);
-    hex::encode(buf)
 }
 
 #[cfg(test)]

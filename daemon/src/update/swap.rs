@@ -46,7 +46,7 @@ use rustix::fs::{CWD, RenameFlags, renameat_with};
 use serde::{Deserialize, Serialize};
 
 use super::layout::{Install, bin_path, pnpm_store_dir, read_manifest, wrapper_target_text};
-use super::stage::{STAGE_PREFIX, random_hex, staged_project, staged_root, staged_shim};
+use super::stage::{STAGE_PREFIX, staged_project, staged_root, staged_shim};
 
 /// The bin entrypoint as a state that can be restored exactly.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -842,7 +842,7 @@ fn restore_tree(backup: &Backup, parked: &Path) -> io::Result<()> {
             ".{}.molt-failed-{}-{}",
             unscoped(&backup.package),
             backup.tag,
-            random_hex()
+            crate::fsutil::random_suffix()
         ),
     );
     rename_noreplace(root, &failed)?;
@@ -921,7 +921,10 @@ fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 
 fn temp_beside(path: &Path) -> PathBuf {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    sibling(path, &format!(".{name}.molt-tmp-{}", random_hex()))
+    sibling(
+        path,
+        &format!(".{name}.molt-tmp-{}", crate::fsutil::random_suffix()),
+    )
 }
 
 #[cfg(test)]
