@@ -175,6 +175,7 @@ pub struct GatewayParts {
 struct Inner {
     identity: Identity,
     paths: StatePaths,
+    runs: crate::update::runs::RunStore,
     config: Mutex<ConfigStore>,
     settings: Mutex<Settings>,
     env: Mutex<Env>,
@@ -217,6 +218,7 @@ impl Gateway {
         Self {
             inner: Arc::new(Inner {
                 identity: parts.identity,
+                runs: crate::update::runs::RunStore::new(parts.paths.runs_path.clone()),
                 paths: parts.paths,
                 config: Mutex::new(parts.config),
                 settings: Mutex::new(parts.settings),
@@ -252,6 +254,11 @@ impl Gateway {
 
     pub fn paths(&self) -> &StatePaths {
         &self.inner.paths
+    }
+
+    /// `update-runs.jsonl`, shared so its newest run is read once per change.
+    pub fn runs(&self) -> &crate::update::runs::RunStore {
+        &self.inner.runs
     }
 
     pub fn install(&self) -> &InstallInfo {
@@ -559,8 +566,7 @@ impl Gateway {
             pending_work: self.pending_work(exclude),
             auto: self.auto_update_state(),
             update_available: self.update_available(),
-            latest_run: crate::update::runs::RunStore::new(self.inner.paths.runs_path.clone())
-                .latest(),
+            latest_run: self.inner.runs.latest(),
             connections: self.inner.connections.load(Ordering::Relaxed),
         }
     }

@@ -19,7 +19,7 @@ use crate::config::PatchError;
 use crate::gateway::{Caller, Gateway, unix_ms};
 use crate::logging;
 use crate::restart::scheduler::{RequesterId, RestartRequest};
-use crate::update::{self, runs::RunStore};
+use crate::update;
 use molt_protocol::method::{UpdateHistoryResult, UpdateStatusParams, UpdateStatusResult};
 use molt_protocol::update::RunTrigger;
 
@@ -76,7 +76,9 @@ pub async fn dispatch(
         Request::UpdateStatus(params) => to_value(update_status(gw, params)?),
         Request::UpdateCheck => to_value(update::check::check(gw).await?),
         Request::UpdateHistory(params) => to_value(UpdateHistoryResult {
-            runs: runs(gw).history(params.limit.unwrap_or(20).clamp(1, 500) as usize),
+            runs: gw
+                .runs()
+                .history(params.limit.unwrap_or(20).clamp(1, 500) as usize),
         }),
         Request::HoldAcquire(params) => hold_acquire(gw, params),
         Request::HoldRelease(params) => to_value(hold_release(gw, params)),
@@ -89,17 +91,13 @@ fn to_value(value: impl Serialize) -> Result<Value, ErrorShape> {
     serde_json::to_value(value).map_err(|e| ErrorShape::internal(e.to_string()))
 }
 
-fn runs(gw: &Gateway) -> RunStore {
-    RunStore::new(gw.paths().runs_path.clone())
-}
-
 /// What runs now (this process's version, not the disk's), the sentinel
 /// and the runs.
 fn update_status(
     gw: &Gateway,
     params: UpdateStatusParams,
 ) -> Result<UpdateStatusResult, ErrorShape> {
-    let store = runs(gw);
+    let store = gw.runs();
     let run = match &params.run_id {
         Some(run_id) => Some(
             store

@@ -15,7 +15,6 @@ use molt_protocol::update::{
 use super::flow::{Plan, Prepared};
 use super::lease::Lease;
 use super::record::{Ended, Run};
-use super::runs::RunStore;
 use super::{Undo, sentinel, undo_path, write_undo};
 use crate::gateway::{Gateway, unix_ms};
 use crate::paths::StatePaths;
@@ -270,7 +269,7 @@ fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
     record.reason = Some(format!("{}: {reason}", sentinel::REASON_RESTART_UNHEALTHY));
     record.updated_at = unix_ms();
     record.finished_at = Some(record.updated_at);
-    if let Err(e) = RunStore::new(paths.runs_path.clone()).record(&record) {
+    if let Err(e) = gw.runs().record(&record) {
         tracing::error!("cannot record the rollback: {e}");
     }
     gw.broadcast(

@@ -31,7 +31,7 @@ impl Run {
         Run {
             record,
             started: Instant::now(),
-            store: RunStore::new(gw.paths().runs_path.clone()),
+            store: gw.runs().clone(),
             gw: gw.clone(),
             timeout,
             dry_run,

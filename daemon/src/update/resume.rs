@@ -16,9 +16,9 @@ use crate::gateway::{Gateway, unix_ms};
 /// Verifies the sentinel and resolves open runs. Problems are logged, never
 /// fatal: the gateway serves either way.
 pub fn resume(gw: &Gateway) {
-    let store = RunStore::new(gw.paths().runs_path.clone());
-    verify_sentinel(gw, &store);
-    resolve_orphans(gw, &store);
+    let store = gw.runs();
+    verify_sentinel(gw, store);
+    resolve_orphans(gw, store);
     remove_leftover_stages(gw);
 }
 

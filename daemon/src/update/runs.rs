@@ -35,6 +35,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use molt_protocol::ids::RunId;
 use molt_protocol::update::RunRecord;
@@ -93,6 +94,33 @@ const MAX_REOPENS: usize = 1000;
 pub struct RunStore {
     path: PathBuf,
     retention: Retention,
+    /// The newest run and the version of the file it was read from: every
+    /// handshake reports it, and the file rarely changes.
+    latest: Arc<Mutex<Option<LatestSeen>>>,
+}
+
+/// The newest run as read from one version of the file.
+type LatestSeen = (FileVersion, Option<RunRecord>);
+
+/// One version of the file: an append changes its length and mtime, a
+/// compaction its inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileVersion {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl FileVersion {
+    fn of(meta: &fs::Metadata) -> Self {
+        FileVersion {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+        }
+    }
 }
 
 impl RunStore {
@@ -106,6 +134,7 @@ impl RunStore {
         Self {
             path: path.into(),
             retention,
+            latest: Arc::default(),
         }
     }
 
@@ -162,9 +191,23 @@ impl RunStore {
         self.load().into_iter().find(|r| &r.run_id == run_id)
     }
 
-    /// The newest run, in its latest state.
+    /// The newest run, in its latest state. Read again only when the file
+    /// changed since the last call (by this process or another).
     pub fn latest(&self) -> Option<RunRecord> {
-        self.load().pop()
+        let version = match fs::metadata(&self.path) {
+            Ok(meta) => FileVersion::of(&meta),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(_) => return self.load().pop(),
+        };
+        let mut cache = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, run)) = cache.as_ref()
+            && *seen == version
+        {
+            return run.clone();
+        }
+        let run = self.load().pop();
+        *cache = Some((version, run.clone()));
+        run
     }
 
     /// Up to `limit` runs, newest first, each in its latest state.
@@ -559,6 +602,21 @@ mod tests {
         assert!(s.history(10).is_empty());
         assert!(s.non_terminal().is_empty());
         assert!(!s.path().exists(), "reading creates nothing");
+    }
+
+    #[test]
+    fn the_newest_run_follows_writes_by_another_store_on_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let reader = store(&dir);
+        let writer = store(&dir);
+        assert_eq!(reader.latest(), None);
+        writer.record(&run("run-1", Running, 1)).unwrap();
+        assert_eq!(reader.latest().unwrap().phase, Running);
+        assert_eq!(reader.latest().unwrap().phase, Running, "from the cache");
+        writer.record(&run("run-1", Verified, 2)).unwrap();
+        assert_eq!(reader.latest().unwrap().phase, Verified);
+        writer.record(&run("run-2", Requested, 3)).unwrap();
+        assert_eq!(reader.latest().unwrap().run_id, RunId::from("run-2"));
     }
 
     #[test]
