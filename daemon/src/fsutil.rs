@@ -109,6 +109,11 @@ pub fn random_suffix() -> String {
     hex::encode(buf)
 }
 
+/// fsyncs the directory holding `path`, so a new name in it is durable.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    sync_dir(parent_dir(path))
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -314,5 +319,19 @@ mod tests {
         fs::write(&file, b"").unwrap();
         let err = ensure_private_dir(&file).unwrap_err();
         assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
+    }
+
+    #[test]
+    fn quarantine_never_overwrites_an_earlier_bad_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, b"first").unwrap();
+        let a = quarantine(&path).unwrap();
+        fs::write(&path, b"second").unwrap();
+        let b = quarantine(&path).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(fs::read(&a).unwrap(), b"first");
+        assert_eq!(fs::read(&b).unwrap(), b"second");
+        assert!(!path.exists());
     }
 }

@@ -327,12 +327,26 @@ impl Gateway {
             .clone()
     }
 
-    pub fn set_update_available(&self, available: Option<UpdateAvailable>) {
-        *self
+    /// Records what the last check found; a newer version than the one
+    /// announced before is logged and broadcast as `update.available`.
+    pub fn announce_update(&self, available: Option<UpdateAvailable>) {
+        let mut current = self
             .inner
             .update_available
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = available;
+            .unwrap_or_else(|e| e.into_inner());
+        if *current == available {
+            return;
+        }
+        *current = available.clone();
+        drop(current);
+        if let Some(available) = available {
+            tracing::info!(
+                current = %available.current_version, latest = %available.latest_version,
+                channel = available.channel.as_str(), "update available"
+            );
+            self.broadcast(EventName::UpdateAvailable, &available);
+        }
     }
 
     pub fn supervisor_info(&self) -> &SupervisorInfo {

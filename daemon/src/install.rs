@@ -23,11 +23,15 @@ fn invoked_path() -> Option<PathBuf> {
     if argv0.components().count() > 1 {
         return std::path::absolute(&argv0).ok();
     }
+    find_on_path(&argv0).or_else(|| std::env::current_exe().ok())
+}
+
+/// The first file named `name` in a `PATH` directory, as a shell finds it.
+pub fn find_on_path(name: impl AsRef<Path>) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|dir| dir.join(&argv0))
+        .map(|dir| dir.join(name.as_ref()))
         .find(|candidate| candidate.is_file())
-        .or_else(|| std::env::current_exe().ok())
 }
 
 /// `invoked` itself, unless it is a package's real binary (not a symlink

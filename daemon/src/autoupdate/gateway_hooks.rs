@@ -4,7 +4,6 @@
 
 use std::future::Future;
 
-use molt_protocol::event::EventName;
 use molt_protocol::update::UpdateAvailable;
 use semver::Version;
 use tokio::task::JoinHandle;
@@ -49,16 +48,7 @@ where
     }
 
     fn notify(&self, available: UpdateAvailable) {
-        // `update.check` may have announced it already.
-        if self.gw.update_available().as_ref() == Some(&available) {
-            return;
-        }
-        self.gw.set_update_available(Some(available.clone()));
-        tracing::info!(
-            current = %available.current_version, latest = %available.latest_version,
-            channel = available.channel.as_str(), "update available"
-        );
-        self.gw.broadcast(EventName::UpdateAvailable, &available);
+        self.gw.announce_update(Some(available));
     }
 }
 

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use molt_protocol::error::{ErrorCode, ErrorShape};
-use molt_protocol::event::EventName;
 use molt_protocol::method::UpdateCheckResult;
 use molt_protocol::update::{Channel, InstallMode, UpdateAvailable};
 
@@ -28,11 +27,7 @@ pub async fn check(gw: &Gateway) -> Result<UpdateCheckResult, ErrorShape> {
             latest_version: latest.to_string(),
             channel,
         });
-    if available.is_some() && gw.update_available() != available {
-        tracing::info!(%latest, ?channel, "update available: {VERSION} → {latest}");
-        gw.broadcast(EventName::UpdateAvailable, &available);
-    }
-    gw.set_update_available(available.clone());
+    gw.announce_update(available.clone());
     Ok(UpdateCheckResult {
         update_available: available,
         current_version: VERSION.to_owned(),

@@ -125,7 +125,12 @@ pub async fn run(
     };
     let mut run = Run::new(gw, record, plan.timeout, plan.dry_run);
 
-    if let Some(reason) = refusal(gw, installed.surface, plan.channel) {
+    if let Some(reason) = refusal(
+        gw,
+        settings.restart_enabled,
+        installed.surface,
+        plan.channel,
+    ) {
         return Ok(run.end(Ended::Skipped, &reason));
     }
     let (Some(root), Some(entrypoint)) = (installed.root.clone(), installed.entrypoint.clone())
@@ -187,7 +192,12 @@ pub async fn run(
 }
 
 /// Why this install cannot be updated from here, before anything changes.
-fn refusal(gw: &Gateway, surface: InstallMode, channel: Channel) -> Option<String> {
+fn refusal(
+    gw: &Gateway,
+    restart_enabled: bool,
+    surface: InstallMode,
+    channel: Channel,
+) -> Option<String> {
     let reason = match surface {
         InstallMode::Unmanaged | InstallMode::Unknown => {
             "unmanaged: this binary was not installed by npm, pnpm, bun or a git checkout; \
@@ -210,7 +220,7 @@ fn refusal(gw: &Gateway, surface: InstallMode, channel: Channel) -> Option<Strin
         gw.supervisor_info().kind,
         SupervisorKind::Systemd | SupervisorKind::Launchd | SupervisorKind::Custom
     );
-    if !gw.settings().restart_enabled && !supervised {
+    if !restart_enabled && !supervised {
         return Some(
             "restart-unavailable: commands.restart is false and no supervisor would start \
              the new version"

@@ -49,10 +49,9 @@ impl GitUndo {
             .previous_branch
             .as_deref()
             .unwrap_or(&self.previous_commit);
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(&self.root)
-            .args(["checkout", "--quiet", target])
+        let argv = git_argv(&self.root, &["checkout", "--quiet", target]);
+        let output = Command::new(&argv[0])
+            .args(&argv[1..])
             .output()
             .map_err(|e| format!("git checkout {target}: {e}"))?;
         if !output.status.success() {
@@ -163,11 +162,13 @@ pub async fn prepare(
         binary: binary.to_path_buf(),
         binary_backup: PathBuf::from(format!("{}{PREVIOUS_SUFFIX}", binary.display())),
     };
-    run.internal("backup", || {
-        std::fs::copy(&undo.binary, &undo.binary_backup)
+    let (from, to) = (undo.binary.clone(), undo.binary_backup.clone());
+    run.internal("backup", move || {
+        std::fs::copy(&from, &to)
             .map(|_| ())
-            .map_err(|e| format!("copying {} aside: {e}", undo.binary.display()))
+            .map_err(|e| format!("copying {} aside: {e}", from.display()))
     })
+    .await
     .map_err(|e| failed(format!("backup-failed: {e}")))?;
 
     let built = checkout_build_verify(run, root, binary, &commit, build, &version).await;
@@ -205,18 +206,11 @@ async fn checkout_build_verify(
     run.command("build", build, Vec::new(), Some(root.to_path_buf()))
         .await
         .map_err(|e| format!("build-failed: {e}"))?;
-    run.internal("verify", || {
-        let printed = stage::run_version(binary)?;
-        let want = format!("moltd {version}");
-        if printed == want {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} --version printed {printed:?}, expected {want:?}",
-                binary.display()
-            ))
-        }
+    let (binary, version) = (binary.to_path_buf(), version.clone());
+    run.internal("verify", move || {
+        stage::check_version(&binary, "moltd", &version)
     })
+    .await
     .map_err(|e| format!("verify-failed: {e}"))
 }
 

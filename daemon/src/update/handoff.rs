@@ -261,14 +261,13 @@ fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
         Ok(None) => {}
         Err(e) => tracing::error!("cannot record the rollback in the sentinel: {e}"),
     }
-    record.phase = if restored.is_ok() {
+    record.reason = Some(format!("{}: {reason}", sentinel::REASON_RESTART_UNHEALTHY));
+    let phase = if restored.is_ok() {
         RunPhase::RolledBack
     } else {
         RunPhase::Failed
     };
-    record.reason = Some(format!("{}: {reason}", sentinel::REASON_RESTART_UNHEALTHY));
-    record.updated_at = unix_ms();
-    record.finished_at = Some(record.updated_at);
+    super::record::advance(&mut record, phase);
     if let Err(e) = gw.runs().record(&record) {
         tracing::error!("cannot record the rollback: {e}");
     }

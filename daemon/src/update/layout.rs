@@ -467,7 +467,8 @@ pub(crate) fn wrapper_target_text(text: &str) -> Option<&str> {
         .find(|rel| rel.contains("/.pnpm/"))
 }
 
-fn unscoped(package: &str) -> &str {
+/// `moltd` for `@molt/moltd`.
+pub(crate) fn unscoped(package: &str) -> &str {
     package.rsplit('/').next().unwrap_or(package)
 }
 

@@ -98,7 +98,7 @@ pub fn lease_path(install_root: &Path) -> PathBuf {
     // (lexically if it does not exist).
     let root = match root.file_name() {
         Some(_) => root,
-        None => fs::canonicalize(&root).unwrap_or_else(|_| lexically_normal(&root)),
+        None => fs::canonicalize(&root).unwrap_or_else(|_| super::swap::lexical(&root)),
     };
     match (root.parent(), root.file_name()) {
         (Some(parent), Some(name)) => {
@@ -111,22 +111,6 @@ pub fn lease_path(install_root: &Path) -> PathBuf {
         // `/`: there is no beside.
         _ => root.join(LEASE_SUFFIX),
     }
-}
-
-/// `a/b/../c/.` → `a/c`, without touching the file system.
-fn lexically_normal(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// What the lease file says: which run holds the install root, and who runs it.

@@ -17,10 +17,7 @@ pub fn tool(mode: InstallMode) -> Option<PathBuf> {
     if !mode.is_package_manager() {
         return None;
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(mode.as_str()))
-        .find(|candidate| candidate.is_file())
+    crate::install::find_on_path(mode.as_str())
 }
 
 /// The registry's answer for `channel`/`tag`, through `tool`.
@@ -58,11 +55,6 @@ pub async fn prepare(
             install.mode
         ))
     })?;
-    // A process that died mid-update left its stage; we hold the lease.
-    for leftover in stage::leftover_stages(&install) {
-        tracing::info!(stage = %leftover.display(), "removing a stage left by an interrupted update");
-        stage::cleanup_stage(&leftover);
-    }
     let version = resolve(
         run,
         &install,
@@ -110,11 +102,17 @@ async fn install_and_swap(
     run.command("install", argv, env, Some(stage.to_path_buf()))
         .await
         .map_err(|e| failed(format!("install-failed: {e}")))?;
-    run.internal("verify", || stage::verify_staged(install, stage, version))
-        .map_err(|e| failed(format!("verify-failed: {e}")))?;
-    let tag = run.record.run_id.as_str().to_owned();
-    run.internal("swap", || {
-        swap::swap(install, stage, &tag).map_err(|e| e.to_string())
+    let (live, staged, target) = (install.clone(), stage.to_path_buf(), version.clone());
+    run.internal("verify", move || {
+        stage::verify_staged(&live, &staged, &target)
     })
+    .await
+    .map_err(|e| failed(format!("verify-failed: {e}")))?;
+    let tag = run.record.run_id.as_str().to_owned();
+    let (live, staged) = (install.clone(), stage.to_path_buf());
+    run.internal("swap", move || {
+        swap::swap(&live, &staged, &tag).map_err(|e| e.to_string())
+    })
+    .await
     .map_err(|e| failed(format!("swap-failed: {e}")))
 }

@@ -43,11 +43,7 @@ impl Run {
     }
 
     pub fn set_phase(&mut self, phase: RunPhase) {
-        self.record.phase = phase;
-        self.record.updated_at = unix_ms();
-        if phase.is_terminal() {
-            self.record.finished_at = Some(self.record.updated_at);
-        }
+        advance(&mut self.record, phase);
         self.save();
         self.progress(None);
     }
@@ -130,15 +126,18 @@ impl Run {
         }
     }
 
-    /// A step molt does itself, recorded like the others.
-    pub fn internal<T>(
+    /// A step molt does itself (file system work, a `--version` run),
+    /// recorded like the others and run on the blocking pool.
+    pub async fn internal<T: Send + 'static>(
         &mut self,
         name: &str,
-        work: impl FnOnce() -> Result<T, String>,
+        work: impl FnOnce() -> Result<T, String> + Send + 'static,
     ) -> Result<T, String> {
         self.step_started(name);
         let started = Instant::now();
-        let result = work();
+        let result = tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|e| Err(format!("{name} did not finish: {e}")));
         let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
         self.step_finished(internal_step(name, started, &outcome));
         result
@@ -175,6 +174,15 @@ impl Run {
             restart: None,
             sentinel: None,
         }
+    }
+}
+
+/// Moves `record` to `phase` now; a terminal phase also ends it.
+pub fn advance(record: &mut RunRecord, phase: RunPhase) {
+    record.phase = phase;
+    record.updated_at = unix_ms();
+    if phase.is_terminal() {
+        record.finished_at = Some(record.updated_at);
     }
 }
 

@@ -9,7 +9,7 @@ use molt_protocol::update::{RunPhase, RunRecord, UpdateStatus};
 
 use super::lease::{self, Lease};
 use super::runs::{RunStore, new_run_id};
-use super::sentinel::{self, Verification};
+use super::sentinel;
 use super::{layout, read_undo, stage, undo_path};
 use crate::gateway::{Gateway, unix_ms};
 
@@ -50,10 +50,11 @@ fn verify_sentinel(gw: &Gateway, store: &RunStore) {
         && let Some(run) = store.get(run_id)
         && !run.phase.is_terminal()
     {
-        let (phase, reason) = match outcome {
-            Verification::Mismatched => (RunPhase::Failed, doc.payload.stats.reason.clone()),
-            _ if ok => (RunPhase::Verified, None),
-            _ => (RunPhase::Failed, doc.payload.stats.reason.clone()),
+        // A mismatch has turned an `ok` sentinel into an error.
+        let (phase, reason) = if ok {
+            (RunPhase::Verified, None)
+        } else {
+            (RunPhase::Failed, doc.payload.stats.reason.clone())
         };
         finish(store, run, phase, reason);
     }
@@ -130,12 +131,10 @@ fn remove_leftover_stages(gw: &Gateway) {
 }
 
 fn finish(store: &RunStore, mut run: RunRecord, phase: RunPhase, reason: Option<String>) {
-    run.phase = phase;
     if reason.is_some() {
         run.reason = reason;
     }
-    run.updated_at = unix_ms();
-    run.finished_at = Some(run.updated_at);
+    super::record::advance(&mut run, phase);
     if let Err(e) = store.record(&run) {
         tracing::error!(run_id = %run.run_id, "cannot record the run's end: {e}");
     }

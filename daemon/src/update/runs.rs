@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use molt_protocol::ids::RunId;
 use molt_protocol::update::RunRecord;
 
-use crate::fsutil::{FILE_MODE, path_error, write_atomic};
+use crate::fsutil::{FILE_MODE, path_error, sync_parent, write_atomic};
 use crate::gateway::unix_ms;
 
 /// When to compact and what to keep.
@@ -351,16 +351,6 @@ fn names_inode(path: &Path, file: &File) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(path_error(e, "stat", path)),
     }
-}
-
-fn sync_parent(path: &Path) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| path_error(e, "fsync directory", dir))
 }
 
 /// Values keyed by run id, in order of each id's first appearance.

@@ -104,19 +104,15 @@ pub fn write(path: &Path, sentinel: &Sentinel) -> Result<(), SentinelError> {
     Ok(())
 }
 
-/// Moves the file at `path` aside (see [`crate::fsutil::quarantine`]).
-pub fn quarantine(path: &Path) -> Result<PathBuf, SentinelError> {
-    Ok(crate::fsutil::quarantine(path)?)
-}
-
 /// What the daemon does at start: the sentinel if there is a usable one.
-/// Unusable content is logged and moved aside ([`quarantine`]); an I/O
+/// Unusable content is logged and moved aside
+/// ([`crate::fsutil::quarantine`]); an I/O
 /// error is logged. Never fails start.
 pub fn read_or_quarantine(path: &Path) -> Option<Sentinel> {
     match read(path) {
         Ok(sentinel) => sentinel,
         Err(err) if err.is_bad_content() => {
-            match quarantine(path) {
+            match crate::fsutil::quarantine(path) {
                 Ok(to) => tracing::warn!("{err}; moved it aside to {}", to.display()),
                 Err(q) => tracing::warn!("{err}; could not move it aside: {q}"),
             }
@@ -319,20 +315,6 @@ mod tests {
         );
         assert!(err.is_bad_content());
         assert!(err.to_string().contains("format version 2"), "{err}");
-    }
-
-    #[test]
-    fn quarantine_never_overwrites_an_earlier_bad_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("restart-sentinel.json");
-        fs::write(&path, b"first").unwrap();
-        let a = quarantine(&path).unwrap();
-        fs::write(&path, b"second").unwrap();
-        let b = quarantine(&path).unwrap();
-        assert_ne!(a, b);
-        assert_eq!(fs::read(&a).unwrap(), b"first");
-        assert_eq!(fs::read(&b).unwrap(), b"second");
-        assert!(!path.exists());
     }
 
     #[test]

@@ -23,16 +23,6 @@ pub const STAGE_PREFIX: &str = ".molt-stage-";
 /// How long the staged binary may take to answer `--version`.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Variables that would make a staged `moltd --version` think it is a
-/// successor or supervised.
-const HANDOFF_VARS: [&str; 5] = [
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    "NOTIFY_SOCKET",
-    crate::restart::inherit::HANDOFF_ENV,
-];
-
 /// The directory stages are created in: on the live tree's filesystem (so
 /// the swap is a rename), outside any directory the manager reads:
 /// npm `P/lib`, bun `P/install`, pnpm `P/global`.
@@ -274,8 +264,17 @@ pub fn verify_staged(
     }
     let binary = fs::canonicalize(&binary).map_err(|e| format!("{}: {e}", binary.display()))?;
     check_staged_shim(install, stage, &binary)?;
-    let printed = run_version(&binary)?;
-    let want = format!("{} {version}", install.bin_name());
+    check_version(&binary, install.bin_name(), version)
+}
+
+/// `<binary> --version` prints `<bin_name> <version>`.
+pub fn check_version(
+    binary: &Path,
+    bin_name: &str,
+    version: &semver::Version,
+) -> Result<(), String> {
+    let printed = run_version(binary)?;
+    let want = format!("{bin_name} {version}");
     if printed != want {
         return Err(format!(
             "{} --version printed {printed:?}, expected {want:?}",
@@ -324,13 +323,14 @@ fn check_staged_shim(install: &Install, stage: &Path, binary: &Path) -> Result<(
 }
 
 /// `<binary> --version`, first stdout line, with a deadline.
-pub(crate) fn run_version(binary: &Path) -> Result<String, String> {
+fn run_version(binary: &Path) -> Result<String, String> {
     let mut cmd = Command::new(binary);
     cmd.arg("--version")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    for var in HANDOFF_VARS {
+    // Nothing may make it think it is a successor or supervised.
+    for var in super::steps::SCRUBBED_ENV {
         cmd.env_remove(var);
     }
     let mut child =

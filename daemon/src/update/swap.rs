@@ -280,7 +280,7 @@ fn retired_paths(backup: &Backup) -> Vec<PathBuf> {
     let Some(parent) = backup.root.parent() else {
         return Vec::new();
     };
-    let base = unscoped(&backup.package);
+    let base = super::layout::unscoped(&backup.package);
     match backup.mode {
         InstallMode::Npm | InstallMode::Bun => {
             let keep = backup.previous_tree.as_deref();
@@ -840,7 +840,7 @@ fn restore_tree(backup: &Backup, parked: &Path) -> io::Result<()> {
         root,
         &format!(
             ".{}.molt-failed-{}-{}",
-            unscoped(&backup.package),
+            super::layout::unscoped(&backup.package),
             backup.tag,
             crate::fsutil::random_suffix()
         ),
@@ -1057,10 +1057,6 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned()
-}
-
-fn unscoped(package: &str) -> &str {
-    package.rsplit('/').next().unwrap_or(package)
 }
 
 /// Entries of a directory, sorted; empty when it cannot be read.

@@ -171,7 +171,6 @@ async fn timeout_kills_the_whole_process_group() {
     let pids = pids(&r);
     assert_eq!(pids.len(), 2, "{:?}", r.stdout_head);
     assert_group_gone(pids[0]);
-    assert!(r.duration_ms < 60_000);
 }
 
 #[tokio::test]
