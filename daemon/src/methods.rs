@@ -10,7 +10,8 @@ use molt_protocol::event::{ConfigChanged, EventName};
 use molt_protocol::method::{
     ConfigGetResult, ConfigPatchParams, ConfigPatchResult, HealthResult, HoldAcquireParams,
     HoldAcquireResult, HoldReleaseParams, HoldReleaseResult, LogsTailParams, LogsTailResult,
-    Method, NoAutoUpdateSetParams, NoAutoUpdateSetResult, RestartRequestParams, RestartScheduled,
+    MAX_RESTART_REASON, Method, NoAutoUpdateSetParams, NoAutoUpdateSetResult, RestartRequestParams,
+    RestartScheduled,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -158,7 +159,6 @@ const RESTART_KEYS: &[&str] = &[
     "gateway.customBindHost",
     "gateway.auth",
 ];
-const MAX_REASON_LEN: usize = 200;
 
 fn restart_request(
     gw: &Gateway,
@@ -168,9 +168,9 @@ fn restart_request(
     let reason = params
         .reason
         .unwrap_or_else(|| "gateway.restart.request".to_owned());
-    if reason.trim().is_empty() || reason.len() > MAX_REASON_LEN {
+    if reason.trim().is_empty() || reason.len() > MAX_RESTART_REASON {
         return Err(ErrorShape::invalid_request(format!(
-            "reason must be 1..={MAX_REASON_LEN} characters"
+            "reason must be 1..={MAX_RESTART_REASON} characters"
         )));
     }
     let request = RestartRequest {

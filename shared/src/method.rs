@@ -99,6 +99,13 @@ pub struct ConfigPatchResult {
     pub restart: Option<RestartScheduled>,
 }
 
+/// The longest `reason` a restart request may give, in bytes.
+pub const MAX_RESTART_REASON: usize = 200;
+/// The longest `note` an update run may carry, in characters.
+pub const MAX_UPDATE_NOTE: usize = 1000;
+/// The longest dist-tag `tag` may name, in characters.
+pub const MAX_DIST_TAG: usize = 64;
+
 /// `gateway.restart.request` params.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

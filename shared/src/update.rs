@@ -112,6 +112,14 @@ pub struct StepRecord {
     pub stderr_tail: String,
 }
 
+impl StepRecord {
+    /// Whether the step failed: anything but exit code 0 (a timeout or a
+    /// signal has none).
+    pub fn failed(&self) -> bool {
+        self.exit_code != Some(0)
+    }
+}
+
 /// `{version}`; null when unknown.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionRef {
@@ -301,6 +309,16 @@ pub struct RunRecord {
     pub updated_at: u64,
     #[serde(default)]
     pub finished_at: Option<u64>,
+}
+
+impl RunRecord {
+    /// The version the run installs: what it reached, else what it aims at.
+    pub fn target_version(&self) -> Option<&str> {
+        self.after
+            .version
+            .as_deref()
+            .or(self.target.version.as_deref())
+    }
 }
 
 /// A newer version than the one running is on the channel.

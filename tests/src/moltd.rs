@@ -33,20 +33,26 @@ impl Ready {
     }
 }
 
+/// Variables that would leak the developer's own gateway (or supervisor)
+/// into a test's moltd or molt.
+pub const GATEWAY_ENV: &[&str] = &[
+    "OPENCLAW_STATE_DIR",
+    "OPENCLAW_CONFIG_PATH",
+    "OPENCLAW_GATEWAY_TOKEN",
+    "OPENCLAW_NO_AUTO_UPDATE",
+    "OPENCLAW_NO_RESPAWN",
+    "NOTIFY_SOCKET",
+    "INVOCATION_ID",
+];
+
 /// A command for moltd on `state`, isolated from the caller's env.
 pub fn command(entrypoint: &Path, state: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(entrypoint);
-    cmd.arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .env_remove("OPENCLAW_GATEWAY_TOKEN")
-        .env_remove("OPENCLAW_CONFIG_PATH")
-        .env_remove("OPENCLAW_STATE_DIR")
-        .env_remove("OPENCLAW_NO_RESPAWN")
-        .env_remove("OPENCLAW_NO_AUTO_UPDATE")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("INVOCATION_ID")
-        .env("MOLT_LOG", "info");
+    cmd.arg("--state-dir").arg(state).args(args);
+    for var in GATEWAY_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.env("MOLT_LOG", "info");
     cmd
 }
 

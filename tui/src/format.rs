@@ -181,7 +181,7 @@ pub fn run_phase(phase: RunPhase) -> &'static str {
 /// `run-1 verified 1.1.0 -> 1.2.0, manual, 3m 10s ago`.
 pub fn run(run: &RunRecord, now_ms: Option<u64>) -> String {
     let version = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".to_owned());
-    let target = run.after.version.clone().or(run.target.version.clone());
+    let target = run.target_version().map(str::to_owned);
     let mut text = format!(
         "{} {} {} -> {}, {}",
         run.run_id,

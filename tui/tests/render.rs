@@ -7,7 +7,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use crossterm::event::{KeyCode, KeyEvent};
 use molt_console::app::{App, Event};
 use molt_console::net::NetEvent;
 use molt_console::ui;
@@ -20,10 +19,6 @@ fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
     terminal
 }
 
-fn key(c: char) -> Event {
-    Event::Key(KeyEvent::from(KeyCode::Char(c)))
-}
-
 #[test]
 fn overview_connected_80x24() {
     let base = Instant::now();
@@ -31,12 +26,6 @@ fn overview_connected_80x24() {
     // Time passes on the console's clock; the uptime follows it.
     app.set_now(base + Duration::from_secs(2));
     insta::assert_snapshot!(draw(&app, 80, 24).backend());
-}
-
-#[test]
-fn overview_connected_120x40() {
-    let app = connected_app(status(), Instant::now());
-    insta::assert_snapshot!(draw(&app, 120, 40).backend());
 }
 
 #[test]
@@ -107,13 +96,6 @@ fn newer_gateway_notice_80x24() {
 }
 
 #[test]
-fn help_overlay_80x24() {
-    let mut app = connected_app(status(), Instant::now());
-    app.handle(key('?'));
-    insta::assert_snapshot!(draw(&app, 80, 24).backend());
-}
-
-#[test]
 fn no_color_uses_no_colors() {
     let mut app = connected_app(status(), Instant::now());
     app.color = false;
@@ -123,18 +105,6 @@ fn no_color_uses_no_colors() {
     for cell in buffer.content() {
         assert_eq!(cell.fg, ratatui::style::Color::Reset, "{cell:?}");
         assert_eq!(cell.bg, ratatui::style::Color::Reset, "{cell:?}");
-    }
-}
-
-#[test]
-fn tiny_terminal_does_not_panic() {
-    let mut app = connected_app(status(), Instant::now());
-    for (w, h) in [(1, 1), (10, 3), (40, 10), (80, 5)] {
-        draw(&app, w, h);
-    }
-    app.handle(key('?'));
-    for (w, h) in [(1, 1), (20, 4), (40, 10)] {
-        draw(&app, w, h);
     }
 }
 

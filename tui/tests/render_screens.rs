@@ -282,7 +282,7 @@ fn help() {
 #[test]
 fn every_screen_fits_a_tiny_terminal_without_panicking() {
     let mut app = running(Instant::now());
-    for screen in ['o', 'h', 'c', 'l', '2'] {
+    for screen in ['o', 'h', 'c', 'l', '2', '?'] {
         app.handle(key(screen));
         for (w, h) in [(1, 1), (20, 5), (40, 10), (80, 24)] {
             draw(&app, w, h);

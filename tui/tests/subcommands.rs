@@ -216,25 +216,11 @@ fn logs_prints_recent_lines_and_follows_new_ones() {
     assert!(patched.contains("deferralTimeoutMs"), "{patched}");
 }
 
-/// Kills the restarted successor (not a child of the test) at the end.
-struct KillPid(Option<u32>);
-
-impl Drop for KillPid {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
 #[test]
 fn restart_follows_the_handoff_to_the_new_process() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let daemon = Daemon::start(&state);
-    let mut successor = KillPid(None);
 
     let (tx, rx) = mpsc::channel();
     let state_dir = state.clone();
@@ -243,7 +229,6 @@ fn restart_follows_the_handoff_to_the_new_process() {
     });
     let output = rx.recv_timeout(PATIENCE).expect("molt restart finished");
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    successor.0 = result["after"]["pid"].as_u64().map(|p| p as u32);
     assert_exit(&output, 0);
     assert_eq!(result["before"]["pid"], daemon.pid);
     assert_ne!(result["after"]["pid"], daemon.pid);

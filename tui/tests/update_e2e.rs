@@ -5,12 +5,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use molt_e2e::PackageManager;
 use molt_e2e::updates::{NEW, OLD, UpdateFixture};
 use serde_json::{Value, json};
-use support::GATEWAY_ENV;
 use support::pty::Console;
 
 #[test]
@@ -47,11 +44,7 @@ fn the_console_runs_an_update_and_shows_the_verified_new_version() {
 }
 
 fn molt_update(state: &std::path::Path, args: &[&str]) -> (i32, Value, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_molt"));
-    for var in GATEWAY_ENV {
-        cmd.env_remove(var);
-    }
-    let out = cmd
+    let out = support::molt()
         .env("OPENCLAW_STATE_DIR", state)
         .args(["update", "--yes", "--json"])
         .args(args)

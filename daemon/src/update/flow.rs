@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use molt_protocol::error::{ErrorShape, UnavailableReason};
 use molt_protocol::ids::RunId;
-use molt_protocol::method::{UpdateRunParams, UpdateRunResult};
+use molt_protocol::method::{MAX_UPDATE_NOTE, UpdateRunParams, UpdateRunResult};
 use molt_protocol::status::SupervisorKind;
 use molt_protocol::update::{
     Channel, InstallMode, RunPhase, RunRecord, RunTarget, RunTrigger, VersionRef,
@@ -26,7 +26,6 @@ use crate::restart::scheduler::RequesterId;
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 const MIN_STEP_TIMEOUT_MS: u64 = 1000;
 const MAX_STEP_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
-const MAX_NOTE_LEN: usize = 1000;
 
 /// Validated `update.run` params.
 pub struct Plan {
@@ -59,10 +58,10 @@ pub fn plan(params: &UpdateRunParams, default_channel: Channel) -> Result<Plan, 
         )));
     }
     if let Some(note) = &params.note
-        && note.chars().count() > MAX_NOTE_LEN
+        && note.chars().count() > MAX_UPDATE_NOTE
     {
         return Err(ErrorShape::invalid_request(format!(
-            "note must be at most {MAX_NOTE_LEN} characters"
+            "note must be at most {MAX_UPDATE_NOTE} characters"
         )));
     }
     Ok(Plan {

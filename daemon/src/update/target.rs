@@ -27,8 +27,7 @@ use serde_json::Value;
 
 /// Longest tag input looked at; anything longer is rejected outright.
 const MAX_INPUT: usize = 256;
-/// npm's limit on dist-tag names is the URL; molt keeps them short.
-pub const MAX_DIST_TAG: usize = 64;
+pub use molt_protocol::method::MAX_DIST_TAG;
 
 /// What the operator asked for with `tag`.
 #[derive(Clone, Debug, PartialEq, Eq)]

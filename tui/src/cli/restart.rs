@@ -1,5 +1,6 @@
 //! `molt restart`: schedule a restart and follow it to the new process.
 
+use molt_protocol::method::MAX_RESTART_REASON;
 use std::io::Write;
 use std::time::Duration;
 
@@ -34,10 +35,10 @@ pub async fn restart(
     args: RestartArgs<'_>,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    if args.reason.trim().is_empty() || args.reason.len() > 200 {
-        return Err(CliError::Usage(
-            "--reason must be 1 to 200 characters".to_owned(),
-        ));
+    if args.reason.trim().is_empty() || args.reason.len() > MAX_RESTART_REASON {
+        return Err(CliError::Usage(format!(
+            "--reason must be 1 to {MAX_RESTART_REASON} characters"
+        )));
     }
     let target = target(overrides)?;
     let (client, mut events) = connect_retrying(&target, Retry::HandoffOnly, PATIENCE).await?;

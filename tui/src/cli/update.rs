@@ -27,7 +27,7 @@ const PREVIEW_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the successor may take to record its verification.
 const VERIFY_PATIENCE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(250);
-const MAX_NOTE: usize = 200;
+use molt_protocol::method::MAX_UPDATE_NOTE as MAX_NOTE;
 
 /// What `molt update` was asked for.
 pub struct UpdateArgs<'a> {
@@ -282,12 +282,7 @@ fn failed(reason: &str, rolled_back: bool, before: &ProcessRef) -> CliError {
 
 /// The failing step's command and the tail of its output, on stderr.
 fn print_failure(result: &UpdateRunResult) {
-    let Some(step) = result
-        .result
-        .steps
-        .iter()
-        .find(|s| s.exit_code.is_some_and(|c| c != 0))
-    else {
+    let Some(step) = result.result.steps.iter().find(|s| s.failed()) else {
         return;
     };
     eprintln!("step {} failed: {}", step.name, step.command);
@@ -350,7 +345,7 @@ mod tests {
     fn bad_input_is_refused_before_connecting() {
         assert!(check_args(&args(Some("0.2.0"), Some("weekly"), true), false).is_ok());
         assert!(check_args(&args(None, None, false), true).is_ok());
-        let long = "x".repeat(201);
+        let long = "x".repeat(MAX_NOTE + 1);
         for bad in [
             args(Some(""), None, true),
             args(Some("1;rm"), None, true),

@@ -76,7 +76,7 @@ fn run_row<'a>(run: &RunRecord, now: Option<u64>, theme: &Theme) -> Line<'a> {
     let versions = format!(
         "{} → {}",
         version(&run.before.version),
-        version(&run.after.version.clone().or(run.target.version.clone()))
+        run.target_version().unwrap_or("?")
     );
     let by = match (run.trigger, &run.actor) {
         (RunTrigger::Auto, _) => "auto".to_owned(),
@@ -128,7 +128,7 @@ fn details<'a>(run: &RunRecord, theme: &Theme) -> Vec<Line<'a>> {
         lines.push(row(theme, "reason", reason.clone(), theme.warn()));
     }
     for step in &run.steps {
-        let failed = step.exit_code.is_some_and(|c| c != 0);
+        let failed = step.failed();
         let exit = match step.exit_code {
             Some(code) if code != 0 => format!("  exit {code}"),
             _ => String::new(),

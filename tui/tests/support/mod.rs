@@ -3,23 +3,11 @@
 
 pub mod pty;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::mpsc;
-use std::time::Duration;
 
-/// Env vars that would leak the developer's own gateway into a test.
-pub const GATEWAY_ENV: &[&str] = &[
-    "OPENCLAW_STATE_DIR",
-    "OPENCLAW_CONFIG_PATH",
-    "OPENCLAW_GATEWAY_TOKEN",
-    "OPENCLAW_NO_AUTO_UPDATE",
-    "OPENCLAW_NO_RESPAWN",
-    "NOTIFY_SOCKET",
-    "INVOCATION_ID",
-];
+pub use molt_e2e::moltd::GATEWAY_ENV;
 
 /// `target/<profile>/moltd`, built once per test binary so it is never stale.
 pub fn moltd_path() -> &'static Path {
@@ -47,81 +35,43 @@ pub fn moltd_path() -> &'static Path {
     })
 }
 
-/// A running `moltd`; killed on drop.
+/// A running `moltd` on its own state dir (registry checks off); it and
+/// any successor are stopped on drop.
 pub struct Daemon {
-    pub child: Child,
     pub addr: String,
     pub version: String,
     pub pid: u32,
+    moltd: molt_e2e::moltd::Moltd,
 }
 
 impl Daemon {
     /// Starts `moltd --port 0 --state-dir <dir>` and waits for its READY line.
     pub fn start(state_dir: &Path) -> Daemon {
-        let stderr = std::fs::File::create(state_dir.with_extension("moltd-stderr.log"))
-            .expect("stderr log file");
-        let mut command = Command::new(moltd_path());
-        command
-            .args(["--port", "0", "--state-dir"])
-            .arg(state_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .env("MOLT_LOG", "debug");
-        for var in GATEWAY_ENV {
-            command.env_remove(var);
-        }
-        let mut child = command.spawn().expect("spawn moltd");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("moltd printed no READY line");
-            }
-        };
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        assert!(
-            parts.len() == 4 && parts[0] == "READY",
-            "unexpected first line from moltd: {line:?}"
-        );
+        std::fs::create_dir_all(state_dir).expect("state dir");
+        molt_e2e::moltd::write_config(state_dir, serde_json::json!({}));
+        let mut command = molt_e2e::moltd::command(moltd_path(), state_dir, &["--port", "0"]);
+        command.env("MOLT_LOG", "debug");
+        let moltd = molt_e2e::moltd::Moltd::spawn(command);
         Daemon {
-            addr: parts[1].to_owned(),
-            version: parts[2].to_owned(),
-            pid: parts[3].parse().expect("pid"),
-            child,
+            addr: moltd.first.addr.clone(),
+            version: moltd.first.version.clone(),
+            pid: moltd.first.pid,
+            moltd,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        self.moltd.first.url()
     }
 
     /// SIGTERM: the daemon drains and closes sessions with 1001. Does not
     /// wait; the daemon's close handshake needs our side to keep running.
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        molt_e2e::moltd::Moltd::signal(self.pid, "TERM");
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The token moltd generated and stored in the config on first start.
+/// The token in the state dir's config.
 pub fn stored_token(state_dir: &Path) -> String {
     let text = std::fs::read_to_string(state_dir.join("openclaw.json")).expect("config");
     let config: serde_json::Value = serde_json::from_str(&text).expect("config JSON");

@@ -6,8 +6,7 @@ use molt_protocol::update::UpdateStatus;
 use crate::app::keymap::TextKey;
 
 /// Longest note or target the console sends.
-pub(super) const MAX_NOTE: usize = 200;
-pub(super) const MAX_TAG: usize = 64;
+pub(super) use molt_protocol::method::{MAX_DIST_TAG as MAX_TAG, MAX_UPDATE_NOTE as MAX_NOTE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Choice {

@@ -59,17 +59,11 @@ impl StepView {
     }
 
     pub fn failed(&self) -> bool {
-        let code = self
-            .exit_code
-            .or(self.record.as_ref().and_then(|r| r.exit_code));
-        let abnormal = self.record.as_ref().is_some_and(|r| {
-            !matches!(
-                r.termination,
-                molt_protocol::update::Termination::Exited
-                    | molt_protocol::update::Termination::Internal
-            )
-        });
-        code.is_some_and(|c| c != 0) || abnormal
+        match &self.record {
+            Some(record) => record.failed(),
+            // Only the progress event so far.
+            None => self.exit_code.is_some_and(|c| c != 0),
+        }
     }
 }
 

@@ -114,11 +114,7 @@ pub(super) fn judge(
     if let Some(record) = record_for(run.run_id.as_ref(), answer) {
         run.record_steps(&record.steps, now);
         if run.target.is_none() {
-            run.target = record
-                .after
-                .version
-                .clone()
-                .or(record.target.version.clone());
+            run.target = record.target_version().map(str::to_owned);
         }
         if record.phase == RunPhase::Restarting && run.stage == RunStage::Running {
             run.stage = RunStage::Restarting;
