@@ -4,16 +4,14 @@
 //! client → the new pid's first `health` answer on a fresh connection),
 //! request→READY, and what the run leaves behind (processes, fds, memory).
 
-use std::io::ErrorKind;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
+
+use molt_e2e::restarts::Probe;
 
 use crate::client::Client;
 use crate::moltd::{self, Running, TOKEN};
@@ -27,7 +25,6 @@ const OPENCLAW_REFUSING_MS: f64 = 70_000.0;
 const TARGET_GAP_P50_MS: f64 = 50.0;
 
 /// The prober's pause between connects.
-const PROBE_EVERY: Duration = Duration::from_millis(1);
 /// Bounds each wait of a handoff so a stuck one fails the run.
 const STEP_WAIT: Duration = Duration::from_secs(20);
 
@@ -352,81 +349,6 @@ async fn first_answer(addr: &str, old: u32) -> Result<Answer> {
     }
 }
 
-/// What the prober saw.
-#[derive(Debug, Default)]
-pub(crate) struct Probed {
-    pub(crate) attempts: u64,
-    pub(crate) refused: u64,
-    failed: u64,
-    /// First failed connect → the next successful one, the longest.
-    longest_outage: Duration,
-    first_error: Option<String>,
-}
-
-/// A thread that connects to the gateway's address every ~1 ms until
-/// finished (or dropped).
-pub(crate) struct Probe {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Probed>>,
-}
-
-impl Probe {
-    pub(crate) fn start(addr: SocketAddr) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut probed = Probed::default();
-            let mut down_since: Option<Instant> = None;
-            while !flag.load(Ordering::Relaxed) {
-                let at = Instant::now();
-                probed.attempts += 1;
-                match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-                    Ok(_) => {
-                        if let Some(since) = down_since.take() {
-                            probed.longest_outage = probed.longest_outage.max(at - since);
-                        }
-                    }
-                    Err(e) => {
-                        if e.kind() == ErrorKind::ConnectionRefused {
-                            probed.refused += 1;
-                        } else {
-                            probed.failed += 1;
-                        }
-                        probed.first_error.get_or_insert_with(|| e.to_string());
-                        down_since.get_or_insert(at);
-                    }
-                }
-                std::thread::sleep(PROBE_EVERY);
-            }
-            if let Some(since) = down_since {
-                probed.longest_outage = probed.longest_outage.max(since.elapsed());
-            }
-            probed
-        });
-        Self {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    pub(crate) fn finish(mut self) -> Probed {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,23 +356,5 @@ mod tests {
     #[test]
     fn defaults_to_fifty_restarts() {
         assert_eq!(Args::defaults().restarts, 50);
-    }
-
-    #[test]
-    fn the_prober_counts_refusals_and_the_outage() {
-        // A port nobody listens on: bind, note it, close.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let probe = Probe::start(addr);
-        std::thread::sleep(Duration::from_millis(30));
-        let probed = probe.finish();
-        assert!(probed.attempts > 0);
-        assert_eq!(probed.refused, probed.attempts, "{probed:?}");
-        assert!(
-            probed.longest_outage >= Duration::from_millis(20),
-            "{probed:?}"
-        );
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
 use molt_e2e::moltd::{Moltd, command};
+use molt_e2e::restarts::Probe;
 use molt_e2e::updates::{NEW, OLD, UpdateFixture};
 use molt_e2e::{PackageManager, versions};
 use molt_protocol::method::UpdateRunResult;
@@ -20,7 +21,6 @@ use serde_json::json;
 
 use crate::client::Client;
 use crate::report::{Figure, Section, Unit};
-use crate::restart::Probe;
 use crate::stats::Summary;
 
 /// OpenClaw's swap alone, measured on this kind of machine (its restart

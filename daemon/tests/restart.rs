@@ -43,7 +43,7 @@ async fn a_forced_restart_hands_off_without_refusing_a_connection() {
         .into_result()
         .unwrap();
     assert_eq!(health["pid"], next.pid);
-    let (ok, refused) = probe.finish();
+    let (ok, refused) = probe.finish().counts();
     assert_eq!(refused, 0, "connections refused during the handoff");
     assert!(ok > 0);
 

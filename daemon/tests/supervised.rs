@@ -129,7 +129,7 @@ async fn socket_activation_keeps_the_port_open_across_a_supervised_restart() {
         .unwrap();
     assert_eq!(health["pid"], second.first.pid);
 
-    let (ok, refused) = probe.finish();
+    let (ok, refused) = probe.finish().counts();
     assert_eq!(refused, 0, "connections refused across the restart");
     assert!(ok > 0);
     assert_eq!(moltd::serving(state), vec![second.first.pid]);
@@ -252,7 +252,7 @@ async fn an_exec_restart_keeps_the_pid_and_the_port() {
         "the new image records itself in the lock file"
     );
 
-    let (ok, refused) = probe.finish();
+    let (ok, refused) = probe.finish().counts();
     assert_eq!(refused, 0, "connections refused across the exec");
     assert!(ok > 0);
     assert_eq!(moltd::serving(state), vec![first.pid]);

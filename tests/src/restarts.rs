@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use molt_protocol::status::StatusResult;
@@ -77,47 +77,113 @@ pub async fn wait_for_failure(ready: &Ready) -> String {
     }
 }
 
-/// Connects to `addr` every ~2 ms until stopped; counts refusals.
+/// How often the prober connects.
+pub const PROBE_EVERY: Duration = Duration::from_millis(1);
+
+/// What the prober saw.
+#[derive(Debug, Default)]
+pub struct Probed {
+    pub attempts: u64,
+    /// Connects refused (ECONNREFUSED): nobody listened.
+    pub refused: u64,
+    /// Connects that failed otherwise.
+    pub failed: u64,
+    /// First failed connect → the next successful one, the longest.
+    pub longest_outage: Duration,
+    pub first_error: Option<String>,
+}
+
+impl Probed {
+    /// `(connected, failed for any reason)`.
+    pub fn counts(&self) -> (u64, u64) {
+        let failed = self.refused + self.failed;
+        (self.attempts - failed, failed)
+    }
+}
+
+/// A thread that connects to `addr` every [`PROBE_EVERY`] (at least once)
+/// until finished or dropped.
 pub struct Probe {
     stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    refused: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Probed>>,
 }
 
 impl Probe {
-    pub fn start(addr: SocketAddr) -> Probe {
-        let (stop, ok, refused) = Default::default();
-        let (s, o, r): (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicU64>) =
-            (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&refused));
+    pub fn start(addr: SocketAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
-            // Bounded: at most ~2 minutes of probing.
-            for _ in 0..60_000 {
-                if s.load(Ordering::Relaxed) {
+            let mut probed = Probed::default();
+            let mut down_since: Option<Instant> = None;
+            loop {
+                let at = Instant::now();
+                probed.attempts += 1;
+                match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                    Ok(_) => {
+                        if let Some(since) = down_since.take() {
+                            probed.longest_outage = probed.longest_outage.max(at - since);
+                        }
+                    }
+                    Err(e) => {
+                        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                            probed.refused += 1;
+                        } else {
+                            probed.failed += 1;
+                        }
+                        probed.first_error.get_or_insert_with(|| e.to_string());
+                        down_since.get_or_insert(at);
+                    }
+                }
+                if flag.load(Ordering::Relaxed) {
                     break;
                 }
-                match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-                    Ok(_) => o.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => r.fetch_add(1, Ordering::Relaxed),
-                };
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(PROBE_EVERY);
             }
+            if let Some(since) = down_since {
+                probed.longest_outage = probed.longest_outage.max(since.elapsed());
+            }
+            probed
         });
-        Probe {
+        Self {
             stop,
-            ok,
-            refused,
             thread: Some(thread),
         }
     }
 
-    /// Stops probing; `(connected, refused)`.
-    pub fn finish(mut self) -> (u64, u64) {
+    /// Stops probing and says what was seen.
+    pub fn finish(mut self) -> Probed {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap();
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
-        )
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prober_counts_refusals_and_the_outage() {
+        // A port nobody listens on: bind, note it, close.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let probed = Probe::start(addr).finish();
+        assert!(probed.attempts > 0);
+        assert_eq!(probed.refused, probed.attempts, "{probed:?}");
+        assert_eq!(probed.counts(), (0, probed.attempts));
+        assert!(probed.longest_outage > Duration::ZERO, "{probed:?}");
     }
 }

@@ -66,7 +66,7 @@ async fn updates_and_proves_the_new_version(manager: PackageManager) {
     assert_eq!(successor.version, NEW);
     assert_ne!(successor.pid, old_pid);
     wait_gone(old_pid);
-    let (connected, refused) = probe.finish();
+    let (connected, refused) = probe.finish().counts();
     assert_eq!(
         refused, 0,
         "{manager}: refused connections during the update"
@@ -263,7 +263,7 @@ async fn a_version_that_dies_at_start_is_rolled_back() {
     assert!(!result.ok, "{result:#?}");
     assert_eq!(result.result.status, UpdateStatus::Error);
     assert_eq!(result.result.reason.as_deref(), Some("restart-unhealthy"));
-    let (_, refused) = probe.finish();
+    let (_, refused) = probe.finish().counts();
     assert_eq!(refused, 0, "the old process kept serving");
 
     let health: HealthResult = c.request("health", json!({})).await.into_result().unwrap();
