@@ -15,11 +15,10 @@
 //! processes, and the kernel drops the lock if a process dies inside the
 //! critical section.
 //!
-//! The flock is *not* held for the run's duration: a run outlives the
-//! process that started it (the successor finishes it after the restart), and
-//! under a supervisor no file descriptor passes from the old process to the
-//! new one. So ownership is data in the file, and a dead owner is detected
-//! from that data. The alternative, `create_new` + `hard_link` with unlink on
+//! The flock is *not* held for the run's duration: ownership is data in the
+//! file, so a second requester reads who holds it (run id, pid) and answers
+//! busy at once instead of waiting, and a dead owner is detected from that
+//! data. The alternative, `create_new` + `hard_link` with unlink on
 //! release, needs a second mechanism anyway to reclaim a dead owner's file
 //! without two reclaimers deleting each other's fresh lease.
 //!
@@ -55,8 +54,8 @@
 //! died (e.g. one that exited for a supervised restart) is reclaimed by the
 //! next [`Lease::acquire`].
 //!
-//! All functions block (flock, small reads and writes); call them from
-//! `spawn_blocking` in async code.
+//! All functions block briefly (an flock held for a few small reads and
+//! writes).
 
 use std::ffi::OsString;
 use std::fs::{self, File};
