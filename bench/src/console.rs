@@ -4,7 +4,6 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ pub struct Args {
 
 impl Args {
     pub fn defaults() -> Self {
-        Self { rounds: 20 }
+        <Self as clap::Parser>::parse_from(["console"])
     }
 }
 
@@ -141,15 +140,7 @@ pub fn run(moltd: &Path, build: bool, args: &Args) -> Result<Section> {
 /// `molt` beside `moltd` (built first unless `build` is false).
 fn locate_molt(moltd: &Path, build: bool) -> Result<PathBuf> {
     if build {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--quiet", "-p", "molt-console"])
-            .status()
-            .context("running cargo build --release -p molt-console")?;
-        ensure!(
-            status.success(),
-            "cargo build --release -p molt-console failed: {status}"
-        );
+        crate::moltd::build_release("molt-console")?;
     }
     let molt = moltd.with_file_name("molt");
     ensure!(

@@ -32,16 +32,7 @@ pub fn locate(explicit: Option<PathBuf>, build: bool) -> Result<PathBuf> {
     }
     let root = workspace_root();
     if build {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "--quiet", "-p", "molt-daemon"])
-            .current_dir(root)
-            .status()
-            .context("running cargo build --release -p molt-daemon")?;
-        ensure!(
-            status.success(),
-            "cargo build --release -p molt-daemon failed: {status}"
-        );
+        build_release("molt-daemon")?;
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -53,6 +44,22 @@ pub fn locate(explicit: Option<PathBuf>, build: bool) -> Result<PathBuf> {
         path.display()
     );
     Ok(path)
+}
+
+/// `cargo build --release -p <package>` in the workspace, wherever the
+/// bench was started from.
+pub fn build_release(package: &str) -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "-p", package])
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("running cargo build --release -p {package}"))?;
+    ensure!(
+        status.success(),
+        "cargo build --release -p {package} failed: {status}"
+    );
+    Ok(())
 }
 
 /// `moltd --version`, e.g. "0.1.0".
@@ -201,19 +208,7 @@ impl Running {
     /// Live moltd processes serving this state dir: the first and every
     /// successor that has not exited.
     pub fn serving(&self) -> Vec<u32> {
-        let needle = self.state.to_string_lossy().into_owned();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        let mut pids: Vec<u32> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|pid| {
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                cmdline.contains("moltd") && cmdline.contains(&needle) && alive(*pid)
-            })
-            .collect();
+        let mut pids = molt_e2e::moltd::serving(&self.state);
         pids.sort_unstable();
         pids
     }
@@ -279,13 +274,7 @@ pub fn fds(pid: u32) -> Result<Vec<String>> {
     Ok(kinds)
 }
 
-/// Whether `pid` is a live process (not gone, not a zombie).
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-        !state.starts_with('Z') && !state.starts_with('X')
-    })
-}
+pub use molt_e2e::moltd::alive;
 
 /// One line of `/proc/<pid>/task/<tid>/schedstat`: time on a CPU, time
 /// runnable but waiting for one, and how many times it was scheduled in.

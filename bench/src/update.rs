@@ -39,10 +39,7 @@ pub struct Args {
 
 impl Args {
     pub fn defaults() -> Self {
-        Self {
-            rounds: 5,
-            managers: vec!["npm".into(), "pnpm".into(), "bun".into()],
-        }
+        <Self as clap::Parser>::parse_from(["update"])
     }
 }
 

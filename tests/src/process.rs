@@ -92,12 +92,16 @@ impl Captured {
     /// to reach end of file (a grandchild may keep the pipe open: never
     /// block on it).
     pub(crate) fn take(self) -> String {
-        let grace = Instant::now() + Duration::from_secs(5);
-        while !self.reader.is_finished() && Instant::now() < grace {
+        self.wait_for_eof(Duration::from_secs(5));
+        self.snapshot()
+    }
+
+    /// Waits up to `grace` for the reader to reach end of file.
+    pub(crate) fn wait_for_eof(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while !self.reader.is_finished() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(5));
         }
-        let buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
-        String::from_utf8_lossy(&buf).into_owned()
     }
 }
 

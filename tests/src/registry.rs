@@ -140,8 +140,9 @@ impl Registry {
                 .try_wait()
                 .map_err(|e| StartError::Other(e.into()))?
             {
-                // Give the readers a moment to collect the last words.
-                thread::sleep(Duration::from_millis(50));
+                // Its last words are still in the pipes.
+                self.stdout.wait_for_eof(Duration::from_secs(2));
+                self.stderr.wait_for_eof(Duration::from_secs(2));
                 let log = self.output();
                 let err = anyhow::anyhow!(
                     "verdaccio exited during start-up ({status}) on port {}:\n{log}",
@@ -211,17 +212,8 @@ impl Registry {
         format!("http://127.0.0.1:{}/", self.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
-    }
-
-    /// Token of the publishing user.
-    pub fn token(&self) -> &str {
-        &self.token
     }
 
     pub fn tools(&self) -> &Tools {
@@ -252,16 +244,6 @@ impl Registry {
 
     pub fn pnpm_state(&self) -> PathBuf {
         self.dir.join("cache/pnpm-state")
-    }
-
-    /// Writes `<dir>/.npmrc` pointing at this registry with the publishing
-    /// user's token, and returns its path.
-    pub fn npmrc(&self, dir: &Path) -> Result<PathBuf> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(".npmrc");
-        std::fs::write(&path, self.npmrc_contents())
-            .with_context(|| format!("write {}", path.display()))?;
-        Ok(path)
     }
 
     fn npmrc_contents(&self) -> String {

@@ -7,7 +7,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use molt_protocol::method::{UpdateRunResult, UpdateStatusResult};
+use molt_protocol::method::{UpdateHistoryResult, UpdateRunResult, UpdateStatusResult};
+use molt_protocol::update::RunRecord;
 use serde_json::{Value, json};
 
 use crate::client::Client;
@@ -30,10 +31,16 @@ pub struct UpdateFixture {
 impl UpdateFixture {
     /// A registry with real moltd builds of [`OLD`] and [`NEW`] (`latest`).
     pub fn start() -> Result<UpdateFixture> {
-        Self::start_with(&[
-            (OLD, versions::moltd_binary(OLD)?),
-            (NEW, versions::moltd_binary(NEW)?),
-        ])
+        let tmp = tempfile::tempdir()?;
+        let registry = Registry::start(tmp.path())?;
+        for version in [OLD, NEW] {
+            publish(
+                &registry,
+                &versions::packed_moltd(version, DEFAULT_PACKAGE)?,
+                None,
+            )?;
+        }
+        Ok(UpdateFixture { tmp, registry })
     }
 
     /// A registry with these `(version, binary)` builds published in
@@ -62,20 +69,11 @@ impl UpdateFixture {
     }
 
     /// Publishes a build of `version` (dist-tag `broken`, so `latest`
-    /// stays) whose binary answers `--version` and exits 1 for anything
-    /// else: it installs and verifies, then dies at start.
+    /// stays) that answers `--version` and refuses every other argument:
+    /// it installs and verifies, then dies at start.
     pub fn publish_broken(&self, version: &str) -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
         let path = self.tmp.path().join(format!("broken-{version}/moltd"));
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        std::fs::write(
-            &path,
-            format!(
-                "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'moltd {version}'; exit 0; }}\n\
-                 echo 'moltd {version}: broken build' >&2\nexit 1\n"
-            ),
-        )?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        crate::write_fake_moltd(&path, version)?;
         self.publish_binary(&path, version, Some("broken"))
     }
 
@@ -140,6 +138,26 @@ pub async fn update_run(
     params: Value,
 ) -> Result<UpdateRunResult, molt_protocol::error::ErrorShape> {
     client.request("update.run", params).await.into_result()
+}
+
+/// `update.history`: the runs, newest first.
+pub async fn update_history(client: &mut Client) -> Vec<RunRecord> {
+    let history: UpdateHistoryResult = client
+        .request("update.history", json!({}))
+        .await
+        .into_result()
+        .expect("update.history answers");
+    history.runs
+}
+
+/// The names of a run's steps, in order.
+pub fn step_names(result: &UpdateRunResult) -> Vec<&str> {
+    result
+        .result
+        .steps
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect()
 }
 
 pub async fn update_status(client: &mut Client) -> UpdateStatusResult {

@@ -31,11 +31,9 @@ fn build(version: &str, release: bool) -> Result<PathBuf> {
         "e2e-versions"
     });
     std::fs::create_dir_all(&target)?;
-    let cached = target
-        .join("bins")
-        .join(source_fingerprint(&root)?)
-        .join(version)
-        .join("moltd");
+    let bins = target.join("bins");
+    let fingerprint = source_fingerprint(&root)?;
+    let cached = bins.join(&fingerprint).join(version).join("moltd");
     if cached.is_file() {
         return Ok(cached);
     }
@@ -67,6 +65,29 @@ fn build(version: &str, release: bool) -> Result<PathBuf> {
     let tmp = dir.join(".moltd.tmp");
     std::fs::copy(&built, &tmp)?;
     std::fs::rename(&tmp, &cached)?;
+    // Builds of older sources are never used again.
+    for entry in std::fs::read_dir(&bins)?.flatten() {
+        if entry.file_name() != fingerprint.as_str() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(cached)
+}
+
+/// The npm package of [`moltd_binary`]`(version)` named `package`, packed
+/// once and kept beside the cached binary.
+pub fn packed_moltd(version: &str, package: &str) -> Result<PathBuf> {
+    let binary = moltd_binary(version)?;
+    let dir = binary.parent().expect("cache path has a parent");
+    let name = package.trim_start_matches('@').replace('/', "-");
+    let cached = dir.join(format!("{name}-{version}.tgz"));
+    if cached.is_file() {
+        return Ok(cached);
+    }
+    // Packed in a private dir and renamed: parallel tests may race here.
+    let work = tempfile::tempdir_in(dir)?;
+    let tarball = crate::pack_moltd(&binary, version, work.path(), package)?;
+    std::fs::rename(&tarball, &cached)?;
     Ok(cached)
 }
 

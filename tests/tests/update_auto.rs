@@ -9,8 +9,8 @@ use molt_e2e::client::Client;
 use molt_e2e::moltd::{Moltd, command, write_config};
 use molt_e2e::restarts::{READY_WAIT, client, force_restart};
 use molt_e2e::tree::{same_tree, snapshot};
-use molt_e2e::updates::{NEW, OLD, UpdateFixture, update_status};
-use molt_protocol::method::{LogsTailResult, UpdateHistoryResult};
+use molt_e2e::updates::{NEW, OLD, UpdateFixture, update_history, update_status};
+use molt_protocol::method::LogsTailResult;
 use molt_protocol::status::{EnvSource, StatusResult};
 use molt_protocol::update::{RunPhase, RunTrigger};
 use serde_json::{Value, json};
@@ -88,12 +88,8 @@ async fn the_kill_switch_in_the_process_env_blocks_it_and_hints_go_on() {
     assert_eq!(status.pid, moltd.first.pid);
     let available = status.update_available.expect("the hint still shows");
     assert_eq!(available.latest_version, NEW);
-    let history: UpdateHistoryResult = c
-        .request("update.history", json!({}))
-        .await
-        .into_result()
-        .unwrap();
-    assert!(history.runs.is_empty(), "{:#?}", history.runs);
+    let runs = update_history(&mut c).await;
+    assert!(runs.is_empty(), "{:#?}", runs);
     same_tree(&before, &snapshot(&global.prefix).unwrap()).unwrap();
 
     // The method cannot undo a process-env switch, and says why.

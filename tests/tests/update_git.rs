@@ -15,7 +15,7 @@ use std::process::Command;
 use molt_e2e::moltd::{Moltd, command, write_config};
 use molt_e2e::process::{COMMAND_TIMEOUT, run};
 use molt_e2e::restarts::{READY_WAIT, client};
-use molt_e2e::updates::{NEW, OLD, update_run, update_status};
+use molt_e2e::updates::{NEW, OLD, step_names, update_run, update_status};
 use molt_e2e::versions::moltd_binary;
 use molt_protocol::method::HoldAcquireResult;
 use molt_protocol::status::StatusResult;
@@ -171,12 +171,7 @@ async fn a_checkout_fetches_builds_waits_for_holds_and_restarts_verified() {
         .unwrap();
     assert!(result.ok, "{result:#?}");
     assert_eq!(result.result.after.version.as_deref(), Some(NEW));
-    let names: Vec<&str> = result
-        .result
-        .steps
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let names = step_names(&result);
     for step in ["clean", "fetch", "checkout", "build", "verify"] {
         assert!(names.contains(&step), "{step} missing from {names:?}");
     }

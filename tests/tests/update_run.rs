@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use molt_e2e::moltd::{Moltd, alive};
 use molt_e2e::restarts::{Probe, READY_WAIT, client};
 use molt_e2e::tree::{no_stage_paths, same_tree, snapshot};
-use molt_e2e::updates::{NEW, OLD, UpdateFixture, serving_client, update_run, update_status};
+use molt_e2e::updates::{
+    NEW, OLD, UpdateFixture, serving_client, step_names, update_history, update_run, update_status,
+};
 use molt_e2e::{PackageManager, dist_tag_add};
 use molt_protocol::error::UnavailableReason;
 use molt_protocol::method::HealthResult;
@@ -52,12 +54,7 @@ async fn updates_and_proves_the_new_version(manager: PackageManager) {
     assert!(result.ok, "{manager}: {result:#?}");
     assert_eq!(result.result.status, UpdateStatus::Ok);
     assert_eq!(result.result.after.version.as_deref(), Some(NEW));
-    let names: Vec<&str> = result
-        .result
-        .steps
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let names = step_names(&result);
     assert_eq!(names, ["resolve", "install", "verify", "swap"], "{manager}");
 
     let successor = moltd
@@ -151,12 +148,8 @@ async fn a_tag_downgrades_and_beta_follows_the_fallback_rule() {
     assert_eq!(plan.result.after.version.as_deref(), Some(OLD));
 
     // Dry runs leave no record.
-    let history: molt_protocol::method::UpdateHistoryResult = c
-        .request("update.history", json!({}))
-        .await
-        .into_result()
-        .unwrap();
-    assert!(history.runs.is_empty(), "{:#?}", history.runs);
+    let runs = update_history(&mut c).await;
+    assert!(runs.is_empty(), "{:#?}", runs);
 
     let result = update_run(&mut c, json!({"tag": OLD})).await.unwrap();
     assert!(result.ok, "{result:#?}");
@@ -314,12 +307,8 @@ async fn ten_concurrent_runs_install_once() {
     }
     let successor = moltd.next_ready(READY_WAIT).unwrap();
     let mut c = serving_client(&successor).await;
-    let history: molt_protocol::method::UpdateHistoryResult = c
-        .request("update.history", json!({}))
-        .await
-        .into_result()
-        .unwrap();
-    assert_eq!(history.runs.len(), 1, "{:#?}", history.runs);
+    let runs = update_history(&mut c).await;
+    assert_eq!(runs.len(), 1, "{:#?}", runs);
 }
 
 /// The processes of the install step still running in `stage` (its
@@ -380,12 +369,8 @@ async fn kill_9_mid_install_is_resolved_at_the_next_start() {
     let version = restarted.first.version.clone();
     assert!(version == OLD || version == NEW, "{version}");
     let mut c = client(&restarted.first).await;
-    let history: molt_protocol::method::UpdateHistoryResult = c
-        .request("update.history", json!({}))
-        .await
-        .into_result()
-        .unwrap();
-    let run = &history.runs[0];
+    let runs = update_history(&mut c).await;
+    let run = &runs[0];
     assert!(run.phase.is_terminal(), "{run:#?}");
     let expected = if version == NEW {
         RunPhase::Verified
