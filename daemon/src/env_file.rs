@@ -27,15 +27,6 @@ impl Env {
         Self { process, file }
     }
 
-    /// Snapshots the process env and reads `env_path` (missing = empty).
-    /// Non-UTF-8 process variables are skipped; none of ours can be one.
-    pub fn load(env_path: &Path) -> io::Result<Self> {
-        let process = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        Ok(Self::new(process, read_env_file(env_path)?))
-    }
-
     /// The process value if the variable is set (even to ""), else the file's.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.process
@@ -364,14 +355,17 @@ I = spaced value
     }
 
     #[test]
-    fn load_reads_the_file_and_missing_file_is_empty() {
+    fn the_file_is_read_and_a_missing_file_is_empty() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env");
         assert!(read_env_file(&path).unwrap().is_empty());
         std::fs::write(&path, "MOLT_TEST_ONLY_IN_FILE_7f3a=1\n").unwrap();
-        let env = Env::load(&path).unwrap();
+        let env = Env::new(HashMap::new(), read_env_file(&path).unwrap());
         assert_eq!(env.get("MOLT_TEST_ONLY_IN_FILE_7f3a"), Some("1"));
-        assert_eq!(env.source("PATH"), Some(EnvSource::ProcessEnv));
+        assert_eq!(
+            env.source("MOLT_TEST_ONLY_IN_FILE_7f3a"),
+            Some(EnvSource::EnvFile)
+        );
     }
 
     #[test]

@@ -197,7 +197,6 @@ struct Inner {
     events: broadcast::Sender<Arc<Broadcast>>,
     holds: Mutex<Holds>,
     connections: AtomicU32,
-    in_flight: AtomicU32,
     next_conn: AtomicU32,
     stop_reason: Mutex<Option<StopReason>>,
     /// Cancelled when the gateway stops accepting.
@@ -238,7 +237,6 @@ impl Gateway {
                 events: broadcast::channel(EVENT_BUS_CAPACITY).0,
                 holds: Mutex::new(Holds::default()),
                 connections: AtomicU32::new(0),
-                in_flight: AtomicU32::new(0),
                 next_conn: AtomicU32::new(0),
                 stop_reason: Mutex::new(None),
                 stopping: CancellationToken::new(),
@@ -416,8 +414,8 @@ impl Gateway {
     pub fn request_guard(&self, conn: u64) -> RequestGuard {
         *self.by_conn().entry(conn).or_default() += 1;
         RequestGuard {
+            gateway: self.clone(),
             conn,
-            _total: CountGuard::new(self.clone(), |inner| &inner.in_flight),
         }
     }
 
@@ -471,11 +469,7 @@ impl Gateway {
     /// caller's own (they must not defer themselves).
     pub fn pending_work(&self, exclude: u32) -> PendingWork {
         PendingWork {
-            in_flight_requests: self
-                .inner
-                .in_flight
-                .load(Ordering::Relaxed)
-                .saturating_sub(exclude),
+            in_flight_requests: self.by_conn().values().sum::<u32>().saturating_sub(exclude),
             holds: self.holds().active(Instant::now()),
             update_steps: u32::from(self.inner.update_slot.current().is_some()),
         }
@@ -613,16 +607,15 @@ impl Gateway {
     }
 }
 
-/// An in-flight request, counted in total and for its connection.
+/// An in-flight request, counted for its connection.
 pub struct RequestGuard {
+    gateway: Gateway,
     conn: u64,
-    _total: CountGuard,
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let gw = self._total.gateway.clone();
-        let mut by_conn = gw.by_conn();
+        let mut by_conn = self.gateway.by_conn();
         if let Some(count) = by_conn.get_mut(&self.conn) {
             *count -= 1;
             if *count == 0 {

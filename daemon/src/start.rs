@@ -10,8 +10,8 @@ use clap::{Parser, ValueEnum};
 use molt_protocol::status::RestartStrategy;
 use tokio::net::TcpListener;
 
-use crate::config::{AuthMode, ConfigError, ConfigStore, PatchError, Settings};
-use crate::env_file::{Env, is_truthy, read_env_file};
+use crate::config::{AuthMode, Bind, ConfigError, ConfigStore, PatchError, Settings};
+use crate::env_file::{Env, read_env_file};
 use crate::gateway::{AuthPolicy, Gateway, GatewayParts, Identity, VERSION};
 use crate::lock::{GatewayLock, LockError, LockInfo};
 use crate::logging::LogHub;
@@ -323,7 +323,7 @@ async fn prepare_with(
     let strategy = supervisor::strategy(
         &supervisor_info,
         restart_mode,
-        env.get("OPENCLAW_NO_RESPAWN").is_some_and(is_truthy),
+        env.flag("OPENCLAW_NO_RESPAWN"),
         identity.pid == 1,
     );
     let install = install::detect(
@@ -420,8 +420,8 @@ fn dup_listener(listener: &TcpListener, addr: SocketAddr) -> Result<OwnedFd, Sta
 fn bind_host(flag: Option<&str>, settings: &Settings) -> Result<IpAddr, StartError> {
     match flag {
         None => Ok(settings.bind_addr()),
-        Some("loopback") => Ok(IpAddr::from([127, 0, 0, 1])),
-        Some("lan") => Ok(IpAddr::from([0, 0, 0, 0])),
+        Some("loopback") => Ok(Bind::Loopback.addr()),
+        Some("lan") => Ok(Bind::Lan.addr()),
         Some(other) => other
             .parse()
             .map_err(|_| StartError::BadBind(other.to_owned())),

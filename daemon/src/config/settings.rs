@@ -116,23 +116,6 @@ impl Bind {
     pub fn is_loopback(self) -> bool {
         self.addr().is_loopback()
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Bind::Loopback => "loopback",
-            Bind::Lan => "lan",
-            Bind::Custom(_) => "custom",
-        }
-    }
-}
-
-impl AuthMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthMode::Token => "token",
-            AuthMode::None => "none",
-        }
-    }
 }
 
 impl Settings {

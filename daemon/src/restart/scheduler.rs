@@ -80,7 +80,6 @@ impl RestartRequest {
 /// The answer to a request; [`Scheduled::to_wire`] is what clients see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scheduled {
-    pub ok: bool,
     pub pid: u32,
     /// Time from the request until the restart fires, cooldown included.
     pub delay_ms: u64,
@@ -95,7 +94,8 @@ pub struct Scheduled {
 impl Scheduled {
     pub fn to_wire(&self) -> molt_protocol::method::RestartScheduled {
         molt_protocol::method::RestartScheduled {
-            ok: self.ok,
+            // A refusal is an error, never a Scheduled.
+            ok: true,
             pid: self.pid,
             signal: None,
             delay_ms: self.delay_ms,
@@ -279,7 +279,6 @@ impl Scheduler {
             }
         };
         let scheduled = Scheduled {
-            ok: true,
             pid: self.pid,
             delay_ms: millis(pending.fire_at.saturating_duration_since(now)),
             reason: pending.reason.clone(),
