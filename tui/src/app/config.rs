@@ -270,10 +270,7 @@ impl App {
 
     pub(super) fn on_config_get(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
         self.config.loading = false;
-        match result.map_err(|e| e.to_string()).and_then(|v| {
-            molt_protocol::frame::decode::<ConfigGetResult>(v)
-                .map_err(|e| format!("unexpected config.get result: {e}"))
-        }) {
+        match super::answer::<ConfigGetResult>(Method::ConfigGet, result) {
             Ok(got) => {
                 self.config.loaded = Some(LoadedConfig {
                     path: got.path,
@@ -345,10 +342,7 @@ impl App {
         self.config.in_flight = false;
         self.config.saving = None;
         let wanted = self.config.kill_switch_wanted.take();
-        match result.map_err(|e| e.to_string()).and_then(|v| {
-            molt_protocol::frame::decode::<NoAutoUpdateSetResult>(v)
-                .map_err(|e| format!("unexpected update.noAutoUpdate.set result: {e}"))
-        }) {
+        match super::answer::<NoAutoUpdateSetResult>(Method::NoAutoUpdateSet, result) {
             // The answer is the state now: asked off but still on means
             // it is set where the gateway cannot remove it.
             Ok(set) if wanted == Some(false) && set.enabled => {

@@ -62,10 +62,7 @@ impl App {
 
     pub(super) fn on_history(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
         self.history.in_flight = false;
-        match result.map_err(|e| e.to_string()).and_then(|v| {
-            molt_protocol::frame::decode::<UpdateHistoryResult>(v)
-                .map_err(|e| format!("unexpected update.history result: {e}"))
-        }) {
+        match super::answer::<UpdateHistoryResult>(Method::UpdateHistory, result) {
             Ok(history) => {
                 let keep = self.history.selected_run().map(|r| r.run_id.clone());
                 self.history.selected = keep

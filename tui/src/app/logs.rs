@@ -91,10 +91,7 @@ impl App {
     }
 
     pub(super) fn on_logs_tail(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
-        match result.map_err(|e| e.to_string()).and_then(|v| {
-            molt_protocol::frame::decode::<LogsTailResult>(v)
-                .map_err(|e| format!("unexpected logs.tail result: {e}"))
-        }) {
+        match super::answer::<LogsTailResult>(Method::LogsTail, result) {
             Ok(tail) => {
                 // The tail replaces the buffer: after a reconnect it is the
                 // truth, and lines followed meanwhile are in it.

@@ -229,6 +229,25 @@ pub struct App {
     quit: bool,
 }
 
+/// A result as `T`, or text naming the method that answered oddly.
+fn decode<T: serde::de::DeserializeOwned>(
+    method: Method,
+    value: serde_json::Value,
+) -> Result<T, String> {
+    molt_protocol::frame::decode(value)
+        .map_err(|problem| format!("unexpected {} result: {problem}", method.as_str()))
+}
+
+/// A response as `T`: the request's error or a decoding problem as text.
+fn answer<T: serde::de::DeserializeOwned>(
+    method: Method,
+    result: Result<serde_json::Value, crate::client::RequestError>,
+) -> Result<T, String> {
+    result
+        .map_err(|e| e.to_string())
+        .and_then(|v| decode(method, v))
+}
+
 impl App {
     pub fn new(url: impl Into<String>, color: bool, now: Instant) -> Self {
         Self {

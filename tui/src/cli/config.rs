@@ -9,7 +9,7 @@ use molt_protocol::method::{ConfigGetResult, ConfigPatchParams, ConfigPatchResul
 use serde_json::{Map, Value, json};
 
 use super::session::{Retry, connect_retrying};
-use super::{CliError, pretty, target, write_out};
+use super::{CliError, decode, pretty, target, write_out};
 use crate::client::RequestError;
 use crate::discover::Overrides;
 
@@ -162,15 +162,6 @@ pub async fn config_set(
         text
     };
     write_out(out, &text)
-}
-
-fn decode<T: serde::de::DeserializeOwned>(method: Method, value: Value) -> Result<T, CliError> {
-    molt_protocol::frame::decode(value).map_err(|problem| {
-        CliError::Request(RequestError::Decode {
-            method: method.as_str(),
-            problem,
-        })
-    })
 }
 
 #[cfg(test)]

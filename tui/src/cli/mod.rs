@@ -271,6 +271,19 @@ pub async fn status_for(target: &Target, json: bool, out: &mut impl Write) -> Re
 }
 
 /// A broken pipe (`molt status | head -1`) is not an error.
+/// A method's result as `T`, or an error naming the method.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    method: Method,
+    value: Value,
+) -> Result<T, CliError> {
+    molt_protocol::frame::decode(value).map_err(|problem| {
+        CliError::Request(RequestError::Decode {
+            method: method.as_str(),
+            problem,
+        })
+    })
+}
+
 pub(crate) fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(CliError::Output(e)),

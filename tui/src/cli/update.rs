@@ -11,12 +11,12 @@ use molt_protocol::method::{
 };
 use molt_protocol::update::UpdateStatus;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 
 use super::restart::SUCCESSOR_PATIENCE;
 use super::session::{ProcessRef, Retry, connect_retrying, wait_for_successor};
-use super::{CliError, pretty, target, write_out};
+use super::{CliError, decode, pretty, target, write_out};
 use crate::app::{Verdict, validate_tag, verdict};
 use crate::client::{Client, GatewayEvent, Incoming, RequestError};
 use crate::discover::Overrides;
@@ -317,15 +317,6 @@ async fn call<T: DeserializeOwned>(
         .request_with_timeout(method, Some(params), timeout)
         .await?;
     decode(method, value)
-}
-
-fn decode<T: DeserializeOwned>(method: Method, value: Value) -> Result<T, CliError> {
-    molt_protocol::frame::decode(value).map_err(|problem| {
-        CliError::Request(RequestError::Decode {
-            method: method.as_str(),
-            problem,
-        })
-    })
 }
 
 #[cfg(test)]

@@ -35,10 +35,7 @@ fn running_id(shape: &molt_protocol::ErrorShape) -> Option<RunId> {
     id.as_str().map(RunId::from)
 }
 
-fn decode<T: serde::de::DeserializeOwned>(method: Method, value: Value) -> Result<T, String> {
-    molt_protocol::frame::decode(value)
-        .map_err(|problem| format!("unexpected {} result: {problem}", method.as_str()))
-}
+use super::decode;
 
 impl App {
     pub(super) fn open_update_dialog(&mut self) -> Vec<Command> {
