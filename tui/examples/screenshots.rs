@@ -12,7 +12,7 @@ use common::*;
 use crossterm::event::KeyCode;
 use font8x8::UnicodeFonts;
 use molt_console::app::{App, Event};
-use molt_console::net::{NetEvent, Purpose};
+use molt_console::net::Purpose;
 use molt_console::ui;
 use molt_protocol::update::{RunPhase, UpdateStatus};
 use ratatui::Terminal;
@@ -109,25 +109,8 @@ fn scenes() -> Vec<(&'static str, App)> {
         run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
     ));
     app.handle(closed(1012, "update.run"));
-    let mut successor = idle_status();
-    successor.pid = 5151;
-    successor.version = "0.2.0".into();
-    app.handle(Event::Net(NetEvent::Connected {
-        hello: Box::new(hello(successor)),
-        handoff_gap: Some(Duration::from_millis(37)),
-    }));
-    app.handle(response(
-        Purpose::UpdateStatus,
-        update_status(
-            "0.2.0",
-            Some(sentinel(
-                UpdateStatus::Ok,
-                Some(("0.2.0", 5151, None)),
-                false,
-            )),
-            None,
-        ),
-    ));
+    app.handle(successor_connected("0.2.0", 37));
+    app.handle(verified_status("0.2.0"));
     scenes.push(("update-verified", app));
 
     let mut app = connected_app(status(), base);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use crossterm::event::KeyCode;
 use molt_console::app::{App, Event};
-use molt_console::net::{NetEvent, Purpose};
+use molt_console::net::Purpose;
 use molt_console::ui;
 use molt_protocol::event::LogsLine;
 use molt_protocol::update::{RunPhase, UpdateStatus};
@@ -143,25 +143,8 @@ fn update_verified_after_handoff() {
     ));
     app.handle(closed(1012, "update.run"));
     snap("update_handing_off", &app);
-    let mut successor = idle_status();
-    successor.pid = 5151;
-    successor.version = "0.2.0".into();
-    app.handle(Event::Net(NetEvent::Connected {
-        hello: Box::new(hello(successor)),
-        handoff_gap: Some(Duration::from_millis(37)),
-    }));
-    app.handle(response(
-        Purpose::UpdateStatus,
-        update_status(
-            "0.2.0",
-            Some(sentinel(
-                UpdateStatus::Ok,
-                Some(("0.2.0", 5151, None)),
-                false,
-            )),
-            None,
-        ),
-    ));
+    app.handle(successor_connected("0.2.0", 37));
+    app.handle(verified_status("0.2.0"));
     app.notice = None;
     snap("update_verified", &app);
 }

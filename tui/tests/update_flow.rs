@@ -249,13 +249,7 @@ fn steps_restart_handoff_and_verification() {
         "handing off: pid 4343 v0.1.0 → waiting for the successor"
     );
 
-    let mut successor = idle_status();
-    successor.pid = 5151;
-    successor.version = "0.2.0".into();
-    let commands = app.handle(Event::Net(NetEvent::Connected {
-        hello: Box::new(hello(successor)),
-        handoff_gap: Some(Duration::from_millis(37)),
-    }));
+    let commands = app.handle(successor_connected("0.2.0", 37));
     assert_eq!(stage(&app), RunStage::Verifying);
     assert_eq!(
         find(&commands, Purpose::UpdateStatus),
@@ -266,18 +260,7 @@ fn steps_restart_handoff_and_verification() {
         "handed off: pid 4343 v0.1.0 → pid 5151 v0.2.0, gap 37 ms"
     );
 
-    app.handle(response(
-        Purpose::UpdateStatus,
-        update_status(
-            "0.2.0",
-            Some(sentinel(
-                UpdateStatus::Ok,
-                Some(("0.2.0", 5151, None)),
-                false,
-            )),
-            None,
-        ),
-    ));
+    app.handle(verified_status("0.2.0"));
     assert_eq!(
         stage(&app),
         RunStage::Verified {
@@ -308,13 +291,7 @@ fn an_answer_lost_to_the_close_is_settled_by_update_status() {
         }),
     }));
     assert_eq!(stage(&app), RunStage::Reconnecting);
-    let mut successor = idle_status();
-    successor.pid = 5151;
-    successor.version = "0.2.0".into();
-    app.handle(Event::Net(NetEvent::Connected {
-        hello: Box::new(hello(successor)),
-        handoff_gap: Some(Duration::from_millis(12)),
-    }));
+    app.handle(successor_connected("0.2.0", 12));
     // No sentinel yet; the record says verified.
     let record = run_record("run-8", RunPhase::Verified, "0.1.0", "0.2.0");
     app.handle(response(
@@ -482,18 +459,7 @@ fn a_version_mismatch_is_not_a_success() {
     ));
     app.handle(closed(1012, "update.run"));
     app.handle(connected(idle_status()));
-    app.handle(response(
-        Purpose::UpdateStatus,
-        update_status(
-            "0.1.0",
-            Some(sentinel(
-                UpdateStatus::Ok,
-                Some(("0.1.0", 5151, None)),
-                false,
-            )),
-            None,
-        ),
-    ));
+    app.handle(verified_status("0.1.0"));
     assert!(matches!(
         stage(&app),
         RunStage::Failed { reason, .. } if reason.contains("running 0.1.0 but the update installed 0.2.0")

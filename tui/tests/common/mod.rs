@@ -337,3 +337,35 @@ pub fn config_value(hash: &str) -> serde_json::Value {
         "hash": hash,
     })
 }
+
+/// The pid the successor of a handoff gets in these tests.
+pub const SUCCESSOR_PID: u32 = 5151;
+
+/// The successor of a handoff at `version` connected, `gap_ms` after the
+/// old process closed.
+pub fn successor_connected(version: &str, gap_ms: u64) -> Event {
+    let mut successor = idle_status();
+    successor.pid = SUCCESSOR_PID;
+    successor.version = version.into();
+    Event::Net(NetEvent::Connected {
+        hello: Box::new(hello(successor)),
+        handoff_gap: Some(Duration::from_millis(gap_ms)),
+    })
+}
+
+/// `update.status` from the successor: `version` runs, the sentinel is
+/// `ok` and verified by it.
+pub fn verified_status(version: &str) -> Event {
+    response(
+        Purpose::UpdateStatus,
+        update_status(
+            version,
+            Some(sentinel(
+                UpdateStatus::Ok,
+                Some((version, SUCCESSOR_PID, None)),
+                false,
+            )),
+            None,
+        ),
+    )
+}
