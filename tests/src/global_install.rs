@@ -105,40 +105,31 @@ pub fn install_global(
     package: &str,
     version_or_tag: &str,
 ) -> Result<GlobalInstall> {
-    match manager {
-        PackageManager::Npm => npm_install_global(registry, prefix, package, version_or_tag),
-        PackageManager::Pnpm => pnpm_install_global(registry, prefix, package, version_or_tag),
-        PackageManager::Bun => bun_install_global(registry, prefix, package, version_or_tag),
-    }
+    std::fs::create_dir_all(prefix)?;
+    let spec = format!("{package}@{version_or_tag}");
+    let mut cmd = match manager {
+        PackageManager::Npm => npm_install_command(registry, prefix, &spec),
+        PackageManager::Pnpm => pnpm_install_command(registry, prefix, &spec)?,
+        PackageManager::Bun => bun_install_command(registry, prefix, &spec),
+    };
+    let out = run(&mut cmd, COMMAND_TIMEOUT)?;
+    finish(manager, prefix, package, out.duration)
 }
 
 /// `npm i -g --prefix <prefix> <package>@<version>`.
-pub fn npm_install_global(
-    registry: &Registry,
-    prefix: &Path,
-    package: &str,
-    version: &str,
-) -> Result<GlobalInstall> {
-    std::fs::create_dir_all(prefix)?;
+fn npm_install_command(registry: &Registry, prefix: &Path, spec: &str) -> Command {
     let mut cmd = npm(registry);
     cmd.args(["install", "--global", "--no-audit", "--no-fund", "--prefix"])
         .arg(prefix)
-        .arg(format!("{package}@{version}"));
-    let out = run(&mut cmd, COMMAND_TIMEOUT)?;
-    finish(PackageManager::Npm, prefix, package, out.duration)
+        .arg(spec);
+    cmd
 }
 
 /// `pnpm add -g <package>@<version>` with `PNPM_HOME=<prefix>`, global dir
 /// `<prefix>/global`, bin dir `<prefix>`, store `<prefix>/store` (all
 /// pnpm's defaults for that `PNPM_HOME`, given explicitly so no developer
 /// config moves them). pnpm requires the bin dir on `PATH`.
-pub fn pnpm_install_global(
-    registry: &Registry,
-    prefix: &Path,
-    package: &str,
-    version: &str,
-) -> Result<GlobalInstall> {
-    std::fs::create_dir_all(prefix)?;
+fn pnpm_install_command(registry: &Registry, prefix: &Path, spec: &str) -> Result<Command> {
     let tools = registry.tools();
     let mut path = vec![prefix.to_path_buf()];
     if let Some(node_dir) = tools.node24.parent() {
@@ -163,21 +154,14 @@ pub fn pnpm_install_global(
         .arg(prefix.join("store"))
         .arg(config_flag("cache-dir", &registry.pnpm_cache()))
         .arg(config_flag("state-dir", &registry.pnpm_state()))
-        .arg(format!("{package}@{version}"));
-    let out = run(&mut cmd, COMMAND_TIMEOUT)?;
-    finish(PackageManager::Pnpm, prefix, package, out.duration)
+        .arg(spec);
+    Ok(cmd)
 }
 
 /// `bun add -g <package>@<version>` with `BUN_INSTALL=<prefix>` (global dir
 /// `<prefix>/install/global`, bin dir `<prefix>/bin`, cache
 /// `<prefix>/install/cache`: bun's defaults for that `BUN_INSTALL`).
-pub fn bun_install_global(
-    registry: &Registry,
-    prefix: &Path,
-    package: &str,
-    version: &str,
-) -> Result<GlobalInstall> {
-    std::fs::create_dir_all(prefix)?;
+fn bun_install_command(registry: &Registry, prefix: &Path, spec: &str) -> Command {
     let mut cmd = Command::new(&registry.tools().bun);
     cmd.envs(registry.client_env())
         .env("BUN_INSTALL", prefix)
@@ -191,9 +175,8 @@ pub fn bun_install_global(
         .args(["add", "--global", "--no-progress"])
         .arg("--registry")
         .arg(registry.url())
-        .arg(format!("{package}@{version}"));
-    let out = run(&mut cmd, COMMAND_TIMEOUT)?;
-    finish(PackageManager::Bun, prefix, package, out.duration)
+        .arg(spec);
+    cmd
 }
 
 fn config_flag(key: &str, value: &Path) -> OsString {
