@@ -35,6 +35,30 @@ pub fn path_error(err: io::Error, action: &'static str, path: &Path) -> io::Erro
     )
 }
 
+/// Upper bound for a state file moltd reads back (records, sentinel,
+/// lock, check state): far above any it writes, far below a memory risk.
+pub const MAX_STATE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads `path` whole, refusing a file over `max` bytes before reading it
+/// (the error names the file and the limit).
+pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = File::open(path).map_err(|e| path_error(e, "read", path))?;
+    let mut bytes = Vec::new();
+    // One byte past the limit tells "too big" from "exactly the limit".
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| path_error(e, "read", path))?;
+    if bytes.len() as u64 > max {
+        let err = io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than the {max}-byte limit"),
+        );
+        return Err(path_error(err, "read", path));
+    }
+    Ok(bytes)
+}
+
 /// Replaces `path` with `bytes` so that a reader (or a crash) sees either the
 /// old content or the new, never a mix: temp file in the same directory,
 /// fsync, rename, fsync the directory. The result has mode 0600.

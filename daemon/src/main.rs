@@ -5,7 +5,7 @@ use clap::Parser;
 use molt_daemon::logging::{self, LogHub};
 use molt_daemon::paths::StatePaths;
 use molt_daemon::restart::{engine, exec, inherit::Inherited};
-use molt_daemon::start::{self, EXIT_CONFIG, Launch, Options};
+use molt_daemon::start::{self, Command, EXIT_CONFIG, Launch, Options};
 use tokio::signal::unix::{SignalKind, signal};
 
 fn main() -> ExitCode {
@@ -19,6 +19,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG as u8);
         }
     };
+    if options.command == Some(Command::Rescue) {
+        return rescue(&paths, &lookup);
+    }
     // Before any thread exists: taking LISTEN_FDS edits the environment.
     let inherited = match Inherited::take(&process_env, &paths.lock_path) {
         Ok(inherited) => inherited,
@@ -105,7 +108,8 @@ async fn run(
             Ok((listener, lock)) => {
                 tracing::info!(entrypoint = %spec.entrypoint.display(), "exec'ing the new binary");
                 drop(guard);
-                let error = exec::exec_successor(&spec, listener, lock);
+                let supervisor = gateway.supervisor_info().kind;
+                let error = exec::exec_successor(&spec, listener, lock, supervisor);
                 eprintln!("moltd: exec {} failed: {error}", spec.entrypoint.display());
             }
             Err(e) => eprintln!("moltd: cannot keep the listener across exec: {e}"),
@@ -114,6 +118,52 @@ async fn run(
     }
     tracing::info!(reason = %reason.reason, "stopped");
     ExitCode::SUCCESS
+}
+
+/// `moltd rescue`: judge the service's exit, roll back a crash loop.
+fn rescue(paths: &StatePaths, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
+    use molt_daemon::update::rescue::{self, Outcome, ServiceExit};
+    let logs = LogHub::default();
+    let _guard = logging::init(&paths.logs_dir, &logs)
+        .inspect_err(|_| logging::init_without_file(&logs))
+        .ok();
+    let Some(exit) = ServiceExit::from_env(env) else {
+        match rescue::read_record(paths) {
+            Ok(Some(record)) => println!(
+                "armed: run {} from {} to {}; {} failure(s) recorded",
+                record.run_id,
+                record.previous_version,
+                record.new_version,
+                record.failures.len()
+            ),
+            Ok(None) => println!("not armed: no update to roll back"),
+            Err(e) => {
+                eprintln!("moltd rescue: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        return ExitCode::SUCCESS;
+    };
+    let now = molt_daemon::gateway::unix_ms();
+    match rescue::run(paths, &exit, now) {
+        Ok(Outcome::NotArmed) => ExitCode::SUCCESS,
+        Ok(Outcome::Judged(verdict)) => {
+            tracing::info!(?verdict, result = %exit.result, "rescue: the service stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::RolledBack { from, to }) => {
+            tracing::error!(%from, %to, "rescue: {from} crash-looped; rolled back to {to}");
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::RollbackFailed(reason)) => {
+            tracing::error!("rescue: {reason}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            tracing::error!("rescue: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Installs the handlers now; the future completes on SIGTERM or SIGINT.

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use crate::config::PatchError;
 use crate::gateway::{Caller, Gateway, unix_ms};
 use crate::logging;
-use crate::restart::scheduler::{RequesterId, RestartRequest};
+use crate::restart::engine::RestartRequest;
+use crate::restart::scheduler::RequesterId;
 use crate::update;
 use molt_protocol::method::{UpdateHistoryResult, UpdateStatusParams, UpdateStatusResult};
 use molt_protocol::update::RunTrigger;
@@ -196,7 +197,7 @@ pub fn schedule_restart(
     request.requester = Some(RequesterId(caller.conn));
     let scheduled = gw
         .restart()
-        .request(request, None)
+        .request(request)
         .map_err(|e| {
             ErrorShape::unavailable(UnavailableReason::GatewayRestarting, e.to_string())
                 .retry_after(1000)

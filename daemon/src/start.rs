@@ -6,8 +6,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
-use molt_protocol::status::RestartStrategy;
+use clap::{Parser, Subcommand, ValueEnum};
+use molt_protocol::status::{RestartStrategy, SupervisorKind};
 use tokio::net::TcpListener;
 
 use crate::config::{AuthMode, Bind, ConfigError, ConfigStore, PatchError, Settings};
@@ -16,7 +16,7 @@ use crate::gateway::{AuthPolicy, Gateway, GatewayParts, Identity, VERSION};
 use crate::lock::{GatewayLock, LockError, LockInfo};
 use crate::logging::LogHub;
 use crate::paths::{PathsError, StatePaths};
-use crate::restart::engine::RestartEngine;
+use crate::restart::engine::{RestartEngine, Takeover};
 use crate::restart::inherit::{Inherited, ReadyPipe};
 use crate::restart::respawn::SuccessorSpec;
 use crate::restart::scheduler::Scheduler;
@@ -57,6 +57,16 @@ pub struct Options {
     /// or exec in place.
     #[arg(long, value_enum)]
     pub restart_mode: Option<RestartMode>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// After the service stopped (systemd runs it as ExecStopPost= from the
+    /// state dir's rescue/ copy): roll back an update whose version keeps
+    /// failing. Without $SERVICE_RESULT it only says what is armed.
+    Rescue,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,14 +327,17 @@ async fn prepare_with(
     let sigusr1 =
         signal(SignalKind::user_defined1()).map_err(|source| StartError::Bind { addr, source })?;
 
-    let surroundings = supervisor::Surroundings::probe(options.supervisor.clone(), &lookup);
+    let surroundings =
+        supervisor::Surroundings::probe(options.supervisor.clone(), inherited.supervisor, &lookup);
     let supervisor_info = supervisor::detect(&surroundings);
     let restart_mode = options.restart_mode.map(Into::into);
+    let systemd_notify = supervisor::can_notify(&lookup);
     let strategy = supervisor::strategy(
         &supervisor_info,
         restart_mode,
         env.flag("OPENCLAW_NO_RESPAWN"),
         identity.pid == 1,
+        systemd_notify,
     );
     let install = install::detect(
         successor.as_ref().map(|s| s.entrypoint.as_path()),
@@ -337,12 +350,21 @@ async fn prepare_with(
         // The cooldown spans the handoff that started us.
         scheduler = scheduler.with_last_restart(std::time::Instant::now());
     }
+    let takeover = if supervisor_info.kind == SupervisorKind::Systemd
+        && strategy == RestartStrategy::Respawn
+        && systemd_notify
+    {
+        Takeover::SystemdMainPid
+    } else {
+        Takeover::Plain
+    };
     let restart = RestartEngine::new(
         scheduler,
         strategy,
         successor,
         Duration::from_millis(settings.gateway.successor_timeout_ms),
-    );
+    )
+    .with_takeover(takeover);
     tracing::info!(
         %addr, version = %identity.version, surface = ?install.surface,
         supervisor = ?supervisor_info.kind, ?strategy, "gateway prepared"

@@ -63,6 +63,31 @@ pub enum SupervisorKind {
     External,
 }
 
+impl SupervisorKind {
+    pub const ALL: [SupervisorKind; 5] = [
+        SupervisorKind::None,
+        SupervisorKind::Systemd,
+        SupervisorKind::Launchd,
+        SupervisorKind::Custom,
+        SupervisorKind::External,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupervisorKind::None => "none",
+            SupervisorKind::Systemd => "systemd",
+            SupervisorKind::Launchd => "launchd",
+            SupervisorKind::Custom => "custom",
+            SupervisorKind::External => "external",
+        }
+    }
+
+    pub fn from_wire(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SupervisorInfo {

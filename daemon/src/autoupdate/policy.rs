@@ -109,6 +109,10 @@ impl SkipReason {
                 outcome: AttemptOutcome::Failed,
                 ..
             } => "recently-failed",
+            Self::RecentAttempt {
+                outcome: AttemptOutcome::CrashLooped,
+                ..
+            } => "crash-looped",
             Self::RecentAttempt { .. } => "recently-attempted",
         }
     }
@@ -158,6 +162,16 @@ impl fmt::Display for Decision {
                     SkipReason::DevChannel => {
                         f.write_str("the dev channel cannot be followed by a package install")
                     }
+                    SkipReason::RecentAttempt {
+                        version,
+                        outcome: AttemptOutcome::CrashLooped,
+                        at_ms,
+                        ..
+                    } => write!(
+                        f,
+                        "{version} crash-looped after an update at {at_ms} and was rolled back; \
+                         it is never applied automatically again (update to it by hand to retry)"
+                    ),
                     SkipReason::RecentAttempt {
                         version,
                         outcome,
@@ -242,7 +256,10 @@ fn decide(i: &Inputs) -> Decision {
         return Decision::Blocked { version, source };
     }
     if let Some(attempt) = i.state.attempts.get(&version) {
-        let retry_at_ms = attempt.last_at.saturating_add(ms(RETRY_AFTER));
+        let retry_at_ms = match attempt.outcome {
+            AttemptOutcome::CrashLooped => u64::MAX,
+            _ => attempt.last_at.saturating_add(ms(RETRY_AFTER)),
+        };
         if i.now_ms < retry_at_ms {
             return Decision::Skip(SkipReason::RecentAttempt {
                 version,

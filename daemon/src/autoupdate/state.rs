@@ -59,6 +59,9 @@ pub enum AttemptOutcome {
     Failed,
     /// The update flow declined (another run in progress, no restart possible).
     Skipped,
+    /// It verified, then crash-looped and was rolled back: never applied
+    /// automatically again (an operator can still update to it by hand).
+    CrashLooped,
 }
 
 impl AttemptOutcome {
@@ -67,6 +70,7 @@ impl AttemptOutcome {
             Self::Applied => "applied",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::CrashLooped => "crash-looped",
         }
     }
 }

@@ -1,12 +1,8 @@
 //! The restart driver: runs the scheduler on the runtime, broadcasts its
 //! events and carries out each fired restart with the process's strategy.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use molt_protocol::event::EventName;
@@ -16,41 +12,60 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::respawn::{self, ReadyTimeouts, SuccessorSpec};
-use super::scheduler::{
-    Action, Fire, HookId, Outcome, Rejected, RestartRequest, Scheduled, Scheduler,
-};
+use super::scheduler::{self, Action, Fire, Outcome, Rejected, Scheduled, Scheduler};
 use crate::gateway::{Gateway, StopReason, unix_ms};
 
-/// Work to run right before a restart fires (e.g. writing the sentinel).
-pub type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// What an update expects of the next handoff: the successor must report
-/// `version`, and a failed handoff (the old process keeps serving) hands
-/// the reason to `on_failure`, which rolls the install back.
+/// What an update expects of the handoff its restart causes: the successor
+/// must report `version`; a failed handoff (this process keeps serving)
+/// hands the reason to `on_failure`, which rolls the install back on the
+/// blocking pool before `done` is told.
 pub struct HandoffExpectation {
     pub version: String,
-    pub on_failure: Box<dyn FnOnce(String) -> Hook + Send>,
+    pub on_failure: Box<dyn FnOnce(String) + Send>,
     /// Told how the handoff ended, after any rollback: `Ok(successor pid)`
-    /// (sent before this process drains) or `Err(reason)`.
+    /// (sent before this process drains; `None` when the supervisor starts
+    /// the successor) or `Err(reason)`. Dropped unanswered when a newer
+    /// expectation replaces this one or the request is refused.
     pub done: tokio::sync::oneshot::Sender<Result<Option<u32>, String>>,
+}
+
+impl std::fmt::Debug for HandoffExpectation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandoffExpectation")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A restart request as the engine takes it: with the expectation, if an
+/// update caused it.
+pub type RestartRequest = scheduler::RestartRequest<HandoffExpectation>;
+
+/// How a verified successor takes over beyond this process's exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// Nobody else needs telling.
+    Plain,
+    /// systemd tracks this process as the service's main process: name the
+    /// successor with `MAINPID=` before exiting, so systemd follows it
+    /// instead of seeing the service's main process exit.
+    SystemdMainPid,
 }
 
 /// The scheduler plus what the driver needs around it.
 pub struct RestartEngine {
-    scheduler: Mutex<Scheduler>,
+    scheduler: Mutex<Scheduler<HandoffExpectation>>,
     wake: Notify,
-    hooks: Mutex<HashMap<HookId, Hook>>,
-    next_hook: AtomicU64,
     last_failure: Mutex<Option<RestartFailure>>,
     strategy: RestartStrategy,
+    takeover: Takeover,
     successor: Option<SuccessorSpec>,
     successor_timeout: Duration,
-    expectation: Mutex<Option<HandoffExpectation>>,
 }
 
 impl RestartEngine {
     pub fn new(
-        scheduler: Scheduler,
+        scheduler: Scheduler<HandoffExpectation>,
         strategy: RestartStrategy,
         successor: Option<SuccessorSpec>,
         successor_timeout: Duration,
@@ -58,43 +73,25 @@ impl RestartEngine {
         Self {
             scheduler: Mutex::new(scheduler),
             wake: Notify::new(),
-            hooks: Mutex::new(HashMap::new()),
-            next_hook: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             strategy,
+            takeover: Takeover::Plain,
             successor,
             successor_timeout,
-            expectation: Mutex::new(None),
         }
     }
 
-    /// Disarms them (the restart was refused).
-    pub fn clear_expectation(&self) {
-        lock(&self.expectation).take();
-    }
-
-    /// Arms the checks for the next handoff (see [`HandoffExpectation`]).
-    pub fn expect_on_next_handoff(&self, expectation: HandoffExpectation) {
-        *lock(&self.expectation) = Some(expectation);
+    pub fn with_takeover(mut self, takeover: Takeover) -> Self {
+        self.takeover = takeover;
+        self
     }
 
     pub fn strategy(&self) -> RestartStrategy {
         self.strategy
     }
 
-    /// Schedules a restart; `hook` runs right before it fires, unless a
-    /// later forced request supersedes it.
-    pub fn request(
-        &self,
-        mut request: RestartRequest,
-        hook: Option<Hook>,
-    ) -> Result<Scheduled, Rejected> {
-        let hook_id = hook.map(|hook| {
-            let id = HookId(self.next_hook.fetch_add(1, Ordering::Relaxed));
-            lock(&self.hooks).insert(id, hook);
-            id
-        });
-        request.hook = hook_id;
+    /// Schedules a restart, or folds it into the pending one.
+    pub fn request(&self, request: RestartRequest) -> Result<Scheduled, Rejected> {
         let reason = request.reason.clone();
         let result = lock(&self.scheduler).request(Instant::now().into_std(), request);
         match &result {
@@ -102,12 +99,7 @@ impl RestartEngine {
                 %reason, delay_ms = scheduled.delay_ms, coalesced = scheduled.coalesced,
                 cooldown_ms = scheduled.cooldown_ms_applied, "restart scheduled"
             ),
-            Err(e) => {
-                if let Some(id) = hook_id {
-                    lock(&self.hooks).remove(&id);
-                }
-                tracing::warn!(%reason, "restart request refused: {e}");
-            }
+            Err(e) => tracing::warn!(%reason, "restart request refused: {e}"),
         }
         self.wake.notify_one();
         result
@@ -170,7 +162,7 @@ pub async fn drive(gw: Gateway, mut sigusr1: Option<Signal>) {
             biased;
             () = gw.stopping().cancelled() => return,
             Some(()) = async { sigusr1.as_mut()?.recv().await } => {
-                if let Ok(scheduled) = engine.request(RestartRequest::new("SIGUSR1"), None) {
+                if let Ok(scheduled) = engine.request(RestartRequest::new("SIGUSR1")) {
                     gw.broadcast(EventName::RestartScheduled, scheduled.to_wire());
                 }
             }
@@ -180,19 +172,9 @@ pub async fn drive(gw: Gateway, mut sigusr1: Option<Signal>) {
     }
 }
 
-async fn execute(gw: &Gateway, engine: &RestartEngine, fire: Fire) -> Outcome {
+async fn execute(gw: &Gateway, engine: &RestartEngine, fire: Fire<HandoffExpectation>) -> Outcome {
     tracing::info!(reason = %fire.reason, forced = fire.forced, strategy = ?engine.strategy, "restart firing");
-    // Only the named hook runs; superseded ones are dropped unrun.
-    let hook = {
-        let mut hooks = lock(&engine.hooks);
-        let hook = fire.hook.and_then(|id| hooks.remove(&id));
-        hooks.clear();
-        hook
-    };
-    if let Some(hook) = hook {
-        hook.await;
-    }
-    let expectation = lock(&engine.expectation).take();
+    let expectation = fire.expectation;
     let expected = expectation.as_ref().map(|e| e.version.clone());
     let result = match engine.strategy {
         RestartStrategy::Respawn => respawn(gw, engine, expected.as_deref()).await.map(Some),
@@ -219,7 +201,11 @@ async fn execute(gw: &Gateway, engine: &RestartEngine, fire: Fire) -> Outcome {
                 reason: reason.clone(),
             });
             if let Some(expectation) = expectation {
-                (expectation.on_failure)(reason.clone()).await;
+                let rollback = expectation.on_failure;
+                let why = reason.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || rollback(why)).await {
+                    tracing::error!("the rollback after a failed handoff panicked: {e}");
+                }
                 let _ = expectation.done.send(Err(reason.clone()));
             }
             Outcome::Failed { reason }
@@ -227,7 +213,8 @@ async fn execute(gw: &Gateway, engine: &RestartEngine, fire: Fire) -> Outcome {
     }
 }
 
-/// Starts the successor; its pid once it proved itself.
+/// Starts the successor; its pid once it proved itself and, under
+/// systemd, once systemd follows it as the service's main process.
 async fn respawn(
     gw: &Gateway,
     engine: &RestartEngine,
@@ -241,26 +228,46 @@ async fn respawn(
         .handoff_fds()
         .map_err(|e| format!("cannot pass the listener and lock on: {e}"))?;
     let timeouts = ReadyTimeouts::from_idle(engine.successor_timeout);
-    match respawn::start_successor(spec, listener, lock, gw.identity().pid, timeouts).await {
-        Ok(successor) => {
-            if let Some(expected) = expected_version
-                && successor.version != expected
-            {
-                let reason = format!(
-                    "successor pid {} runs version {}, expected {expected}; stopped it",
-                    successor.pid, successor.version
-                );
-                successor.stop().await;
-                return Err(reason);
-            }
-            tracing::info!(
-                pid = successor.pid, version = %successor.version, addr = %successor.addr,
-                "successor ready; handing off"
-            );
-            Ok(successor.pid)
-        }
-        Err(e) => Err(e.to_string()),
+    let supervisor = gw.supervisor_info().kind;
+    let successor = respawn::start_successor(
+        spec,
+        listener,
+        lock,
+        gw.identity().pid,
+        supervisor,
+        timeouts,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(expected) = expected_version
+        && successor.version != expected
+    {
+        let reason = format!(
+            "successor pid {} runs version {}, expected {expected}; stopped it",
+            successor.pid, successor.version
+        );
+        successor.stop().await;
+        return Err(reason);
     }
+    if engine.takeover == Takeover::SystemdMainPid {
+        let status = format!(
+            "READY {} {} {}",
+            successor.addr, successor.version, successor.pid
+        );
+        if let Err(e) = crate::supervisor::hand_over_main_pid(successor.pid, &status).await {
+            let reason = format!(
+                "systemd did not take pid {} as the service's main process ({e}); stopped it",
+                successor.pid
+            );
+            successor.stop().await;
+            return Err(reason);
+        }
+    }
+    tracing::info!(
+        pid = successor.pid, version = %successor.version, addr = %successor.addr,
+        "successor ready; handing off"
+    );
+    Ok(successor.pid)
 }
 
 /// The successor to start: the stable entrypoint with this process's args.

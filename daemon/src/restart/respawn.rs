@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use molt_protocol::status::SupervisorKind;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
@@ -84,6 +85,7 @@ pub async fn start_successor(
     listener: OwnedFd,
     lock: OwnedFd,
     own_pid: u32,
+    supervisor: SupervisorKind,
     timeouts: ReadyTimeouts,
 ) -> Result<Successor, SuccessorFailure> {
     let spawn_failed = |source| SuccessorFailure::Spawn {
@@ -102,7 +104,7 @@ pub async fn start_successor(
         lock,
         ready: Some(OwnedFd::from(writer)),
     };
-    hand_off_to(command.as_std_mut(), fds, own_pid)
+    hand_off_to(command.as_std_mut(), fds, own_pid, supervisor)
         .map_err(|e| spawn_failed(io::Error::other(e.to_string())))?;
     let mut child = command.spawn().map_err(spawn_failed)?;
     // Our copy of the write end must close, or EOF never comes.
@@ -303,7 +305,7 @@ mod tests {
     async fn a_successor_that_exits_is_reported_with_its_status() {
         let (_dir, spec) = script("echo PROGRESS config >&5; exit 3");
         let (listener, lock) = fds();
-        let err = start_successor(&spec, listener, lock, 1, quick())
+        let err = start_successor(&spec, listener, lock, 1, SupervisorKind::None, quick())
             .await
             .unwrap_err();
         assert!(
@@ -317,7 +319,7 @@ mod tests {
     async fn a_silent_successor_is_stopped_after_the_idle_timeout() {
         let (_dir, spec) = script("exec sleep 30");
         let (listener, lock) = fds();
-        let err = start_successor(&spec, listener, lock, 1, quick())
+        let err = start_successor(&spec, listener, lock, 1, SupervisorKind::None, quick())
             .await
             .unwrap_err();
         assert!(matches!(err, SuccessorFailure::NotReady { .. }), "{err}");
@@ -336,7 +338,7 @@ mod tests {
             idle: Duration::from_secs(2),
             total: Duration::from_secs(10),
         };
-        let mut ok = start_successor(&spec, listener, lock, 1, timeouts)
+        let mut ok = start_successor(&spec, listener, lock, 1, SupervisorKind::None, timeouts)
             .await
             .unwrap();
         assert_eq!(ok.version, "9.9.9");
@@ -357,7 +359,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
         let (listener, lock) = fds();
-        let err = start_successor(&spec, listener, lock, 1, quick())
+        let err = start_successor(&spec, listener, lock, 1, SupervisorKind::None, quick())
             .await
             .unwrap_err();
         let SuccessorFailure::NotReady { progress, .. } = err else {
@@ -384,7 +386,7 @@ mod tests {
             args: vec![],
         };
         let (listener, lock) = fds();
-        let err = start_successor(&spec, listener, lock, 1, quick())
+        let err = start_successor(&spec, listener, lock, 1, SupervisorKind::None, quick())
             .await
             .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/moltd"), "{err}");

@@ -43,10 +43,6 @@ pub const DEFAULT_DEFERRAL_TIMEOUT_MS: u64 = 300_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequesterId(pub u64);
 
-/// Opaque id of a `beforeEmit` hook the driver holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HookId(pub u64);
-
 /// Payload of the `restart.deferred` event.
 pub use molt_protocol::event::RestartDeferred as Deferred;
 /// Work that holds back a deferrable restart (requesters' own excluded).
@@ -56,8 +52,11 @@ pub use molt_protocol::status::RestartPhase as Phase;
 /// How this process restarts; echoed in every [`Scheduled`].
 pub use molt_protocol::status::RestartStrategy as RestartMode;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestartRequest {
+/// A request to restart. `A` is what the caller expects of the handoff the
+/// restart causes (an update: the version its successor must run); the
+/// scheduler carries it to the [`Fire`] and never looks inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartRequest<A = ()> {
     pub reason: String,
     pub delay_ms: Option<u64>,
     /// Fire without waiting for pending work (package swaps).
@@ -65,10 +64,26 @@ pub struct RestartRequest {
     pub skip_cooldown: bool,
     /// Its own in-flight request must not count as pending work.
     pub requester: Option<RequesterId>,
-    pub hook: Option<HookId>,
+    /// A newer request's expectation replaces the pending one's (it
+    /// describes what is on disk now); a request without one leaves it, so
+    /// whichever request fires, the successor is held to the install.
+    pub expectation: Option<A>,
 }
 
-impl RestartRequest {
+impl<A> Default for RestartRequest<A> {
+    fn default() -> Self {
+        Self {
+            reason: String::new(),
+            delay_ms: None,
+            skip_deferral: false,
+            skip_cooldown: false,
+            requester: None,
+            expectation: None,
+        }
+    }
+}
+
+impl<A> RestartRequest<A> {
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
@@ -114,26 +129,27 @@ pub enum Rejected {
     InFlight { reason: String },
 }
 
-/// Restart now. Run `hook` (and no other), then report through `completed`.
+/// Restart now, holding the successor to `expectation`, then report
+/// through `completed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fire {
+pub struct Fire<A = ()> {
     pub reason: String,
-    pub hook: Option<HookId>,
+    pub expectation: Option<A>,
     pub forced: bool,
     /// Work still pending when the deferral timed out.
     pub pending_work: Option<PendingWork>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<A = ()> {
     /// Broadcast `restart.deferred`.
     Deferred(Deferred),
-    Fire(Fire),
+    Fire(Fire<A>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Poll {
-    pub action: Option<Action>,
+pub struct Poll<A = ()> {
+    pub action: Option<Action<A>>,
     /// Poll again at this time; `None` until the next event.
     pub wake_at: Option<Instant>,
 }
@@ -163,21 +179,21 @@ pub struct Snapshot {
 
 /// A restart that has not fired yet.
 #[derive(Debug)]
-struct Pending {
+struct Pending<A> {
     reason: String,
     fire_at: Instant,
     forced: bool,
-    hook: Option<HookId>,
+    expectation: Option<A>,
     requesters: Vec<RequesterId>,
 }
 
 #[derive(Debug)]
-enum State {
+enum State<A> {
     Idle,
-    Scheduled(Pending),
+    Scheduled(Pending<A>),
     /// Never forced: a forced request moves the restart back to `Scheduled`.
     Deferring {
-        pending: Pending,
+        pending: Pending<A>,
         since: Instant,
         next_check: Instant,
     },
@@ -188,16 +204,16 @@ enum State {
 }
 
 #[derive(Debug)]
-pub struct Scheduler {
+pub struct Scheduler<A = ()> {
     pid: u32,
     mode: RestartMode,
     deferral_timeout_ms: u64,
     cooldown: Duration,
     last_restart: Option<Instant>,
-    state: State,
+    state: State<A>,
 }
 
-impl Scheduler {
+impl<A> Scheduler<A> {
     /// `deferral_timeout_ms` 0 waits for pending work forever.
     pub fn new(pid: u32, mode: RestartMode, deferral_timeout_ms: u64) -> Self {
         Self {
@@ -236,7 +252,7 @@ impl Scheduler {
     /// restart into a dead one. After a handoff this process is on its way
     /// out anyway; after a failure the caller gets a retryable error and the
     /// scheduler is already idle.
-    pub fn request(&mut self, now: Instant, req: RestartRequest) -> Result<Scheduled, Rejected> {
+    pub fn request(&mut self, now: Instant, req: RestartRequest<A>) -> Result<Scheduled, Rejected> {
         if let State::InFlight { reason, .. } = &self.state {
             return Err(Rejected::InFlight {
                 reason: reason.clone(),
@@ -272,7 +288,7 @@ impl Scheduler {
                     reason: req.reason,
                     fire_at,
                     forced: req.skip_deferral,
-                    hook: req.hook,
+                    expectation: req.expectation,
                     requesters: req.requester.into_iter().collect(),
                 };
                 (pending, false, None)
@@ -305,7 +321,7 @@ impl Scheduler {
         &mut self,
         now: Instant,
         pending_work: impl FnOnce(&[RequesterId]) -> PendingWork,
-    ) -> Poll {
+    ) -> Poll<A> {
         let action = match std::mem::replace(&mut self.state, State::Idle) {
             State::Scheduled(pending) if now < pending.fire_at => {
                 self.state = State::Scheduled(pending);
@@ -402,10 +418,10 @@ impl Scheduler {
     fn check(
         &mut self,
         now: Instant,
-        pending: Pending,
+        pending: Pending<A>,
         since: Instant,
         pending_work: impl FnOnce(&[RequesterId]) -> PendingWork,
-    ) -> Action {
+    ) -> Action<A> {
         let work = pending_work(&pending.requesters);
         let waited = now.saturating_duration_since(since);
         let timeout =
@@ -430,29 +446,27 @@ impl Scheduler {
         })
     }
 
-    fn fire(&mut self, pending: Pending, pending_work: Option<PendingWork>) -> Action {
+    fn fire(&mut self, pending: Pending<A>, pending_work: Option<PendingWork>) -> Action<A> {
         self.state = State::InFlight {
             reason: pending.reason.clone(),
             forced: pending.forced,
         };
         Action::Fire(Fire {
             reason: pending.reason,
-            hook: pending.hook,
+            expectation: pending.expectation,
             forced: pending.forced,
             pending_work,
         })
     }
 }
 
-impl Pending {
+impl<A> Pending<A> {
     /// Folds a request that fires at `fire_at` into this restart; returns
     /// whether it was coalesced (false when it upgraded this one to forced).
-    fn absorb(&mut self, req: RestartRequest, fire_at: Instant) -> bool {
+    fn absorb(&mut self, req: RestartRequest<A>, fire_at: Instant) -> bool {
         let upgrade = req.skip_deferral && !self.forced;
-        // The newest forced request owns the hook, so a superseded one never
-        // runs; until there is one, the first hook attached stays.
-        if req.skip_deferral || (!self.forced && self.hook.is_none()) {
-            self.hook = req.hook;
+        if req.expectation.is_some() {
+            self.expectation = req.expectation;
         }
         // Coalesced or upgraded, the restart fires at the earlier time.
         self.fire_at = self.fire_at.min(fire_at);
@@ -498,21 +512,24 @@ mod tests {
         *BASE.get_or_init(Instant::now) + Duration::from_millis(ms)
     }
 
-    fn scheduler(deferral_timeout_ms: u64) -> Scheduler {
+    /// Expectations are plain numbers here: the scheduler only carries them.
+    type Request = RestartRequest<u64>;
+
+    fn scheduler(deferral_timeout_ms: u64) -> Scheduler<u64> {
         Scheduler::new(42, RestartMode::Respawn, deferral_timeout_ms)
     }
 
-    fn req(reason: &str, delay_ms: u64) -> RestartRequest {
+    fn req(reason: &str, delay_ms: u64) -> Request {
         RestartRequest {
             delay_ms: Some(delay_ms),
             ..RestartRequest::new(reason)
         }
     }
 
-    fn forced(reason: &str, delay_ms: u64, hook: u64) -> RestartRequest {
+    fn forced(reason: &str, delay_ms: u64, expectation: u64) -> Request {
         RestartRequest {
             skip_deferral: true,
-            hook: Some(HookId(hook)),
+            expectation: Some(expectation),
             ..req(reason, delay_ms)
         }
     }
@@ -528,14 +545,14 @@ mod tests {
         panic!("the pending-work check was consulted");
     }
 
-    fn expect_fire(poll: Poll) -> Fire {
+    fn expect_fire(poll: Poll<u64>) -> Fire<u64> {
         match poll.action {
             Some(Action::Fire(fire)) => fire,
             other => panic!("expected Fire, got {other:?}"),
         }
     }
 
-    fn expect_deferred(poll: Poll) -> Deferred {
+    fn expect_deferred(poll: Poll<u64>) -> Deferred {
         match poll.action {
             Some(Action::Deferred(deferred)) => deferred,
             other => panic!("expected Deferred, got {other:?}"),
@@ -641,34 +658,32 @@ mod tests {
     }
 
     #[test]
-    fn hook_belongs_to_the_newest_forced_request() {
-        // (first forced, first hook, second forced, second hook, hook run)
+    fn the_newest_expectation_travels_with_the_fire() {
+        // (first forced, first expectation, second forced, second
+        // expectation, the one the fire carries): the newest one wins
+        // whoever is forced, and none never erases one.
         let cases = [
-            (false, Some(1), false, Some(2), Some(1)),
+            (false, Some(1), false, Some(2), Some(2)),
             (false, None, false, Some(2), Some(2)),
             (false, Some(1), true, Some(2), Some(2)),
-            (false, Some(1), true, None, None),
-            (true, Some(1), false, Some(2), Some(1)),
-            (true, None, false, Some(2), None),
+            (false, Some(1), true, None, Some(1)),
+            (true, Some(1), false, Some(2), Some(2)),
+            (true, None, false, Some(2), Some(2)),
             (true, Some(1), true, Some(2), Some(2)),
+            (true, Some(1), false, None, Some(1)),
         ];
-        for (first_forced, first_hook, second_forced, second_hook, want) in cases {
+        for (first_forced, first, second_forced, second, want) in cases {
             let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-            for (skip_deferral, hook) in [(first_forced, first_hook), (second_forced, second_hook)]
-            {
+            for (skip_deferral, expectation) in [(first_forced, first), (second_forced, second)] {
                 let request = RestartRequest {
                     skip_deferral,
-                    hook: hook.map(HookId),
+                    expectation,
                     ..req("config", 0)
                 };
                 s.request(at(0), request).unwrap();
             }
             let fire = expect_fire(s.poll(at(0), work(0)));
-            assert_eq!(
-                fire.hook,
-                want.map(HookId),
-                "{first_hook:?} then {second_hook:?}"
-            );
+            assert_eq!(fire.expectation, want, "{first:?} then {second:?}");
         }
     }
 
@@ -683,7 +698,7 @@ mod tests {
             fire,
             Fire {
                 reason: "update.run".into(),
-                hook: Some(HookId(1)),
+                expectation: Some(1),
                 forced: true,
                 pending_work: None,
             }
@@ -696,7 +711,7 @@ mod tests {
         for (deferrable, forced_delay, fire) in [(10_000, 0, 0), (2_000, 10_000, 2_000)] {
             let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
             let first = RestartRequest {
-                hook: Some(HookId(1)),
+                expectation: Some(1),
                 ..req("config", deferrable)
             };
             s.request(at(0), first).unwrap();
@@ -710,16 +725,16 @@ mod tests {
 
             let fire = expect_fire(s.poll(at(fire), never));
             assert!(fire.forced);
-            assert_eq!(fire.hook, Some(HookId(2)));
+            assert_eq!(fire.expectation, Some(2));
         }
     }
 
     #[test]
-    fn forced_request_during_deferral_fires_at_once_without_the_stale_hook() {
+    fn forced_request_during_deferral_fires_at_once_with_the_newest_expectation() {
         let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-        let stale = HookId(1);
+        let stale = 1;
         let first = RestartRequest {
-            hook: Some(stale),
+            expectation: Some(stale),
             ..req("config", 0)
         };
         s.request(at(0), first).unwrap();
@@ -730,8 +745,7 @@ mod tests {
         let r = s.request(at(700), forced("update.run", 5_000, 2)).unwrap();
         assert_eq!((r.coalesced, r.delay_ms), (false, 0));
         let fire = expect_fire(s.poll(at(700), never));
-        assert_ne!(fire.hook, Some(stale));
-        assert_eq!(fire.hook, Some(HookId(2)));
+        assert_eq!(fire.expectation, Some(2));
         assert_eq!(s.snapshot(at(700)).state, Phase::InFlight);
     }
 
@@ -742,7 +756,7 @@ mod tests {
         let r = s.request(at(0), req("config", 1_000)).unwrap();
         assert!(r.coalesced);
         let fire = expect_fire(s.poll(at(1_000), never));
-        assert_eq!((fire.forced, fire.hook), (true, Some(HookId(1))));
+        assert_eq!((fire.forced, fire.expectation), (true, Some(1)));
     }
 
     #[test]
@@ -930,14 +944,14 @@ mod tests {
     /// What a driver does to the scheduler.
     #[derive(Debug, Clone)]
     enum Op {
-        Request(RestartRequest),
+        Request(Request),
         Advance(u64),
         Work(PendingWork),
         Complete(Outcome),
         SetTimeout(u64),
     }
 
-    fn request_strategy() -> impl Strategy<Value = RestartRequest> {
+    fn request_strategy() -> impl Strategy<Value = Request> {
         (
             prop_oneof![Just("update.run"), Just("config"), Just("SIGUSR1")],
             prop_oneof![Just(None), (0u64..70_000).prop_map(Some)],
@@ -947,14 +961,14 @@ mod tests {
             proptest::option::of(0u64..1_000),
         )
             .prop_map(
-                |(reason, delay_ms, skip_deferral, skip_cooldown, requester, hook)| {
+                |(reason, delay_ms, skip_deferral, skip_cooldown, requester, expectation)| {
                     RestartRequest {
                         reason: reason.into(),
                         delay_ms,
                         skip_deferral,
                         skip_cooldown,
                         requester: requester.map(RequesterId),
-                        hook: hook.map(HookId),
+                        expectation,
                     }
                 },
             )
@@ -989,7 +1003,7 @@ mod tests {
     /// Drives the scheduler the way the async driver does: poll after every
     /// event and at every wake-up, and complete every fired restart.
     struct Driver {
-        s: Scheduler,
+        s: Scheduler<u64>,
         now: Instant,
         work: PendingWork,
         in_flight: bool,

@@ -67,6 +67,22 @@ impl GitUndo {
             .map_err(|e| format!("restoring {}: {e}", self.binary.display()))
     }
 
+    /// The commit checked out now.
+    pub fn head(&self) -> Result<String, String> {
+        let argv = git_argv(&self.root, &["rev-parse", "HEAD"]);
+        let output = Command::new(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .map_err(|e| format!("git rev-parse HEAD: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "git rev-parse HEAD: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
     pub fn retire(&self) {
         match std::fs::remove_file(&self.binary_backup) {
             Ok(()) => {}

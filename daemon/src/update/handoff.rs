@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use molt_protocol::event::{EventName, UpdateProgress};
 use molt_protocol::method::{SentinelRef, UpdateRunResult};
-use molt_protocol::status::EnvSource;
+use molt_protocol::status::{EnvSource, SupervisorKind};
 use molt_protocol::update::{
     RunPhase, RunRecord, RunTrigger, Sentinel, SentinelPayload, SentinelStats, UpdateStatus,
 };
@@ -15,11 +15,11 @@ use molt_protocol::update::{
 use super::flow::{Plan, Prepared};
 use super::lease::Lease;
 use super::record::{Ended, Run};
-use super::{Undo, sentinel, undo_path, write_undo};
+use super::{Undo, rescue, sentinel, undo_path, write_undo};
 use crate::gateway::{Gateway, unix_ms};
 use crate::paths::StatePaths;
-use crate::restart::engine::HandoffExpectation;
-use crate::restart::scheduler::{RequesterId, RestartRequest};
+use crate::restart::engine::{HandoffExpectation, RestartRequest};
+use crate::restart::scheduler::RequesterId;
 
 /// The reason a run's restart reports.
 pub fn restart_reason(trigger: RunTrigger) -> &'static str {
@@ -91,49 +91,54 @@ pub async fn restart(
         );
         return abandon(&paths, &prepared.undo, run, Ended::Skipped, &reason);
     }
+    if restarts_moltd(gw.supervisor_info().kind) {
+        arm_rescue(gw, &run.record, &prepared.undo).await;
+    }
     run.set_phase(RunPhase::Restarting);
 
     let version = run.record.after.version.clone().unwrap_or_default();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    // Taken by whichever runs first: the rollback after a failed handoff,
+    // or the abandonment of a refused restart.
     let undo = Arc::new(Mutex::new(Some(prepared.undo)));
     let on_failure = {
         let undo = Arc::clone(&undo);
         let gw = gw.clone();
         let record = run.record.clone();
-        move |reason: String| -> crate::restart::engine::Hook {
-            Box::pin(async move {
-                if let Some(undo) = take(&undo) {
-                    roll_back(&gw, record, &undo, &reason);
-                }
-            })
+        move |reason: String| {
+            if let Some(undo) = take(&undo) {
+                roll_back(&gw, record, &undo, &reason);
+            }
         }
     };
-    gw.restart().expect_on_next_handoff(HandoffExpectation {
+    let expectation = HandoffExpectation {
         version,
         on_failure: Box::new(on_failure),
         done: done_tx,
-    });
+    };
+    let reason = restart_reason(run.record.trigger).to_owned();
     let request = if prepared.forced {
         // The old process must not outlive its tree.
         RestartRequest {
-            reason: restart_reason(run.record.trigger).to_owned(),
+            reason,
             delay_ms: Some(0),
             skip_deferral: true,
             skip_cooldown: true,
+            expectation: Some(expectation),
             ..RestartRequest::default()
         }
     } else {
         RestartRequest {
-            reason: restart_reason(run.record.trigger).to_owned(),
+            reason,
             delay_ms: plan.restart_delay_ms,
             requester,
+            expectation: Some(expectation),
             ..RestartRequest::default()
         }
     };
-    let scheduled = match gw.restart().request(request, None) {
+    let scheduled = match gw.restart().request(request) {
         Ok(scheduled) => scheduled.to_wire(),
         Err(e) => {
-            gw.restart().clear_expectation();
             let reason = format!("restart-rejected: {e}");
             return match take(&undo) {
                 Some(undo) => abandon(&paths, &undo, run, Ended::RolledBack, &reason),
@@ -212,6 +217,38 @@ pub async fn restart(
     }
 }
 
+/// A supervisor that starts moltd again after it exits: a version that
+/// verified and then keeps dying would be restarted into forever, so the
+/// previous version stands by to roll it back.
+fn restarts_moltd(kind: SupervisorKind) -> bool {
+    matches!(
+        kind,
+        SupervisorKind::Systemd | SupervisorKind::Launchd | SupervisorKind::Custom
+    )
+}
+
+/// Leaves this version's binary and the undo record where the supervisor's
+/// rescue step finds them. A failure costs only that safety net, so the
+/// update goes on (and says so in the log).
+async fn arm_rescue(gw: &Gateway, record: &RunRecord, undo: &Undo) {
+    let (Some(previous), Some(new)) = (record.before.version.clone(), record.after.version.clone())
+    else {
+        return;
+    };
+    let paths = gw.paths().clone();
+    let run_id = record.run_id.clone();
+    let undo = undo.clone();
+    let armed = tokio::task::spawn_blocking(move || {
+        rescue::arm(&paths, &run_id, &previous, &new, &undo, unix_ms())
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    if let Err(e) = armed {
+        tracing::warn!(run_id = %record.run_id, "cannot arm the crash-loop rescue: {e}");
+    }
+}
+
 /// Ends a run whose update is applied but must not restart: the previous
 /// version goes back, and neither the undo record nor the sentinel is left
 /// for a later restart to act on.
@@ -225,6 +262,7 @@ fn abandon(
     let restored = undo.roll_back();
     let _ = std::fs::remove_file(undo_path(paths));
     let _ = std::fs::remove_file(&paths.sentinel_path);
+    rescue::disarm(paths);
     match restored {
         Ok(()) => run.end(ended, reason),
         Err(e) => run.end(
@@ -247,6 +285,7 @@ fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
         tracing::error!("rolling the update back failed: {e}");
     }
     let _ = std::fs::remove_file(undo_path(paths));
+    rescue::disarm(paths);
     match sentinel::read(&paths.sentinel_path) {
         Ok(Some(mut doc)) => {
             doc.payload.status = UpdateStatus::Error;

@@ -21,6 +21,8 @@ pub mod lease;
 pub mod package;
 /// One run in progress: its record, steps and events.
 pub mod record;
+/// The previous version rolls back a new one that crash-loops.
+pub mod rescue;
 /// At start: verify the sentinel and resolve what a predecessor left.
 pub mod resume;
 /// `update-runs.jsonl`: durable, append-only run records.
@@ -66,6 +68,26 @@ impl Undo {
                 swap::rollback(&install, backup).map_err(|e| e.to_string())
             }
             Undo::Git(undo) => undo.roll_back(),
+        }
+    }
+
+    /// Whether the live install is still the one this update put there
+    /// (a rollback of anything else would be a guess).
+    pub fn still_applied(&self) -> Result<bool, String> {
+        match self {
+            Undo::Package { backup } => {
+                let manifest = layout::read_manifest(&backup.root.join("package.json"))
+                    .map_err(|e| e.to_string())?;
+                Ok(manifest["version"].as_str() == backup.new_version.as_deref())
+            }
+            Undo::Git(undo) => undo.head().map(|head| head != undo.previous_commit),
+        }
+    }
+
+    pub fn mode(&self) -> molt_protocol::update::InstallMode {
+        match self {
+            Undo::Package { backup } => backup.mode,
+            Undo::Git(_) => molt_protocol::update::InstallMode::Git,
         }
     }
 
