@@ -47,7 +47,7 @@ pub struct Options {
     #[arg(long)]
     pub bind: Option<String>,
     /// State directory (default $OPENCLAW_STATE_DIR, else ~/.openclaw).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub state_dir: Option<PathBuf>,
     /// Name the supervisor that restarts moltd (`systemd`, `launchd`, any
     /// name, or `none`).

@@ -86,12 +86,13 @@ pub enum SkipReason {
     },
     /// The dev channel follows git main, which only git installs can.
     DevChannel,
-    /// This version was attempted at `at_ms`; next try at `retry_at_ms`.
+    /// This version was attempted at `at_ms`; next try at `retry_at_ms`
+    /// (never, after a crash loop).
     RecentAttempt {
         version: Version,
         outcome: AttemptOutcome,
         at_ms: u64,
-        retry_at_ms: u64,
+        retry_at_ms: Option<u64>,
     },
 }
 
@@ -179,8 +180,9 @@ impl fmt::Display for Decision {
                         retry_at_ms,
                     } => write!(
                         f,
-                        "{version} was attempted at {at_ms} ({}); not again before {retry_at_ms}",
-                        outcome.as_str()
+                        "{version} was attempted at {at_ms} ({}); not again before {}",
+                        outcome.as_str(),
+                        retry_at_ms.unwrap_or_default()
                     ),
                 }
             }
@@ -194,7 +196,7 @@ pub fn evaluate(inputs: &Inputs) -> Plan {
     let next_apply_at = match &decision {
         Decision::Apply { .. } => Some(inputs.now_ms),
         Decision::Wait { until_ms, .. } => Some(*until_ms),
-        Decision::Skip(SkipReason::RecentAttempt { retry_at_ms, .. }) => Some(*retry_at_ms),
+        Decision::Skip(SkipReason::RecentAttempt { retry_at_ms, .. }) => *retry_at_ms,
         Decision::Blocked { .. } | Decision::Skip(_) => None,
     };
     Plan {
@@ -257,10 +259,10 @@ fn decide(i: &Inputs) -> Decision {
     }
     if let Some(attempt) = i.state.attempts.get(&version) {
         let retry_at_ms = match attempt.outcome {
-            AttemptOutcome::CrashLooped => u64::MAX,
-            _ => attempt.last_at.saturating_add(ms(RETRY_AFTER)),
+            AttemptOutcome::CrashLooped => None,
+            _ => Some(attempt.last_at.saturating_add(ms(RETRY_AFTER))),
         };
-        if i.now_ms < retry_at_ms {
+        if retry_at_ms.is_none_or(|at| i.now_ms < at) {
             return Decision::Skip(SkipReason::RecentAttempt {
                 version,
                 outcome: attempt.outcome,

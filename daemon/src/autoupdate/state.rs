@@ -61,6 +61,7 @@ pub enum AttemptOutcome {
     Skipped,
     /// It verified, then crash-looped and was rolled back: never applied
     /// automatically again (an operator can still update to it by hand).
+    #[serde(rename = "crash-looped")]
     CrashLooped,
 }
 
