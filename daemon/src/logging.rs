@@ -6,6 +6,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+mod capped;
+
+pub use capped::MAX_LOG_FILE_BYTES;
 use tokio::sync::broadcast;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::fmt::MakeWriter;
@@ -89,7 +92,15 @@ pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
     let (file_writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(8192)
         .finish(appender);
-    install(hub, Some(file_writer));
+    let already = written_today(logs_dir);
+    install(
+        hub,
+        Some(capped::Capped::new(
+            file_writer,
+            MAX_LOG_FILE_BYTES,
+            already,
+        )),
+    );
     Ok(guard)
 }
 
@@ -99,7 +110,25 @@ pub fn init_without_file(hub: &LogHub) {
     install(hub, None);
 }
 
-fn install(hub: &LogHub, file: Option<tracing_appender::non_blocking::NonBlocking>) {
+/// The size of today's file, if the newest one was written today (a
+/// restart does not reset the day's cap).
+fn written_today(logs_dir: &Path) -> u64 {
+    let day = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400)
+    };
+    current_log_file(logs_dir)
+        .and_then(|path| std::fs::metadata(path).ok())
+        .filter(|meta| {
+            meta.modified()
+                .is_ok_and(|m| day(m) == day(std::time::SystemTime::now()))
+        })
+        .map_or(0, |meta| meta.len())
+}
+
+type FileWriter = capped::Capped<tracing_appender::non_blocking::NonBlocking>;
+
+fn install(hub: &LogHub, file: Option<FileWriter>) {
     let filter = EnvFilter::try_from_env("MOLT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)

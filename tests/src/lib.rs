@@ -7,11 +7,13 @@
 //! * [`versions`]: moltd built at a given version, cached.
 //! * [`moltd`], [`client`], [`restarts`]: the real moltd as a child
 //!   process, a raw protocol client, handoff probes.
-//! * [`process`], [`http`]: small helpers (commands with deadlines, HTTP/1.1).
+//! * [`process`], [`http`], [`memory`]: small helpers (commands with
+//!   deadlines, HTTP/1.1, a process's resident memory).
 
 pub mod client;
 pub mod global_install;
 pub mod http;
+pub mod memory;
 pub mod moltd;
 pub mod npm_package;
 pub mod process;
