@@ -50,11 +50,12 @@ async fn run(
     inherited: Inherited,
 ) -> ExitCode {
     let logs = LogHub::default();
+    let log_options = log_options(&options, &paths);
     // Logging first, so refusals below reach the log file too.
-    let guard = match logging::init(&paths.logs_dir, &logs) {
+    let guard = match logging::init(&paths.logs_dir, &logs, log_options) {
         Ok(guard) => Some(guard),
         Err(e) => {
-            logging::init_without_file(&logs);
+            logging::init_without_file(&logs, log_options.format);
             tracing::warn!("file logging disabled: {}: {e}", paths.logs_dir.display());
             None
         }
@@ -120,12 +121,25 @@ async fn run(
     ExitCode::SUCCESS
 }
 
+/// The config's `logging.*` (defaults if it does not load: the start
+/// refuses it with a clear message right after), under the flags.
+fn log_options(options: &Options, paths: &StatePaths) -> logging::LogOptions {
+    let mut log = molt_daemon::config::ConfigFile::load(&paths.config_path)
+        .and_then(|file| file.settings())
+        .map(|settings| settings.logging)
+        .unwrap_or_default();
+    if let Some(format) = options.log_format {
+        log.format = format;
+    }
+    log
+}
+
 /// `moltd rescue`: judge the service's exit, roll back a crash loop.
 fn rescue(paths: &StatePaths, env: &dyn Fn(&str) -> Option<String>) -> ExitCode {
     use molt_daemon::update::rescue::{self, Outcome, ServiceExit};
     let logs = LogHub::default();
-    let _guard = logging::init(&paths.logs_dir, &logs)
-        .inspect_err(|_| logging::init_without_file(&logs))
+    let _guard = logging::init(&paths.logs_dir, &logs, logging::LogOptions::default())
+        .inspect_err(|_| logging::init_without_file(&logs, logging::LogFormat::Text))
         .ok();
     let Some(exit) = ServiceExit::from_env(env) else {
         match rescue::read_record(paths) {

@@ -57,6 +57,10 @@ pub struct Options {
     /// or exec in place.
     #[arg(long, value_enum)]
     pub restart_mode: Option<RestartMode>,
+    /// Log line format on stderr and in the log file (overrides
+    /// `logging.format`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::logging::LogFormat>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -243,3 +243,54 @@ fn logs_go_to_a_daily_file_in_the_state_dir() {
     assert!(text.contains("READY"), "{text}");
     assert!(text.contains("stopped"), "{text}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_in_the_file_and_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(
+        dir.path(),
+        serde_json::json!({"logging": {"format": "json"}}),
+    );
+    let mut running = start(dir.path(), &["--port", "0"]);
+    Moltd::signal(running.first.pid, "TERM");
+    running.child.wait().unwrap();
+    let logs = dir.path().join("logs");
+    let file = std::fs::read_dir(&logs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(file).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let ready = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("READY "))
+        })
+        .expect("the READY line is logged");
+    assert_eq!(ready["level"], "INFO");
+    assert!(ready["timestamp"].is_string() && ready["target"].is_string());
+    assert!(events.iter().any(|e| e["message"] == "stopped"), "{text}");
+
+    // The flag wins over the config, on stderr too.
+    let (code, stderr) = refused(
+        dir.path(),
+        &["--port", "0", "--log-format", "json", "--bind", "nowhere"],
+    );
+    assert_eq!(code, 78, "{stderr}");
+    let refusal: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(refusal["level"], "ERROR");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("--bind nowhere"),
+        "{refusal}"
+    );
+}

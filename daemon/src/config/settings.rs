@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{ConfigError, InvalidValue};
+use crate::logging::{LogFormat, LogOptions};
 
 pub const DEFAULT_PORT: u16 = 18789;
 pub const DEFAULT_DEFERRAL_TIMEOUT_MS: u64 = 300_000;
@@ -19,6 +20,8 @@ pub struct Settings {
     /// `commands.restart`: whether the daemon may restart itself.
     pub restart_enabled: bool,
     pub update: UpdateSettings,
+    /// `logging.format` and `logging.maxFileBytes`, applied at start.
+    pub logging: LogOptions,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +98,7 @@ impl Default for Settings {
                 package: None,
                 git_build_command: None,
             },
+            logging: LogOptions::default(),
         }
     }
 }
@@ -169,6 +173,25 @@ impl Settings {
             _ => AuthMode::None,
         };
         let port = r.uint("gateway.port", u16::MAX.into(), "an integer 0..=65535")?;
+        let log_format = match r.choice("logging.format", &["text", "json"])? {
+            Some(name) => LogFormat::parse(name).unwrap_or_default(),
+            None => d.logging.format,
+        };
+        let max_file_bytes = match r.uint(
+            "logging.maxFileBytes",
+            1 << 40,
+            "an integer 1048576..=1099511627776 (bytes)",
+        )? {
+            Some(n) if n < 1 << 20 => {
+                return Err(InvalidValue::new(
+                    "logging.maxFileBytes",
+                    "an integer 1048576..=1099511627776 (bytes)",
+                    n.to_string(),
+                ));
+            }
+            Some(n) => n,
+            None => d.logging.max_file_bytes,
+        };
         let auto = &d.update.auto;
         Ok(Settings {
             gateway: GatewaySettings {
@@ -227,6 +250,10 @@ impl Settings {
                 },
                 package: r.package()?,
                 git_build_command: r.build_command()?,
+            },
+            logging: LogOptions {
+                format: log_format,
+                max_file_bytes,
             },
         })
     }

@@ -281,3 +281,21 @@ fn npm_package_names() {
         assert!(!is_valid_npm_package_name(bad), "{bad}");
     }
 }
+
+#[test]
+fn logging_format_and_file_cap() {
+    let d = settings(json!({}));
+    assert_eq!(d.logging.format, LogFormat::Text);
+    assert_eq!(d.logging.max_file_bytes, 32 * 1024 * 1024);
+    let s = settings(json!({"logging": {"format": "json", "maxFileBytes": 2_097_152}}));
+    assert_eq!(s.logging.format, LogFormat::Json);
+    assert_eq!(s.logging.max_file_bytes, 2_097_152);
+    assert_eq!(
+        error(json!({"logging": {"format": "xml"}})),
+        "logging.format: expected one of \"text\", \"json\", got \"xml\""
+    );
+    assert_eq!(
+        error(json!({"logging": {"maxFileBytes": 1000}})),
+        "logging.maxFileBytes: expected an integer 1048576..=1099511627776 (bytes), got 1000"
+    );
+}
