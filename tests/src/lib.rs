@@ -7,8 +7,9 @@
 //! * [`versions`]: moltd built at a given version, cached.
 //! * [`moltd`], [`client`], [`restarts`]: the real moltd as a child
 //!   process, a raw protocol client, handoff probes.
-//! * [`process`], [`http`], [`memory`]: small helpers (commands with
-//!   deadlines, HTTP/1.1, a process's resident memory).
+//! * [`process`], [`http`], [`memory`], [`ports`]: small helpers (commands
+//!   with deadlines, HTTP/1.1, a process's resident memory, an address
+//!   that refuses connections).
 
 pub mod client;
 pub mod global_install;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod memory;
 pub mod moltd;
 pub mod npm_package;
+pub mod ports;
 pub mod process;
 pub mod registry;
 pub mod restarts;

@@ -175,11 +175,7 @@ mod tests {
 
     #[test]
     fn the_prober_counts_refusals_and_the_outage() {
-        // A port nobody listens on: bind, note it, close.
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let (_held, addr) = crate::ports::refusing_addr();
         let probed = Probe::start(addr).finish();
         assert!(probed.attempts > 0);
         assert_eq!(probed.refused, probed.attempts, "{probed:?}");
