@@ -53,6 +53,10 @@ pub fn command(entrypoint: &Path, state: &Path, args: &[&str]) -> Command {
         cmd.env_remove(var);
     }
     cmd.env("MOLT_LOG", "info");
+    // A moltd built in this checkout is a git install, and its registry
+    // check is a `git ls-remote origin`: git may reach local repositories
+    // only (the update tests' bare upstreams), never a network remote.
+    cmd.env("GIT_ALLOW_PROTOCOL", "file");
     cmd
 }
 
