@@ -41,6 +41,31 @@ fi
 exec 9>"$tools_dir/.systemd-root.lock"
 flock 9
 
+# Records why the build failed, for the tests to print when they skip.
+fail() {
+    {
+        printf 'building the Debian root failed: %s\n' "$1"
+        [[ -n "${build_log:-}" ]] && tail -n 30 "$build_log" 2>/dev/null
+        [[ -n "${tmp:-}" ]] && tail -n 30 "$tmp/debootstrap/debootstrap.log" 2>/dev/null
+        true
+    } >"$failed"
+    log "error: $1 (details in $failed); the systemd tests will be skipped"
+    exit 1
+}
+
+# The tests boot the root with systemd-nspawn: installed even when the root
+# is up to date.
+need=()
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
+if (( ${#need[@]} )); then
+    log "installing ${need[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || fail "apt-get update exited $?"
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+        fail "apt-get install ${need[*]} exited $?"
+fi
+
 want="$(sha256sum "$script" | cut -d' ' -f1)"
 if [[ -f "$root/$stamp_name" && "$(cat "$root/$stamp_name")" == "$want" ]]; then
     log "up to date ($root)"
@@ -64,32 +89,12 @@ for leftover in "$tools_dir"/systemd-root.tmp.* "$tools_dir"/systemd-root.old.*;
     [[ -e "$leftover" ]] && remove_tree "$leftover"
 done
 
-need=()
-command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
-command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
-if (( ${#need[@]} )); then
-    log "installing ${need[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
-fi
-
 tmp="$(mktemp -d "$tools_dir/systemd-root.tmp.XXXXXX")"
 # The root of the container's file system: mktemp makes it 0700.
 chmod 0755 "$tmp"
 build_log="$tmp.log"
 cleanup() { remove_tree "$tmp"; rm -f "$build_log"; }
 trap cleanup EXIT
-
-fail() {
-    {
-        printf 'building the Debian root failed: %s\n' "$1"
-        tail -n 30 "$build_log" 2>/dev/null || true
-        tail -n 30 "$tmp/debootstrap/debootstrap.log" 2>/dev/null || true
-    } >"$failed"
-    log "error: $1 (log tail in $failed); the systemd tests will be skipped"
-    exit 1
-}
 
 start=$SECONDS
 log "building $root (debootstrap minbase bookworm with $base, then $extra)"
@@ -124,7 +129,7 @@ install -d -o "$(chroot "$tmp" id -u molt)" -g "$(chroot "$tmp" id -g molt)" -m 
 # console would only hold it.
 chroot "$tmp" systemctl mask console-getty.service getty@.service >>"$build_log" 2>&1 ||
     fail "masking the gettys"
-# Half the root's size is apt's package cache and lists.
+# apt's package cache and lists (~240 MB) are of no use to the tests.
 chroot "$tmp" apt-get clean
 rm -rf "$tmp"/var/lib/apt/lists/*
 
