@@ -400,6 +400,28 @@ impl Machine {
         Ok(out.stdout)
     }
 
+    /// Polls the unit's journal until it holds every one of `lines`
+    /// (journald takes in a service's output a moment after the service
+    /// wrote it), at most `timeout`; the journal then.
+    pub fn wait_for_journal(
+        &self,
+        unit: &str,
+        lines: &[&str],
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let journal = self.journal(unit)?;
+            if lines.iter().all(|line| journal.contains(line)) {
+                return Ok(journal);
+            }
+            if Instant::now() >= deadline {
+                bail!("{unit}'s journal has not all of {lines:?} after {timeout:?}:\n{journal}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `path` in the machine as the host sees it (through its leader's
     /// root): for reading and writing files from the test.
     pub fn path(&self, inside: &str) -> PathBuf {

@@ -9,7 +9,9 @@
 use molt_daemon::gateway::{CLOSE_GOING_AWAY, StopReason};
 use molt_e2e::client::{Client, TOKEN};
 use molt_e2e::restarts::{Probe, client};
-use molt_e2e::systemd::{Boot, Machine, MoltdService, Root, SERVICE, SOCKET, UnitState};
+use molt_e2e::systemd::{
+    Boot, Machine, MoltdService, RUN_TIMEOUT, Root, SERVICE, SOCKET, STATE_DIR, UnitState,
+};
 use molt_e2e::updates::OLD;
 use molt_protocol::method::HealthResult;
 use molt_protocol::status::{RestartStrategy, SupervisorKind};
@@ -79,10 +81,15 @@ async fn the_first_connection_starts_the_service() {
         .wait_for_state(
             SERVICE,
             &UnitState::new("active", "running", "success"),
-            molt_e2e::systemd::RUN_TIMEOUT,
+            RUN_TIMEOUT,
         )
         .unwrap();
     assert_eq!(machine.show(SERVICE, "NRestarts").unwrap(), "0");
+    assert_eq!(
+        machine.show(SERVICE, "StatusText").unwrap(),
+        format!("READY {} {VERSION} {main_pid}", service.addr()),
+        "systemctl status shows moltd's READY line"
+    );
     assert_eq!(
         machine.state(SOCKET).unwrap(),
         UnitState::new("active", "running", "success"),
@@ -138,7 +145,7 @@ async fn systemctl_stop_drains_and_leaves_the_socket_listening() {
     let stop = machine.spawn(&["systemctl", "stop", SERVICE]).unwrap();
     let shutdown = client.event("shutdown").await;
     let close = client.close_code().await;
-    stop.finish(molt_e2e::systemd::RUN_TIMEOUT).unwrap();
+    stop.finish(RUN_TIMEOUT).unwrap();
 
     assert_eq!(shutdown["reason"], StopReason::stop().reason);
     assert_eq!(
@@ -162,7 +169,7 @@ async fn systemctl_stop_drains_and_leaves_the_socket_listening() {
 async fn a_refusal_to_start_is_not_retried() {
     let Some(service) = service() else { return };
     let machine = &service.machine;
-    let config = format!("{}/openclaw.json", molt_e2e::systemd::STATE_DIR);
+    let config = format!("{STATE_DIR}/openclaw.json");
     machine
         .write_file(&config, "{ \"gateway\": ", "molt:molt", "0600")
         .unwrap();
@@ -183,11 +190,11 @@ async fn a_refusal_to_start_is_not_retried() {
         .unwrap();
     assert_eq!(props["ExecMainStatus"], "78", "moltd refused to start");
     assert_eq!(props["NRestarts"], "0");
-    let journal = machine.journal(SERVICE).unwrap();
-    assert!(
-        journal.contains(&format!("config {config} does not parse")),
-        "the reason is in the journal:\n{journal}"
-    );
+    // The reason is in the journal.
+    let reason = format!("config {config} does not parse");
+    let journal = machine
+        .wait_for_journal(SERVICE, &[&reason, "status=78/CONFIG"], RUN_TIMEOUT)
+        .unwrap();
     assert_eq!(
         journal.matches("status=78/CONFIG").count(),
         1,
