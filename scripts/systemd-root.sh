@@ -104,7 +104,7 @@ log "building $root (debootstrap minbase bookworm with $base, then $extra)"
 # debootstrap lays down the base with systemd; apt, which does resolve
 # them, adds nodejs and npm. Both run dpkg with force-unsafe-io (no fsync
 # per file: this root is rebuilt, never recovered), which cuts the build
-# from ~170 s to ~80 s here; the setting is removed again at the end.
+# from ~170 s to 80-120 s here; the setting is removed again at the end.
 debootstrap --foreign --variant=minbase --include="$base" bookworm "$tmp" "$mirror" >"$build_log" 2>&1 ||
     fail "debootstrap (download and unpack) exited $?"
 unsafe_io="$tmp/etc/dpkg/dpkg.cfg.d/molt-unsafe-io"
@@ -125,8 +125,8 @@ node_secs=$((SECONDS - start - bootstrap_secs))
 chroot "$tmp" useradd --system --home-dir /var/lib/molt --shell /usr/sbin/nologin molt >>"$build_log" 2>&1 ||
     fail "useradd molt"
 install -d -o "$(chroot "$tmp" id -u molt)" -g "$(chroot "$tmp" id -g molt)" -m 0755 "$tmp/opt/molt"
-# Nothing in the tests logs in on a console; a getty on the container's
-# console would only hold it.
+# Nobody logs in on a machine's console: no getty (one process less per
+# boot, no login prompt in the console the tests capture).
 chroot "$tmp" systemctl mask console-getty.service getty@.service >>"$build_log" 2>&1 ||
     fail "masking the gettys"
 # apt's package cache and lists (~240 MB) are of no use to the tests.
