@@ -8,9 +8,14 @@
 # package.json + package-lock.json is written after a verified install, and
 # the install is skipped while it matches.
 #
+# Then, as root, the Debian root the systemd tests boot
+# (scripts/systemd-root.sh, cached the same way; not root, or a failed
+# build: those tests are skipped and say why).
+#
 # Prints the tool paths on stdout as KEY=PATH lines (node24, verdaccio, pnpm,
-# bun); everything else goes to stderr. The Rust fixtures find the same
-# paths through Tools::locate() (override: MOLT_TEST_TOOLS_DIR).
+# bun, and systemd_root when built); everything else goes to stderr. The
+# Rust fixtures find the same paths through Tools::locate() (override:
+# MOLT_TEST_TOOLS_DIR) and molt_e2e::systemd::root().
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -68,3 +73,6 @@ printf 'node24=%s\n' "$node24"
 printf 'verdaccio=%s\n' "$verdaccio"
 printf 'pnpm=%s\n' "$pnpm"
 printf 'bun=%s\n' "$bun"
+
+"$repo_root/scripts/systemd-root.sh" ||
+    log "the Debian root for the systemd tests could not be built; they will be skipped (tests/tools/systemd-root.failed says why)"

@@ -7,6 +7,8 @@
 //! * [`versions`]: moltd built at a given version, cached.
 //! * [`moltd`], [`client`], [`restarts`]: the real moltd as a child
 //!   process, a raw protocol client, handoff probes.
+//! * [`systemd`]: a real systemd 252 in a throwaway machine, and moltd in
+//!   it under the shipped units.
 //! * [`process`], [`http`], [`memory`], [`ports`]: small helpers (commands
 //!   with deadlines, HTTP/1.1, a process's resident memory, an address
 //!   that refuses connections).
@@ -21,6 +23,7 @@ pub mod ports;
 pub mod process;
 pub mod registry;
 pub mod restarts;
+pub mod systemd;
 pub mod tools;
 pub mod tree;
 pub mod updates;

@@ -233,7 +233,9 @@ pub fn write_config(state: &Path, extra: serde_json::Value) {
     .unwrap();
 }
 
-fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+/// Merges `patch` into `target`, objects key by key (JSON merge patch
+/// without deletions).
+pub fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
     match (target, patch) {
         (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
             for (k, v) in p {
