@@ -310,6 +310,14 @@ async fn under_systemd_a_verified_successor_becomes_the_main_process() {
     let successor = Ready::parse(field(&handover, "STATUS=")).expect("STATUS is a READY line");
     assert_eq!(successor.pid, main_pid);
     assert_ne!(main_pid, first.first.pid);
+    // systemd only drains a main process it knows as its own child: the
+    // successor was started detached, so the old process is not its parent.
+    let parent = std::fs::read_to_string(format!("/proc/{main_pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:").map(|p| p.trim().parse::<u32>().unwrap()))
+        .unwrap();
+    assert_ne!(parent, first.first.pid, "the successor is not the old process's child");
     let (barrier, fds) = systemd.until("BARRIER=1");
     assert!(!has_state(&barrier, "STOPPING=1"), "{barrier:?}");
     assert_eq!(fds.len(), 1, "the barrier carries one fd");

@@ -11,7 +11,7 @@ use tokio::signal::unix::Signal;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::respawn::{self, ReadyTimeouts, SuccessorSpec};
+use super::respawn::{self, Parentage, ReadyTimeouts, SuccessorSpec};
 use super::scheduler::{self, Action, Fire, Outcome, Rejected, Scheduled, Scheduler};
 use crate::gateway::{Gateway, StopReason, unix_ms};
 
@@ -229,12 +229,18 @@ async fn respawn(
         .map_err(|e| format!("cannot pass the listener and lock on: {e}"))?;
     let timeouts = ReadyTimeouts::from_idle(engine.successor_timeout);
     let supervisor = gw.supervisor_info().kind;
+    // systemd must know the process it is told about as its own child.
+    let parentage = match engine.takeover {
+        Takeover::SystemdMainPid => Parentage::Detached,
+        Takeover::Plain => Parentage::Ours,
+    };
     let successor = respawn::start_successor(
         spec,
         listener,
         lock,
         gw.identity().pid,
         supervisor,
+        parentage,
         timeouts,
     )
     .await
