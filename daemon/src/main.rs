@@ -61,6 +61,14 @@ async fn run(
         }
     };
     let successor = engine::successor_spec(molt_daemon::install::stable_entrypoint());
+    // A socket systemd activated us for: if we refuse to start, the
+    // connections queued on it are answered, or each would make systemd
+    // start us again at once, only to be refused again.
+    let activated = inherited
+        .predecessor
+        .is_none()
+        .then(|| inherited.listener.as_ref()?.try_clone().ok())
+        .flatten();
     let launch = Launch {
         process_env,
         logs,
@@ -72,6 +80,9 @@ async fn run(
         Err(e) => {
             // Logged once: the subscriber writes stderr and the file.
             tracing::error!("{e}");
+            if let Some(listener) = activated {
+                start::refuse_queued(&listener);
+            }
             return ExitCode::from(e.exit_code() as u8);
         }
     };

@@ -404,6 +404,31 @@ async fn prepare_with(
     })
 }
 
+/// The most queued connections a refused start answers.
+const MAX_REFUSED_QUEUED: usize = 1024;
+
+/// Answers every connection already queued on an activated `listener`
+/// with `503` and closes it, without reading a byte: moltd refused to
+/// start, and the reason (which can name files and values) is in its log,
+/// not for whoever connected. Best effort, bounded.
+pub fn refuse_queued(listener: &std::net::TcpListener) {
+    use std::io::Write;
+    const RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+        Content-Type: text/plain\r\nConnection: close\r\nContent-Length: 58\r\n\r\n\
+        moltd refused to start (exit 78); see the service's log.\r\n";
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    for _ in 0..MAX_REFUSED_QUEUED {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let _ = stream.set_nonblocking(true);
+        let _ = stream.write_all(RESPONSE);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// The inherited listener, unless the config now asks for another port
 /// (a `gateway.port` change is why this process was started).
 fn adoptable(

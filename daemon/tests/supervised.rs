@@ -315,9 +315,15 @@ async fn under_systemd_a_verified_successor_becomes_the_main_process() {
     let parent = std::fs::read_to_string(format!("/proc/{main_pid}/status"))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("PPid:").map(|p| p.trim().parse::<u32>().unwrap()))
+        .find_map(|l| {
+            l.strip_prefix("PPid:")
+                .map(|p| p.trim().parse::<u32>().unwrap())
+        })
         .unwrap();
-    assert_ne!(parent, first.first.pid, "the successor is not the old process's child");
+    assert_ne!(
+        parent, first.first.pid,
+        "the successor is not the old process's child"
+    );
     let (barrier, fds) = systemd.until("BARRIER=1");
     assert!(!has_state(&barrier, "STOPPING=1"), "{barrier:?}");
     assert_eq!(fds.len(), 1, "the barrier carries one fd");
@@ -478,6 +484,38 @@ async fn a_config_broken_between_restarts_exits_78_under_systemd() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("READY"));
     assert!(moltd::serving(state).is_empty());
+}
+
+#[test]
+fn a_refused_start_answers_the_connections_queued_on_its_socket() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let (socket, addr) = socket_unit();
+    std::fs::write(state.join("openclaw.json"), BROKEN_CONFIG).unwrap();
+    // A client waiting in the queue when systemd starts moltd for it.
+    let mut waiting = TcpStream::connect(addr).unwrap();
+    waiting.set_read_timeout(Some(READY_WAIT)).unwrap();
+
+    let out = run_bounded(activated(state, &socket), READY_WAIT);
+    assert_eq!(out.status.code(), Some(78));
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer:?}"
+    );
+    assert!(
+        answer.ends_with("moltd refused to start (exit 78); see the service's log.\r\n"),
+        "{answer:?}"
+    );
+    assert!(!answer.contains("openclaw.json"), "no detail for strangers");
+    // Nothing is left queued to make systemd start it again.
+    socket.set_nonblocking(true).unwrap();
+    assert_eq!(
+        socket.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -428,6 +428,16 @@ impl Machine {
         PathBuf::from(format!("/proc/{}/root{inside}", self.leader))
     }
 
+    /// Copies the host file `from` to `inside`, owned by `owner` with `mode`.
+    pub fn copy_in(&self, from: &Path, inside: &str, owner: &str, mode: &str) -> Result<()> {
+        let path = self.path(inside);
+        std::fs::copy(from, &path)
+            .with_context(|| format!("copy {} to {}", from.display(), path.display()))?;
+        self.run(&["chown", owner, inside])?;
+        self.run(&["chmod", mode, inside])?;
+        Ok(())
+    }
+
     /// Writes `contents` to `inside` (replacing it), owned by `owner`
     /// (`user:group`) with `mode`.
     pub fn write_file(&self, inside: &str, contents: &str, owner: &str, mode: &str) -> Result<()> {
@@ -882,6 +892,56 @@ impl MoltdService {
         m.run(&["chown", &format!("{USER}:{USER}"), &path])?;
         m.run(&["chmod", "0600", &path])?;
         Ok(())
+    }
+
+    /// Publishes `binary` as `version` to this service's registry (a
+    /// dist-tag other than `latest` when given).
+    pub fn publish(&self, binary: &Path, version: &str, dist_tag: Option<&str>) -> Result<()> {
+        let dist = self.tmp.path().join("dist");
+        let tarball = crate::pack_moltd(binary, version, &dist, DEFAULT_PACKAGE)?;
+        publish(&self.registry, &tarball, dist_tag)
+    }
+
+    /// Points moltd's package manager at this service's registry the way
+    /// an operator would: `/etc/default/moltd`, the unit's
+    /// `EnvironmentFile=`.
+    pub fn use_registry(&self) -> Result<()> {
+        self.machine.write_file(
+            "/etc/default/moltd",
+            &format!("npm_config_registry={}\n", self.registry.url()),
+            "root:root",
+            "0644",
+        )
+    }
+
+    /// The version of the package installed under `/opt/molt` now.
+    pub fn installed_version(&self) -> Result<String> {
+        let manifest = self.machine.path(&format!(
+            "{PREFIX}/lib/node_modules/{DEFAULT_PACKAGE}/package.json"
+        ));
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&manifest).with_context(|| format!("read {}", manifest.display()))?,
+        )?;
+        manifest["version"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the manifest names no version")
+    }
+
+    /// Waits until `MainPID` is neither 0 nor any of `not`: the service's
+    /// main process after a restart systemd made.
+    pub fn wait_for_main_pid_other_than(&self, not: &[u32], timeout: Duration) -> Result<u32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pid = self.main_pid()?;
+            if pid != 0 && !not.contains(&pid) {
+                return Ok(pid);
+            }
+            if Instant::now() > deadline {
+                bail!("MainPID still {pid} after {timeout:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `127.0.0.1:<port>`, where `moltd.socket` listens.

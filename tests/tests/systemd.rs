@@ -12,9 +12,11 @@ use molt_e2e::restarts::{Probe, client};
 use molt_e2e::systemd::{
     Boot, Machine, MoltdService, RUN_TIMEOUT, Root, SERVICE, SOCKET, STATE_DIR, UnitState,
 };
-use molt_e2e::updates::OLD;
+use molt_e2e::updates::{NEW, OLD, update_run, update_status};
+use molt_e2e::{DEFAULT_PACKAGE, publish, versions, write_fake_moltd};
 use molt_protocol::method::HealthResult;
-use molt_protocol::status::{RestartStrategy, SupervisorKind};
+use molt_protocol::status::{RestartStrategy, StatusResult, SupervisorKind};
+use molt_protocol::update::{RunPhase, UpdateStatus};
 use serde_json::json;
 
 /// The version installed: the update tests' first version, so its build
@@ -43,6 +45,14 @@ fn service() -> Option<MoltdService> {
 
 fn listening() -> UnitState {
     UnitState::new("active", "listening", "success")
+}
+
+async fn status(client: &mut Client) -> StatusResult {
+    client
+        .request("status", json!({}))
+        .await
+        .into_result()
+        .unwrap()
 }
 
 async fn health(client: &mut Client) -> HealthResult {
@@ -76,7 +86,11 @@ async fn the_first_connection_starts_the_service() {
     assert_eq!(health.pid, main_pid, "the service's main process serves");
     assert_eq!(hello.snapshot.pid, main_pid);
     assert_eq!(hello.snapshot.supervisor.kind, SupervisorKind::Systemd);
-    assert_eq!(hello.snapshot.restart.strategy, RestartStrategy::Supervised);
+    assert_eq!(
+        hello.snapshot.restart.strategy,
+        RestartStrategy::Respawn,
+        "moltd hands off itself and names the successor MAINPID"
+    );
     machine
         .wait_for_state(
             SERVICE,
@@ -205,6 +219,253 @@ async fn a_refusal_to_start_is_not_retried() {
         listening(),
         "a failed start leaves the socket listening"
     );
+}
+
+/// The service running `VERSION`, with `NEW` published and moltd's npm
+/// pointed at the registry; a client of its main process.
+async fn running_with_an_update() -> Option<(MoltdService, u32, Client)> {
+    let service = service()?;
+    publish(
+        &service.registry,
+        &versions::packed_moltd(NEW, DEFAULT_PACKAGE).unwrap(),
+        None,
+    )
+    .unwrap();
+    service.use_registry().unwrap();
+    service.machine.systemctl(&["start", SERVICE]).unwrap();
+    let pid = service.main_pid().unwrap();
+    let client = client(&service.ready(pid)).await;
+    Some((service, pid, client))
+}
+
+/// What must hold after every handoff case: the unit never stopped and
+/// systemd restarted nothing, and no connection was refused.
+fn assert_the_service_never_stopped(service: &MoltdService, probe: Probe) {
+    let machine = &service.machine;
+    assert_eq!(
+        machine.state(SERVICE).unwrap(),
+        UnitState::new("active", "running", "success")
+    );
+    assert_eq!(machine.show(SERVICE, "NRestarts").unwrap(), "0");
+    assert_eq!(machine.state(SOCKET).unwrap().active, "active");
+    let probed = probe.finish();
+    println!("probed across the handoff: {probed:?}");
+    let (connected, failed) = probed.counts();
+    assert_eq!(failed, 0, "connections failed: {probed:?}");
+    assert!(connected > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_hands_off_and_systemd_follows_the_new_main_process() {
+    let Some((service, before, mut c)) = running_with_an_update().await else {
+        return;
+    };
+    let probe = Probe::start(service.addr());
+    let result = update_run(&mut c, json!({"note": "under systemd"}))
+        .await
+        .unwrap();
+    assert!(result.ok, "{result:#?}");
+    assert_eq!(result.result.after.version.as_deref(), Some(NEW));
+
+    // The answer comes once systemd has taken the successor as its main
+    // process.
+    let after = service.main_pid().unwrap();
+    assert_ne!(after, before, "the successor is the main process");
+    let mut c = client(&service.ready(after)).await;
+    let health = health(&mut c).await;
+    assert_eq!((health.version.as_str(), health.pid), (NEW, after));
+    let status = update_status(&mut c).await;
+    assert_eq!(status.running_version, NEW);
+    let sentinel = status.sentinel.expect("the sentinel is kept");
+    assert_eq!(sentinel.status, UpdateStatus::Ok);
+    assert_eq!(sentinel.verified.unwrap().pid, after);
+    assert_eq!(status.last_run.unwrap().phase, RunPhase::Verified);
+    assert_eq!(service.installed_version().unwrap(), NEW);
+    assert_the_service_never_stopped(&service, probe);
+    // The version that worked stands by for the rescue step.
+    let rescue = service
+        .machine
+        .run(&[&format!("{STATE_DIR}/rescue/moltd"), "--version"])
+        .unwrap();
+    assert_eq!(rescue.stdout.trim(), format!("moltd {VERSION}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_that_dies_at_start_is_rolled_back_while_the_old_process_serves() {
+    let Some((service, before, mut c)) = running_with_an_update().await else {
+        return;
+    };
+    let broken = service.tmp.path().join("broken/moltd");
+    write_fake_moltd(&broken, "3.0.0").unwrap();
+    service.publish(&broken, "3.0.0", Some("broken")).unwrap();
+    let probe = Probe::start(service.addr());
+
+    let result = update_run(&mut c, json!({"tag": "3.0.0"})).await.unwrap();
+    assert!(!result.ok, "{result:#?}");
+    assert_eq!(result.result.reason.as_deref(), Some("restart-unhealthy"));
+    assert_eq!(
+        service.main_pid().unwrap(),
+        before,
+        "the old process serves"
+    );
+    let health = health(&mut c).await;
+    assert_eq!((health.version.as_str(), health.pid), (VERSION, before));
+    let sentinel = update_status(&mut c).await.sentinel.unwrap();
+    assert!(sentinel.rolled_back, "{sentinel:#?}");
+    assert_eq!(service.installed_version().unwrap(), VERSION);
+    assert_the_service_never_stopped(&service, probe);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_that_runs_old_code_is_stopped_and_rolled_back() {
+    let Some((service, before, mut c)) = running_with_an_update().await else {
+        return;
+    };
+    // 4.0.0 says 4.0.0 when asked, but what starts is the old code: the
+    // mixed state this product exists to catch.
+    let old_code = "/usr/local/lib/molt-e2e-old-moltd";
+    service
+        .machine
+        .copy_in(
+            &versions::moltd_binary(VERSION).unwrap(),
+            old_code,
+            "root:root",
+            "0755",
+        )
+        .unwrap();
+    let liar = service.tmp.path().join("liar/moltd");
+    std::fs::create_dir_all(liar.parent().unwrap()).unwrap();
+    std::fs::write(
+        &liar,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  --version) echo 'moltd 4.0.0' ;;\n  *) exec {old_code} \"$@\" ;;\nesac\n"
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&liar, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    service.publish(&liar, "4.0.0", Some("liar")).unwrap();
+    let probe = Probe::start(service.addr());
+
+    let result = update_run(&mut c, json!({"tag": "4.0.0"})).await.unwrap();
+    assert!(!result.ok, "{result:#?}");
+    assert_eq!(
+        service.main_pid().unwrap(),
+        before,
+        "the old process serves"
+    );
+    let failure = status(&mut c).await.restart.last_failure.unwrap();
+    assert!(
+        failure
+            .reason
+            .contains(&format!("runs version {VERSION}, expected 4.0.0")),
+        "{failure:?}"
+    );
+    assert_eq!(health(&mut c).await.pid, before);
+    assert_eq!(service.installed_version().unwrap(), VERSION);
+    assert_the_service_never_stopped(&service, probe);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_that_crash_loops_after_verifying_is_rolled_back_by_the_rescue_step() {
+    let Some((service, _, mut c)) = running_with_an_update().await else {
+        return;
+    };
+    let machine = &service.machine;
+    let result = update_run(&mut c, json!({})).await.unwrap();
+    assert!(result.ok, "{result:#?}");
+    let mut crashed = vec![service.main_pid().unwrap()];
+
+    // The new version verified; now it keeps dying, as a version with a
+    // crash a minute in (or at every start after a reboot) does. systemd
+    // restarts it each time (RestartSec=1s) and runs the rescue step.
+    let probe = Probe::start(service.addr());
+    for round in 1..=3 {
+        machine
+            .systemctl(&["kill", "--signal=ABRT", "--kill-who=main", SERVICE])
+            .unwrap();
+        let next = service
+            .wait_for_main_pid_other_than(&crashed, RUN_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}\n{}", machine.journal(SERVICE).unwrap_or_default()));
+        crashed.push(next);
+        let running = client(&service.ready(next))
+            .await
+            .request("health", json!({}))
+            .await;
+        let version = running.into_result::<HealthResult>().unwrap().version;
+        let want = if round < 3 { NEW } else { VERSION };
+        assert_eq!(version, want, "after crash {round}");
+    }
+    let restored = *crashed.last().unwrap();
+    let mut c = client(&service.ready(restored)).await;
+    let status = status(&mut c).await;
+    let latest = status.latest_run.unwrap();
+    assert_eq!(latest.run_id, result.run_id);
+    assert_eq!(latest.phase, RunPhase::RolledBack);
+    assert!(
+        latest
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(&format!("crash-loop: {NEW} failed 3 times"))),
+        "{latest:#?}"
+    );
+    assert_eq!(service.installed_version().unwrap(), VERSION);
+    let journal = machine.journal(SERVICE).unwrap();
+    assert!(
+        journal.contains(&format!("{NEW} crash-looped; rolled back to {VERSION}")),
+        "{journal}"
+    );
+    assert_eq!(
+        machine.state(SERVICE).unwrap(),
+        UnitState::new("active", "running", "success")
+    );
+    assert_eq!(machine.show(SERVICE, "NRestarts").unwrap(), "3");
+    // The socket kept accepting throughout: connections waited in its
+    // queue while moltd restarted.
+    let probed = probe.finish();
+    println!("probed across the crash loop: {probed:?}");
+    assert_eq!(probed.refused, 0, "{probed:?}");
+}
+
+#[test]
+fn a_client_waiting_on_a_refused_start_is_answered_and_the_socket_stays_up() {
+    use std::io::Read;
+    let Some(service) = service() else { return };
+    let machine = &service.machine;
+    let config = format!("{STATE_DIR}/openclaw.json");
+    machine
+        .write_file(&config, "{ \"gateway\": ", "molt:molt", "0600")
+        .unwrap();
+
+    // The connection starts moltd, which refuses its config.
+    let mut waiting = std::net::TcpStream::connect(service.addr()).unwrap();
+    waiting.set_read_timeout(Some(RUN_TIMEOUT)).unwrap();
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer:?}"
+    );
+    let journal = machine
+        .wait_for_journal(SERVICE, &["status=78/CONFIG"], RUN_TIMEOUT)
+        .unwrap();
+    machine
+        .wait_for_state(
+            SERVICE,
+            &UnitState::new("failed", "failed", "exit-code"),
+            RUN_TIMEOUT,
+        )
+        .unwrap();
+    // Answered, the connection does not start moltd again and again until
+    // the socket's trigger limit takes the port down.
+    assert_eq!(
+        journal.matches("status=78/CONFIG").count(),
+        1,
+        "moltd ran once:\n{journal}"
+    );
+    assert_eq!(machine.state(SOCKET).unwrap(), listening());
 }
 
 #[test]

@@ -158,6 +158,7 @@ pub async fn restart(
         let run_id = run.record.run_id.clone();
         async move {
             let outcome = tokio::select! {
+                biased;
                 outcome = done_rx => outcome.unwrap_or_else(|_| Err("the restart was dropped".to_owned())),
                 // Stopped before the restart fired: the swap stands and the
                 // sentinel has the next start verify it.
