@@ -308,16 +308,16 @@ fn handoff(rt: &tokio::runtime::Runtime, running: &Running, old: u32) -> Result<
     })
 }
 
-struct Answer {
-    pid: u32,
-    at: Instant,
+pub(crate) struct Answer {
+    pub pid: u32,
+    pub at: Instant,
     on_old: usize,
     failed: usize,
 }
 
 /// Fresh connections, one right after the other, until a pid other than
 /// `old` answers `health`.
-async fn first_answer(addr: &str, old: u32) -> Result<Answer> {
+pub(crate) async fn first_answer(addr: &str, old: u32) -> Result<Answer> {
     let deadline = Instant::now() + STEP_WAIT;
     let (mut on_old, mut failed) = (0, 0);
     loop {

@@ -847,15 +847,23 @@ impl MoltdService {
     /// Boots the machine while the registry starts and the real moltd
     /// built at `version` is published, then installs it there.
     pub fn start(root: &Path, version: &str) -> Result<MoltdService> {
+        Self::start_package(root, version, &|| {
+            versions::packed_moltd(version, DEFAULT_PACKAGE)
+        })
+    }
+
+    /// [`Self::start`] with the package `tarball` makes (for a binary of
+    /// the caller's, such as the benchmark's release build).
+    pub fn start_package(
+        root: &Path,
+        version: &str,
+        tarball: &(dyn Fn() -> Result<PathBuf> + Sync),
+    ) -> Result<MoltdService> {
         let tmp = tempfile::tempdir()?;
         let (machine, registry) = thread::scope(|s| {
             let machine = s.spawn(|| Machine::boot(root, &Boot::default()));
             let registry = Registry::start(tmp.path()).and_then(|registry| {
-                publish(
-                    &registry,
-                    &versions::packed_moltd(version, DEFAULT_PACKAGE)?,
-                    None,
-                )?;
+                publish(&registry, &tarball()?, None)?;
                 Ok(registry)
             });
             let machine = machine
@@ -875,6 +883,12 @@ impl MoltdService {
         };
         service.write_config(serde_json::json!({}))?;
         Ok(service)
+    }
+
+    /// Whether `pid` (as the machine sees it) is a live process there.
+    pub fn alive(&self, pid: u32) -> bool {
+        std::fs::read_to_string(self.machine.path(&format!("/proc/{pid}/stat")))
+            .is_ok_and(|stat| !stat.contains(") Z"))
     }
 
     /// `openclaw.json` in the state dir, as [`write_config`] writes it (the
