@@ -4,25 +4,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use molt_protocol::Request;
-use molt_protocol::error::{ErrorShape, UnavailableReason};
+use molt_protocol::error::{ErrorCode, ErrorShape, UnavailableReason};
 use molt_protocol::event::{ConfigChanged, EventName};
+use molt_protocol::handshake::{Features, GrantedAuth, HelloOk, Policy, ServerInfo};
+use molt_protocol::ids::ConnId;
 use molt_protocol::method::{
     ConfigGetResult, ConfigPatchParams, ConfigPatchResult, HealthResult, HoldAcquireParams,
     HoldAcquireResult, HoldReleaseParams, HoldReleaseResult, LogsTailParams, LogsTailResult,
     MAX_RESTART_REASON, Method, NoAutoUpdateSetParams, NoAutoUpdateSetResult, RestartRequestParams,
     RestartScheduled,
 };
+use molt_protocol::{Request, Scope};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::clock::unix_ms;
 use crate::config::PatchError;
-use crate::gateway::{Caller, Gateway, unix_ms};
+use crate::gateway::{Caller, Gateway};
 use crate::logging;
 use crate::restart::engine::RestartRequest;
 use crate::restart::scheduler::RequesterId;
-use crate::update;
-use molt_protocol::method::{UpdateHistoryResult, UpdateStatusParams, UpdateStatusResult};
+use crate::update::check::CheckError;
+use crate::update::flow::{self, Refused, RunRequest};
+use crate::update::{check, sentinel};
+use molt_protocol::method::{
+    UpdateHistoryResult, UpdateRunParams, UpdateRunResult, UpdateStatusParams, UpdateStatusResult,
+};
 use molt_protocol::update::RunTrigger;
 
 /// The methods this gateway serves (advertised in `hello-ok`).
@@ -72,16 +79,14 @@ pub async fn dispatch(
         Request::ConfigGet => config_get(gw),
         Request::ConfigPatch(params) => config_patch(gw, caller, params),
         Request::RestartRequest(params) => restart_request(gw, caller, params),
-        Request::UpdateRun(params) => {
-            to_value(update::flow::run(gw, Some(caller), params, RunTrigger::Manual).await?)
+        Request::UpdateRun(params) => to_value(update_run(gw, caller, params).await?),
+        Request::UpdateStatus(params) => to_value(update_status(gw, params).await?),
+        Request::UpdateCheck => to_value(update_check(gw).await?),
+        Request::UpdateHistory(params) => {
+            let (store, limit) = (gw.runs().clone(), params.limit.unwrap_or(20).clamp(1, 500));
+            let runs = blocking(move || store.history(limit as usize)).await?;
+            to_value(UpdateHistoryResult { runs })
         }
-        Request::UpdateStatus(params) => to_value(update_status(gw, params)?),
-        Request::UpdateCheck => to_value(update::check::check(gw).await?),
-        Request::UpdateHistory(params) => to_value(UpdateHistoryResult {
-            runs: gw
-                .runs()
-                .history(params.limit.unwrap_or(20).clamp(1, 500) as usize),
-        }),
         Request::HoldAcquire(params) => hold_acquire(gw, params),
         Request::HoldRelease(params) => to_value(hold_release(gw, params)),
         Request::LogsTail(params) => logs_tail(gw, flags, params).await,
@@ -93,28 +98,121 @@ fn to_value(value: impl Serialize) -> Result<Value, ErrorShape> {
     serde_json::to_value(value).map_err(|e| ErrorShape::internal(e.to_string()))
 }
 
+/// The `hello-ok` answer to a granted `connect`.
+pub fn hello(gw: &Gateway, protocol: u32, conn_id: ConnId, scopes: Vec<Scope>) -> HelloOk {
+    HelloOk {
+        kind: "hello-ok".to_owned(),
+        protocol,
+        server: ServerInfo {
+            version: gw.identity().version.clone(),
+            conn_id,
+        },
+        features: Features {
+            methods: SERVED.iter().map(|m| m.as_str().to_owned()).collect(),
+            events: EventName::ALL
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect(),
+        },
+        snapshot: gw.status(0),
+        auth: GrantedAuth {
+            role: "operator".to_owned(),
+            scopes,
+        },
+        policy: Policy::default(),
+    }
+}
+
+/// Blocking reads of state files, off the runtime.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ErrorShape> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| ErrorShape::internal(e.to_string()))
+}
+
+async fn update_run(
+    gw: &Gateway,
+    caller: &Caller,
+    params: UpdateRunParams,
+) -> Result<UpdateRunResult, ErrorShape> {
+    let request = RunRequest {
+        params,
+        trigger: RunTrigger::Manual,
+        actor: Some(caller.conn_id.to_string()),
+        requester: Some(RequesterId(caller.conn)),
+    };
+    flow::run(&gw.run_context(), request)
+        .await
+        .map_err(|refused| refused_error(&refused))
+}
+
+/// A refusal before any run exists, as the wire states it.
+fn refused_error(refused: &Refused) -> ErrorShape {
+    let message = refused.to_string();
+    match refused {
+        Refused::InvalidParams(_) => ErrorShape::invalid_request(message),
+        Refused::Busy(run_id) => {
+            ErrorShape::unavailable(UnavailableReason::UpdateInProgress, message)
+                .with_details(json!({ "reason": "update-in-progress", "runId": run_id }))
+                .retry_after(5000)
+        }
+        Refused::Stopping => {
+            ErrorShape::unavailable(UnavailableReason::GatewayRestarting, message).retry_after(1000)
+        }
+    }
+}
+
+/// `update.check`, announcing what it found (`update.available`).
+async fn update_check(
+    gw: &Gateway,
+) -> Result<molt_protocol::method::UpdateCheckResult, ErrorShape> {
+    let checked = check::check(&gw.run_context()).await.map_err(|e| {
+        let message = e.to_string();
+        match e {
+            CheckError::Query(_) => {
+                ErrorShape::new(ErrorCode::Unavailable, message).retry_after(30_000)
+            }
+            CheckError::ToolMissing(_)
+            | CheckError::Metadata(_)
+            | CheckError::RunningNotSemver(_) => ErrorShape::internal(message),
+            CheckError::NoEntrypoint
+            | CheckError::Layout(_)
+            | CheckError::NotUpdatable(_)
+            | CheckError::NoTarget(_)
+            | CheckError::NoReleaseTag(_) => ErrorShape::invalid_request(message),
+        }
+    })?;
+    gw.announce_update(checked.update_available.clone());
+    Ok(checked)
+}
+
 /// What runs now (this process's version, not the disk's), the sentinel
 /// and the runs.
-fn update_status(
+async fn update_status(
     gw: &Gateway,
     params: UpdateStatusParams,
 ) -> Result<UpdateStatusResult, ErrorShape> {
-    let store = gw.runs();
-    let run = match &params.run_id {
-        Some(run_id) => Some(
-            store
-                .get(run_id)
-                .ok_or_else(|| ErrorShape::not_found(format!("no update run {run_id}")))?,
-        ),
-        None => None,
-    };
-    let sentinel =
-        update::sentinel::read_or_quarantine(&gw.paths().sentinel_path).map(|doc| doc.payload);
+    let (store, sentinel_path) = (gw.runs().clone(), gw.paths().sentinel_path.clone());
+    let (run, sentinel, last_run) = blocking(move || {
+        let run = match &params.run_id {
+            Some(run_id) => Some(
+                store
+                    .get(run_id)
+                    .ok_or_else(|| ErrorShape::not_found(format!("no update run {run_id}")))?,
+            ),
+            None => None,
+        };
+        let sentinel = sentinel::read_or_quarantine(&sentinel_path).map(|doc| doc.payload);
+        Ok::<_, ErrorShape>((run, sentinel, store.latest()))
+    })
+    .await??;
     Ok(UpdateStatusResult {
         sentinel,
         running_version: gw.identity().version.clone(),
         run,
-        last_run: store.latest(),
+        last_run,
         update_available: gw.update_available(),
         auto: gw.auto_update_state(),
     })

@@ -1,4 +1,5 @@
-//! The restart scheduler (SPEC §5) as a pure state machine.
+//! The restart scheduler as a pure state machine (the rules: docs/design.md,
+//! "Restart rules").
 //!
 //! No timers, no I/O: every call takes `now`, and the driver sleeps until the
 //! returned wake-up time. `poll` is safe to call at any moment (it acts only
@@ -115,7 +116,7 @@ impl Scheduled {
             signal: None,
             delay_ms: self.delay_ms,
             reason: self.reason.clone(),
-            mode: format!("{:?}", self.mode).to_lowercase(),
+            mode: self.mode,
             coalesced: self.coalesced,
             cooldown_ms_applied: self.cooldown_ms_applied,
         }
