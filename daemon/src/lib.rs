@@ -46,3 +46,7 @@ pub mod start;
 pub mod supervisor;
 /// Self-update building blocks: targets, steps, runs, lease, sentinel.
 pub mod update;
+
+/// The layering of the modules above, checked.
+#[cfg(test)]
+mod layers;

@@ -20,28 +20,11 @@ use super::lease::{self, Lease, LeaseError};
 use super::owner::current_owner;
 use super::record::Run;
 use super::runs::new_run_id;
-use super::target::{self, TagSpec};
-use super::{Undo, git, handoff, package};
+use super::target;
+use super::{Plan, Prepared, git, handoff, package};
 use crate::clock::unix_ms;
 use crate::install::layout;
 use crate::restart::scheduler::RequesterId;
-
-/// Validated `update.run` params.
-pub struct Plan {
-    pub tag: Option<TagSpec>,
-    pub channel: Channel,
-    /// The bound on each command (`timeoutMs`).
-    pub timeout: Duration,
-    pub dry_run: bool,
-    pub restart_delay_ms: Option<u64>,
-}
-
-/// What a mode's steps leave for the handoff.
-pub struct Prepared {
-    pub undo: Undo,
-    /// Restart at once, past deferral and cooldown (package swaps).
-    pub forced: bool,
-}
 
 /// An `update.run` as the engine takes it.
 #[derive(Debug, Clone)]

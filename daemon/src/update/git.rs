@@ -10,10 +10,9 @@ use molt_protocol::update::{Channel, VersionRef};
 use serde::{Deserialize, Serialize};
 
 use super::failure::{Ended, Failure};
-use super::flow::{Plan, Prepared};
 use super::record::Run;
 use super::target::TagSpec;
-use super::{Undo, stage};
+use super::{Plan, Prepared, Undo, stage};
 
 /// The remote a checkout updates from.
 pub const REMOTE: &str = "origin";

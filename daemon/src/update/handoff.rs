@@ -17,10 +17,9 @@ use parking_lot::Mutex;
 
 use super::context::RunContext;
 use super::failure::{Ended, Failure};
-use super::flow::{Plan, Prepared};
 use super::lease::Lease;
 use super::record::{self, Run};
-use super::{Undo, rescue, sentinel, undo_path, write_undo};
+use super::{Plan, Prepared, Undo, rescue, sentinel, undo_path, write_undo};
 use crate::clock::unix_ms;
 use crate::paths::StatePaths;
 use crate::restart::engine::{HandoffExpectation, RestartRequest};

@@ -54,6 +54,23 @@ use crate::fsutil;
 use crate::install::layout::{self, LayoutError};
 use crate::paths::StatePaths;
 
+/// Validated `update.run` params.
+pub struct Plan {
+    pub tag: Option<target::TagSpec>,
+    pub channel: molt_protocol::update::Channel,
+    /// The bound on each command (`timeoutMs`).
+    pub timeout: std::time::Duration,
+    pub dry_run: bool,
+    pub restart_delay_ms: Option<u64>,
+}
+
+/// What a mode's steps leave for the handoff.
+pub struct Prepared {
+    pub undo: Undo,
+    /// Restart at once, past deferral and cooldown (package swaps).
+    pub forced: bool,
+}
+
 /// What undoes an applied update until its successor is verified.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]

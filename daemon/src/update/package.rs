@@ -7,9 +7,8 @@ use std::path::Path;
 use molt_protocol::update::{Channel, VersionRef};
 
 use super::failure::{Ended, Failure};
-use super::flow::{Plan, Prepared};
 use super::record::Run;
-use super::{Undo, stage, swap, target};
+use super::{Plan, Prepared, Undo, stage, swap, target};
 use crate::install::layout::Install;
 
 /// The registry's answer for `channel`/`tag`, through `tool`.
