@@ -76,8 +76,12 @@ pub async fn dispatch(
         )),
         Request::Health => to_value(health(gw)),
         Request::Status => to_value(gw.status(1)),
-        Request::ConfigGet => config_get(gw),
-        Request::ConfigPatch(params) => config_patch(gw, caller, params),
+        // The config file is read (and written) on the blocking pool.
+        Request::ConfigGet => on_blocking_pool(gw, config_get).await,
+        Request::ConfigPatch(params) => {
+            let caller = caller.clone();
+            on_blocking_pool(gw, move |gw| config_patch(gw, &caller, params)).await
+        }
         Request::RestartRequest(params) => restart_request(gw, caller, params),
         Request::UpdateRun(params) => to_value(update_run(gw, caller, params).await?),
         Request::UpdateStatus(params) => to_value(update_status(gw, params).await?),
@@ -90,7 +94,9 @@ pub async fn dispatch(
         Request::HoldAcquire(params) => hold_acquire(gw, params),
         Request::HoldRelease(params) => to_value(hold_release(gw, params)),
         Request::LogsTail(params) => logs_tail(gw, flags, params).await,
-        Request::NoAutoUpdateSet(params) => no_auto_update_set(gw, params),
+        Request::NoAutoUpdateSet(params) => {
+            on_blocking_pool(gw, move |gw| no_auto_update_set(gw, params)).await
+        }
     }
 }
 
@@ -121,6 +127,15 @@ pub fn hello(gw: &Gateway, protocol: u32, conn_id: ConnId, scopes: Vec<Scope>) -
         },
         policy: Policy::default(),
     }
+}
+
+/// A handler that reads or writes files, run on the blocking pool.
+async fn on_blocking_pool(
+    gw: &Gateway,
+    handler: impl FnOnce(&Gateway) -> Result<Value, ErrorShape> + Send + 'static,
+) -> Result<Value, ErrorShape> {
+    let gw = gw.clone();
+    blocking(move || handler(&gw)).await?
 }
 
 /// Blocking reads of state files, off the runtime.

@@ -149,7 +149,20 @@ pub async fn run(ctx: &RunContext, request: RunRequest) -> Result<UpdateRunResul
     let prepared = prepare(ctx, &mut run, &plan, &root, &entrypoint).await;
     match prepared {
         Ok(prepared) => Ok(handoff::restart(ctx, run, prepared, lease, &plan, requester).await),
-        Err(ended) => Ok(run.end(ended).await),
+        Err(ended) => {
+            let answer = run.end(ended).await;
+            release(lease).await;
+            Ok(answer)
+        }
+    }
+}
+
+/// Frees the install root on the blocking pool (flock and a write).
+async fn release(lease: Lease) {
+    match tokio::task::spawn_blocking(move || lease.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("releasing the update lease: {e}"),
+        Err(e) => tracing::warn!("releasing the update lease did not finish: {e}"),
     }
 }
 

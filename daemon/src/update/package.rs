@@ -62,7 +62,12 @@ pub async fn prepare(
         .into());
     }
 
-    let stage = stage::stage_dir(&install).map_err(|e| Failure::StageFailed(e.to_string()))?;
+    let live = install.clone();
+    let stage = tokio::task::spawn_blocking(move || stage::stage_dir(&live))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|made| made)
+        .map_err(|e| Failure::StageFailed(e.to_string()))?;
     let outcome = install_and_swap(run, &install, tool, &stage, package, &version).await;
     let cleanup = stage.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || stage::cleanup_stage(&cleanup)).await {
