@@ -252,6 +252,22 @@ pub mod testing {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
+    /// Makes `path` a file one byte over [`super::MAX_STATE_FILE_BYTES`]
+    /// (sparse, so it costs nothing).
+    pub fn oversize(path: &Path) {
+        std::fs::File::create(path)
+            .unwrap()
+            .set_len(super::MAX_STATE_FILE_BYTES + 1)
+            .unwrap();
+    }
+
+    /// `error` is the refusal of a file over `limit`: it names both.
+    pub fn assert_refused_over(error: &dyn std::fmt::Display, path: &Path, limit: u64) {
+        let text = error.to_string();
+        assert!(text.contains(&*path.to_string_lossy()), "{text}");
+        assert!(text.contains(&format!("{limit}-byte limit")), "{text}");
+    }
+
     /// The names in `dir`, sorted.
     pub fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -363,9 +379,7 @@ mod tests {
         assert_eq!(read_bounded(&path, 100_000).unwrap().len(), 100_000);
         let err = read_bounded(&path, 99_999).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        let text = err.to_string();
-        assert!(text.contains(&*path.to_string_lossy()), "{text}");
-        assert!(text.contains("99999-byte limit"), "{text}");
+        super::testing::assert_refused_over(&err, &path, 99_999);
     }
 
     #[test]

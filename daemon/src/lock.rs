@@ -308,11 +308,8 @@ mod tests {
         let first = GatewayLock::acquire(&path, info(9, 0, "1")).unwrap();
         let limit = crate::fsutil::MAX_STATE_FILE_BYTES;
         first.file().set_len(limit + 1).unwrap();
-        let err = GatewayLock::acquire(&path, info(1, 1, "1"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(&*path.to_string_lossy()), "{err}");
-        assert!(err.contains(&format!("{limit}-byte limit")), "{err}");
+        let err = GatewayLock::acquire(&path, info(1, 1, "1")).unwrap_err();
+        crate::fsutil::testing::assert_refused_over(&err, &path, limit);
     }
 
     #[test]

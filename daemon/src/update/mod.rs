@@ -195,13 +195,8 @@ mod tests {
     fn an_undo_record_over_the_limit_is_refused_naming_the_file_and_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("update-backup.json");
-        let file = std::fs::File::create(&path).unwrap();
-        file.set_len(fsutil::MAX_STATE_FILE_BYTES + 1).unwrap();
-        let err = read_undo(&path).unwrap_err().to_string();
-        assert!(err.contains(&path.display().to_string()), "{err}");
-        assert!(
-            err.contains(&fsutil::MAX_STATE_FILE_BYTES.to_string()),
-            "{err}"
-        );
+        fsutil::testing::oversize(&path);
+        let err = read_undo(&path).unwrap_err();
+        fsutil::testing::assert_refused_over(&err, &path, fsutil::MAX_STATE_FILE_BYTES);
     }
 }

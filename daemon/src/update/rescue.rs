@@ -513,18 +513,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = StatePaths::in_dir(dir.path().to_path_buf(), None);
         fsutil::ensure_private_dir(&rescue_dir(&paths)).unwrap();
-        std::fs::File::create(record_path(&paths))
-            .unwrap()
-            .set_len(fsutil::MAX_STATE_FILE_BYTES + 1)
-            .unwrap();
-        let err = read_record(&paths).unwrap_err().to_string();
-        assert!(
-            err.contains(&*record_path(&paths).to_string_lossy()),
-            "{err}"
-        );
-        assert!(
-            err.contains(&format!("{}-byte limit", fsutil::MAX_STATE_FILE_BYTES)),
-            "{err}"
+        fsutil::testing::oversize(&record_path(&paths));
+        let err = read_record(&paths).unwrap_err();
+        fsutil::testing::assert_refused_over(
+            &err,
+            &record_path(&paths),
+            fsutil::MAX_STATE_FILE_BYTES,
         );
     }
 

@@ -287,18 +287,10 @@ mod tests {
     fn a_file_over_the_limit_is_refused_naming_it_and_the_limit_and_moved_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("restart-sentinel.json");
-        fs::File::create(&path)
-            .unwrap()
-            .set_len(MAX_STATE_FILE_BYTES + 1)
-            .unwrap();
+        crate::fsutil::testing::oversize(&path);
         let err = read(&path).unwrap_err();
         assert!(matches!(err, SentinelError::TooLarge { .. }), "{err:?}");
-        let text = err.to_string();
-        assert!(text.contains(&*path.to_string_lossy()), "{text}");
-        assert!(
-            text.contains(&format!("{MAX_STATE_FILE_BYTES}-byte limit")),
-            "{text}"
-        );
+        crate::fsutil::testing::assert_refused_over(&err, &path, MAX_STATE_FILE_BYTES);
         assert_eq!(read_or_quarantine(&path), None);
         assert!(!path.exists(), "moved aside");
     }

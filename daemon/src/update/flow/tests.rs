@@ -3,6 +3,7 @@
 //! run leaves no trace, and a git run starts at most the commands
 //! `timeoutMs` is defined over.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use molt_protocol::event::{EventName, StepState, UpdateProgress};
@@ -11,6 +12,7 @@ use molt_protocol::status::InstallInfo;
 use molt_protocol::update::{Channel, InstallMode, ReasonCode, RunPhase, RunTrigger, UpdateStatus};
 
 use super::*;
+use crate::install::layout::Install;
 use crate::update::testing::{
     FakeRestarter, FakeSteps, Handoff, PACKAGE, RUNNING, context, installed, npm_install,
     write_binary,
@@ -25,6 +27,16 @@ fn request(params: UpdateRunParams) -> RunRequest {
         actor: Some("op".to_owned()),
         requester: Some(RequesterId(7)),
     }
+}
+
+/// A context over `install` whose restarts never fire.
+fn over(install: &Install, dir: &Path, steps: &Arc<FakeSteps>) -> RunContext {
+    context(
+        dir,
+        installed(install),
+        steps.clone(),
+        FakeRestarter::new(Handoff::Pending),
+    )
 }
 
 fn surface(mode: InstallMode) -> InstallInfo {
@@ -118,12 +130,7 @@ async fn a_failing_resolve_fails_the_run_with_its_step_recorded_and_followed() {
     let dir = tempfile::tempdir().unwrap();
     let install = npm_install(&dir.path().join("prefix"), RUNNING);
     let steps = Arc::new(FakeSteps::with_tool().answer("resolve", 1, ""));
-    let ctx = context(
-        dir.path(),
-        installed(&install),
-        steps.clone(),
-        FakeRestarter::new(Handoff::Pending),
-    );
+    let ctx = over(&install, dir.path(), &steps);
     let mut events = ctx.events.subscribe();
     let answer = run(&ctx, request(UpdateRunParams::default()))
         .await
@@ -165,12 +172,7 @@ async fn the_running_version_is_up_to_date_and_a_dry_run_leaves_no_trace() {
     let install = npm_install(&dir.path().join("prefix"), RUNNING);
     let current = r#"{"dist-tags":{"latest":"1.0.0"},"versions":["1.0.0"]}"#;
     let steps = Arc::new(FakeSteps::with_tool().answer("resolve", 0, current));
-    let ctx = context(
-        dir.path(),
-        installed(&install),
-        steps.clone(),
-        FakeRestarter::new(Handoff::Pending),
-    );
+    let ctx = over(&install, dir.path(), &steps);
     let answer = run(&ctx, request(UpdateRunParams::default()))
         .await
         .unwrap();
@@ -178,12 +180,7 @@ async fn the_running_version_is_up_to_date_and_a_dry_run_leaves_no_trace() {
     assert_eq!(steps.ran(), ["resolve"], "nothing installed");
 
     let steps = Arc::new(FakeSteps::with_tool().answer("resolve", 0, METADATA_2_0));
-    let ctx = context(
-        dir.path(),
-        installed(&install),
-        steps.clone(),
-        FakeRestarter::new(Handoff::Pending),
-    );
+    let ctx = over(&install, dir.path(), &steps);
     let runs_before = ctx.runs.history(10).len();
     let mut events = ctx.events.subscribe();
     let dry = UpdateRunParams {
@@ -207,12 +204,7 @@ async fn a_missing_package_manager_is_tool_missing() {
     let dir = tempfile::tempdir().unwrap();
     let install = npm_install(&dir.path().join("prefix"), RUNNING);
     let steps = Arc::new(FakeSteps::default());
-    let ctx = context(
-        dir.path(),
-        installed(&install),
-        steps.clone(),
-        FakeRestarter::new(Handoff::Pending),
-    );
+    let ctx = over(&install, dir.path(), &steps);
     let answer = run(&ctx, request(UpdateRunParams::default()))
         .await
         .unwrap();
@@ -222,7 +214,7 @@ async fn a_missing_package_manager_is_tool_missing() {
 
 /// A checkout at 1.0.0 whose tags offer 2.0.0; the build writes a binary
 /// that reports `built`.
-fn git_steps(binary: &std::path::Path, built: &'static str) -> FakeSteps {
+fn git_steps(binary: &Path, built: &'static str) -> FakeSteps {
     let binary = binary.to_path_buf();
     FakeSteps::default()
         .answer("tags", 0, "v1.0.0\nv2.0.0\n")
@@ -237,11 +229,7 @@ fn git_steps(binary: &std::path::Path, built: &'static str) -> FakeSteps {
         .on("build", move |_| write_binary(&binary, built))
 }
 
-fn git_context(
-    dir: &std::path::Path,
-    steps: Arc<FakeSteps>,
-    restart: Arc<FakeRestarter>,
-) -> RunContext {
+fn git_context(dir: &Path, steps: Arc<FakeSteps>, restart: Arc<FakeRestarter>) -> RunContext {
     let root = dir.join("checkout");
     std::fs::create_dir_all(root.join("target/release")).unwrap();
     let binary = root.join("target/release/moltd");

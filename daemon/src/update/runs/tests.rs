@@ -188,9 +188,8 @@ fn a_file_over_the_read_limit_is_refused_naming_it_and_the_limit() {
         .unwrap()
         .set_len(limit + 1)
         .unwrap();
-    let err = store.try_load().unwrap_err().to_string();
-    assert!(err.contains(&*store.path().to_string_lossy()), "{err}");
-    assert!(err.contains(&format!("{limit}-byte limit")), "{err}");
+    let err = store.try_load().unwrap_err();
+    crate::fsutil::testing::assert_refused_over(&err, store.path(), limit);
     assert!(store.history(10).is_empty(), "read as none, with a warning");
 }
 
