@@ -183,24 +183,28 @@ fn refused_error(refused: &Refused) -> ErrorShape {
 async fn update_check(
     gw: &Gateway,
 ) -> Result<molt_protocol::method::UpdateCheckResult, ErrorShape> {
-    let checked = check::check(&gw.run_context()).await.map_err(|e| {
-        let message = e.to_string();
-        match e {
-            CheckError::Query(_) => {
-                ErrorShape::new(ErrorCode::Unavailable, message).retry_after(30_000)
-            }
-            CheckError::ToolMissing(_)
-            | CheckError::Metadata(_)
-            | CheckError::RunningNotSemver(_) => ErrorShape::internal(message),
-            CheckError::NoEntrypoint
-            | CheckError::Layout(_)
-            | CheckError::NotUpdatable(_)
-            | CheckError::NoTarget(_)
-            | CheckError::NoReleaseTag(_) => ErrorShape::invalid_request(message),
-        }
-    })?;
+    let checked = check::check(&gw.run_context()).await.map_err(check_error)?;
     gw.announce_update(checked.update_available.clone());
     Ok(checked)
+}
+
+/// Why `update.check` could not answer, as the wire states it: the
+/// registry not answering may pass, a wrong install will not.
+fn check_error(error: CheckError) -> ErrorShape {
+    let message = error.to_string();
+    match error {
+        CheckError::Query(_) => {
+            ErrorShape::new(ErrorCode::Unavailable, message).retry_after(30_000)
+        }
+        CheckError::ToolMissing(_) | CheckError::Metadata(_) | CheckError::RunningNotSemver(_) => {
+            ErrorShape::internal(message)
+        }
+        CheckError::NoEntrypoint
+        | CheckError::Layout(_)
+        | CheckError::NotUpdatable(_)
+        | CheckError::NoTarget(_)
+        | CheckError::NoReleaseTag(_) => ErrorShape::invalid_request(message),
+    }
 }
 
 /// What runs now (this process's version, not the disk's), the sentinel
@@ -431,4 +435,55 @@ async fn logs_tail(
         lines,
         following,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use molt_protocol::ids::RunId;
+    use molt_protocol::update::InstallMode;
+
+    use super::*;
+
+    #[test]
+    fn refusals_are_the_documented_wire_errors() {
+        let busy = refused_error(&Refused::Busy(Some(RunId::from("run-1"))));
+        assert_eq!(busy.code, ErrorCode::Unavailable);
+        assert_eq!(busy.message, "update run run-1 is in progress");
+        assert_eq!(
+            busy.details,
+            Some(json!({"reason": "update-in-progress", "runId": "run-1"}))
+        );
+        assert_eq!(busy.retry_after_ms, Some(5000));
+
+        let stopping = refused_error(&Refused::Stopping);
+        assert_eq!(
+            stopping.unavailable_reason(),
+            Some(UnavailableReason::GatewayRestarting)
+        );
+        assert_eq!(stopping.retry_after_ms, Some(1000));
+
+        let bad = refused_error(&Refused::InvalidParams(
+            "note must be at most 1000 characters".into(),
+        ));
+        assert_eq!(bad.code, ErrorCode::InvalidRequest);
+        assert_eq!(bad.message, "note must be at most 1000 characters");
+    }
+
+    #[test]
+    fn a_registry_that_does_not_answer_may_pass_and_a_wrong_install_will_not() {
+        let unreachable = check_error(CheckError::Query("check failed (exit 1)".into()));
+        assert_eq!(unreachable.code, ErrorCode::Unavailable);
+        assert_eq!(unreachable.retry_after_ms, Some(30_000));
+        assert_eq!(
+            unreachable.message,
+            "update check failed: check failed (exit 1)"
+        );
+        let unmanaged = check_error(CheckError::NotUpdatable(InstallMode::Unmanaged));
+        assert_eq!(unmanaged.code, ErrorCode::InvalidRequest);
+        assert_eq!(unmanaged.retry_after_ms, None);
+        assert_eq!(
+            check_error(CheckError::ToolMissing(InstallMode::Npm)).code,
+            ErrorCode::Internal
+        );
+    }
 }
