@@ -207,11 +207,12 @@ pub async fn prepare(
 
     if let Err(failure) = checkout_build_verify(run, root, binary, &commit, build, &version).await {
         let rollback = undo.clone();
-        let restored = tokio::task::spawn_blocking(move || rollback.roll_back())
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        return Err(Ended::after_change(failure, restored));
+        return Err(
+            match tokio::task::spawn_blocking(move || rollback.roll_back()).await {
+                Ok(restored) => Ended::after_change(failure, restored),
+                Err(unfinished) => Ended::after_change(failure, Err(unfinished)),
+            },
+        );
     }
     Ok(Prepared {
         undo: Undo::Git(undo),

@@ -16,7 +16,7 @@ use molt_protocol::update::{
 use parking_lot::Mutex;
 
 use super::context::RunContext;
-use super::failure::{Ended, Failure};
+use super::failure::{Ended, Failure, Rollback};
 use super::lease::Lease;
 use super::record::{self, Run};
 use super::{Plan, Prepared, Undo, rescue, sentinel, undo_path, write_undo};
@@ -53,14 +53,16 @@ pub async fn restart(
             version: Sentinel::FORMAT_VERSION,
             payload: payload.clone(),
         };
-        blocking(move || {
-            sentinel::write(&paths.sentinel_path, &doc).map_err(|e| e.to_string())?;
-            write_undo(&undo_path(&paths), &undo).map_err(|e| e.to_string())
-        })
+        blocking(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                sentinel::write(&paths.sentinel_path, &doc)?;
+                Ok(write_undo(&undo_path(&paths), &undo)?)
+            },
+        )
         .await
     };
     if let Err(e) = written {
-        let failure = Failure::SentinelFailed(e);
+        let failure = Failure::SentinelFailed(e.to_string());
         return abandon(&paths, prepared.undo, run, failure).await;
     }
     // The kill switch blocks the restart an automatic update would cause,
@@ -125,8 +127,11 @@ pub async fn restart(
                 Some(undo) => abandon(&paths, undo, run, failure).await,
                 // A handoff already ran the rollback and recorded it.
                 None => {
-                    run.end(Ended::after_change(failure, Ok::<(), String>(())))
-                        .await
+                    let ended = Ended {
+                        failure,
+                        rollback: Rollback::Done,
+                    };
+                    run.end(ended).await
                 }
             };
         }
@@ -155,7 +160,7 @@ pub async fn restart(
             }
             // The successor finishes the run from the sentinel; the lease
             // must not outlive this process's part.
-            if let Err(e) = blocking(move || lease.release().map_err(|e| e.to_string())).await {
+            if let Err(e) = blocking(move || lease.release()).await {
                 tracing::warn!(%run_id, "releasing the update lease: {e}");
             }
             outcome
@@ -176,7 +181,7 @@ pub async fn restart(
         Ok(_) => answer(true, run.result(UpdateStatus::Ok, None), sentinel_ref),
         Err(_) => {
             let path = paths.sentinel_path.clone();
-            let written = blocking(move || sentinel::read(&path).map_err(|e| e.to_string())).await;
+            let written = blocking(move || sentinel::read(&path)).await;
             let payload = written
                 .ok()
                 .flatten()
@@ -217,13 +222,27 @@ fn sentinel_payload(run: &Run) -> SentinelPayload {
     }
 }
 
-/// Runs blocking file work on the blocking pool; a panic there is an error.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(format!("did not finish: {e}")))
+/// Blocking file work that failed, or did not finish.
+#[derive(Debug, thiserror::Error)]
+enum Blocked<E> {
+    #[error("{0}")]
+    Failed(E),
+    #[error("did not finish: {0}")]
+    Panicked(tokio::task::JoinError),
+}
+
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Blocked<E>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done.map_err(Blocked::Failed),
+        Err(e) => Err(Blocked::Panicked(e)),
+    }
 }
 
 /// A supervisor that starts moltd again after it exits: a version that
@@ -245,10 +264,8 @@ async fn arm_rescue(paths: &StatePaths, record: &RunRecord, undo: &Undo) {
         return;
     };
     let (paths, run_id, undo) = (paths.clone(), record.run_id.clone(), undo.clone());
-    let armed = blocking(move || {
-        rescue::arm(&paths, &run_id, &previous, &new, &undo, unix_ms()).map_err(|e| e.to_string())
-    })
-    .await;
+    let armed =
+        blocking(move || rescue::arm(&paths, &run_id, &previous, &new, &undo, unix_ms())).await;
     if let Err(e) = armed {
         tracing::warn!(run_id = %record.run_id, "cannot arm the crash-loop rescue: {e}");
     }
@@ -265,7 +282,7 @@ async fn abandon(
 ) -> UpdateRunResult {
     let paths = paths.clone();
     let restored = blocking(move || {
-        let restored = undo.roll_back().map_err(|e| e.to_string());
+        let restored = undo.roll_back();
         let _ = std::fs::remove_file(undo_path(&paths));
         let _ = std::fs::remove_file(&paths.sentinel_path);
         rescue::disarm(&paths);
