@@ -246,7 +246,7 @@ impl Gateway {
     pub fn run_context(&self) -> RunContext {
         let inner = &self.inner;
         let settings = self.settings();
-        let env = self.clone();
+        let gw = self.clone();
         RunContext {
             runs: inner.runs.clone(),
             events: inner.events.clone(),
@@ -260,7 +260,7 @@ impl Gateway {
             version: inner.identity.version.clone(),
             settings: settings.update,
             restart_enabled: settings.restart_enabled,
-            kill_switch: Arc::new(move || env.kill_switch()),
+            kill_switch: Arc::new(move || gw.kill_switch()),
         }
     }
 

@@ -24,7 +24,7 @@ use crate::config::Settings;
 use crate::events::EventBus;
 use crate::install::layout::Install;
 use crate::paths::StatePaths;
-use crate::restart::engine::RestartRequest;
+use crate::restart::engine::{HandoffExpectation, RestartRequest};
 use crate::restart::scheduler::{Rejected, RequesterId, Scheduled};
 
 /// The version the fake gateway runs.
@@ -201,6 +201,8 @@ pub struct Requested {
 pub struct FakeRestarter {
     handoff: Handoff,
     pub requests: Mutex<Vec<Requested>>,
+    /// Expectations of restarts that never fire, kept so their run waits.
+    pending: Mutex<Vec<HandoffExpectation>>,
 }
 
 impl FakeRestarter {
@@ -208,6 +210,7 @@ impl FakeRestarter {
         Arc::new(Self {
             handoff,
             requests: Mutex::default(),
+            pending: Mutex::default(),
         })
     }
 }
@@ -252,7 +255,7 @@ impl Restarter for FakeRestarter {
                     let _ = expectation.done.send(Err(reason));
                 });
             }
-            Handoff::Pending => std::mem::forget(expectation),
+            Handoff::Pending => self.pending.lock().push(expectation),
             Handoff::Rejected => unreachable!(),
         }
         Ok(scheduled)
