@@ -316,3 +316,114 @@ pub fn successor_spec(entrypoint: Option<std::path::PathBuf>) -> Option<Successo
         args: std::env::args_os().skip(1).collect::<Vec<OsString>>(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restart::scheduler::{DEFAULT_DEFERRAL_TIMEOUT_MS, RestartMode};
+
+    /// A gateway with the pending work the test sets and no fds to pass.
+    #[derive(Clone, Default)]
+    struct FakeHost(Arc<Mutex<PendingWork>>);
+
+    impl Host for FakeHost {
+        fn pending_work_excluding(&self, _requesters: &[RequesterId]) -> PendingWork {
+            *self.0.lock()
+        }
+
+        fn handoff_fds(&self) -> io::Result<(OwnedFd, OwnedFd)> {
+            Err(io::Error::other("no listener in this test"))
+        }
+    }
+
+    type Outcome = tokio::sync::oneshot::Receiver<Result<Option<u32>, String>>;
+
+    fn engine(strategy: RestartStrategy) -> Arc<RestartEngine> {
+        let scheduler = Scheduler::new(1, strategy, DEFAULT_DEFERRAL_TIMEOUT_MS);
+        Arc::new(RestartEngine::new(
+            scheduler,
+            strategy,
+            None,
+            Duration::from_secs(5),
+        ))
+    }
+
+    /// An update's restart: at once, holding the successor to 2.0.0;
+    /// `rolled_back` is set if the rollback runs.
+    fn update_restart(engine: &RestartEngine, rolled_back: Arc<Mutex<Option<String>>>) -> Outcome {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let expectation = HandoffExpectation {
+            version: "2.0.0".to_owned(),
+            on_failure: Box::new(move |reason| *rolled_back.lock() = Some(reason)),
+            done,
+        };
+        let request = RestartRequest {
+            reason: "update.run".to_owned(),
+            delay_ms: Some(0),
+            expectation: Some(expectation),
+            ..RestartRequest::default()
+        };
+        engine.request(request).unwrap();
+        outcome
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_waits_out_pending_work_then_stops_and_tells_its_request() {
+        let engine = engine(RestartMode::Supervised);
+        let (host, events, lifecycle) = (FakeHost::default(), EventBus::default(), Arc::default());
+        *host.0.lock() = PendingWork {
+            holds: 1,
+            ..PendingWork::default()
+        };
+        let rolled_back = Arc::default();
+        let outcome = update_restart(&engine, Arc::clone(&rolled_back));
+        let mut seen = events.subscribe();
+        let driver = tokio::spawn(drive(
+            engine,
+            host.clone(),
+            events.clone(),
+            Arc::clone(&lifecycle),
+            None,
+        ));
+
+        let deferred = seen.recv().await.unwrap();
+        assert_eq!(deferred.event, EventName::RestartDeferred);
+        assert!(!lifecycle.is_stopping(), "a hold defers the restart");
+        *host.0.lock() = PendingWork::default();
+        // Supervised: the supervisor starts the successor, so no pid.
+        assert_eq!(outcome.await.unwrap(), Ok(None));
+        driver.await.unwrap();
+        let why = lifecycle.stop_reason();
+        assert_eq!(why.reason, "restart: update.run");
+        assert_eq!(why.close_code, crate::lifecycle::CLOSE_SERVICE_RESTART);
+        assert_eq!(*rolled_back.lock(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_handoff_rolls_back_before_telling_and_this_process_keeps_serving() {
+        // Respawn with no entrypoint to start a successor from: it fails.
+        let engine = engine(RestartMode::Respawn);
+        let lifecycle: Arc<Lifecycle> = Arc::default();
+        let rolled_back = Arc::default();
+        let outcome = update_restart(&engine, Arc::clone(&rolled_back));
+        let driver = tokio::spawn(drive(
+            Arc::clone(&engine),
+            FakeHost::default(),
+            EventBus::default(),
+            Arc::clone(&lifecycle),
+            None,
+        ));
+
+        let reason = outcome.await.unwrap().unwrap_err();
+        assert!(reason.contains("no stable entrypoint"), "{reason}");
+        assert_eq!(
+            rolled_back.lock().as_deref(),
+            Some(reason.as_str()),
+            "the rollback ran, with the reason, before the outcome was told"
+        );
+        assert!(!lifecycle.is_stopping(), "this process keeps serving");
+        assert_eq!(engine.info().last_failure.map(|f| f.reason), Some(reason));
+        lifecycle.stop(StopReason::stop());
+        driver.await.unwrap();
+    }
+}
