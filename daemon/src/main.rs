@@ -108,8 +108,8 @@ async fn run(
     tracing::info!("{}", prepared.ready_line());
     let gateway = prepared.gateway().clone();
     // After READY: the predecessor has let go, so what runs now is final.
-    molt_daemon::update::resume::resume(&gateway);
-    molt_daemon::update::auto::spawn(&gateway);
+    gateway.resume_updates().await;
+    molt_daemon::gateway::auto::spawn_with_update_engine(&gateway);
     prepared.serve(stop).await;
 
     let reason = gateway.stop_reason();
@@ -169,7 +169,7 @@ fn rescue(paths: &StatePaths, env: &dyn Fn(&str) -> Option<String>) -> ExitCode 
         }
         return ExitCode::SUCCESS;
     };
-    let now = molt_daemon::gateway::unix_ms();
+    let now = molt_daemon::clock::unix_ms();
     match rescue::run(paths, &exit, now) {
         Ok(Outcome::NotArmed) => ExitCode::SUCCESS,
         Ok(Outcome::Judged(verdict)) => {

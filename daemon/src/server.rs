@@ -9,7 +9,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::gateway::{Gateway, StopReason};
+use crate::gateway::Gateway;
+use crate::lifecycle::StopReason;
 use crate::session;
 
 /// Connections served at once; more are closed at accept.

@@ -152,7 +152,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
         EventName::ConnectChallenge,
         ConnectChallenge {
             nonce: nonce(),
-            ts: crate::gateway::unix_ms(),
+            ts: crate::clock::unix_ms(),
         },
     );
     let handshaken = tokio::select! {
@@ -187,7 +187,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
         conn_id: conn_id.clone(),
         scopes: granted.scopes.clone(),
     };
-    let hello = gw.hello(granted.protocol, conn_id.clone(), granted.scopes);
+    let hello = methods::hello(&gw, granted.protocol, conn_id.clone(), granted.scopes);
     out.respond(ResponseFrame::success(
         granted.request_id,
         serde_json::to_value(hello).unwrap_or_default(),
@@ -361,7 +361,7 @@ async fn serve_authenticated(
                 if last_heard.elapsed() > tick_every * SILENT_TICKS {
                     return Some((1001, "client silent".to_owned()));
                 }
-                if !out.event(EventName::Tick, Tick { ts: crate::gateway::unix_ms() }) {
+                if !out.event(EventName::Tick, Tick { ts: crate::clock::unix_ms() }) {
                     return Some((1008, "slow consumer".to_owned()));
                 }
                 let _ = out.tx.try_send(Outbound::Ping);

@@ -1,5 +1,6 @@
-//! Startup in the order of SPEC §4: config → lock → bind → serve. Every
-//! refusal happens before any heavy work and maps to an exit code.
+//! Startup in order (docs/operations.md, "What happens at start"): config
+//! → lock → bind → serve. Every refusal happens before any heavy work and
+//! maps to an exit code.
 
 use std::collections::HashMap;
 use std::io;
@@ -12,7 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::config::{AuthMode, Bind, ConfigError, ConfigStore, PatchError, Settings};
 use crate::env_file::{Env, read_env_file};
-use crate::gateway::{AuthPolicy, Gateway, GatewayParts, Identity, VERSION};
+use crate::gateway::{AuthPolicy, Gateway, GatewayParts};
+use crate::identity::{Identity, VERSION};
 use crate::lock::{GatewayLock, LockError, LockInfo};
 use crate::logging::LogHub;
 use crate::paths::{PathsError, StatePaths};
@@ -199,7 +201,10 @@ impl Prepared {
             sigusr1,
             ..
         } = self;
-        let driver = tokio::spawn(crate::restart::engine::drive(gateway.clone(), sigusr1));
+        let driver = {
+            let gateway = gateway.clone();
+            tokio::spawn(async move { gateway.drive_restarts(sigusr1).await })
+        };
         server::serve(listener, gateway, shutdown).await;
         driver.abort();
         let _ = driver.await;

@@ -283,18 +283,49 @@ fn notified(state: &Path, socket: &TcpListener, notify: &Path) -> Command {
     cmd
 }
 
+/// moltd as systemd runs it: socket-activated on a unit whose port the
+/// config names, notifying systemd's socket, and READY.
+struct UnderSystemd {
+    _dir: tempfile::TempDir,
+    _socket: TcpListener,
+    state: std::path::PathBuf,
+    addr: SocketAddr,
+    systemd: NotifySocket,
+    first: Moltd,
+}
+
+impl UnderSystemd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let (socket, addr) = socket_unit();
+        moltd::write_config(&state, json!({"gateway": {"port": addr.port()}}));
+        let notify_path = dir.path().join("notify.sock");
+        let systemd = NotifySocket::bind(&notify_path);
+        let first = Moltd::spawn(notified(&state, &socket, &notify_path));
+        systemd.until("READY=1");
+        Self {
+            _dir: dir,
+            _socket: socket,
+            state,
+            addr,
+            systemd,
+            first,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn under_systemd_a_verified_successor_becomes_the_main_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let (socket, addr) = socket_unit();
-    moltd::write_config(&state, json!({"gateway": {"port": addr.port()}}));
-    let notify_path = dir.path().join("notify.sock");
-    let systemd = NotifySocket::bind(&notify_path);
-
-    let mut first = Moltd::spawn(notified(&state, &socket, &notify_path));
-    systemd.until("READY=1");
+    let UnderSystemd {
+        _dir,
+        _socket,
+        state,
+        addr,
+        systemd,
+        mut first,
+    } = UnderSystemd::start();
     let before = status(&first.first).await;
     assert_eq!(before.supervisor.kind, SupervisorKind::Systemd);
     assert_eq!(before.restart.strategy, RestartStrategy::Respawn);
@@ -348,16 +379,14 @@ async fn under_systemd_a_verified_successor_becomes_the_main_process() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_successor_systemd_does_not_confirm_is_stopped_and_the_old_process_serves() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let (socket, addr) = socket_unit();
-    moltd::write_config(&state, json!({"gateway": {"port": addr.port()}}));
-    let notify_path = dir.path().join("notify.sock");
-    let systemd = NotifySocket::bind(&notify_path);
-
-    let first = Moltd::spawn(notified(&state, &socket, &notify_path));
-    systemd.until("READY=1");
+    let UnderSystemd {
+        _dir,
+        _socket,
+        state,
+        systemd,
+        first,
+        ..
+    } = UnderSystemd::start();
     let mut old = client(&first.first).await;
     force_restart(&mut old).await;
     let (handover, _) = systemd.until("MAINPID=");

@@ -108,6 +108,22 @@ pub enum RestartStrategy {
     Exec,
 }
 
+impl RestartStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Respawn => "respawn",
+            Self::Supervised => "supervised",
+            Self::Exec => "exec",
+        }
+    }
+}
+
+impl std::fmt::Display for RestartStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Work that defers a restart.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

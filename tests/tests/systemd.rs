@@ -6,7 +6,7 @@
 //! Skipped, saying why, when not root or when the Debian root could not be
 //! built (`scripts/systemd-root.sh`).
 
-use molt_daemon::gateway::{CLOSE_GOING_AWAY, StopReason};
+use molt_daemon::lifecycle::{CLOSE_GOING_AWAY, StopReason};
 use molt_e2e::client::{Client, TOKEN};
 use molt_e2e::restarts::{Probe, client};
 use molt_e2e::systemd::{

@@ -1,22 +1,26 @@
 //! After an update is applied: write the sentinel, restart onto the new
 //! version, and wait for the successor's proof. A successor that fails
 //! (exits, never gets ready, reports another version) has the update
-//! rolled back while this process keeps serving.
+//! rolled back while this process keeps serving. Everything here that
+//! touches a file runs on the blocking pool.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use molt_protocol::event::{EventName, UpdateProgress};
 use molt_protocol::method::{SentinelRef, UpdateRunResult};
-use molt_protocol::status::{EnvSource, SupervisorKind};
+use molt_protocol::status::SupervisorKind;
 use molt_protocol::update::{
-    RunPhase, RunRecord, RunTrigger, Sentinel, SentinelPayload, SentinelStats, UpdateStatus,
+    ReasonCode, RunPhase, RunRecord, RunTrigger, Sentinel, SentinelPayload, SentinelStats,
+    UpdateStatus,
 };
+use parking_lot::Mutex;
 
-use super::flow::{Plan, Prepared};
+use super::context::RunContext;
+use super::failure::{Ended, Failure, Rollback};
 use super::lease::Lease;
-use super::record::{Ended, Run};
-use super::{Undo, rescue, sentinel, undo_path, write_undo};
-use crate::gateway::{Gateway, unix_ms};
+use super::record::{self, Run};
+use super::{Plan, Prepared, Undo, rescue, sentinel, undo_path, write_undo};
+use crate::clock::unix_ms;
 use crate::paths::StatePaths;
 use crate::restart::engine::{HandoffExpectation, RestartRequest};
 use crate::restart::scheduler::RequesterId;
@@ -34,67 +38,44 @@ pub fn restart_reason(trigger: RunTrigger) -> &'static str {
 /// answer comes when the restart is scheduled and the outcome lands in the
 /// run record and the sentinel.
 pub async fn restart(
-    gw: &Gateway,
+    ctx: &RunContext,
     mut run: Run,
     prepared: Prepared,
     lease: Lease,
     plan: &Plan,
     requester: Option<RequesterId>,
 ) -> UpdateRunResult {
-    let paths = gw.paths().clone();
-    let payload = SentinelPayload {
-        kind: "update".to_owned(),
-        status: UpdateStatus::Ok,
-        ts: unix_ms(),
-        run_id: Some(run.record.run_id.clone()),
-        message: run.record.note.clone(),
-        doctor_hint: None,
-        stats: SentinelStats {
-            mode: run.record.mode,
-            root: run.record.root.clone(),
-            before: run.record.before.clone(),
-            after: run.record.after.clone(),
-            steps: run.record.steps.clone(),
-            reason: None,
-            duration_ms: run.elapsed_ms(),
-        },
-        verified: None,
-        rolled_back: false,
+    let paths = ctx.paths.clone();
+    let payload = sentinel_payload(&run);
+    let written = {
+        let (paths, undo) = (paths.clone(), prepared.undo.clone());
+        let doc = Sentinel {
+            version: Sentinel::FORMAT_VERSION,
+            payload: payload.clone(),
+        };
+        blocking(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                sentinel::write(&paths.sentinel_path, &doc)?;
+                Ok(write_undo(&undo_path(&paths), &undo)?)
+            },
+        )
+        .await
     };
-    let doc = Sentinel {
-        version: Sentinel::FORMAT_VERSION,
-        payload: payload.clone(),
-    };
-    let written = sentinel::write(&paths.sentinel_path, &doc)
-        .map_err(|e| e.to_string())
-        .and_then(|()| write_undo(&undo_path(&paths), &prepared.undo).map_err(|e| e.to_string()));
     if let Err(e) = written {
-        return abandon(
-            &paths,
-            &prepared.undo,
-            run,
-            Ended::RolledBack,
-            &format!("sentinel-failed: {e}"),
-        );
+        let failure = Failure::SentinelFailed(e.to_string());
+        return abandon(&paths, prepared.undo, run, failure).await;
     }
     // The kill switch blocks the restart an automatic update would cause,
     // also when it was set while the update ran.
     if run.record.trigger == RunTrigger::Auto
-        && let Some(source) = gw.kill_switch().source
+        && let Some(source) = (ctx.kill_switch)().source
     {
-        let from = match source {
-            EnvSource::ProcessEnv => "process env",
-            EnvSource::EnvFile => ".env",
-        };
-        let reason = format!(
-            "kill-switch: OPENCLAW_NO_AUTO_UPDATE was set ({from}) while the update ran; rolled back"
-        );
-        return abandon(&paths, &prepared.undo, run, Ended::Skipped, &reason);
+        return abandon(&paths, prepared.undo, run, Failure::KillSwitch(source)).await;
     }
-    if restarts_moltd(gw.supervisor_info().kind) {
-        arm_rescue(gw, &run.record, &prepared.undo).await;
+    if restarts_moltd(ctx.supervisor) {
+        arm_rescue(&paths, &run.record, &prepared.undo).await;
     }
-    run.set_phase(RunPhase::Restarting);
+    run.set_phase(RunPhase::Restarting).await;
 
     let version = run.record.after.version.clone().unwrap_or_default();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -103,11 +84,12 @@ pub async fn restart(
     let undo = Arc::new(Mutex::new(Some(prepared.undo)));
     let on_failure = {
         let undo = Arc::clone(&undo);
-        let gw = gw.clone();
+        let ctx = ctx.clone();
         let record = run.record.clone();
+        // The engine runs this on the blocking pool.
         move |reason: String| {
-            if let Some(undo) = take(&undo) {
-                roll_back(&gw, record, &undo, &reason);
+            if let Some(undo) = undo.lock().take() {
+                roll_back(&ctx, record, &undo, &reason);
             }
         }
     };
@@ -136,25 +118,32 @@ pub async fn restart(
             ..RestartRequest::default()
         }
     };
-    let scheduled = match gw.restart().request(request) {
+    let scheduled = match ctx.restart.request(request) {
         Ok(scheduled) => scheduled.to_wire(),
         Err(e) => {
-            let reason = format!("restart-rejected: {e}");
-            return match take(&undo) {
-                Some(undo) => abandon(&paths, &undo, run, Ended::RolledBack, &reason),
+            let failure = Failure::RestartRejected(e.to_string());
+            let taken = undo.lock().take();
+            return match taken {
+                Some(undo) => abandon(&paths, undo, run, failure).await,
                 // A handoff already ran the rollback and recorded it.
-                None => run.end(Ended::RolledBack, &reason),
+                None => {
+                    let ended = Ended {
+                        failure,
+                        rollback: Rollback::Done,
+                    };
+                    run.end(ended).await
+                }
             };
         }
     };
-    gw.broadcast(EventName::RestartScheduled, &scheduled);
+    ctx.events.send(EventName::RestartScheduled, &scheduled);
     let sentinel_ref = SentinelRef {
         path: paths.sentinel_path.display().to_string(),
         payload,
     };
 
     let wait = {
-        let gw = gw.clone();
+        let cancel = ctx.cancel.clone();
         let run_id = run.record.run_id.clone();
         async move {
             let outcome = tokio::select! {
@@ -162,7 +151,7 @@ pub async fn restart(
                 outcome = done_rx => outcome.unwrap_or_else(|_| Err("the restart was dropped".to_owned())),
                 // Stopped before the restart fired: the swap stands and the
                 // sentinel has the next start verify it.
-                () = gw.stopping().cancelled() => Ok(None),
+                () = cancel.cancelled() => Ok(None),
             };
             match &outcome {
                 Ok(successor) => {
@@ -172,49 +161,88 @@ pub async fn restart(
             }
             // The successor finishes the run from the sentinel; the lease
             // must not outlive this process's part.
-            if let Err(e) = lease.release() {
+            if let Err(e) = blocking(move || lease.release()).await {
                 tracing::warn!(%run_id, "releasing the update lease: {e}");
             }
             outcome
         }
     };
+    let answer = |ok: bool, result, sentinel| UpdateRunResult {
+        ok,
+        run_id: run.record.run_id.clone(),
+        result,
+        restart: Some(scheduled.clone()),
+        sentinel: Some(sentinel),
+    };
     if !prepared.forced {
         tokio::spawn(wait);
-        return UpdateRunResult {
-            ok: true,
-            run_id: run.record.run_id.clone(),
-            result: run.result(UpdateStatus::Ok, None),
-            restart: Some(scheduled),
-            sentinel: Some(sentinel_ref),
-        };
+        return answer(true, run.result(UpdateStatus::Ok, None), sentinel_ref);
     }
     match wait.await {
-        Ok(_) => UpdateRunResult {
-            ok: true,
-            run_id: run.record.run_id.clone(),
-            result: run.result(UpdateStatus::Ok, None),
-            restart: Some(scheduled),
-            sentinel: Some(sentinel_ref),
-        },
+        Ok(_) => answer(true, run.result(UpdateStatus::Ok, None), sentinel_ref),
         Err(_) => {
-            let payload = sentinel::read(&paths.sentinel_path)
+            let path = paths.sentinel_path.clone();
+            let written = blocking(move || sentinel::read(&path)).await;
+            let payload = written
                 .ok()
                 .flatten()
                 .map_or(sentinel_ref.payload, |s| s.payload);
-            UpdateRunResult {
-                ok: false,
-                run_id: run.record.run_id.clone(),
-                result: run.result(
-                    UpdateStatus::Error,
-                    Some(sentinel::REASON_RESTART_UNHEALTHY),
-                ),
-                restart: Some(scheduled),
-                sentinel: Some(SentinelRef {
-                    path: sentinel_ref.path,
-                    payload,
-                }),
-            }
+            let result = run.result(
+                UpdateStatus::Error,
+                Some(ReasonCode::RestartUnhealthy.to_string()),
+            );
+            let sentinel = SentinelRef {
+                path: sentinel_ref.path,
+                payload,
+            };
+            answer(false, result, sentinel)
         }
+    }
+}
+
+/// What the restart leaves for the successor: an `ok` update to verify.
+fn sentinel_payload(run: &Run) -> SentinelPayload {
+    SentinelPayload {
+        kind: "update".to_owned(),
+        status: UpdateStatus::Ok,
+        ts: unix_ms(),
+        run_id: Some(run.record.run_id.clone()),
+        message: run.record.note.clone(),
+        doctor_hint: None,
+        stats: SentinelStats {
+            mode: run.record.mode,
+            root: run.record.root.clone(),
+            before: run.record.before.clone(),
+            after: run.record.after.clone(),
+            steps: run.record.steps.clone(),
+            reason: None,
+            duration_ms: run.elapsed_ms(),
+        },
+        verified: None,
+        rolled_back: false,
+    }
+}
+
+/// Blocking file work that failed, or did not finish.
+#[derive(Debug, thiserror::Error)]
+enum Blocked<E> {
+    #[error("{0}")]
+    Failed(E),
+    #[error("did not finish: {0}")]
+    Panicked(tokio::task::JoinError),
+}
+
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Blocked<E>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done.map_err(Blocked::Failed),
+        Err(e) => Err(Blocked::Panicked(e)),
     }
 }
 
@@ -231,20 +259,14 @@ fn restarts_moltd(kind: SupervisorKind) -> bool {
 /// Leaves this version's binary and the undo record where the supervisor's
 /// rescue step finds them. A failure costs only that safety net, so the
 /// update goes on (and says so in the log).
-async fn arm_rescue(gw: &Gateway, record: &RunRecord, undo: &Undo) {
+async fn arm_rescue(paths: &StatePaths, record: &RunRecord, undo: &Undo) {
     let (Some(previous), Some(new)) = (record.before.version.clone(), record.after.version.clone())
     else {
         return;
     };
-    let paths = gw.paths().clone();
-    let run_id = record.run_id.clone();
-    let undo = undo.clone();
-    let armed = tokio::task::spawn_blocking(move || {
-        rescue::arm(&paths, &run_id, &previous, &new, &undo, unix_ms())
-    })
-    .await
-    .map_err(std::io::Error::other)
-    .and_then(|r| r);
+    let (paths, run_id, undo) = (paths.clone(), record.run_id.clone(), undo.clone());
+    let armed =
+        blocking(move || rescue::arm(&paths, &run_id, &previous, &new, &undo, unix_ms())).await;
     if let Err(e) = armed {
         tracing::warn!(run_id = %record.run_id, "cannot arm the crash-loop rescue: {e}");
     }
@@ -253,34 +275,29 @@ async fn arm_rescue(gw: &Gateway, record: &RunRecord, undo: &Undo) {
 /// Ends a run whose update is applied but must not restart: the previous
 /// version goes back, and neither the undo record nor the sentinel is left
 /// for a later restart to act on.
-fn abandon(
+async fn abandon(
     paths: &StatePaths,
-    undo: &Undo,
+    undo: Undo,
     mut run: Run,
-    ended: Ended,
-    reason: &str,
+    failure: Failure,
 ) -> UpdateRunResult {
-    let restored = undo.roll_back();
-    let _ = std::fs::remove_file(undo_path(paths));
-    let _ = std::fs::remove_file(&paths.sentinel_path);
-    rescue::disarm(paths);
-    match restored {
-        Ok(()) => run.end(ended, reason),
-        Err(e) => run.end(
-            Ended::Failed,
-            &format!("{reason}; rolling back failed: {e}"),
-        ),
-    }
-}
-
-fn take(undo: &Mutex<Option<Undo>>) -> Option<Undo> {
-    undo.lock().unwrap_or_else(|e| e.into_inner()).take()
+    let paths = paths.clone();
+    let restored = blocking(move || {
+        let restored = undo.roll_back();
+        let _ = std::fs::remove_file(undo_path(&paths));
+        let _ = std::fs::remove_file(&paths.sentinel_path);
+        rescue::disarm(&paths);
+        restored
+    })
+    .await;
+    run.end(Ended::after_change(failure, restored)).await
 }
 
 /// Puts the previous version back after the new one failed to take over,
-/// and says so in the sentinel and the run.
-fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
-    let paths = gw.paths();
+/// and says so in the sentinel and the run. Blocking: the restart engine
+/// calls it on the blocking pool.
+fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, reason: &str) {
+    let paths = &ctx.paths;
     let restored = undo.roll_back();
     if let Err(e) = &restored {
         tracing::error!("rolling the update back failed: {e}");
@@ -290,7 +307,7 @@ fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
     match sentinel::read(&paths.sentinel_path) {
         Ok(Some(mut doc)) => {
             doc.payload.status = UpdateStatus::Error;
-            doc.payload.stats.reason = Some(sentinel::REASON_RESTART_UNHEALTHY.to_owned());
+            doc.payload.stats.reason = Some(ReasonCode::RestartUnhealthy.to_string());
             doc.payload.rolled_back = restored.is_ok();
             doc.payload.doctor_hint = Some(format!("the new version did not take over: {reason}"));
             doc.payload.ts = unix_ms();
@@ -301,17 +318,17 @@ fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
         Ok(None) => {}
         Err(e) => tracing::error!("cannot record the rollback in the sentinel: {e}"),
     }
-    record.reason = Some(format!("{}: {reason}", sentinel::REASON_RESTART_UNHEALTHY));
+    record.reason = Some(Failure::RestartUnhealthy(reason.to_owned()).to_string());
     let phase = if restored.is_ok() {
         RunPhase::RolledBack
     } else {
         RunPhase::Failed
     };
-    super::record::advance(&mut record, phase);
-    if let Err(e) = gw.runs().record(&record) {
+    record::advance(&mut record, phase);
+    if let Err(e) = ctx.runs.record(&record) {
         tracing::error!("cannot record the rollback: {e}");
     }
-    gw.broadcast(
+    ctx.events.send(
         EventName::UpdateProgress,
         UpdateProgress {
             run_id: record.run_id.clone(),
@@ -320,3 +337,6 @@ fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
         },
     );
 }
+
+#[cfg(test)]
+mod tests;

@@ -27,11 +27,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use molt_protocol::ids::RunId;
-use molt_protocol::update::{RunPhase, Sentinel, SentinelPayload, SentinelStats, UpdateStatus};
+use molt_protocol::update::{
+    ReasonCode, RunPhase, Sentinel, SentinelPayload, SentinelStats, UpdateStatus,
+};
 use serde::{Deserialize, Serialize};
 
+use super::failure::{self, Ended, Rollback};
 use super::runs::RunStore;
-use super::{Undo, sentinel};
+use super::{Undo, UndoError, sentinel};
 use crate::fsutil;
 use crate::paths::StatePaths;
 
@@ -39,8 +42,6 @@ use crate::paths::StatePaths;
 pub const CRASH_LOOP_FAILURES: usize = 3;
 /// ... when they fall within this window.
 pub const CRASH_LOOP_WINDOW_MS: u64 = 10 * 60 * 1000;
-/// The reason a crash-loop rollback records.
-pub const REASON_CRASH_LOOP: &str = "crash-loop";
 /// The format of `rescue.json` this moltd reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 /// Failures kept in the record (the window needs only the last few).
@@ -134,7 +135,7 @@ pub enum Verdict {
 pub fn judge(
     record: &mut RescueRecord,
     exit: &ServiceExit,
-    still_applied: Result<bool, String>,
+    still_applied: Result<bool, UndoError>,
     now_ms: u64,
 ) -> Verdict {
     if exit.result == "success" {
@@ -285,19 +286,20 @@ pub fn run(paths: &StatePaths, exit: &ServiceExit, now_ms: u64) -> io::Result<Ou
         }
         Verdict::RollBack { recent } => recent,
     };
-    let reason = format!(
-        "{REASON_CRASH_LOOP}: {} failed {recent} times within {} min after the update \
-         (last: {}); the rescue step restored {}",
-        record.new_version,
-        CRASH_LOOP_WINDOW_MS / 60_000,
-        exit.describe(),
-        record.previous_version
-    );
-    if let Err(e) = record.undo.roll_back() {
-        let failed = format!("{reason}; but rolling back failed: {e}");
+    let failure = failure::Failure::CrashLoop {
+        new_version: record.new_version.clone(),
+        previous_version: record.previous_version.clone(),
+        failures: recent,
+        window_min: CRASH_LOOP_WINDOW_MS / 60_000,
+        last_exit: exit.describe(),
+    };
+    let restored = record.undo.roll_back();
+    let ended = Ended::after_change(failure, restored);
+    let reason = ended.reason();
+    if ended.rollback != Rollback::Done {
         write_record(paths, &record)?;
-        end_run(paths, &record, RunPhase::Failed, &failed, now_ms);
-        return Ok(Outcome::RollbackFailed(failed));
+        end_run(paths, &record, RunPhase::Failed, &reason, now_ms);
+        return Ok(Outcome::RollbackFailed(reason));
     }
     end_run(paths, &record, RunPhase::RolledBack, &reason, now_ms);
     write_sentinel(paths, &record, &reason, now_ms);
@@ -355,7 +357,7 @@ fn write_sentinel(paths: &StatePaths, record: &RescueRecord, reason: &str, now: 
     };
     payload.status = UpdateStatus::Error;
     payload.ts = now;
-    payload.stats.reason = Some(REASON_CRASH_LOOP.to_owned());
+    payload.stats.reason = Some(ReasonCode::CrashLoop.to_string());
     payload.doctor_hint = Some(reason.to_owned());
     payload.rolled_back = true;
     payload.verified = None;
@@ -408,6 +410,13 @@ mod tests {
             }),
             failures: Vec::new(),
         }
+    }
+
+    fn unknown_head() -> UndoError {
+        UndoError::Git(crate::update::git::GitError::Failed {
+            command: "rev-parse HEAD".into(),
+            stderr: "not a git repository".into(),
+        })
     }
 
     fn exit(result: &str, code: &str, status: &str) -> ServiceExit {
@@ -468,7 +477,7 @@ mod tests {
             Verdict::Stale(_)
         ));
         assert!(matches!(
-            judge(&mut r, &crash, Err("no manifest".into()), NOW),
+            judge(&mut r, &crash, Err(unknown_head()), NOW),
             Verdict::Stale(_)
         ));
         assert!(r.failures.is_empty());
@@ -497,6 +506,20 @@ mod tests {
             Some(exit("exit-code", "exited", "1"))
         );
         assert_eq!(ServiceExit::from_env(&|_| None), None);
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_refused_naming_the_file_and_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = StatePaths::in_dir(dir.path().to_path_buf(), None);
+        fsutil::ensure_private_dir(&rescue_dir(&paths)).unwrap();
+        fsutil::testing::oversize(&record_path(&paths));
+        let err = read_record(&paths).unwrap_err();
+        fsutil::testing::assert_refused_over(
+            &err,
+            &record_path(&paths),
+            fsutil::MAX_STATE_FILE_BYTES,
+        );
     }
 
     #[test]
