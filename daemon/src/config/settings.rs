@@ -1,4 +1,5 @@
-//! The typed, validated view of the config keys the daemon uses (SPEC §2).
+//! The typed, validated view of the config keys the daemon uses (the table
+//! in docs/operations.md).
 
 pub use molt_protocol::update::Channel;
 use std::net::{IpAddr, Ipv4Addr};
