@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use molt_e2e::restarts::Probe;
 use molt_e2e::systemd::{MoltdService, Root, SERVICE};
 use serde_json::json;
@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::client::Client;
 use crate::moltd::TOKEN;
 use crate::report::{Figure, Section, Unit};
-use crate::restart::{Args, first_answer};
+use crate::restart::{Args, first_answer, force_restart};
 use crate::stats::{Summary, ms};
 
 /// Bounds each wait of a handoff so a stuck one fails the run.
@@ -139,23 +139,13 @@ pub fn run(
 /// One forced restart of `old`: the gap from its 1012 to the new pid's
 /// first `health` answer, and that pid.
 async fn handoff(addr: &str, old: u32) -> Result<(Duration, u32)> {
-    let mut client = Client::connect(addr, TOKEN).await?;
+    let client = Client::connect(addr, TOKEN).await?;
     ensure!(
         client.pid == u64::from(old),
         "a fresh connection reached pid {}, not the serving {old}",
         client.pid
     );
-    client
-        .request(
-            "gateway.restart.request",
-            json!({ "reason": "bench", "delayMs": 0, "skipDeferral": true }),
-        )
-        .await?;
-    let closed = client.closed().await?;
-    let close_at = Instant::now();
-    if closed.code != Some(1012) {
-        bail!("the old process closed with {:?}, not 1012", closed.code);
-    }
+    let (_, close_at) = force_restart(client).await?;
     let answer = first_answer(addr, old).await?;
     Ok((answer.at - close_at, answer.pid))
 }

@@ -30,6 +30,8 @@ pub mod updates;
 pub mod versions;
 
 pub use global_install::{GlobalInstall, PackageManager, install_global};
-pub use npm_package::{DEFAULT_PACKAGE, dist_tag_add, pack_moltd, publish, write_fake_moltd};
+pub use npm_package::{
+    DEFAULT_PACKAGE, dist_tag_add, pack_moltd, publish, write_fake_moltd, write_moltd_that_claims,
+};
 pub use registry::Registry;
 pub use tools::Tools;

@@ -13,7 +13,7 @@ use molt_e2e::systemd::{
     Boot, Machine, MoltdService, RUN_TIMEOUT, Root, SERVICE, SOCKET, STATE_DIR, UnitState,
 };
 use molt_e2e::updates::{NEW, OLD, update_run, update_status};
-use molt_e2e::{DEFAULT_PACKAGE, publish, versions, write_fake_moltd};
+use molt_e2e::{DEFAULT_PACKAGE, publish, versions, write_fake_moltd, write_moltd_that_claims};
 use molt_protocol::method::HealthResult;
 use molt_protocol::status::{RestartStrategy, StatusResult, SupervisorKind};
 use molt_protocol::update::{RunPhase, UpdateStatus};
@@ -255,6 +255,21 @@ fn assert_the_service_never_stopped(service: &MoltdService, probe: Probe) {
     assert!(connected > 0);
 }
 
+/// After a failed handoff: the old process (`before`) still serves as the
+/// main process, the install is back to `VERSION`, and the service never
+/// stopped.
+async fn assert_rolled_back(service: &MoltdService, c: &mut Client, before: u32, probe: Probe) {
+    assert_eq!(
+        service.main_pid().unwrap(),
+        before,
+        "the old process serves"
+    );
+    let health = health(c).await;
+    assert_eq!((health.version.as_str(), health.pid), (VERSION, before));
+    assert_eq!(service.installed_version().unwrap(), VERSION);
+    assert_the_service_never_stopped(service, probe);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_update_hands_off_and_systemd_follows_the_new_main_process() {
     let Some((service, before, mut c)) = running_with_an_update().await else {
@@ -303,17 +318,9 @@ async fn a_version_that_dies_at_start_is_rolled_back_while_the_old_process_serve
     let result = update_run(&mut c, json!({"tag": "3.0.0"})).await.unwrap();
     assert!(!result.ok, "{result:#?}");
     assert_eq!(result.result.reason.as_deref(), Some("restart-unhealthy"));
-    assert_eq!(
-        service.main_pid().unwrap(),
-        before,
-        "the old process serves"
-    );
-    let health = health(&mut c).await;
-    assert_eq!((health.version.as_str(), health.pid), (VERSION, before));
     let sentinel = update_status(&mut c).await.sentinel.unwrap();
     assert!(sentinel.rolled_back, "{sentinel:#?}");
-    assert_eq!(service.installed_version().unwrap(), VERSION);
-    assert_the_service_never_stopped(&service, probe);
+    assert_rolled_back(&service, &mut c, before, probe).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -334,28 +341,12 @@ async fn a_version_that_runs_old_code_is_stopped_and_rolled_back() {
         )
         .unwrap();
     let liar = service.tmp.path().join("liar/moltd");
-    std::fs::create_dir_all(liar.parent().unwrap()).unwrap();
-    std::fs::write(
-        &liar,
-        format!(
-            "#!/bin/sh\ncase \"$1\" in\n  --version) echo 'moltd 4.0.0' ;;\n  *) exec {old_code} \"$@\" ;;\nesac\n"
-        ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&liar, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    write_moltd_that_claims(&liar, "4.0.0", std::path::Path::new(old_code)).unwrap();
     service.publish(&liar, "4.0.0", Some("liar")).unwrap();
     let probe = Probe::start(service.addr());
 
     let result = update_run(&mut c, json!({"tag": "4.0.0"})).await.unwrap();
     assert!(!result.ok, "{result:#?}");
-    assert_eq!(
-        service.main_pid().unwrap(),
-        before,
-        "the old process serves"
-    );
     let failure = status(&mut c).await.restart.last_failure.unwrap();
     assert!(
         failure
@@ -363,9 +354,7 @@ async fn a_version_that_runs_old_code_is_stopped_and_rolled_back() {
             .contains(&format!("runs version {VERSION}, expected 4.0.0")),
         "{failure:?}"
     );
-    assert_eq!(health(&mut c).await.pid, before);
-    assert_eq!(service.installed_version().unwrap(), VERSION);
-    assert_the_service_never_stopped(&service, probe);
+    assert_rolled_back(&service, &mut c, before, probe).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -37,6 +37,20 @@ fn script(body: &str) -> (tempfile::TempDir, SuccessorSpec) {
     (dir, spec)
 }
 
+/// Starts `spec` as the successor of pid 1 with a fresh listener and lock.
+async fn start(
+    spec: &SuccessorSpec,
+    parentage: Parentage,
+    timeouts: ReadyTimeouts,
+) -> Result<Successor, SuccessorFailure> {
+    let (listener, lock) = fds();
+    let supervisor = match parentage {
+        Parentage::Ours => SupervisorKind::None,
+        Parentage::Detached => SupervisorKind::Systemd,
+    };
+    start_successor(spec, listener, lock, 1, supervisor, parentage, timeouts).await
+}
+
 fn quick() -> ReadyTimeouts {
     ReadyTimeouts {
         idle: Duration::from_millis(300),
@@ -47,18 +61,7 @@ fn quick() -> ReadyTimeouts {
 #[tokio::test]
 async fn a_successor_that_exits_is_reported_with_its_status() {
     let (_dir, spec) = script("echo PROGRESS config >&5; exit 3");
-    let (listener, lock) = fds();
-    let err = start_successor(
-        &spec,
-        listener,
-        lock,
-        1,
-        SupervisorKind::None,
-        Parentage::Ours,
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = start(&spec, Parentage::Ours, quick()).await.unwrap_err();
     assert!(
         matches!(&err, SuccessorFailure::Exited { status: Some(status), progress }
             if status.code() == Some(3) && progress == "config"),
@@ -69,18 +72,7 @@ async fn a_successor_that_exits_is_reported_with_its_status() {
 #[tokio::test]
 async fn a_silent_successor_is_stopped_after_the_idle_timeout() {
     let (_dir, spec) = script("exec sleep 30");
-    let (listener, lock) = fds();
-    let err = start_successor(
-        &spec,
-        listener,
-        lock,
-        1,
-        SupervisorKind::None,
-        Parentage::Ours,
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = start(&spec, Parentage::Ours, quick()).await.unwrap_err();
     assert!(matches!(err, SuccessorFailure::NotReady { .. }), "{err}");
 }
 
@@ -90,24 +82,13 @@ async fn progress_extends_the_wait_and_ready_names_the_successor() {
         "for s in a b c d; do echo PROGRESS $s >&5; sleep 0.7; done\n\
          echo \"READY 127.0.0.1:9 9.9.9 $$\" >&5\nexec sleep 5",
     );
-    let (listener, lock) = fds();
     // 2.8 s of start-up against a 2 s idle bound: only progress can
     // carry it, with over a second of margin per line on a busy runner.
     let timeouts = ReadyTimeouts {
         idle: Duration::from_secs(2),
         total: Duration::from_secs(10),
     };
-    let mut ok = start_successor(
-        &spec,
-        listener,
-        lock,
-        1,
-        SupervisorKind::None,
-        Parentage::Ours,
-        timeouts,
-    )
-    .await
-    .unwrap();
+    let mut ok = start(&spec, Parentage::Ours, timeouts).await.unwrap();
     assert_eq!(ok.version, "9.9.9");
     let child = ok.child.as_mut().unwrap();
     assert_eq!(Some(ok.pid), child.id());
@@ -126,18 +107,7 @@ async fn a_successor_behind_a_wrapper_is_stopped_too() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (listener, lock) = fds();
-    let err = start_successor(
-        &spec,
-        listener,
-        lock,
-        1,
-        SupervisorKind::None,
-        Parentage::Ours,
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = start(&spec, Parentage::Ours, quick()).await.unwrap_err();
     let SuccessorFailure::NotReady { progress, .. } = err else {
         panic!("{err}");
     };
@@ -168,18 +138,7 @@ fn parent_of(pid: u32) -> Option<u32> {
 #[tokio::test]
 async fn a_detached_successor_is_not_our_child_and_is_stopped_by_pid() {
     let (_dir, spec) = script("echo \"READY 127.0.0.1:9 9.9.9 $$\" >&5\nexec sleep 30");
-    let (listener, lock) = fds();
-    let ok = start_successor(
-        &spec,
-        listener,
-        lock,
-        1,
-        SupervisorKind::Systemd,
-        Parentage::Detached,
-        quick(),
-    )
-    .await
-    .unwrap();
+    let ok = start(&spec, Parentage::Detached, quick()).await.unwrap();
     assert!(ok.child.is_none());
     let parent = parent_of(ok.pid).expect("the successor runs");
     assert_ne!(parent, std::process::id(), "adopted by a reaper, not ours");
@@ -196,18 +155,9 @@ async fn a_detached_successor_is_not_our_child_and_is_stopped_by_pid() {
 #[tokio::test]
 async fn a_detached_successor_that_dies_silently_is_reported_without_a_status() {
     let (_dir, spec) = script("exit 4");
-    let (listener, lock) = fds();
-    let err = start_successor(
-        &spec,
-        listener,
-        lock,
-        1,
-        SupervisorKind::Systemd,
-        Parentage::Detached,
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = start(&spec, Parentage::Detached, quick())
+        .await
+        .unwrap_err();
     // The intermediate named it before it ran.
     assert!(
         matches!(&err, SuccessorFailure::Exited { status: None, progress }
@@ -233,17 +183,6 @@ async fn a_missing_entrypoint_is_a_spawn_failure() {
         entrypoint: PathBuf::from("/nonexistent/moltd"),
         args: vec![],
     };
-    let (listener, lock) = fds();
-    let err = start_successor(
-        &spec,
-        listener,
-        lock,
-        1,
-        SupervisorKind::None,
-        Parentage::Ours,
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = start(&spec, Parentage::Ours, quick()).await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/moltd"), "{err}");
 }
