@@ -76,18 +76,22 @@ pub async fn serve(listener: TcpListener, gw: Gateway, shutdown: impl Future<Out
             restart_expected_ms: why.restart_expected_ms,
         },
     );
+    // Each session answers what it has read and closes once its client is
+    // done (see session); the request tracker also covers work that
+    // outlives its connection (an update run).
     gw.requests().close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, gw.requests().wait())
-        .await
-        .is_err()
-    {
+    sessions.close();
+    let drained = async {
+        sessions.wait().await;
+        gw.requests().wait().await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
     }
     if !gw.stop_reason().exec_after {
         gw.release_listener();
     }
     gw.sessions_stop().cancel();
-    sessions.close();
     if tokio::time::timeout(Duration::from_secs(5), sessions.wait())
         .await
         .is_err()
