@@ -7,8 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 mod capped;
+mod throttled;
 
 pub use capped::MAX_LOG_FILE_BYTES;
+pub use throttled::{THROTTLE_WINDOW, Throttled};
 use tokio::sync::broadcast;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::fmt::MakeWriter;

@@ -14,6 +14,7 @@
 //! that follows the protocol moves to the successor at `shutdown` and
 //! sends nothing more) or after [`DRAIN_GRACE`] at most.
 
+pub mod admission;
 mod handshake;
 pub mod outbox;
 
@@ -40,11 +41,20 @@ use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
+use self::admission::Pending;
 use self::handshake::{frame_error, handshake};
 use self::outbox::{Events, MAX_BUFFERED_BYTES, Outbox, WRITE_DEADLINE};
 use crate::budget::{Budgeted, ReadBudget};
 use crate::gateway::{Caller, Gateway};
+use crate::logging::Throttled;
 use crate::methods::{self, SessionFlags};
+
+static REFUSED_AT_HANDSHAKE: Throttled = Throttled::new("connection refused at handshake");
+
+/// Logs what the throttled lines of this module held back.
+pub fn flush_throttled_logs() {
+    REFUSED_AT_HANDSHAKE.flush();
+}
 
 /// What an unauthenticated peer may make us read: the HTTP upgrade plus one
 /// pre-auth frame.
@@ -63,7 +73,10 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
 type Ws = WebSocketStream<Budgeted<TcpStream>>;
 type Source = futures_util::stream::SplitStream<Ws>;
 
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) {
+/// Serves one accepted connection. `pending` holds its place among the
+/// unauthenticated ones until `hello-ok`; when a newer connection evicts
+/// it, it ends.
+pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pending, gw: Gateway) {
     let _counted = gw.connection_guard();
     let budget = ReadBudget::new(PRE_AUTH_READ_BUDGET);
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
@@ -83,6 +96,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
     let upgraded = tokio::select! {
         upgraded = timeout_at(deadline, accept) => upgraded,
         () = stopping.cancelled() => return,
+        () = pending.evicted.cancelled() => return,
     };
     let ws = match upgraded {
         Ok(Ok(ws)) => ws,
@@ -114,11 +128,16 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
             finish(events, outbox, writer).await;
             return;
         }
+        () = pending.evicted.cancelled() => {
+            outbox.close(1008, "too many unauthenticated connections");
+            finish(events, outbox, writer).await;
+            return;
+        }
     };
     let granted = match handshaken {
         Ok(Ok(granted)) => granted,
         Ok(Err(rejected)) => {
-            tracing::info!(%peer, reason = rejected.reason, "connection refused at handshake");
+            REFUSED_AT_HANDSHAKE.note(format_args!("{peer}: {}", rejected.reason));
             if let Some(response) = rejected.response {
                 let _ = outbox.respond_now(response);
             }
@@ -127,13 +146,15 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "handshake timed out");
+            REFUSED_AT_HANDSHAKE.note(format_args!("{peer}: handshake timeout"));
             outbox.close(1008, "handshake timeout");
             finish(events, outbox, writer).await;
             return;
         }
     };
     budget.lift();
+    // Authenticated: no longer one of the pending few.
+    drop(pending);
     let caller = Caller {
         conn,
         conn_id: conn_id.clone(),
