@@ -222,3 +222,96 @@ async fn an_operator_gets_in_while_junk_connections_flood_the_port() {
         .count();
     assert!((1..=2).contains(&lines), "{lines} lines:\n{text}");
 }
+
+/// The live processes started as a handoff successor of `from`.
+fn successors_of(from: u32) -> Vec<u32> {
+    let mark = format!("MOLT_HANDOFF=lock=4,ready=5,from={from},");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&mark))
+                && moltd::alive(pid)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_while_a_successor_starts_takes_the_successor_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    moltd::write_config(&state, json!({}));
+    let entrypoint = moltd::private_entrypoint(dir.path());
+    let mut running = Moltd::start_from(&entrypoint, &state, &["--port", "0"]);
+    let old = running.first.pid;
+    // The next start says it has begun, then never gets ready.
+    moltd::replace_with_script(
+        &entrypoint,
+        "echo \"PROGRESS started $$\" >&5\nexec sleep 3600",
+    );
+
+    let mut c = client(&running.first).await;
+    c.request(
+        "gateway.restart.request",
+        json!({"reason": "test", "delayMs": 0, "skipDeferral": true}),
+    )
+    .await
+    .into_result::<Value>()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let starting = loop {
+        if let [pid] = successors_of(old)[..] {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no successor started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+
+    Moltd::signal(old, "TERM");
+    let exit = running.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "the operator's stop drains");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while moltd::alive(starting) {
+        assert!(
+            Instant::now() < deadline,
+            "successor {starting} outlived the stop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        moltd::serving(&state).is_empty(),
+        "nothing serves after a stop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_stop_signal_during_the_drain_ends_moltd_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(dir.path(), json!({}));
+    let mut running = moltd::start(dir.path(), &["--port", "0"]);
+    let pid = running.first.pid;
+    let mut observer = client(&running.first).await;
+    // A client that never reads, with answers waiting for room: the drain
+    // waits for them (up to the write deadline).
+    let mut stuck = attacker(&running.first.addr).await;
+    let request = json!({
+        "type": "req", "id": "x", "method": "logs.tail", "params": {"lines": 5000}
+    })
+    .to_string();
+    while tokio::time::timeout(
+        Duration::from_secs(1),
+        stuck.ws.send(Message::text(request.clone())),
+    )
+    .await
+    .is_ok_and(|sent| sent.is_ok())
+    {}
+
+    Moltd::signal(pid, "TERM");
+    observer.event("shutdown").await;
+    Moltd::signal(pid, "TERM");
+    let exit = running.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(143), "the second SIGTERM ends it at once");
+}

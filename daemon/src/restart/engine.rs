@@ -217,7 +217,9 @@ async fn execute(
     let expectation = fire.expectation;
     let expected = expectation.as_ref().map(|e| e.version.clone());
     let result = match engine.strategy {
-        RestartStrategy::Respawn => respawn(host, engine, expected.as_deref()).await.map(Some),
+        RestartStrategy::Respawn => respawn(host, lifecycle, engine, expected.as_deref())
+            .await
+            .map(Some),
         RestartStrategy::Supervised => {
             crate::supervisor::notify_stopping();
             Ok(None)
@@ -257,6 +259,7 @@ async fn execute(
 /// systemd, once systemd follows it as the service's main process.
 async fn respawn(
     host: &impl Host,
+    lifecycle: &Lifecycle,
     engine: &RestartEngine,
     expected_version: Option<&str>,
 ) -> Result<u32, String> {
@@ -290,6 +293,16 @@ async fn respawn(
         let reason = format!(
             "successor pid {} runs version {}, expected {expected}; stopped it",
             successor.pid, successor.version
+        );
+        successor.stop().await;
+        return Err(reason);
+    }
+    // Asked to stop while the successor started: nothing may go on
+    // serving after that, so it goes too.
+    if lifecycle.is_stopping() {
+        let reason = format!(
+            "this gateway was asked to stop while successor pid {} started; stopped it",
+            successor.pid
         );
         successor.stop().await;
         return Err(reason);
