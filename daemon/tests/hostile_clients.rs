@@ -146,7 +146,7 @@ async fn requests_past_the_in_flight_bound_are_refused_and_go_with_their_connect
             .unwrap()
             .flatten()
             .filter(|e| {
-                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\0120\0")
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00120\x00")
                     && std::fs::read(e.path().join("environ"))
                         .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&bin))
             })
