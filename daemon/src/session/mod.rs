@@ -68,7 +68,7 @@ const SILENT_TICKS: u32 = 3;
 pub const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// While stopping: a session closes this long after the stop at most,
 /// once its requests are answered.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 type Ws = WebSocketStream<Budgeted<TcpStream>>;
 type Source = futures_util::stream::SplitStream<Ws>;
