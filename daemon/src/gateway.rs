@@ -40,6 +40,7 @@ use crate::logging::LogHub;
 use crate::paths::StatePaths;
 use crate::restart::engine::{self, Host, RestartEngine};
 use crate::restart::scheduler::RequesterId;
+use crate::update::check::CheckFlight;
 use crate::update::context::{RunContext, SystemSteps};
 use crate::update::runs::RunStore;
 use crate::update::{UpdateSlot, resume};
@@ -118,6 +119,9 @@ struct Inner {
     /// In-flight requests per connection number.
     in_flight_by_conn: Mutex<HashMap<u64, u32>>,
     update_slot: Arc<UpdateSlot>,
+    /// The registry check in flight, shared by `update.check` callers and
+    /// the auto-updater.
+    check_flight: CheckFlight,
     /// The newest version the last check found, if newer than this one.
     update_available: Mutex<Option<UpdateAvailable>>,
     events: EventBus,
@@ -158,6 +162,7 @@ impl Gateway {
                 auto: parts.auto,
                 in_flight_by_conn: Mutex::new(HashMap::new()),
                 update_slot: Arc::default(),
+                check_flight: CheckFlight::default(),
                 update_available: Mutex::new(None),
                 events: EventBus::default(),
                 holds: Mutex::new(Holds::default()),
@@ -275,6 +280,11 @@ impl Gateway {
         if let Err(e) = resumed {
             tracing::error!("resuming the update state did not finish: {e}");
         }
+    }
+
+    /// The one registry check that runs at a time.
+    pub fn check_flight(&self) -> &CheckFlight {
+        &self.inner.check_flight
     }
 
     pub fn update_available(&self) -> Option<UpdateAvailable> {

@@ -6,9 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use molt_protocol::ids::RunId;
-use molt_protocol::method::{
-    MAX_UPDATE_NOTE, UPDATE_STEP_TIMEOUT_MS, UpdateRunParams, UpdateRunResult,
-};
+use molt_protocol::limits::{SESSION_KEY, TooLong, UPDATE_NOTE, UPDATE_TAG};
+use molt_protocol::method::{UPDATE_STEP_TIMEOUT_MS, UpdateRunParams, UpdateRunResult};
 use molt_protocol::status::SupervisorKind;
 use molt_protocol::update::{
     Channel, InstallMode, RunPhase, RunRecord, RunTarget, RunTrigger, VersionRef,
@@ -50,6 +49,16 @@ pub enum Refused {
 }
 
 pub fn plan(params: &UpdateRunParams, default_channel: Channel) -> Result<Plan, Refused> {
+    let too_long = |e: TooLong| Refused::InvalidParams(e.to_string());
+    for (limit, value) in [
+        (&UPDATE_NOTE, &params.note),
+        (&UPDATE_TAG, &params.tag),
+        (&SESSION_KEY, &params.session_key),
+    ] {
+        if let Some(value) = value {
+            limit.check(value).map_err(too_long)?;
+        }
+    }
     let tag = params
         .tag
         .as_deref()
@@ -63,13 +72,6 @@ pub fn plan(params: &UpdateRunParams, default_channel: Channel) -> Result<Plan, 
             "timeoutMs must be between {} and {}, got {ms}",
             UPDATE_STEP_TIMEOUT_MS.start(),
             UPDATE_STEP_TIMEOUT_MS.end()
-        )));
-    }
-    if let Some(note) = &params.note
-        && note.chars().count() > MAX_UPDATE_NOTE
-    {
-        return Err(Refused::InvalidParams(format!(
-            "note must be at most {MAX_UPDATE_NOTE} characters"
         )));
     }
     Ok(Plan {
