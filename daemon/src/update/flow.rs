@@ -133,6 +133,14 @@ pub async fn run(ctx: &RunContext, request: RunRequest) -> Result<UpdateRunResul
         return Ok(run.end(unknown.into()).await);
     };
 
+    if plan.dry_run {
+        // A plan only reads: it takes neither this process's slot nor the
+        // install's lease, so it answers while a run holds them and never
+        // holds up a real run.
+        let ended = plan_only(ctx, &mut run, &plan, &root).await;
+        return Ok(run.end(ended).await);
+    }
+
     let Some(_slot) = ctx.slot.try_claim(&run_id) else {
         return Err(Refused::Busy(ctx.slot.current()));
     };
@@ -184,9 +192,34 @@ async fn prepare(
             .unwrap_or_else(|| git::DEFAULT_BUILD.map(str::to_owned).to_vec());
         return git::prepare(run, plan, Path::new(root), Path::new(entrypoint), build).await;
     }
+    let (install, package, tool) = package_install(ctx, entrypoint)?;
+    package::prepare(run, plan, install, &package, &tool, &ctx.version).await
+}
+
+/// A dry run: what the run would install, or why not; never a change.
+async fn plan_only(ctx: &RunContext, run: &mut Run, plan: &Plan, root: &str) -> Ended {
+    if ctx.install.surface == InstallMode::Git {
+        return git::plan_only(run, plan, Path::new(root)).await;
+    }
+    let entrypoint = ctx.install.entrypoint.as_deref().unwrap_or_default();
+    match package_install(ctx, entrypoint) {
+        Ok((install, package, tool)) => {
+            package::plan_only(run, plan, &install, &package, &tool, &ctx.version).await
+        }
+        Err(failure) => failure.into(),
+    }
+}
+
+/// The package install behind `entrypoint`, the package to install and
+/// the manager to install it with.
+fn package_install(
+    ctx: &RunContext,
+    entrypoint: &str,
+) -> Result<(layout::Install, String, std::path::PathBuf), Failure> {
     let install =
         layout::locate(Path::new(entrypoint)).map_err(|e| Failure::Layout(e.to_string()))?;
-    let package = settings
+    let package = ctx
+        .settings
         .package
         .clone()
         .unwrap_or_else(|| install.package.clone());
@@ -194,7 +227,7 @@ async fn prepare(
         .steps
         .tool(install.mode)
         .ok_or(Failure::ToolMissing(install.mode))?;
-    package::prepare(run, plan, install, &package, &tool, &ctx.version).await
+    Ok((install, package, tool))
 }
 
 /// Why this install cannot be updated from here, before anything changes.
