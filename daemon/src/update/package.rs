@@ -120,7 +120,8 @@ async fn install_and_swap(
     .map_err(|e| Failure::VerifyFailed(e.to_string()))?;
     let tag = run.record.run_id.as_str().to_owned();
     let (live, staged) = (install.clone(), stage.to_path_buf());
-    run.internal("swap", move || swap::swap(&live, &staged, &tag))
+    let journal = super::journal_path(run.paths());
+    run.internal("swap", move || swap::swap(&live, &staged, &tag, &journal))
         .await
         .map_err(|e| Failure::SwapFailed(e.to_string()))
 }
