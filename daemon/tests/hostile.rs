@@ -260,3 +260,126 @@ async fn a_newline_in_a_hold_or_restart_reason_cannot_forge_a_log_line() {
     );
     still_serves(&moltd).await;
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "molt test")
+        .env("GIT_AUTHOR_EMAIL", "test@molt.invalid")
+        .env("GIT_COMMITTER_NAME", "molt test")
+        .env("GIT_COMMITTER_EMAIL", "test@molt.invalid")
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_concurrent_update_checks_run_one_query() {
+    // moltd runs from a checkout whose `origin` is a local bare repo; its
+    // check is `git ls-remote`, whose upload-pack (configured per remote)
+    // counts itself and waits at a FIFO until the test lets it go.
+    let tmp = tempfile::tempdir().unwrap();
+    let (upstream, checkout) = (tmp.path().join("up.git"), tmp.path().join("co"));
+    std::fs::create_dir_all(&upstream).unwrap();
+    git(&upstream, &["init", "--quiet", "--bare"]);
+    for sub in ["daemon", "shared", "target/debug"] {
+        std::fs::create_dir_all(checkout.join(sub)).unwrap();
+    }
+    git(&checkout, &["init", "--quiet"]);
+    std::fs::write(checkout.join("daemon/Cargo.toml"), "").unwrap();
+    std::fs::write(checkout.join("shared/Cargo.toml"), "").unwrap();
+    git(&checkout, &["add", "daemon", "shared"]);
+    git(&checkout, &["commit", "--quiet", "-m", "molt"]);
+    git(&checkout, &["tag", "v9.9.9"]);
+    git(
+        &checkout,
+        &["remote", "add", "origin", upstream.to_str().unwrap()],
+    );
+    git(&checkout, &["push", "--quiet", "origin", "HEAD", "--tags"]);
+    let (count, gate) = (tmp.path().join("queries"), tmp.path().join("gate"));
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&gate)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let upload_pack = tmp.path().join("upload-pack");
+    std::fs::write(
+        &upload_pack,
+        format!(
+            "#!/bin/sh\necho query >> '{}'\ncat '{}' > /dev/null\nexec git upload-pack \"$@\"\n",
+            count.display(),
+            gate.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&upload_pack, std::fs::Permissions::from_mode(0o755)).unwrap();
+    git(
+        &checkout,
+        &[
+            "config",
+            "remote.origin.uploadpack",
+            upload_pack.to_str().unwrap(),
+        ],
+    );
+    let binary = checkout.join("target/debug/moltd");
+    std::fs::copy(MOLTD, &binary).unwrap();
+
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    moltd::write_config(&state, json!({}));
+    let moltd = Moltd::start_from(&binary, &state, &["--port", "0"]);
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        clients.push(client(&moltd.first).await);
+    }
+    let mut ids = Vec::new();
+    for c in &mut clients {
+        let mut sent = Vec::new();
+        for _ in 0..10 {
+            sent.push(c.send_request("update.check", json!({})).await);
+        }
+        ids.push(sent);
+    }
+    // The one query has started: it opens the gate's read end.
+    let gate_writer = {
+        let gate = gate.clone();
+        tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(gate))
+    }
+    .await
+    .unwrap()
+    .unwrap();
+    // Every check waits for it before it may answer.
+    let mut observer: Client = client(&moltd.first).await;
+    loop {
+        let status: Value = observer
+            .request("status", json!({}))
+            .await
+            .into_result()
+            .unwrap();
+        if status["pendingWork"]["inFlightRequests"] == json!(100) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    drop(gate_writer);
+    // Answers come in any order: read each client's ten.
+    for (c, mut sent) in clients.iter_mut().zip(ids) {
+        while !sent.is_empty() {
+            let Some(molt_protocol::ServerFrame::Res(answer)) = c.frame().await else {
+                continue;
+            };
+            sent.retain(|id| *id != answer.id.0);
+            let answer: Value = answer.into_result().unwrap();
+            assert_eq!(answer["latestVersion"], json!("9.9.9"));
+        }
+    }
+    let queries = std::fs::read_to_string(&count).unwrap();
+    assert_eq!(queries.lines().count(), 1, "one query for 100 checks");
+    still_serves(&moltd).await;
+    assert_memory_bounded(moltd.first.pid);
+}
