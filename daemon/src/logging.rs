@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 mod capped;
-mod throttled;
 mod one_line;
+mod throttled;
 
 pub use capped::MAX_LOG_FILE_BYTES;
 pub use throttled::{THROTTLE_WINDOW, Throttled};
@@ -223,14 +223,14 @@ pub fn current_log_file(logs_dir: &Path) -> Option<PathBuf> {
 
 /// The last `n` lines of `path`, reading backwards so a large log costs
 /// only what is returned.
-pub fn tail_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
+pub fn tail_lines(path: &Path, n: usize, max_bytes: usize) -> io::Result<Vec<String>> {
     const CHUNK: u64 = 64 * 1024;
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     let mut pos = len;
     let mut buf: Vec<u8> = Vec::new();
-    while pos > 0 && bytecount_newlines(&buf) <= n {
-        let step = CHUNK.min(pos);
+    while pos > 0 && bytecount_newlines(&buf) <= n && buf.len() < max_bytes {
+        let step = CHUNK.min(pos).min((max_bytes - buf.len()) as u64);
         pos -= step;
         file.seek(SeekFrom::Start(pos))?;
         let mut chunk = vec![0; step as usize];
@@ -239,7 +239,11 @@ pub fn tail_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
         buf = chunk;
     }
     let text = String::from_utf8_lossy(&buf);
-    let lines: Vec<&str> = text.lines().collect();
+    let mut lines: Vec<&str> = text.lines().collect();
+    // Cut at the byte bound: the first line read may be a tail end.
+    if pos > 0 && buf.len() >= max_bytes && !lines.is_empty() {
+        lines.remove(0);
+    }
     let skip = lines.len().saturating_sub(n);
     Ok(lines[skip..].iter().map(|l| (*l).to_owned()).collect())
 }
@@ -261,11 +265,16 @@ mod tests {
         for i in 0..20_000 {
             writeln!(f, "line {i:05} {}", "x".repeat(20)).unwrap();
         }
-        let tail = tail_lines(&path, 3).unwrap();
+        let tail = tail_lines(&path, 3, 1 << 20).unwrap();
         assert_eq!(tail.len(), 3);
         assert!(tail[0].starts_with("line 19997"));
         assert!(tail[2].starts_with("line 19999"));
-        assert_eq!(tail_lines(&path, 50_000).unwrap().len(), 20_000);
+        assert_eq!(tail_lines(&path, 50_000, 1 << 20).unwrap().len(), 20_000);
+        // A byte bound keeps only whole lines that fit: 32 bytes each.
+        let bounded = tail_lines(&path, 50_000, 1000).unwrap();
+        assert_eq!(bounded.len(), 1000 / 32);
+        assert!(bounded.last().unwrap().starts_with("line 19999"));
+        assert!(bounded[0].starts_with("line 19969"), "{}", bounded[0]);
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub const SERVED: &[Method] = &[
 
 const DEFAULT_TAIL_LINES: u32 = 100;
 const MAX_TAIL_LINES: u32 = 5000;
+/// What one `logs.tail` answer may hold: a client that asks for many
+/// answers at once must not cost much.
+pub const MAX_TAIL_BYTES: usize = 512 * 1024;
 
 /// Per-session switches a handler may flip.
 #[derive(Debug, Default, Clone)]
@@ -435,10 +438,12 @@ async fn logs_tail(
         .min(MAX_TAIL_LINES) as usize;
     let file = logging::current_log_file(&gw.paths().logs_dir);
     let lines = match file.clone() {
-        Some(path) => tokio::task::spawn_blocking(move || logging::tail_lines(&path, count))
-            .await
-            .map_err(|e| ErrorShape::internal(e.to_string()))?
-            .map_err(|e| ErrorShape::internal(format!("log file not readable: {e}")))?,
+        Some(path) => {
+            tokio::task::spawn_blocking(move || logging::tail_lines(&path, count, MAX_TAIL_BYTES))
+                .await
+                .map_err(|e| ErrorShape::internal(e.to_string()))?
+                .map_err(|e| ErrorShape::internal(format!("log file not readable: {e}")))?
+        }
         None => Vec::new(),
     };
     let following = params.follow.unwrap_or(false);

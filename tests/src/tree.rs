@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use sha2::{Digest, Sha256};
 
 /// `molt_daemon::update::lease::LEASE_SUFFIX`.
@@ -14,8 +14,11 @@ const LEASE_SUFFIX: &str = ".molt-update.lease";
 /// under `prefix`, except the managers' caches and stores.
 pub fn snapshot(prefix: &Path) -> Result<BTreeMap<String, String>> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) -> Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
+        let entries = std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("read {}", dir.display()))?
+                .path();
             let rel = path.strip_prefix(base)?.to_string_lossy().into_owned();
             // The managers' caches, and molt's update lease: an empty lock
             // file beside the package root that stays once created (flock
@@ -23,7 +26,8 @@ pub fn snapshot(prefix: &Path) -> Result<BTreeMap<String, String>> {
             if rel == "store" || rel == "install/cache" || rel.ends_with(LEASE_SUFFIX) {
                 continue;
             }
-            let meta = std::fs::symlink_metadata(&path)?;
+            let meta = std::fs::symlink_metadata(&path)
+                .with_context(|| format!("stat {}", path.display()))?;
             let mode = meta.permissions().mode() & 0o7777;
             let what = if meta.file_type().is_symlink() {
                 format!("link -> {}", std::fs::read_link(&path)?.display())
@@ -31,7 +35,9 @@ pub fn snapshot(prefix: &Path) -> Result<BTreeMap<String, String>> {
                 walk(base, &path, out)?;
                 format!("dir {mode:o}")
             } else {
-                let hash = hex::encode(Sha256::digest(std::fs::read(&path)?));
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+                let hash = hex::encode(Sha256::digest(bytes));
                 format!("file {mode:o} {hash}")
             };
             out.insert(rel, what);
