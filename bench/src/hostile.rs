@@ -14,7 +14,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -22,7 +22,7 @@ use futures_util::SinkExt;
 use molt_e2e::client::{Client, TOKEN};
 use molt_e2e::memory::memory;
 use molt_e2e::moltd::{Moltd, Ready, write_config};
-use molt_e2e::restarts::{Calls, Manners, call_in_a_loop, client, force_restart};
+use molt_e2e::restarts::{Callers, Calls, Manners, client, force_restart};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -294,15 +294,7 @@ async fn handoff_with_clients(moltd: &Path, count: usize) -> Result<(Duration, u
 /// `handoffs` forced handoffs, summed per kind.
 async fn calls_across_handoffs(moltd: &Path, handoffs: usize) -> Result<(Calls, Calls)> {
     let (_dir, mut running) = start(moltd)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let callers: Vec<_> = [Manners::Cooperating; 8]
-        .into_iter()
-        .chain([Manners::Ignoring; 2])
-        .map(|manners| {
-            let (addr, stop) = (running.first.addr.clone(), Arc::clone(&stop));
-            (manners, tokio::spawn(call_in_a_loop(addr, manners, stop)))
-        })
-        .collect();
+    let callers = Callers::spawn(&running.first.addr, 8, 2);
     let mut current: Ready = running.first.clone();
     for _ in 0..handoffs {
         force_restart(&mut client(&current).await).await;
@@ -310,10 +302,8 @@ async fn calls_across_handoffs(moltd: &Path, handoffs: usize) -> Result<(Calls, 
             .next_ready(Duration::from_secs(20))
             .context("the successor's READY")?;
     }
-    stop.store(true, Ordering::Relaxed);
     let (mut cooperating, mut ignoring) = (Calls::default(), Calls::default());
-    for (manners, caller) in callers {
-        let calls = caller.await?;
+    for (manners, calls) in callers.stop_once_all_moved().await {
         let sum = match manners {
             Manners::Cooperating => &mut cooperating,
             Manners::Ignoring => &mut ignoring,

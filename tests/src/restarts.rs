@@ -111,10 +111,60 @@ impl Calls {
     }
 }
 
+/// Clients calling `health` in a loop through handoffs, each in its own
+/// task.
+pub struct Callers {
+    stop: Arc<AtomicBool>,
+    moved: Arc<tokio::sync::Semaphore>,
+    tasks: Vec<(Manners, tokio::task::JoinHandle<Calls>)>,
+}
+
+impl Callers {
+    /// `cooperating` then `ignoring` callers of `addr`.
+    pub fn spawn(addr: &str, cooperating: usize, ignoring: usize) -> Callers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let moved = Arc::new(tokio::sync::Semaphore::new(0));
+        let tasks = std::iter::repeat_n(Manners::Cooperating, cooperating)
+            .chain(std::iter::repeat_n(Manners::Ignoring, ignoring))
+            .map(|manners| {
+                let task = call_in_a_loop(
+                    addr.to_owned(),
+                    manners,
+                    Arc::clone(&stop),
+                    Arc::clone(&moved),
+                );
+                (manners, tokio::spawn(task))
+            })
+            .collect();
+        Callers { stop, moved, tasks }
+    }
+
+    /// Stops every caller once each has followed at least one handoff (a
+    /// client that ignores `shutdown` moves only when the drain grace closes
+    /// its connection, which can outlast many quick handoffs), and returns
+    /// what each saw.
+    pub async fn stop_once_all_moved(self) -> Vec<(Manners, Calls)> {
+        let all = u32::try_from(self.tasks.len()).expect("a few callers");
+        let moved = tokio::time::timeout(READY_WAIT, self.moved.acquire_many(all)).await;
+        assert!(moved.is_ok(), "a caller never followed a handoff");
+        self.stop.store(true, Ordering::Relaxed);
+        let mut seen = Vec::new();
+        for (manners, task) in self.tasks {
+            seen.push((manners, task.await.expect("a caller panicked")));
+        }
+        seen
+    }
+}
+
 /// Calls `health` on whichever process serves at `addr` until `stop` is
 /// set, reconnecting when a connection ends (or, cooperating, at
 /// `shutdown`).
-pub async fn call_in_a_loop(addr: String, manners: Manners, stop: Arc<AtomicBool>) -> Calls {
+async fn call_in_a_loop(
+    addr: String,
+    manners: Manners,
+    stop: Arc<AtomicBool>,
+    moved: Arc<tokio::sync::Semaphore>,
+) -> Calls {
     use molt_protocol::frame::ServerFrame;
     let ready = Ready {
         addr,
@@ -129,6 +179,9 @@ pub async fn call_in_a_loop(addr: String, manners: Manners, stop: Arc<AtomicBool
     while !stop.load(Ordering::Relaxed) {
         let mut c = client(&ready).await;
         calls.connections += 1;
+        if calls.connections == 2 {
+            moved.add_permits(1);
+        }
         // Request id → the order it was sent in on this connection.
         let mut outstanding = std::collections::HashMap::new();
         let (mut order, mut last_answered) = (0u64, 0u64);
