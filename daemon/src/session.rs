@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use molt_protocol::close;
 use molt_protocol::error::ErrorShape;
 use molt_protocol::event::{EventName, LogsLine, Tick};
 use molt_protocol::frame::{
@@ -176,7 +177,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, gw: Gateway) 
         }
         Err(_) => {
             tracing::info!(%peer, "handshake timed out");
-            out.close(1008, "handshake timeout").await;
+            out.close(close::POLICY, "handshake timeout").await;
             finish(out, writer).await;
             return;
         }
@@ -210,24 +211,33 @@ async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Granted, Rejecte
             Some(Ok(Message::Text(text))) => break text,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => {
-                return Err(Rejected::close(1003, "binary frames are not supported"));
+                return Err(Rejected::close(
+                    close::UNSUPPORTED_DATA,
+                    "binary frames are not supported",
+                ));
             }
             Some(Err(WsError::Capacity(_))) => {
-                return Err(Rejected::close(1009, "frame too large"));
+                return Err(Rejected::close(close::TOO_BIG, "frame too large"));
             }
             // The read budget ran out: more than one pre-auth frame's worth.
             Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(Rejected::close(1009, "frame too large before connect"));
+                return Err(Rejected::close(
+                    close::TOO_BIG,
+                    "frame too large before connect",
+                ));
             }
-            _ => return Err(Rejected::close(1000, "closed before connect")),
+            _ => return Err(Rejected::close(close::NORMAL, "closed before connect")),
         }
     };
     if text.len() > PRE_AUTH_MAX_PAYLOAD {
-        return Err(Rejected::close(1009, "frame too large before connect"));
+        return Err(Rejected::close(
+            close::TOO_BIG,
+            "frame too large before connect",
+        ));
     }
     let frame = ClientFrame::parse(&text).map_err(|e| {
         Rejected::answer(
-            1008,
+            close::POLICY,
             "invalid handshake",
             RequestId::from(""),
             frame_error(&e),
@@ -237,7 +247,7 @@ async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Granted, Rejecte
     let reject = |code, reason, error| Rejected::answer(code, reason, id.clone(), error);
     if frame.method != "connect" {
         return Err(reject(
-            1008,
+            close::POLICY,
             "invalid handshake",
             ErrorShape::invalid_request(format!(
                 "the first request must be connect, got {}",
@@ -247,14 +257,14 @@ async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Granted, Rejecte
     }
     let params: ConnectParams = decode(frame.params.clone().unwrap_or_default()).map_err(|e| {
         reject(
-            1008,
+            close::POLICY,
             "invalid handshake",
             ErrorShape::invalid_request(format!("invalid connect params: {e}")),
         )
     })?;
     let protocol = negotiate_protocol(params.min_protocol, params.max_protocol).map_err(|e| {
         reject(
-            1002,
+            close::PROTOCOL_ERROR,
             "protocol mismatch",
             ErrorShape::invalid_request(e.to_string())
                 .with_details(json!({ "expectedProtocol": e.expected_protocol() })),
@@ -262,7 +272,7 @@ async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Granted, Rejecte
     })?;
     if params.role != "operator" {
         return Err(reject(
-            1008,
+            close::POLICY,
             "unsupported role",
             ErrorShape::invalid_request(format!(
                 "role {} is not supported: molt serves operators",
@@ -272,7 +282,7 @@ async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Granted, Rejecte
     }
     if !gw.auth().accepts(params.auth.token.as_deref()) {
         return Err(reject(
-            1008,
+            close::POLICY,
             "unauthorized",
             ErrorShape::invalid_request("unauthorized: gateway token missing or wrong")
                 .with_details(json!({ "code": "AUTH_FAILED" })),
@@ -327,11 +337,11 @@ async fn serve_authenticated(
                 match message {
                     Some(Ok(Message::Text(text))) => handle_text(&text, out, gw, caller, &flags),
                     Some(Ok(Message::Binary(_))) => {
-                        return Some((1003, "binary frames are not supported".to_owned()));
+                        return Some((close::UNSUPPORTED_DATA, "binary frames are not supported".to_owned()));
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                        return Some((1009, "frame too large".to_owned()));
+                        return Some((close::TOO_BIG, "frame too large".to_owned()));
                     }
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
                 }
@@ -339,7 +349,7 @@ async fn serve_authenticated(
             event = events.recv() => match event {
                 Ok(broadcast) => {
                     if !out.event(broadcast.event, &broadcast.payload) {
-                        return Some((1008, "slow consumer".to_owned()));
+                        return Some((close::POLICY, "slow consumer".to_owned()));
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -354,15 +364,15 @@ async fn serve_authenticated(
                     && flags.follow_logs.load(Ordering::Relaxed)
                     && !out.event(EventName::LogsLine, LogsLine { line })
                 {
-                    return Some((1008, "slow consumer".to_owned()));
+                    return Some((close::POLICY, "slow consumer".to_owned()));
                 }
             }
             _ = ticks.tick() => {
                 if last_heard.elapsed() > tick_every * SILENT_TICKS {
-                    return Some((1001, "client silent".to_owned()));
+                    return Some((close::GOING_AWAY, "client silent".to_owned()));
                 }
                 if !out.event(EventName::Tick, Tick { ts: crate::gateway::unix_ms() }) {
-                    return Some((1008, "slow consumer".to_owned()));
+                    return Some((close::POLICY, "slow consumer".to_owned()));
                 }
                 let _ = out.tx.try_send(Outbound::Ping);
             }
