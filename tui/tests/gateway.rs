@@ -13,9 +13,9 @@ use molt_console::app::App;
 use molt_console::client::{
     Client, ClientMode, CloseKind, ConnectError, ConnectOptions, Incoming, RequestError,
 };
-use molt_console::discover::{self, Env, Overrides};
 use molt_console::net::{self, Backoff, NetCommand, NetEvent, Purpose};
 use molt_console::runtime::{LoopExit, NetLink, run_loop};
+use molt_console::target::{self, Env, Overrides};
 use molt_protocol::Method;
 use molt_protocol::error::ErrorCode;
 use molt_protocol::method::HealthResult;
@@ -123,7 +123,7 @@ impl NetTask {
             ..Overrides::default()
         };
         let resolve: net::Resolve = Box::new(move || {
-            discover::discover(&overrides, &Env::default())
+            target::discover(&overrides, &Env::default())
                 .map(|t| ConnectOptions::new(t.url, t.token, ClientMode::Tui))
                 .map_err(|e| e.to_string())
         });

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::session::{Retry, connect_retrying};
 use super::{CliError, decode, pretty, target, write_out};
 use crate::client::RequestError;
-use crate::discover::Overrides;
+use crate::target::Overrides;
 
 /// Tries of get-then-patch when another writer wins the race.
 const CONFLICT_TRIES: usize = 3;

@@ -12,7 +12,7 @@ use super::restart::SUCCESSOR_PATIENCE;
 use super::session::{ProcessRef, Retry, connect_retrying, wait_for_successor};
 use super::{CliError, target};
 use crate::client::{CloseKind, GatewayEvent, Incoming, RequestError};
-use crate::discover::Overrides;
+use crate::target::Overrides;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 

@@ -23,8 +23,8 @@ use molt_protocol::status::StatusResult;
 use serde_json::Value;
 
 use crate::client::{Client, ClientMode, CloseKind, ConnectError, ConnectOptions, RequestError};
-use crate::discover::{self, DiscoverError, Overrides, Target};
 use crate::format;
+use crate::target::{self, DiscoverError, Overrides, Target};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -235,10 +235,7 @@ fn is_handoff(error: &RequestError) -> bool {
 }
 
 pub(crate) fn target(overrides: &Overrides) -> Result<Target, CliError> {
-    Ok(discover::discover(
-        overrides,
-        &discover::Env::from_process(),
-    )?)
+    Ok(target::discover(overrides, &target::Env::from_process())?)
 }
 
 pub(crate) fn pretty(value: &impl serde::Serialize) -> Result<String, CliError> {
@@ -251,7 +248,7 @@ pub async fn status(
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let target = discover::discover(overrides, &discover::Env::from_process())?;
+    let target = target::discover(overrides, &target::Env::from_process())?;
     status_for(&target, json, out).await
 }
 

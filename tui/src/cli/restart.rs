@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::session::{ProcessRef, Retry, connect_retrying, wait_for_successor};
 use super::{CliError, pretty, target, write_out};
 use crate::client::{GatewayEvent, Incoming};
-use crate::discover::Overrides;
+use crate::target::Overrides;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 /// From the old process's close to the new one's `hello-ok`.

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::CliError;
 use crate::client::{Client, ClientMode, ConnectError, ConnectOptions, Events};
-use crate::discover::Target;
+use crate::target::Target;
 
 /// Pause between attempts while a restart is under way.
 const POLL: Duration = Duration::from_millis(100);

@@ -19,8 +19,8 @@ use super::session::{ProcessRef, Retry, connect_retrying, wait_for_successor};
 use super::{CliError, decode, pretty, target, write_out};
 use crate::app::{Verdict, validate_tag, verdict};
 use crate::client::{Client, GatewayEvent, Incoming, RequestError};
-use crate::discover::Overrides;
 use crate::format;
+use crate::target::Overrides;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 const PREVIEW_TIMEOUT: Duration = Duration::from_secs(60);

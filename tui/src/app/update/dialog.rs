@@ -129,22 +129,16 @@ impl Dialog {
     }
 }
 
-/// A version (`1.2.3`, `v1.2.3-beta.1`) or a dist-tag (`latest`, `beta`).
+/// A version (`1.2.3`, `v1.2.3-beta.1`) or a dist-tag (`latest`, `beta`),
+/// by the rule moltd applies ([`molt_protocol::tag::parse_tag`]); empty
+/// means the channel's default.
 pub fn validate_tag(tag: &str) -> Result<(), String> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_');
-    if tag.len() > MAX_TAG {
-        return Err(format!("at most {MAX_TAG} characters"));
+    if tag.is_empty() {
+        return Ok(());
     }
-    match tag.chars().next() {
-        None => Ok(()),
-        Some(first) if !first.is_ascii_alphanumeric() => {
-            Err("must start with a letter or digit".to_owned())
-        }
-        Some(_) if !tag.chars().all(ok_char) => {
-            Err("only letters, digits and . - + _ (a version or a dist-tag)".to_owned())
-        }
-        Some(_) => Ok(()),
-    }
+    molt_protocol::tag::parse_tag(tag)
+        .map(|_| ())
+        .map_err(|e| e.reason)
 }
 
 #[cfg(test)]
