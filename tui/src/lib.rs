@@ -16,6 +16,8 @@ pub mod format;
 pub mod logging;
 /// The network task: reconnects, runs requests, reports back.
 pub mod net;
+/// What the console knows about the gateway: moltd or OpenClaw, leniently.
+pub mod peer;
 /// The main loop and the console entry point.
 pub mod runtime;
 /// The gateway to talk to: URL and token from flags, env, config, lock file.

@@ -60,6 +60,10 @@ pub enum ConnectError {
     /// or the URL is wrong.
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// Nothing listens on the port: the connection was refused. While a
+    /// gateway restarts, these attempts measure how long its port is dark.
+    #[error("cannot reach {url}: connection refused")]
+    Refused { url: String },
     /// The token was refused. Retrying with the same token cannot help.
     #[error("authentication failed: {message}")]
     AuthFailed { message: String },
@@ -139,19 +143,13 @@ pub enum RequestError {
     Gateway(ErrorShape),
     /// No answer in time. The gateway may still act on the request.
     #[error("no answer to {method} within {}s", timeout.as_secs_f32())]
-    Timeout {
-        method: &'static str,
-        timeout: Duration,
-    },
+    Timeout { method: String, timeout: Duration },
     /// The connection ended (or was never up) before an answer came.
     #[error("not connected{}", close.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Disconnected { close: Option<CloseInfo> },
     /// The answer did not have the expected shape.
     #[error("unexpected {method} result: {problem}")]
-    Decode {
-        method: &'static str,
-        problem: String,
-    },
+    Decode { method: String, problem: String },
 }
 
 impl RequestError {

@@ -6,9 +6,11 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use super::theme::Theme;
 use crate::app::{App, ConfigRow};
 use crate::format;
+use crate::peer::KillSwitch;
 
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let block = Block::bordered().title(Line::styled(" Config ", theme.heading()));
+    let width = usize::from(block.inner(area).width);
     let view = &app.config;
     let mut lines = Vec::new();
     match &view.loaded {
@@ -32,7 +34,9 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 }
                 lines.push(line);
                 if let Some(note) = note {
-                    lines.push(Line::styled(format!("{:20}{note}", ""), theme.warn()));
+                    for part in super::update::wrap_words(&note, width.saturating_sub(20)) {
+                        lines.push(Line::styled(format!("{:20}{part}", ""), theme.warn()));
+                    }
                 }
             }
             if let Some(error) = view.editing.as_ref().and_then(|e| e.error.as_ref()) {
@@ -78,13 +82,31 @@ fn value(app: &App, row: ConfigRow) -> (String, Option<String>) {
     };
     let on_off = |b: bool| if b { "on" } else { "off" }.to_owned();
     match row {
-        ConfigRow::AutoUpdate => (on_off(loaded.auto_enabled()), None),
-        ConfigRow::Channel => (format::channel(loaded.channel()).to_owned(), None),
+        ConfigRow::AutoUpdate => {
+            // OpenClaw reports whether its schedule applies updates, which
+            // is off while anything blocks them; the config cannot say.
+            let in_force = app.facts().and_then(|f| f.auto.enabled);
+            let note = (loaded.auto_enabled() && in_force == Some(false)).then(|| {
+                "the gateway's schedule says automatic updates are off: something blocks \
+                 them (OPENCLAW_NO_AUTO_UPDATE, update.checkOnStart false, or an external \
+                 supervisor)"
+                    .to_owned()
+            });
+            (on_off(loaded.auto_enabled()), note)
+        }
+        ConfigRow::Channel => (loaded.channel(), None),
         ConfigRow::CheckOnStart => (on_off(loaded.check_on_start()), None),
         ConfigRow::KillSwitch => match app.kill_switch() {
             None => ("unknown".to_owned(), None),
-            Some((false, _)) => ("off (unset)".to_owned(), None),
-            Some((true, source)) => (
+            Some(KillSwitch::NotReported) => (
+                "not reported".to_owned(),
+                Some(format!(
+                    "this gateway does not report it: {}",
+                    app.kill_switch_advice()
+                )),
+            ),
+            Some(KillSwitch::Off) => ("off (unset)".to_owned(), None),
+            Some(KillSwitch::On { source }) => (
                 format!("ON{}", format::env_source(source)),
                 Some("automatic updates and their restarts are blocked".to_owned()),
             ),

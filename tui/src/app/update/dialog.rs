@@ -1,9 +1,7 @@
 //! The confirm dialog and its text fields.
 
-use molt_protocol::method::UpdateRunResult;
-use molt_protocol::update::UpdateStatus;
-
 use crate::app::keymap::TextKey;
+use crate::peer::{Outcome, RunAnswer};
 
 /// Longest note or target the console sends.
 pub(super) use molt_protocol::method::{MAX_DIST_TAG as MAX_TAG, MAX_UPDATE_NOTE as MAX_NOTE};
@@ -58,11 +56,17 @@ impl TextInput {
     }
 }
 
-/// What the dry run said the update would do.
+/// What the update would do, as far as the gateway tells before it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Preview {
     Resolving,
-    Ready(Box<UpdateRunResult>),
+    /// moltd's dry run: the exact target.
+    Ready(Box<RunAnswer>),
+    /// OpenClaw takes no dry run and resolves the target from its channel
+    /// when it runs; `latest` is what it last reported available.
+    Unplanned {
+        latest: Option<String>,
+    },
     Failed(String),
 }
 
@@ -103,7 +107,7 @@ impl Dialog {
     /// The version the run would install, once resolved.
     pub fn target(&self) -> Option<&str> {
         match &self.preview {
-            Preview::Ready(result) => result.result.after.version.as_deref(),
+            Preview::Ready(result) => result.after.as_deref(),
             _ => None,
         }
     }
@@ -113,16 +117,17 @@ impl Dialog {
         match &self.preview {
             Preview::Resolving => Some("still resolving the target".to_owned()),
             Preview::Failed(problem) => Some(problem.clone()),
-            Preview::Ready(result) => match result.result.status {
-                UpdateStatus::Ok => None,
-                UpdateStatus::Skipped if result.result.is_planned() => None,
-                UpdateStatus::Skipped => Some(format!(
+            Preview::Unplanned { .. } => None,
+            Preview::Ready(result) => match result.outcome {
+                Outcome::Succeeded => None,
+                Outcome::Skipped if result.planned => None,
+                Outcome::Skipped | Outcome::Running => Some(format!(
                     "nothing to do: {}",
-                    result.result.reason.as_deref().unwrap_or("skipped")
+                    result.reason.as_deref().unwrap_or("skipped")
                 )),
-                UpdateStatus::Error => Some(format!(
+                Outcome::Failed { .. } => Some(format!(
                     "the dry run failed: {}",
-                    result.result.reason.as_deref().unwrap_or("error")
+                    result.reason.as_deref().unwrap_or("error")
                 )),
             },
         }
