@@ -57,11 +57,11 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 ),
                 theme.dim(),
             ));
-            lines.push(Line::styled(
-                "  Enter toggles; the channel cycles stable → beta → dev; the timeout takes \
-                 ms or 30s / 5m / 1h (0 waits for pending work forever).",
-                theme.dim(),
-            ));
+            let help = "Enter toggles; the channel cycles stable → beta → dev; the timeout \
+                        takes ms or 30s / 5m / 1h (0 waits for pending work forever).";
+            for part in super::update::wrap_words(help, width.saturating_sub(2)) {
+                lines.push(Line::styled(format!("  {part}"), theme.dim()));
+            }
         }
     }
     if let Some(error) = &view.error {

@@ -7,6 +7,7 @@ use super::theme::Theme;
 use super::update::labeled;
 use crate::app::{App, Choice, Dialog, Field, Preview, TextInput};
 use crate::format;
+use crate::peer::UpdateApi;
 
 /// The confirm dialog over the Update screen.
 pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -48,14 +49,24 @@ pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area
             labeled(theme, 0, "target", text, style)
         }
     });
-    lines.push(field_line(
-        theme,
-        "version/tag",
-        &dialog.tag,
-        "channel default",
-        "t",
-        dialog.editing.as_ref().filter(|e| e.field == Field::Target),
-    ));
+    if app.update_api() == UpdateApi::Molt {
+        lines.push(field_line(
+            theme,
+            "version/tag",
+            &dialog.tag,
+            "channel default",
+            "t",
+            dialog.editing.as_ref().filter(|e| e.field == Field::Target),
+        ));
+    } else {
+        lines.push(labeled(
+            theme,
+            0,
+            "version/tag",
+            "the gateway's update channel",
+            theme.dim(),
+        ));
+    }
     lines.push(field_line(
         theme,
         "note",

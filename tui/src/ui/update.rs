@@ -60,7 +60,8 @@ pub(super) fn rows<'a>(
     width: usize,
 ) -> Vec<Line<'a>> {
     let indent = 2 + LABEL;
-    let room = width.saturating_sub(indent).max(10);
+    // One column short of the border: text never touches the box edge.
+    let room = width.saturating_sub(indent + 1).max(10);
     wrap_words(value, room)
         .into_iter()
         .enumerate()
@@ -226,11 +227,12 @@ fn idle_lines<'a>(app: &'a App, theme: &Theme, width: usize) -> Vec<Line<'a>> {
 fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) -> Vec<Line<'a>> {
     let plain = theme.value();
     let mut lines = Vec::new();
-    let id = run
-        .run_id
-        .as_ref()
-        .map(|id| id.to_string())
-        .unwrap_or_else(|| "(starting)".to_owned());
+    let id = match (&run.run_id, &run.stage) {
+        (Some(id), _) => id.to_string(),
+        (None, RunStage::Starting) => "(starting)".to_owned(),
+        // OpenClaw 2026.4.x names no run.
+        (None, _) => "(no run id)".to_owned(),
+    };
     let whose = if run.ours { "" } else { ", started elsewhere" };
     let from = run.from_version.as_deref().unwrap_or("?");
     let to = run.target.as_deref().unwrap_or("?");
@@ -257,21 +259,9 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
     if let Some(advice) = &run.advice {
         lines.extend(rows(theme, "advice", advice, theme.warn(), width));
     }
-    lines.push(Line::raw(""));
-    lines.push(Line::styled("  Steps", theme.heading()));
-    if run.steps.is_empty() {
-        lines.push(Line::styled("    none reported yet", theme.dim()));
-    }
-    for step in &run.steps {
-        lines.push(step_line(app, step, theme));
-    }
-    if let Some(step) = run.failing_step() {
-        lines.extend(failing_output(step, theme));
-    }
     if let Some(handoff) = &app.handoff
         && !matches!(run.stage, RunStage::Starting | RunStage::Running)
     {
-        lines.push(Line::raw(""));
         lines.extend(rows(
             theme,
             "restart",
@@ -280,7 +270,6 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
             width,
         ));
     } else if let Some(restart) = &run.restart {
-        lines.push(Line::raw(""));
         lines.extend(rows(
             theme,
             "restart",
@@ -292,7 +281,8 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
             width,
         ));
     }
-    // After a restart, or once judged against the live process.
+    // After a restart, or once judged against the live process: before the
+    // steps, so a short terminal shows it first.
     if run.restarted
         || matches!(
             run.stage,
@@ -300,6 +290,24 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
         )
     {
         lines.extend(truth_lines(app, run, theme, width));
+    }
+    lines.push(Line::raw(""));
+    lines.push(Line::styled("  Steps", theme.heading()));
+    if run.steps.is_empty() {
+        lines.push(Line::styled("    none reported yet", theme.dim()));
+    }
+    let name_width = run
+        .steps
+        .iter()
+        .map(|s| s.name.chars().count() + 1)
+        .max()
+        .unwrap_or(0)
+        .max(14);
+    for step in &run.steps {
+        lines.push(step_line(app, step, theme, name_width));
+    }
+    if let Some(step) = run.failing_step() {
+        lines.extend(failing_output(step, theme));
     }
     lines
 }
@@ -310,10 +318,19 @@ fn truth_lines<'a>(app: &'a App, run: &RunView, theme: &Theme, width: usize) -> 
     let plain = theme.value();
     let mut lines = vec![Line::raw(""), Line::styled("  Truth", theme.heading())];
     let report = app.update.status.as_ref();
-    let claim = report.and_then(|r| match app.update_api() {
-        UpdateApi::Runs => r.record_for(run.run_id.as_ref()).or(r.sentinel.as_ref()),
-        _ => r.sentinel.as_ref().or(r.record_for(run.run_id.as_ref())),
-    });
+    let record = app
+        .update
+        .record
+        .as_ref()
+        .filter(|r| r.run_id.is_some() && r.run_id == run.run_id);
+    let claim = match app.update_api() {
+        UpdateApi::Runs => record
+            .or(report.and_then(|r| r.record_for(run.run_id.as_ref())))
+            .or(report.and_then(|r| r.sentinel.as_ref())),
+        _ => report
+            .and_then(|r| r.sentinel.as_ref().or(r.record_for(run.run_id.as_ref())))
+            .or(record),
+    };
     let claims = match claim {
         Some(claim) => claim_text(claim),
         None => match &run.target {
@@ -467,7 +484,8 @@ fn stage_text(app: &App, run: &RunView, theme: &Theme) -> (String, Style) {
             theme.warn(),
         ),
         RunStage::Verified { version, pid } => (
-            match pid {
+            // The status answer may name the pid after the verdict came.
+            match pid.or_else(|| app.facts().and_then(|f| f.pid)) {
                 Some(pid) => format!("✓ verified: v{version} runs as pid {pid}"),
                 None => format!("✓ verified: v{version} runs (pid not reported)"),
             },
@@ -498,7 +516,7 @@ fn stage_text(app: &App, run: &RunView, theme: &Theme) -> (String, Style) {
     }
 }
 
-fn step_line<'a>(app: &App, step: &StepView, theme: &Theme) -> Line<'a> {
+fn step_line<'a>(app: &App, step: &StepView, theme: &Theme, name_width: usize) -> Line<'a> {
     let (mark, style) = if !step.finished() {
         (super::spinner(app), theme.warn())
     } else if step.failed() {
@@ -524,7 +542,7 @@ fn step_line<'a>(app: &App, step: &StepView, theme: &Theme) -> Line<'a> {
     };
     Line::from(vec![
         Span::styled(format!("    {mark} "), style),
-        Span::styled(format!("{:<14}", step.name), style),
+        Span::styled(format!("{:<name_width$}", step.name), style),
         Span::raw(format!("{took:>9}{exit}")),
     ])
 }

@@ -618,7 +618,8 @@ impl App {
             return Vec::new();
         };
         let was_done = run.stage.is_done();
-        judge_record(run, api, record, &live, now);
+        judge_record(run, api, record.clone(), &live, now);
+        self.update.record = Some(record);
         if !was_done && run.stage.is_done() {
             let mut commands = self.request_history_if_shown();
             commands.extend(self.request_update_status());

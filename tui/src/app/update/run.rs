@@ -210,6 +210,8 @@ pub struct UpdateView {
     pub run: Option<RunView>,
     /// The latest `update.status` answer.
     pub status: Option<UpdateReport>,
+    /// OpenClaw 2026.9.x: the latest record of the run followed.
+    pub record: Option<crate::peer::Claim>,
     pub status_error: Option<String>,
     /// The latest `update.check` answer, or why it failed.
     pub check: Option<Result<UpdateCheckResult, String>>,
