@@ -227,10 +227,11 @@ async fn molt(
             return already_there(&client, &before, goal, report).await;
         }
         Outcome::Failed { .. } => {
-            let reason = preview
-                .reason
-                .clone()
-                .unwrap_or_else(|| "the dry run failed".to_owned());
+            print_failure(&preview.steps);
+            let reason = explain_failure(
+                preview.reason.as_deref().unwrap_or("the dry run failed"),
+                &preview.steps,
+            );
             report.outcome = "not-started";
             report.reason = Some(reason.clone());
             return Err(CliError::Other(format!("the update cannot run: {reason}")));
@@ -270,9 +271,30 @@ async fn molt(
             Outcome::Skipped => return already_there(&client, &before, goal, report).await,
             Outcome::Failed { .. } => {
                 print_failure(&answer.steps);
+                report.claim(None, goal.as_deref());
+                // The gateway's record says whether the swap was rolled back.
+                let live = live_of(&client);
+                if let Ok(status) = update_status(&client, run_id.as_ref()).await
+                    && let Some(Verdict::Failed {
+                        reason,
+                        rolled_back,
+                    }) = verdict(
+                        UpdateApi::Molt,
+                        run_id.as_ref(),
+                        goal.as_deref(),
+                        &status,
+                        &live,
+                        false,
+                    )
+                {
+                    let steps = status
+                        .record_for(run_id.as_ref())
+                        .map(|r| r.steps.clone())
+                        .unwrap_or_else(|| answer.steps.clone());
+                    return Err(report.failed(explain_failure(&reason, &steps), rolled_back));
+                }
                 let reason =
                     explain_failure(answer.reason.as_deref().unwrap_or("error"), &answer.steps);
-                report.claim(None, goal.as_deref());
                 return Err(report.failed(reason, false));
             }
         },

@@ -602,6 +602,12 @@ pub fn verdict(
     };
     let sentinel = report.sentinel.as_ref().filter(same);
     let record = report.record_for(run_id);
+    // moltd writes the sentinel before it finishes the run (a rollback
+    // rewrites it, then ends the record): its record, once final, is the
+    // last word; while it runs, there is none yet.
+    if api == UpdateApi::Molt && record.is_some_and(|r| !r.is_done()) {
+        return None;
+    }
     let claims: Vec<&Claim> = match api {
         // The 2026.9.x sentinel tells of the handoff; the record of the run.
         UpdateApi::Runs => record.into_iter().chain(sentinel).collect(),

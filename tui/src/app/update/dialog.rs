@@ -127,7 +127,10 @@ impl Dialog {
                 )),
                 Outcome::Failed { .. } => Some(format!(
                     "the dry run failed: {}",
-                    result.reason.as_deref().unwrap_or("error")
+                    crate::peer::explain_failure(
+                        result.reason.as_deref().unwrap_or("error"),
+                        &result.steps
+                    )
                 )),
             },
         }
