@@ -7,6 +7,8 @@
 //! * [`versions`]: moltd built at a given version, cached.
 //! * [`moltd`], [`client`], [`restarts`]: the real moltd as a child
 //!   process, a raw protocol client, handoff probes.
+//! * [`openclaw`]: the real OpenClaw gateway (pinned npm package), its port
+//!   slots and a registry that serves it.
 //! * [`process`], [`http`]: small helpers (commands with deadlines, HTTP/1.1).
 
 pub mod client;
@@ -14,6 +16,7 @@ pub mod global_install;
 pub mod http;
 pub mod moltd;
 pub mod npm_package;
+pub mod openclaw;
 pub mod process;
 pub mod registry;
 pub mod restarts;
