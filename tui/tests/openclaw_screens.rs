@@ -478,3 +478,45 @@ fn history_and_logs_follow_what_the_gateway_serves() {
         ["one", "two", "three"]
     );
 }
+
+#[test]
+fn refresh_and_hold_use_only_what_the_gateway_serves() {
+    let base = Instant::now();
+    let mut old = app_on("2026.4.26", base);
+    old.handle(key('2'));
+    let commands = old.handle(key('r'));
+    assert_eq!(
+        find(&commands, Purpose::UpdateCheck),
+        None,
+        "OpenClaw serves no update.check"
+    );
+    assert!(requests(&old.handle(key('p'))).is_empty());
+    assert!(
+        old.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("does not serve update.hold")
+    );
+
+    let mut new = app_on("2026.9.6", base);
+    new.handle(key('2'));
+    new.handle(response(
+        Purpose::UpdateStatus,
+        fixture("2026.9.6-update-status"),
+    ));
+    let commands = new.handle(key('p'));
+    assert_eq!(
+        find(&commands, Purpose::Hold),
+        Some(("update.hold".into(), Some(json!({}))))
+    );
+    let commands = new.handle(response(Purpose::Hold, json!({"ok": false})));
+    assert!(find(&commands, Purpose::UpdateStatus).is_some());
+    assert!(
+        new.notice
+            .as_ref()
+            .unwrap()
+            .text
+            .contains("nothing to hold")
+    );
+}

@@ -531,7 +531,9 @@ impl App {
             Screen::Overview => Vec::new(),
             Screen::Update => {
                 let mut c = self.request_update_status();
-                c.push(request(Purpose::UpdateCheck, Method::UpdateCheck, None));
+                if self.serves(Method::UpdateCheck.as_str()) {
+                    c.push(request(Purpose::UpdateCheck, Method::UpdateCheck, None));
+                }
                 c
             }
             Screen::History => self.request_history(),

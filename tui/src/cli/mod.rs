@@ -229,7 +229,7 @@ pub async fn request_with_hello(
                 Err(e) if is_handoff(&e) => e.into(),
                 Err(e) => return Err(e.into()),
             },
-            Err(e) if e.is_handoff() => CliError::Connect(e),
+            Err(e) if e.is_transient() => CliError::Connect(e),
             Err(e) => return Err(e.into()),
         };
         if tokio::time::Instant::now() >= deadline {

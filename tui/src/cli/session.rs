@@ -87,7 +87,7 @@ async fn connect_watching(
         let fatal =
             error.is_auth_failure() || matches!(error, ConnectError::ProtocolMismatch { .. });
         let retryable = match retry {
-            Retry::HandoffOnly => error.is_handoff(),
+            Retry::HandoffOnly => error.is_transient(),
             Retry::AnyButAuth => !fatal,
         };
         if !retryable || Instant::now() >= deadline {

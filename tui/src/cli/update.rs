@@ -501,7 +501,11 @@ async fn openclaw(
             );
             let live = live_of(&client);
             let status = update_status(&client, None).await.unwrap_or_default();
-            report.claim(status.sentinel.as_ref(), claimed.as_deref());
+            // What the run installed, from its answer; else the sentinel's.
+            match &claimed {
+                Some(version) => report.claim(None, Some(version)),
+                None => report.claim(status.sentinel.as_ref(), None),
+            }
             client.close().await;
             let found = verdict(
                 UpdateApi::Sentinel,
@@ -525,6 +529,22 @@ async fn openclaw(
                     },
                     None => return None,
                 })
+            });
+            // A failure OpenClaw reports can leave the new tree installed
+            // under the old process: say that plainly too.
+            let found = found.map(|found| match (found, &claimed, live.version()) {
+                (
+                    Verdict::Failed {
+                        reason,
+                        rolled_back,
+                    },
+                    Some(claimed),
+                    Some(running),
+                ) if claimed != running => Verdict::Failed {
+                    reason: format!("{reason}: install says {claimed}, process runs {running}"),
+                    rolled_back,
+                },
+                (found, ..) => found,
             });
             match found {
                 Some(found) => report.verdict(found),
@@ -614,6 +634,25 @@ async fn follow_run(
             }
             if let Some(step) = record.failing_step() {
                 print_failure(std::slice::from_ref(step));
+            }
+            // Nothing to install, and the process runs what the channel
+            // offers: up to date, as moltd's `already up to date`.
+            if record.outcome == Outcome::Skipped
+                && record.target_version().is_some()
+                && record.target_version() == live.version()
+            {
+                client.close().await;
+                let version = live.version().unwrap_or_default().to_owned();
+                report.ok = true;
+                report.outcome = "up-to-date";
+                report.up_to_date = Some(true);
+                report.reason = record.reason.clone();
+                report.running = report.after.clone();
+                return Ok(format!(
+                    "already up to date: v{version} runs{} ({})",
+                    live.pid.map(|p| format!(" as pid {p}")).unwrap_or_default(),
+                    record.reason.as_deref().unwrap_or("skipped")
+                ));
             }
             let status = UpdateReport {
                 run: Some(record),

@@ -102,6 +102,15 @@ impl ConnectError {
         }
     }
 
+    /// Worth another attempt soon: a handoff, or a refusal the gateway
+    /// marks retryable (OpenClaw answers `UNAVAILABLE` `startup-sidecars`,
+    /// `retryable: true`, while it finishes starting).
+    pub fn is_transient(&self) -> bool {
+        self.is_handoff()
+            || matches!(self, Self::Rejected(error)
+                if error.retryable == Some(true) || error.code == ErrorCode::Unavailable)
+    }
+
     /// Classifies an error answer to `connect`. moltd closes with 1008 for a
     /// malformed handshake too, so the close code alone proves nothing.
     pub(crate) fn from_rejection(error: ErrorShape) -> Self {

@@ -83,15 +83,27 @@ fn value(app: &App, row: ConfigRow) -> (String, Option<String>) {
     let on_off = |b: bool| if b { "on" } else { "off" }.to_owned();
     match row {
         ConfigRow::AutoUpdate => {
-            // OpenClaw reports whether its schedule applies updates, which
-            // is off while anything blocks them; the config cannot say.
-            let in_force = app.facts().and_then(|f| f.auto.enabled);
-            let note = (loaded.auto_enabled() && in_force == Some(false)).then(|| {
-                "the gateway's schedule says automatic updates are off: something blocks \
-                 them (OPENCLAW_NO_AUTO_UPDATE, update.checkOnStart false, or an external \
-                 supervisor)"
-                    .to_owned()
-            });
+            // OpenClaw reports whether its schedule applies updates (or no
+            // schedule at all while OPENCLAW_NO_AUTO_UPDATE is set); the
+            // config alone cannot say.
+            let facts = app.facts();
+            let in_force = facts.and_then(|f| f.auto.enabled);
+            let reported = facts.is_some_and(|f| f.auto.kill_switch != KillSwitch::NotReported);
+            let note = match (loaded.auto_enabled(), in_force) {
+                (true, Some(false)) => Some(
+                    "the gateway's schedule says automatic updates are off: something blocks \
+                     them (OPENCLAW_NO_AUTO_UPDATE, update.checkOnStart false, no service \
+                     manager to restart it, or an external supervisor)"
+                        .to_owned(),
+                ),
+                (true, None) if !reported => Some(
+                    "not in force: the gateway reports no update schedule, as when \
+                     OPENCLAW_NO_AUTO_UPDATE or update.checkOnStart false stops automatic \
+                     updates"
+                        .to_owned(),
+                ),
+                _ => None,
+            };
             (on_off(loaded.auto_enabled()), note)
         }
         ConfigRow::Channel => (loaded.channel(), None),

@@ -350,6 +350,14 @@ fn truth_lines<'a>(app: &'a App, run: &RunView, theme: &Theme, width: usize) -> 
             format!("the process runs {version}, as the install says"),
             theme.ok(),
         )),
+        // A failure can leave the new tree installed under the old process.
+        RunStage::Failed { .. } => match (&run.target, live.version()) {
+            (Some(target), Some(running)) if target != running => Some((
+                format!("MISMATCH: install says {target}, process runs {running}"),
+                theme.error(),
+            )),
+            _ => None,
+        },
         _ => None,
     };
     if let Some((text, style)) = verdict {
