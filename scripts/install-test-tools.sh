@@ -17,9 +17,15 @@
 # package.json + package-lock.json is written after a verified install, and
 # the install is skipped while it matches.
 #
+# Then, as root, the Debian root the systemd tests boot
+# (scripts/systemd-root.sh, cached the same way; not root, or a failed
+# build: those tests are skipped and say why).
+#
 # Prints the tool paths on stdout as KEY=PATH lines (node24, verdaccio, pnpm,
-# bun, openclaw_<version>); everything else goes to stderr. The Rust fixtures find the same
-# paths through Tools::locate() (override: MOLT_TEST_TOOLS_DIR).
+# bun, openclaw_<version>, and systemd_root when built); everything
+# else goes to stderr. The Rust fixtures find the same paths through
+# Tools::locate() (override: MOLT_TEST_TOOLS_DIR) and
+# molt_e2e::systemd::root().
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -106,3 +112,6 @@ printf 'bun=%s\n' "$bun"
 for version in "${openclaw_versions[@]}"; do
     printf 'openclaw_%s=%s\n' "${version//./_}" "$tools_dir/openclaw/$version/node_modules/openclaw/openclaw.mjs"
 done
+
+"$repo_root/scripts/systemd-root.sh" ||
+    log "the Debian root for the systemd tests could not be built; they will be skipped (tests/tools/systemd-root.failed says why)"

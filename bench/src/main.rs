@@ -10,6 +10,7 @@ mod daemon;
 mod moltd;
 mod report;
 mod restart;
+mod restart_systemd;
 mod stats;
 mod update;
 
@@ -83,15 +84,24 @@ fn run(cli: Cli) -> Result<()> {
     };
     let sections = match cli.suite {
         Suite::Daemon(args) => vec![daemon::run(&moltd, &args)?],
-        Suite::Restart(args) => vec![restart::run(&moltd, &args)?],
+        Suite::Restart(args) => restart_suites(&moltd, &header.version, &args)?,
         Suite::Update(args) => vec![update::run(&args)?],
         Suite::Console(args) => vec![console::run(&moltd, !cli.no_build, &args)?],
-        Suite::All => vec![
-            daemon::run(&moltd, &daemon::Args::defaults())?,
-            restart::run(&moltd, &restart::Args::defaults())?,
-            update::run(&update::Args::defaults())?,
-            console::run(&moltd, !cli.no_build, &console::Args::defaults())?,
-        ],
+        Suite::All => {
+            let mut all = vec![daemon::run(&moltd, &daemon::Args::defaults())?];
+            all.extend(restart_suites(
+                &moltd,
+                &header.version,
+                &restart::Args::defaults(),
+            )?);
+            all.push(update::run(&update::Args::defaults())?);
+            all.push(console::run(
+                &moltd,
+                !cli.no_build,
+                &console::Args::defaults(),
+            )?);
+            all
+        }
     };
     if cli.json {
         println!("{:#}", report::json(&header, &sections));
@@ -99,6 +109,24 @@ fn run(cli: Cli) -> Result<()> {
         print!("{}", report::table(&header, &sections));
     }
     Ok(())
+}
+
+/// The restart suite without a supervisor, then the same under systemd
+/// where this machine can run it, with the respawn gap beside systemd's.
+fn restart_suites(
+    moltd: &std::path::Path,
+    version: &str,
+    args: &restart::Args,
+) -> Result<Vec<report::Section>> {
+    let respawn = restart::run(moltd, args)?;
+    let gap = respawn
+        .figures
+        .iter()
+        .find(|f| f.id == "handoff.gap.p50")
+        .map(|f| f.value);
+    let mut sections = vec![respawn];
+    sections.extend(restart_systemd::run(moltd, version, args, gap)?);
+    Ok(sections)
 }
 
 #[cfg(test)]

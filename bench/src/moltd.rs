@@ -245,12 +245,7 @@ impl Drop for Running {
     }
 }
 
-/// VmRSS and VmHWM of `pid`.
-pub fn memory(pid: u32) -> Result<Memory> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    Memory::parse(&status).with_context(|| format!("no VmRSS/VmHWM in {path}"))
-}
+pub use molt_e2e::memory::{Memory, memory};
 
 /// What each open fd of `pid` points at, sorted, by kind for sockets,
 /// pipes and anon inodes (`socket`, `pipe`, `anon_inode`), else the path.
@@ -315,53 +310,9 @@ impl std::ops::Add for Sched {
     }
 }
 
-/// Resident memory from `/proc/<pid>/status`, in KiB.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Memory {
-    pub rss_kib: u64,
-    pub hwm_kib: u64,
-}
-
-impl Memory {
-    pub fn parse(status: &str) -> Option<Self> {
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
-        };
-        Some(Self {
-            rss_kib: field("VmRSS:")?,
-            hwm_kib: field("VmHWM:")?,
-        })
-    }
-
-    pub fn rss_mib(self) -> f64 {
-        self.rss_kib as f64 / 1024.0
-    }
-
-    pub fn hwm_mib(self) -> f64 {
-        self.hwm_kib as f64 / 1024.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_rss_and_hwm_from_proc_status() {
-        let status =
-            "Name:\tmoltd\nVmPeak:\t  10000 kB\nVmHWM:\t    6144 kB\nVmRSS:\t    5120 kB\n";
-        let m = Memory::parse(status).unwrap();
-        assert_eq!((m.rss_kib, m.hwm_kib), (5120, 6144));
-        assert_eq!(m.rss_mib(), 5.0);
-        assert_eq!(Memory::parse("Name:\tx\n"), None);
-    }
 
     #[test]
     fn reads_run_wait_and_slices_from_schedstat() {

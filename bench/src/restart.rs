@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use molt_e2e::restarts::Probe;
 
-use crate::client::Client;
+use crate::client::{Client, Closed};
 use crate::moltd::{self, Running, TOKEN};
 use crate::report::{Figure, Section, Unit};
 use crate::stats::{Summary, ms};
@@ -265,19 +265,7 @@ fn handoff(rt: &tokio::runtime::Runtime, running: &Running, old: u32) -> Result<
         let connect_health = started.elapsed();
 
         let sent = Instant::now();
-        client
-            .request(
-                "gateway.restart.request",
-                json!({ "reason": "bench", "delayMs": 0, "skipDeferral": true }),
-            )
-            .await?;
-        let closed = client.closed().await?;
-        let close_at = Instant::now();
-        ensure!(
-            closed.code == Some(1012),
-            "the old process closed with {:?}, not 1012",
-            closed.code
-        );
+        let (closed, close_at) = force_restart(client).await?;
         let answer = first_answer(&running.addr, old).await?;
         anyhow::Ok((connect_health, sent, closed, close_at, answer))
     })?;
@@ -308,16 +296,35 @@ fn handoff(rt: &tokio::runtime::Runtime, running: &Running, old: u32) -> Result<
     })
 }
 
-struct Answer {
-    pid: u32,
-    at: Instant,
+/// Asks `client`'s process to restart now and reads until it closes the
+/// connection with 1012; the close and when it came.
+pub(crate) async fn force_restart(mut client: Client) -> Result<(Closed, Instant)> {
+    client
+        .request(
+            "gateway.restart.request",
+            json!({ "reason": "bench", "delayMs": 0, "skipDeferral": true }),
+        )
+        .await?;
+    let closed = client.closed().await?;
+    let close_at = Instant::now();
+    ensure!(
+        closed.code == Some(1012),
+        "the old process closed with {:?}, not 1012",
+        closed.code
+    );
+    Ok((closed, close_at))
+}
+
+pub(crate) struct Answer {
+    pub pid: u32,
+    pub at: Instant,
     on_old: usize,
     failed: usize,
 }
 
 /// Fresh connections, one right after the other, until a pid other than
 /// `old` answers `health`.
-async fn first_answer(addr: &str, old: u32) -> Result<Answer> {
+pub(crate) async fn first_answer(addr: &str, old: u32) -> Result<Answer> {
     let deadline = Instant::now() + STEP_WAIT;
     let (mut on_old, mut failed) = (0, 0);
     loop {

@@ -96,13 +96,18 @@ pub fn parse_env(text: &str) -> (Vec<(String, String)>, Vec<LineWarning>) {
     (vars, warnings)
 }
 
-/// Reads a `.env` file; a missing file is empty. Skipped lines are logged
-/// with the file and line number.
+/// Largest `.env` file moltd reads: a few settings take a few hundred
+/// bytes.
+pub const MAX_ENV_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a `.env` file; a missing file is empty, one over
+/// [`MAX_ENV_FILE_BYTES`] an error naming the limit. Skipped lines are
+/// logged with the file and line number.
 pub fn read_env_file(path: &Path) -> io::Result<HashMap<String, String>> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_text(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
-        Err(e) => return Err(path_error(e, "read", path)),
+        Err(e) => return Err(e),
     };
     let (vars, warnings) = parse_env(&text);
     for w in warnings {
@@ -132,10 +137,10 @@ pub fn set_env_file_key(path: &Path, key: &str, value: Option<&str>) -> Result<(
         return Err(EnvFileError::InvalidKey(key.to_owned()));
     }
     let new_value = value.map(|v| quote_value(key, v)).transpose()?;
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_text(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(path_error(e, "read", path).into()),
+        Err(e) => return Err(e.into()),
     };
 
     let mut out = String::with_capacity(text.len() + 64);
@@ -166,6 +171,18 @@ pub fn set_env_file_key(path: &Path, key: &str, value: Option<&str>) -> Result<(
         write_atomic(path, out.as_bytes())?;
     }
     Ok(())
+}
+
+/// The file as text, bounded by [`MAX_ENV_FILE_BYTES`].
+fn read_text(path: &Path) -> io::Result<String> {
+    let bytes = crate::fsutil::read_bounded(path, MAX_ENV_FILE_BYTES)?;
+    String::from_utf8(bytes).map_err(|e| {
+        path_error(
+            io::Error::new(io::ErrorKind::InvalidData, format!("not UTF-8: {e}")),
+            "read",
+            path,
+        )
+    })
 }
 
 fn split_eol(line: &str) -> (&str, &str) {
@@ -366,6 +383,40 @@ I = spaced value
             env.source("MOLT_TEST_ONLY_IN_FILE_7f3a"),
             Some(EnvSource::EnvFile)
         );
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_naming_file_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        let line = "A=1\n";
+        std::fs::write(
+            &path,
+            line.repeat(MAX_ENV_FILE_BYTES as usize / line.len() + 1),
+        )
+        .unwrap();
+        for err in [
+            read_env_file(&path).unwrap_err().to_string(),
+            set_env_file_key(&path, "B", Some("2"))
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(err.contains(&*path.to_string_lossy()), "{err}");
+            assert!(err.contains("65536-byte limit"), "{err}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_to_assignments_that_write_back(text in "\\PC{0,300}") {
+            // Never a panic; every value parsed is one set_env_file_key can
+            // store or refuses with a reason.
+            let (vars, _) = parse_env(&text);
+            for (key, value) in vars {
+                proptest::prop_assert!(is_valid_key(&key), "{:?}", key);
+                let _ = quote_value(&key, &value);
+            }
+        }
     }
 
     #[test]

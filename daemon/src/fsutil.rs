@@ -35,6 +35,40 @@ pub fn path_error(err: io::Error, action: &'static str, path: &Path) -> io::Erro
     )
 }
 
+/// Upper bound for a state file moltd reads back (records, sentinel,
+/// lock, check state): far above any it writes, far below a memory risk.
+pub const MAX_STATE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads `path` whole, refusing a file over `max` bytes (the error names
+/// the file and the limit).
+pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let file = File::open(path).map_err(|e| path_error(e, "read", path))?;
+    read_all_bounded(&file, path, max)
+}
+
+/// Reads an open `file` (named `path`) whole from its start, with
+/// positional reads that leave its offset alone, refusing more than `max`
+/// bytes.
+pub fn read_all_bounded(file: &File, path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    // One byte past the limit tells "too big" from "exactly the limit".
+    while bytes.len() as u64 <= max {
+        match file.read_at(&mut chunk, bytes.len() as u64) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(path_error(e, "read", path)),
+        }
+    }
+    let err = io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("larger than the {max}-byte limit"),
+    );
+    Err(path_error(err, "read", path))
+}
+
 /// Replaces `path` with `bytes` so that a reader (or a crash) sees either the
 /// old content or the new, never a mix: temp file in the same directory,
 /// fsync, rename, fsync the directory. The result has mode 0600.
@@ -147,7 +181,7 @@ pub fn quarantine(path: &Path) -> io::Result<PathBuf> {
         let err = io::Error::new(io::ErrorKind::InvalidInput, "not a file path");
         return Err(path_error(err, "move aside", path));
     };
-    let ts = crate::gateway::unix_ms();
+    let ts = crate::clock::unix_ms();
     let mut n = 0u32;
     let target = loop {
         let mut bad = name.to_os_string();
@@ -216,6 +250,22 @@ pub mod testing {
     /// The permission bits of `path`.
     pub fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Makes `path` a file one byte over [`super::MAX_STATE_FILE_BYTES`]
+    /// (sparse, so it costs nothing).
+    pub fn oversize(path: &Path) {
+        std::fs::File::create(path)
+            .unwrap()
+            .set_len(super::MAX_STATE_FILE_BYTES + 1)
+            .unwrap();
+    }
+
+    /// `error` is the refusal of a file over `limit`: it names both.
+    pub fn assert_refused_over(error: &dyn std::fmt::Display, path: &Path, limit: u64) {
+        let text = error.to_string();
+        assert!(text.contains(&*path.to_string_lossy()), "{text}");
+        assert!(text.contains(&format!("{limit}-byte limit")), "{text}");
     }
 
     /// The names in `dir`, sorted.
@@ -319,6 +369,17 @@ mod tests {
         fs::write(&file, b"").unwrap();
         let err = ensure_private_dir(&file).unwrap_err();
         assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
+    }
+
+    #[test]
+    fn read_bounded_reads_up_to_the_limit_and_refuses_one_byte_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(&path, vec![b'x'; 100_000]).unwrap();
+        assert_eq!(read_bounded(&path, 100_000).unwrap().len(), 100_000);
+        let err = read_bounded(&path, 99_999).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        super::testing::assert_refused_over(&err, &path, 99_999);
     }
 
     #[test]

@@ -1,102 +1,51 @@
-//! The shared state of a running gateway: a cheap `Clone` handle around
-//! `Arc<Inner>`, plus the event bus every session subscribes to.
+//! The running gateway: a cheap `Clone` handle around `Arc<Inner>` that
+//! composes the core state and the engines, and keeps the connection
+//! state (connections, in-flight requests, the stop). Engines never see
+//! it: each gets the few things it needs ([`Gateway::run_context`], the
+//! restart [`Host`]).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use molt_protocol::Scope;
 use molt_protocol::event::EventName;
-use molt_protocol::handshake::{
-    Features, GrantedAuth, HelloOk, PROTOCOL_VERSION, Policy, ServerInfo,
-};
+use molt_protocol::handshake::PROTOCOL_VERSION;
 use molt_protocol::ids::ConnId;
-use molt_protocol::method::Method;
 use molt_protocol::status::{
-    AutoUpdateState, BuildInfo, InstallInfo, PendingWork, RestartStrategy, StatusResult,
-    SupervisorInfo,
+    AutoUpdateState, BuildInfo, InstallInfo, PendingWork, StatusResult, SupervisorInfo,
 };
 use molt_protocol::update::UpdateAvailable;
+use parking_lot::{Mutex, MutexGuard};
 use serde::Serialize;
-use serde_json::Value;
-use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use tokio::signal::unix::Signal;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::autoupdate::kill_switch::NO_AUTO_UPDATE_ENV;
 use crate::autoupdate::{self, KillSwitch};
+use crate::clock::unix_ms;
 use crate::config::{ConfigStore, Settings};
 use crate::env_file::Env;
+use crate::events::{Broadcast, EventBus};
 use crate::holds::Holds;
+use crate::identity::Identity;
+use crate::lifecycle::{Lifecycle, StopReason};
 use crate::lock::{GatewayLock, LockInfo};
 use crate::logging::LogHub;
 use crate::paths::StatePaths;
-use crate::restart::engine::RestartEngine;
+use crate::restart::engine::{self, Host, RestartEngine};
 use crate::restart::scheduler::RequesterId;
+use crate::update::context::{RunContext, SystemSteps};
+use crate::update::runs::RunStore;
+use crate::update::{UpdateSlot, resume};
 
-/// The version compiled into this binary (`MOLT_VERSION` at build time, for
-/// release stamping, else the crate version).
-pub const VERSION: &str = match option_env!("MOLT_VERSION") {
-    Some(v) => v,
-    None => env!("CARGO_PKG_VERSION"),
-};
-
-/// `OPENCLAW_NO_AUTO_UPDATE`: blocks automatic applies.
-pub use crate::autoupdate::kill_switch::NO_AUTO_UPDATE_ENV;
-
-const EVENT_BUS_CAPACITY: usize = 1024;
-
-/// Close code a session uses when the gateway stops (1001) or hands off to
-/// its successor (1012).
-pub use molt_protocol::close::{
-    GOING_AWAY as CLOSE_GOING_AWAY, SERVICE_RESTART as CLOSE_SERVICE_RESTART,
-};
-
-/// An event for every authenticated session.
-#[derive(Debug)]
-pub struct Broadcast {
-    pub event: EventName,
-    pub payload: Value,
-}
-
-/// Why the gateway stops, announced in the `shutdown` event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StopReason {
-    pub reason: String,
-    pub restart_expected_ms: Option<u64>,
-    pub close_code: u16,
-    /// Replace the process image once drained (the exec strategy).
-    pub exec_after: bool,
-}
-
-impl StopReason {
-    /// An operator or service manager stops the gateway.
-    pub fn stop() -> Self {
-        Self {
-            reason: "stop".to_owned(),
-            restart_expected_ms: None,
-            close_code: CLOSE_GOING_AWAY,
-            exec_after: false,
-        }
-    }
-
-    /// A restart: clients reconnect. With respawn the successor already
-    /// serves; a supervisor or an exec takes a moment.
-    pub fn restart(reason: &str, strategy: RestartStrategy) -> Self {
-        Self {
-            reason: format!("restart: {reason}"),
-            restart_expected_ms: Some(match strategy {
-                RestartStrategy::Respawn => 0,
-                RestartStrategy::Exec => 250,
-                RestartStrategy::Supervised => 1000,
-            }),
-            close_code: CLOSE_SERVICE_RESTART,
-            exec_after: strategy == RestartStrategy::Exec,
-        }
-    }
-}
+/// The auto-updater wired to this gateway and the update engine.
+pub mod auto;
 
 /// Who is asking, for method handlers.
 #[derive(Debug, Clone)]
@@ -106,30 +55,6 @@ pub struct Caller {
     /// scheduler (its own requests never defer its restart).
     pub conn: u64,
     pub scopes: Vec<Scope>,
-}
-
-/// Everything fixed at start.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub version: String,
-    pub pid: u32,
-    pub started_at_ms: u64,
-    pub started: Instant,
-}
-
-impl Identity {
-    pub fn current() -> Self {
-        Self {
-            version: VERSION.to_owned(),
-            pid: std::process::id(),
-            started_at_ms: unix_ms(),
-            started: Instant::now(),
-        }
-    }
-
-    pub fn uptime_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
 }
 
 /// How clients authenticate.
@@ -176,7 +101,7 @@ pub struct GatewayParts {
 struct Inner {
     identity: Identity,
     paths: StatePaths,
-    runs: crate::update::runs::RunStore,
+    runs: RunStore,
     config: Mutex<ConfigStore>,
     settings: Mutex<Settings>,
     env: Mutex<Env>,
@@ -185,23 +110,21 @@ struct Inner {
     install: InstallInfo,
     supervisor: SupervisorInfo,
     logs: LogHub,
-    restart: RestartEngine,
+    restart: Arc<RestartEngine>,
     /// Released once stopped, unless an exec still needs it.
     listener_fd: Mutex<Option<OwnedFd>>,
     lock: Mutex<GatewayLock>,
     auto: Arc<autoupdate::Shared>,
     /// In-flight requests per connection number.
     in_flight_by_conn: Mutex<HashMap<u64, u32>>,
-    update_slot: crate::update::UpdateSlot,
+    update_slot: Arc<UpdateSlot>,
     /// The newest version the last check found, if newer than this one.
     update_available: Mutex<Option<UpdateAvailable>>,
-    events: broadcast::Sender<Arc<Broadcast>>,
+    events: EventBus,
     holds: Mutex<Holds>,
     connections: AtomicU32,
     next_conn: AtomicU32,
-    stop_reason: Mutex<Option<StopReason>>,
-    /// Cancelled when the gateway stops accepting.
-    stopping: CancellationToken,
+    lifecycle: Arc<Lifecycle>,
     /// Cancelled when sessions must close (after in-flight work drained).
     sessions_stop: CancellationToken,
     /// Request handlers, drained on stop.
@@ -215,10 +138,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(parts: GatewayParts) -> Self {
+        let restart = parts.restart.with_supervisor(parts.supervisor.kind);
         Self {
             inner: Arc::new(Inner {
                 identity: parts.identity,
-                runs: crate::update::runs::RunStore::new(parts.paths.runs_path.clone()),
+                runs: RunStore::new(parts.paths.runs_path.clone()),
                 paths: parts.paths,
                 config: Mutex::new(parts.config),
                 settings: Mutex::new(parts.settings),
@@ -228,19 +152,18 @@ impl Gateway {
                 install: parts.install,
                 supervisor: parts.supervisor,
                 logs: parts.logs,
-                restart: parts.restart,
+                restart: Arc::new(restart),
                 listener_fd: Mutex::new(Some(parts.listener_fd)),
                 lock: Mutex::new(parts.lock),
                 auto: parts.auto,
                 in_flight_by_conn: Mutex::new(HashMap::new()),
-                update_slot: crate::update::UpdateSlot::default(),
+                update_slot: Arc::default(),
                 update_available: Mutex::new(None),
-                events: broadcast::channel(EVENT_BUS_CAPACITY).0,
+                events: EventBus::default(),
                 holds: Mutex::new(Holds::default()),
                 connections: AtomicU32::new(0),
                 next_conn: AtomicU32::new(0),
-                stop_reason: Mutex::new(None),
-                stopping: CancellationToken::new(),
+                lifecycle: Arc::default(),
                 sessions_stop: CancellationToken::new(),
                 requests: TaskTracker::new(),
             }),
@@ -256,7 +179,7 @@ impl Gateway {
     }
 
     /// `update-runs.jsonl`, shared so its newest run is read once per change.
-    pub fn runs(&self) -> &crate::update::runs::RunStore {
+    pub fn runs(&self) -> &RunStore {
         &self.inner.runs
     }
 
@@ -272,36 +195,27 @@ impl Gateway {
         &self.inner.logs
     }
 
-    pub fn config(&self) -> std::sync::MutexGuard<'_, ConfigStore> {
-        self.inner.config.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn config(&self) -> MutexGuard<'_, ConfigStore> {
+        self.inner.config.lock()
     }
 
     pub fn settings(&self) -> Settings {
-        self.inner
-            .settings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.settings.lock().clone()
     }
 
-    /// Replaces the running settings; the auto-updater re-plans, since
-    /// `update.*` may have changed.
     /// Applies settings live, wherever they came from (`config.patch` or a
-    /// hand edit seen on reload).
+    /// hand edit seen on reload); the auto-updater re-plans, since
+    /// `update.*` may have changed.
     pub fn set_settings(&self, settings: Settings) {
         self.inner
             .restart
             .set_deferral_timeout(settings.gateway.deferral_timeout_ms);
-        *self
-            .inner
-            .settings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = settings;
+        *self.inner.settings.lock() = settings;
         self.inner.auto.wake();
     }
 
-    pub fn holds(&self) -> std::sync::MutexGuard<'_, Holds> {
-        self.inner.holds.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn holds(&self) -> MutexGuard<'_, Holds> {
+        self.inner.holds.lock()
     }
 
     /// A new connection's number and wire id.
@@ -314,26 +228,63 @@ impl Gateway {
         &self.inner.restart
     }
 
-    pub fn update_slot(&self) -> &crate::update::UpdateSlot {
-        &self.inner.update_slot
+    /// Runs the restart scheduler until the gateway stops.
+    pub async fn drive_restarts(&self, sigusr1: Option<Signal>) {
+        let inner = &self.inner;
+        engine::drive(
+            Arc::clone(&inner.restart),
+            self.clone(),
+            inner.events.clone(),
+            Arc::clone(&inner.lifecycle),
+            sigusr1,
+        )
+        .await;
+    }
+
+    /// What one update run (or check) is given: the live settings as they
+    /// stand now, the real package managers, this gateway's stop.
+    pub fn run_context(&self) -> RunContext {
+        let inner = &self.inner;
+        let settings = self.settings();
+        let gw = self.clone();
+        RunContext {
+            runs: inner.runs.clone(),
+            events: inner.events.clone(),
+            restart: inner.restart.clone(),
+            cancel: inner.lifecycle.stopping().clone(),
+            steps: Arc::new(SystemSteps),
+            slot: Arc::clone(&inner.update_slot),
+            paths: inner.paths.clone(),
+            install: inner.install.clone(),
+            supervisor: inner.supervisor.kind,
+            version: inner.identity.version.clone(),
+            settings: settings.update,
+            restart_enabled: settings.restart_enabled,
+            kill_switch: Arc::new(move || gw.kill_switch()),
+        }
+    }
+
+    /// At start, once serving: finishes what a predecessor's update left
+    /// (on the blocking pool: it reads and writes state files).
+    pub async fn resume_updates(&self) {
+        let gw = self.clone();
+        let resumed = tokio::task::spawn_blocking(move || {
+            resume::resume(gw.runs(), gw.paths(), gw.install(), gw.identity());
+        })
+        .await;
+        if let Err(e) = resumed {
+            tracing::error!("resuming the update state did not finish: {e}");
+        }
     }
 
     pub fn update_available(&self) -> Option<UpdateAvailable> {
-        self.inner
-            .update_available
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.update_available.lock().clone()
     }
 
     /// Records what the last check found; a newer version than the one
     /// announced before is logged and broadcast as `update.available`.
     pub fn announce_update(&self, available: Option<UpdateAvailable>) {
-        let mut current = self
-            .inner
-            .update_available
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut current = self.inner.update_available.lock();
         if *current == available {
             return;
         }
@@ -352,39 +303,17 @@ impl Gateway {
         &self.inner.supervisor
     }
 
-    /// Duplicates of the listener and the locked lock fd for a successor.
-    pub fn handoff_fds(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {
-        let listener = self
-            .inner
-            .listener_fd
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("the listener was already released"))?
-            .try_clone()?;
-        let lock = self.lock_file().as_fd().try_clone_to_owned()?;
-        Ok((listener, lock))
-    }
-
     /// Closes this process's hold on the listening socket, so a stopped
     /// gateway refuses connections (a successor keeps its own copy).
     pub fn release_listener(&self) {
-        self.inner
-            .listener_fd
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-    }
-
-    fn lock_file(&self) -> std::sync::MutexGuard<'_, GatewayLock> {
-        self.inner.lock.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.listener_fd.lock().take();
     }
 
     /// Writes this process into `gateway.lock` (a successor does so once
     /// it serves, not before: a failed handoff must leave the holder named).
     pub fn claim_lock(&self) -> Result<(), crate::lock::LockError> {
         let id = &self.inner.identity;
-        self.lock_file().update_info(LockInfo {
+        self.inner.lock.lock().update_info(LockInfo {
             pid: id.pid,
             started_at: id.started_at_ms,
             port: self.inner.listen.port(),
@@ -392,17 +321,16 @@ impl Gateway {
         })
     }
 
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Broadcast>> {
         self.inner.events.subscribe()
     }
 
     pub fn broadcast(&self, event: EventName, payload: impl Serialize) {
-        let payload = serde_json::to_value(payload).unwrap_or(Value::Null);
-        // No sessions is normal.
-        let _ = self
-            .inner
-            .events
-            .send(Arc::new(Broadcast { event, payload }));
+        self.inner.events.send(event, payload);
     }
 
     /// Counts a connection for as long as the guard lives.
@@ -413,18 +341,11 @@ impl Gateway {
     /// Counts an in-flight request of connection `conn` for as long as the
     /// guard lives.
     pub fn request_guard(&self, conn: u64) -> RequestGuard {
-        *self.by_conn().entry(conn).or_default() += 1;
+        *self.inner.in_flight_by_conn.lock().entry(conn).or_default() += 1;
         RequestGuard {
             gateway: self.clone(),
             conn,
         }
-    }
-
-    fn by_conn(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u32>> {
-        self.inner
-            .in_flight_by_conn
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn requests(&self) -> &TaskTracker {
@@ -437,28 +358,15 @@ impl Gateway {
 
     /// Begins an orderly stop; the first reason given wins.
     pub fn stop(&self, reason: StopReason) {
-        let mut slot = self
-            .inner
-            .stop_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(reason);
-        }
-        self.inner.stopping.cancel();
+        self.inner.lifecycle.stop(reason);
     }
 
     pub fn stopping(&self) -> &CancellationToken {
-        &self.inner.stopping
+        self.inner.lifecycle.stopping()
     }
 
     pub fn stop_reason(&self) -> StopReason {
-        self.inner
-            .stop_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_else(StopReason::stop)
+        self.inner.lifecycle.stop_reason()
     }
 
     /// The close code sessions send when the gateway stops.
@@ -469,30 +377,18 @@ impl Gateway {
     /// Pending work that defers a restart. `exclude` requests are the
     /// caller's own (they must not defer themselves).
     pub fn pending_work(&self, exclude: u32) -> PendingWork {
+        let in_flight: u32 = self.inner.in_flight_by_conn.lock().values().sum();
         PendingWork {
-            in_flight_requests: self.by_conn().values().sum::<u32>().saturating_sub(exclude),
+            in_flight_requests: in_flight.saturating_sub(exclude),
             holds: self.holds().active(Instant::now()),
             update_steps: u32::from(self.inner.update_slot.current().is_some()),
         }
     }
 
-    /// Pending work, leaving out the requesters' own in-flight requests.
-    pub fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork {
-        let own: u32 = {
-            let by_conn = self.by_conn();
-            requesters.iter().filter_map(|r| by_conn.get(&r.0)).sum()
-        };
-        self.pending_work(own)
-    }
-
-    fn env(&self) -> std::sync::MutexGuard<'_, Env> {
-        self.inner.env.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// `OPENCLAW_NO_AUTO_UPDATE` as it stands now. The update flow checks
     /// it again before an automatic run schedules its restart.
     pub fn kill_switch(&self) -> KillSwitch {
-        KillSwitch::from_env(&self.env())
+        KillSwitch::from_env(&self.inner.env.lock())
     }
 
     /// Persists the kill switch in `.env` and applies it live (see
@@ -502,7 +398,7 @@ impl Gateway {
         enabled: bool,
     ) -> Result<KillSwitch, autoupdate::kill_switch::SetError> {
         let switch = {
-            let mut env = self.env();
+            let mut env = self.inner.env.lock();
             autoupdate::kill_switch::set(&mut env, &self.inner.paths.env_path, enabled)?
         };
         tracing::info!(
@@ -579,32 +475,35 @@ impl Gateway {
             connections: self.inner.connections.load(Ordering::Relaxed),
         }
     }
+}
 
-    pub fn hello(&self, protocol: u32, conn_id: ConnId, scopes: Vec<Scope>) -> HelloOk {
-        HelloOk {
-            kind: "hello-ok".to_owned(),
-            protocol,
-            server: ServerInfo {
-                version: self.inner.identity.version.clone(),
-                conn_id,
-            },
-            features: Features {
-                methods: crate::methods::SERVED
-                    .iter()
-                    .map(|m: &Method| m.as_str().to_owned())
-                    .collect(),
-                events: EventName::ALL
-                    .iter()
-                    .map(|e| e.as_str().to_owned())
-                    .collect(),
-            },
-            snapshot: self.status(0),
-            auth: GrantedAuth {
-                role: "operator".to_owned(),
-                scopes,
-            },
-            policy: Policy::default(),
-        }
+impl Host for Gateway {
+    fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork {
+        let own: u32 = {
+            let by_conn = self.inner.in_flight_by_conn.lock();
+            requesters.iter().filter_map(|r| by_conn.get(&r.0)).sum()
+        };
+        self.pending_work(own)
+    }
+
+    fn handoff_fds(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {
+        Gateway::handoff_fds(self)
+    }
+}
+
+impl Gateway {
+    /// Duplicates of the listener and the locked lock fd for a successor
+    /// (a respawn, or the exec once this process drained).
+    pub fn handoff_fds(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {
+        let listener = self
+            .inner
+            .listener_fd
+            .lock()
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the listener was already released"))?
+            .try_clone()?;
+        let lock = self.inner.lock.lock().as_fd().try_clone_to_owned()?;
+        Ok((listener, lock))
     }
 }
 
@@ -616,7 +515,7 @@ pub struct RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let mut by_conn = self.gateway.by_conn();
+        let mut by_conn = self.gateway.inner.in_flight_by_conn.lock();
         if let Some(count) = by_conn.get_mut(&self.conn) {
             *count -= 1;
             if *count == 0 {
@@ -643,11 +542,4 @@ impl Drop for CountGuard {
     fn drop(&mut self) {
         (self.counter)(&self.gateway.inner).fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

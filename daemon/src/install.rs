@@ -1,12 +1,13 @@
 //! How moltd was installed, detected from its stable entrypoint (the
-//! layout rules live in [`crate::update::layout`]).
+//! layout rules live in [`layout`]).
 
 use std::path::{Path, PathBuf};
 
 use molt_protocol::status::InstallInfo;
 use molt_protocol::update::InstallMode;
 
-use crate::update::layout;
+/// Where a package manager put moltd, verified on disk.
+pub mod layout;
 
 /// The path moltd was invoked through (`<prefix>/bin/moltd`, not the
 /// target of the shim), made absolute without resolving links: its

@@ -6,18 +6,26 @@
 pub mod autoupdate;
 /// The pre-auth read budget on raw sockets.
 pub mod budget;
+/// Wall-clock time in Unix milliseconds.
+pub mod clock;
 /// `openclaw.json`: JSON5 loading, typed settings, merge patch, the config store.
 pub mod config;
 /// The state dir's `.env` file layered under the process env.
 pub mod env_file;
+/// The event bus every authenticated session follows.
+pub mod events;
 /// Atomic 0600 file writes and 0700 directories.
 pub mod fsutil;
-/// The shared gateway state and event bus.
+/// The running gateway: composition and connection state.
 pub mod gateway;
 /// Operator maintenance holds.
 pub mod holds;
-/// Install surface detection.
+/// This process: version, pid, start.
+pub mod identity;
+/// Install surface detection and the package managers' layouts.
 pub mod install;
+/// How the gateway stops: the stop token and its reason.
+pub mod lifecycle;
 /// `gateway.lock`: the flock that makes one daemon per state dir.
 pub mod lock;
 /// stderr + daily file logging and the live line hub.
@@ -38,3 +46,7 @@ pub mod start;
 pub mod supervisor;
 /// Self-update building blocks: targets, steps, runs, lease, sentinel.
 pub mod update;
+
+/// The layering of the modules above, checked.
+#[cfg(test)]
+mod layers;

@@ -149,14 +149,9 @@ impl AsFd for GatewayLock {
     }
 }
 
-/// The lock file's content; small, so a short cap keeps a corrupt file cheap.
+/// The lock file's content (a line moltd wrote; anything huge is refused).
 fn read_content(file: &File, path: &Path) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
-    let n = file
-        .read_at(&mut buf, 0)
-        .map_err(|e| path_error(e, "read lock file", path))?;
-    buf.truncate(n);
-    Ok(buf)
+    crate::fsutil::read_all_bounded(file, path, crate::fsutil::MAX_STATE_FILE_BYTES)
 }
 
 /// Best effort: pid and port from whatever JSON the holder wrote. Port 0
@@ -271,6 +266,17 @@ mod tests {
             format!("another moltd holds {}", path.display())
         );
         first.set_port(1).unwrap();
+    }
+
+    #[test]
+    fn held_with_content_over_the_limit_names_the_file_and_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.lock");
+        let first = GatewayLock::acquire(&path, info(9, 0, "1")).unwrap();
+        let limit = crate::fsutil::MAX_STATE_FILE_BYTES;
+        first.file().set_len(limit + 1).unwrap();
+        let err = GatewayLock::acquire(&path, info(1, 1, "1")).unwrap_err();
+        crate::fsutil::testing::assert_refused_over(&err, &path, limit);
     }
 
     #[test]

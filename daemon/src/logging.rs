@@ -6,6 +6,11 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+mod capped;
+mod throttled;
+
+pub use capped::MAX_LOG_FILE_BYTES;
+pub use throttled::{THROTTLE_WINDOW, Throttled};
 use tokio::sync::broadcast;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::fmt::MakeWriter;
@@ -70,10 +75,49 @@ impl<'a> MakeWriter<'a> for LogHub {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the same fields as text: timestamp,
+    /// level, target, message and the event's fields. For journald and log
+    /// shippers.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "text" => Some(Self::Text),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+/// What the logging set-up takes from flags and config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    pub format: LogFormat,
+    /// Per day's file; see [`MAX_LOG_FILE_BYTES`].
+    pub max_file_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            max_file_bytes: MAX_LOG_FILE_BYTES,
+        }
+    }
+}
+
 /// Installs the global subscriber: stderr, the daily file and the hub, all
 /// filtered by `MOLT_LOG` (default `info`). Keep the guard alive until exit so
 /// buffered file lines are flushed.
-pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
+pub fn init(logs_dir: &Path, hub: &LogHub, options: LogOptions) -> io::Result<WorkerGuard> {
     crate::fsutil::ensure_private_dir(logs_dir)?;
     // The appender creates files with the umask's mode; a private dir keeps
     // them private whatever that is.
@@ -89,28 +133,70 @@ pub fn init(logs_dir: &Path, hub: &LogHub) -> io::Result<WorkerGuard> {
     let (file_writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(8192)
         .finish(appender);
-    install(hub, Some(file_writer));
+    let already = written_today(logs_dir);
+    let file = capped::Capped::new(file_writer, options.max_file_bytes, already);
+    install(hub, Some(file), options.format);
     Ok(guard)
 }
 
 /// stderr and the hub only, when the log dir cannot be used: the daemon
 /// still says what it does.
-pub fn init_without_file(hub: &LogHub) {
-    install(hub, None);
+pub fn init_without_file(hub: &LogHub, format: LogFormat) {
+    install(hub, None, format);
 }
 
-fn install(hub: &LogHub, file: Option<tracing_appender::non_blocking::NonBlocking>) {
+/// The size of today's file, if the newest one was written today (a
+/// restart does not reset the day's cap).
+fn written_today(logs_dir: &Path) -> u64 {
+    let day = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86_400)
+    };
+    current_log_file(logs_dir)
+        .and_then(|path| std::fs::metadata(path).ok())
+        .filter(|meta| {
+            meta.modified()
+                .is_ok_and(|m| day(m) == day(std::time::SystemTime::now()))
+        })
+        .map_or(0, |meta| meta.len())
+}
+
+type FileWriter = capped::Capped<tracing_appender::non_blocking::NonBlocking>;
+
+fn install(hub: &LogHub, file: Option<FileWriter>, format: LogFormat) {
     let filter = EnvFilter::try_from_env("MOLT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut layers = vec![
+        layer(format, io::stderr, stderr_is_terminal()),
+        layer(format, hub.clone(), false),
+    ];
+    if let Some(file) = file {
+        layers.push(layer(format, file, false));
+    }
+    // The filter applies to every layer whichever comes first.
     tracing_subscriber::registry()
+        .with(layers)
         .with(filter)
-        .with(
-            fmt::layer()
-                .with_ansi(stderr_is_terminal())
-                .with_writer(io::stderr),
-        )
-        .with(file.map(|writer| fmt::layer().with_ansi(false).with_writer(writer)))
-        .with(fmt::layer().with_ansi(false).with_writer(hub.clone()))
         .init();
+}
+
+type BoxedLayer = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// One output in `format`; the file, stderr and the hub share it so a line
+/// reads the same everywhere.
+fn layer<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        LogFormat::Text => fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
+    }
 }
 
 /// Colours only for a person watching, and never with `NO_COLOR`.
@@ -185,6 +271,30 @@ mod tests {
         }
         let newest = current_log_file(dir.path()).unwrap();
         assert!(newest.ends_with("moltd.log.2026-11-24"));
+    }
+
+    #[test]
+    fn json_lines_carry_the_same_fields_as_text() {
+        let hub = LogHub::default();
+        let mut rx = hub.subscribe();
+        let subscriber =
+            tracing_subscriber::registry().with(vec![layer(LogFormat::Json, hub.clone(), false)]);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(pid = 42, reason = "a \"quoted\"\nline", "restart failed");
+        });
+        let line = rx.try_recv().unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["level"], "WARN");
+        assert_eq!(event["message"], "restart failed");
+        assert_eq!(event["pid"], 42);
+        assert_eq!(event["reason"], "a \"quoted\"\nline");
+        assert_eq!(event["target"], "molt_daemon::logging::tests");
+        assert!(
+            event["timestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z'))
+        );
+        assert!(rx.try_recv().is_err(), "one line per event");
     }
 
     #[test]

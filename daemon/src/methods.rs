@@ -4,24 +4,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use molt_protocol::Request;
-use molt_protocol::error::{ErrorShape, UnavailableReason};
+use molt_protocol::error::{ErrorCode, ErrorShape, UnavailableReason};
 use molt_protocol::event::{ConfigChanged, EventName};
+use molt_protocol::handshake::{Features, GrantedAuth, HelloOk, Policy, ServerInfo};
+use molt_protocol::ids::ConnId;
 use molt_protocol::method::{
     ConfigGetResult, ConfigPatchParams, ConfigPatchResult, HealthResult, HoldAcquireParams,
     HoldAcquireResult, HoldReleaseParams, HoldReleaseResult, LogsTailParams, LogsTailResult,
     MAX_RESTART_REASON, Method, NoAutoUpdateSetParams, NoAutoUpdateSetResult, RestartRequestParams,
     RestartScheduled,
 };
+use molt_protocol::{Request, Scope};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::clock::unix_ms;
 use crate::config::PatchError;
-use crate::gateway::{Caller, Gateway, unix_ms};
+use crate::gateway::{Caller, Gateway};
 use crate::logging;
-use crate::restart::scheduler::{RequesterId, RestartRequest};
-use crate::update;
-use molt_protocol::method::{UpdateHistoryResult, UpdateStatusParams, UpdateStatusResult};
+use crate::restart::engine::RestartRequest;
+use crate::restart::scheduler::RequesterId;
+use crate::update::check::CheckError;
+use crate::update::flow::{self, Refused, RunRequest};
+use crate::update::{check, sentinel};
+use molt_protocol::method::{
+    UpdateHistoryResult, UpdateRunParams, UpdateRunResult, UpdateStatusParams, UpdateStatusResult,
+};
 use molt_protocol::update::RunTrigger;
 
 /// The methods this gateway serves (advertised in `hello-ok`).
@@ -68,23 +76,27 @@ pub async fn dispatch(
         )),
         Request::Health => to_value(health(gw)),
         Request::Status => to_value(gw.status(1)),
-        Request::ConfigGet => config_get(gw),
-        Request::ConfigPatch(params) => config_patch(gw, caller, params),
-        Request::RestartRequest(params) => restart_request(gw, caller, params),
-        Request::UpdateRun(params) => {
-            to_value(update::flow::run(gw, Some(caller), params, RunTrigger::Manual).await?)
+        // The config file is read (and written) on the blocking pool.
+        Request::ConfigGet => on_blocking_pool(gw, config_get).await,
+        Request::ConfigPatch(params) => {
+            let caller = caller.clone();
+            on_blocking_pool(gw, move |gw| config_patch(gw, &caller, params)).await
         }
-        Request::UpdateStatus(params) => to_value(update_status(gw, params)?),
-        Request::UpdateCheck => to_value(update::check::check(gw).await?),
-        Request::UpdateHistory(params) => to_value(UpdateHistoryResult {
-            runs: gw
-                .runs()
-                .history(params.limit.unwrap_or(20).clamp(1, 500) as usize),
-        }),
+        Request::RestartRequest(params) => restart_request(gw, caller, params),
+        Request::UpdateRun(params) => to_value(update_run(gw, caller, params).await?),
+        Request::UpdateStatus(params) => to_value(update_status(gw, params).await?),
+        Request::UpdateCheck => to_value(update_check(gw).await?),
+        Request::UpdateHistory(params) => {
+            let (store, limit) = (gw.runs().clone(), params.limit.unwrap_or(20).clamp(1, 500));
+            let runs = blocking(move || store.history(limit as usize)).await?;
+            to_value(UpdateHistoryResult { runs })
+        }
         Request::HoldAcquire(params) => hold_acquire(gw, params),
         Request::HoldRelease(params) => to_value(hold_release(gw, params)),
         Request::LogsTail(params) => logs_tail(gw, flags, params).await,
-        Request::NoAutoUpdateSet(params) => no_auto_update_set(gw, params),
+        Request::NoAutoUpdateSet(params) => {
+            on_blocking_pool(gw, move |gw| no_auto_update_set(gw, params)).await
+        }
     }
 }
 
@@ -92,28 +104,134 @@ fn to_value(value: impl Serialize) -> Result<Value, ErrorShape> {
     serde_json::to_value(value).map_err(|e| ErrorShape::internal(e.to_string()))
 }
 
+/// The `hello-ok` answer to a granted `connect`.
+pub fn hello(gw: &Gateway, protocol: u32, conn_id: ConnId, scopes: Vec<Scope>) -> HelloOk {
+    HelloOk {
+        kind: "hello-ok".to_owned(),
+        protocol,
+        server: ServerInfo {
+            version: gw.identity().version.clone(),
+            conn_id,
+        },
+        features: Features {
+            methods: SERVED.iter().map(|m| m.as_str().to_owned()).collect(),
+            events: EventName::ALL
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect(),
+        },
+        snapshot: gw.status(0),
+        auth: GrantedAuth {
+            role: "operator".to_owned(),
+            scopes,
+        },
+        policy: Policy::default(),
+    }
+}
+
+/// A handler that reads or writes files, run on the blocking pool.
+async fn on_blocking_pool(
+    gw: &Gateway,
+    handler: impl FnOnce(&Gateway) -> Result<Value, ErrorShape> + Send + 'static,
+) -> Result<Value, ErrorShape> {
+    let gw = gw.clone();
+    blocking(move || handler(&gw)).await?
+}
+
+/// Blocking reads of state files, off the runtime.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ErrorShape> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| ErrorShape::internal(e.to_string()))
+}
+
+async fn update_run(
+    gw: &Gateway,
+    caller: &Caller,
+    params: UpdateRunParams,
+) -> Result<UpdateRunResult, ErrorShape> {
+    let request = RunRequest {
+        params,
+        trigger: RunTrigger::Manual,
+        actor: Some(caller.conn_id.to_string()),
+        requester: Some(RequesterId(caller.conn)),
+    };
+    flow::run(&gw.run_context(), request)
+        .await
+        .map_err(|refused| refused_error(&refused))
+}
+
+/// A refusal before any run exists, as the wire states it.
+fn refused_error(refused: &Refused) -> ErrorShape {
+    let message = refused.to_string();
+    match refused {
+        Refused::InvalidParams(_) => ErrorShape::invalid_request(message),
+        Refused::Busy(run_id) => {
+            ErrorShape::unavailable(UnavailableReason::UpdateInProgress, message)
+                .with_details(json!({ "reason": "update-in-progress", "runId": run_id }))
+                .retry_after(5000)
+        }
+        Refused::Stopping => {
+            ErrorShape::unavailable(UnavailableReason::GatewayRestarting, message).retry_after(1000)
+        }
+    }
+}
+
+/// `update.check`, announcing what it found (`update.available`).
+async fn update_check(
+    gw: &Gateway,
+) -> Result<molt_protocol::method::UpdateCheckResult, ErrorShape> {
+    let checked = check::check(&gw.run_context()).await.map_err(check_error)?;
+    gw.announce_update(checked.update_available.clone());
+    Ok(checked)
+}
+
+/// Why `update.check` could not answer, as the wire states it: the
+/// registry not answering may pass, a wrong install will not.
+fn check_error(error: CheckError) -> ErrorShape {
+    let message = error.to_string();
+    match error {
+        CheckError::Query(_) => {
+            ErrorShape::new(ErrorCode::Unavailable, message).retry_after(30_000)
+        }
+        CheckError::ToolMissing(_) | CheckError::Metadata(_) | CheckError::RunningNotSemver(_) => {
+            ErrorShape::internal(message)
+        }
+        CheckError::NoEntrypoint
+        | CheckError::Layout(_)
+        | CheckError::NotUpdatable(_)
+        | CheckError::NoTarget(_)
+        | CheckError::NoReleaseTag(_) => ErrorShape::invalid_request(message),
+    }
+}
+
 /// What runs now (this process's version, not the disk's), the sentinel
 /// and the runs.
-fn update_status(
+async fn update_status(
     gw: &Gateway,
     params: UpdateStatusParams,
 ) -> Result<UpdateStatusResult, ErrorShape> {
-    let store = gw.runs();
-    let run = match &params.run_id {
-        Some(run_id) => Some(
-            store
-                .get(run_id)
-                .ok_or_else(|| ErrorShape::not_found(format!("no update run {run_id}")))?,
-        ),
-        None => None,
-    };
-    let sentinel =
-        update::sentinel::read_or_quarantine(&gw.paths().sentinel_path).map(|doc| doc.payload);
+    let (store, sentinel_path) = (gw.runs().clone(), gw.paths().sentinel_path.clone());
+    let (run, sentinel, last_run) = blocking(move || {
+        let run = match &params.run_id {
+            Some(run_id) => Some(
+                store
+                    .get(run_id)
+                    .ok_or_else(|| ErrorShape::not_found(format!("no update run {run_id}")))?,
+            ),
+            None => None,
+        };
+        let sentinel = sentinel::read_or_quarantine(&sentinel_path).map(|doc| doc.payload);
+        Ok::<_, ErrorShape>((run, sentinel, store.latest()))
+    })
+    .await??;
     Ok(UpdateStatusResult {
         sentinel,
         running_version: gw.identity().version.clone(),
         run,
-        last_run: store.latest(),
+        last_run,
         update_available: gw.update_available(),
         auto: gw.auto_update_state(),
     })
@@ -196,7 +314,7 @@ pub fn schedule_restart(
     request.requester = Some(RequesterId(caller.conn));
     let scheduled = gw
         .restart()
-        .request(request, None)
+        .request(request)
         .map_err(|e| {
             ErrorShape::unavailable(UnavailableReason::GatewayRestarting, e.to_string())
                 .retry_after(1000)
@@ -317,4 +435,55 @@ async fn logs_tail(
         lines,
         following,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use molt_protocol::ids::RunId;
+    use molt_protocol::update::InstallMode;
+
+    use super::*;
+
+    #[test]
+    fn refusals_are_the_documented_wire_errors() {
+        let busy = refused_error(&Refused::Busy(Some(RunId::from("run-1"))));
+        assert_eq!(busy.code, ErrorCode::Unavailable);
+        assert_eq!(busy.message, "update run run-1 is in progress");
+        assert_eq!(
+            busy.details,
+            Some(json!({"reason": "update-in-progress", "runId": "run-1"}))
+        );
+        assert_eq!(busy.retry_after_ms, Some(5000));
+
+        let stopping = refused_error(&Refused::Stopping);
+        assert_eq!(
+            stopping.unavailable_reason(),
+            Some(UnavailableReason::GatewayRestarting)
+        );
+        assert_eq!(stopping.retry_after_ms, Some(1000));
+
+        let bad = refused_error(&Refused::InvalidParams(
+            "note must be at most 1000 characters".into(),
+        ));
+        assert_eq!(bad.code, ErrorCode::InvalidRequest);
+        assert_eq!(bad.message, "note must be at most 1000 characters");
+    }
+
+    #[test]
+    fn a_registry_that_does_not_answer_may_pass_and_a_wrong_install_will_not() {
+        let unreachable = check_error(CheckError::Query("check failed (exit 1)".into()));
+        assert_eq!(unreachable.code, ErrorCode::Unavailable);
+        assert_eq!(unreachable.retry_after_ms, Some(30_000));
+        assert_eq!(
+            unreachable.message,
+            "update check failed: check failed (exit 1)"
+        );
+        let unmanaged = check_error(CheckError::NotUpdatable(InstallMode::Unmanaged));
+        assert_eq!(unmanaged.code, ErrorCode::InvalidRequest);
+        assert_eq!(unmanaged.retry_after_ms, None);
+        assert_eq!(
+            check_error(CheckError::ToolMissing(InstallMode::Npm)).code,
+            ErrorCode::Internal
+        );
+    }
 }

@@ -1,4 +1,5 @@
-//! Where the daemon's files live (SPEC §2), resolved from flags and env.
+//! Where the daemon's files live (docs/operations.md, "Files in the state
+//! dir"), resolved from flags and env.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -1,22 +1,24 @@
-//! Startup in the order of SPEC §4: config → lock → bind → serve. Every
-//! refusal happens before any heavy work and maps to an exit code.
+//! Startup in order (docs/operations.md, "What happens at start"): config
+//! → lock → bind → serve. Every refusal happens before any heavy work and
+//! maps to an exit code.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
-use molt_protocol::status::RestartStrategy;
+use clap::{Parser, Subcommand, ValueEnum};
+use molt_protocol::status::{RestartStrategy, SupervisorKind};
 use tokio::net::TcpListener;
 
 use crate::config::{AuthMode, Bind, ConfigError, ConfigStore, PatchError, Settings};
 use crate::env_file::{Env, read_env_file};
-use crate::gateway::{AuthPolicy, Gateway, GatewayParts, Identity, VERSION};
+use crate::gateway::{AuthPolicy, Gateway, GatewayParts};
+use crate::identity::{Identity, VERSION};
 use crate::lock::{GatewayLock, LockError, LockInfo};
 use crate::logging::LogHub;
 use crate::paths::{PathsError, StatePaths};
-use crate::restart::engine::RestartEngine;
+use crate::restart::engine::{RestartEngine, Takeover};
 use crate::restart::inherit::{Inherited, ReadyPipe};
 use crate::restart::respawn::SuccessorSpec;
 use crate::restart::scheduler::Scheduler;
@@ -47,7 +49,7 @@ pub struct Options {
     #[arg(long)]
     pub bind: Option<String>,
     /// State directory (default $OPENCLAW_STATE_DIR, else ~/.openclaw).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub state_dir: Option<PathBuf>,
     /// Name the supervisor that restarts moltd (`systemd`, `launchd`, any
     /// name, or `none`).
@@ -57,6 +59,20 @@ pub struct Options {
     /// or exec in place.
     #[arg(long, value_enum)]
     pub restart_mode: Option<RestartMode>,
+    /// Log line format on stderr and in the log file (overrides
+    /// `logging.format`).
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::logging::LogFormat>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// After the service stopped (systemd runs it as ExecStopPost= from the
+    /// state dir's rescue/ copy): roll back an update whose version keeps
+    /// failing. Without $SERVICE_RESULT it only says what is armed.
+    Rescue,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +206,10 @@ impl Prepared {
             sigusr1,
             ..
         } = self;
-        let driver = tokio::spawn(crate::restart::engine::drive(gateway.clone(), sigusr1));
+        let driver = {
+            let gateway = gateway.clone();
+            tokio::spawn(async move { gateway.drive_restarts(sigusr1).await })
+        };
         server::serve(listener, gateway, shutdown).await;
         driver.abort();
         let _ = driver.await;
@@ -301,7 +320,7 @@ async fn prepare_with(
         }
         (inherited, _) => match adoptable(inherited, addr) {
             Some(listener) => adopt_listener(listener, addr)?,
-            None => TcpListener::bind(addr).await.map_err(|source| {
+            None => listen(addr).map_err(|source| {
                 if source.kind() == io::ErrorKind::AddrInUse {
                     StartError::PortBusy { host, port }
                 } else {
@@ -322,14 +341,17 @@ async fn prepare_with(
     let sigusr1 =
         signal(SignalKind::user_defined1()).map_err(|source| StartError::Bind { addr, source })?;
 
-    let surroundings = supervisor::Surroundings::probe(options.supervisor.clone(), &lookup);
+    let surroundings =
+        supervisor::Surroundings::probe(options.supervisor.clone(), inherited.supervisor, &lookup);
     let supervisor_info = supervisor::detect(&surroundings);
     let restart_mode = options.restart_mode.map(Into::into);
+    let systemd_notify = supervisor::can_notify(&lookup);
     let strategy = supervisor::strategy(
         &supervisor_info,
         restart_mode,
         env.flag("OPENCLAW_NO_RESPAWN"),
         identity.pid == 1,
+        systemd_notify,
     );
     let install = install::detect(
         successor.as_ref().map(|s| s.entrypoint.as_path()),
@@ -342,12 +364,21 @@ async fn prepare_with(
         // The cooldown spans the handoff that started us.
         scheduler = scheduler.with_last_restart(std::time::Instant::now());
     }
+    let takeover = if supervisor_info.kind == SupervisorKind::Systemd
+        && strategy == RestartStrategy::Respawn
+        && systemd_notify
+    {
+        Takeover::SystemdMainPid
+    } else {
+        Takeover::Plain
+    };
     let restart = RestartEngine::new(
         scheduler,
         strategy,
         successor,
         Duration::from_millis(settings.gateway.successor_timeout_ms),
-    );
+    )
+    .with_takeover(takeover);
     tracing::info!(
         %addr, version = %identity.version, surface = ?install.surface,
         supervisor = ?supervisor_info.kind, ?strategy, "gateway prepared"
@@ -383,6 +414,31 @@ async fn prepare_with(
     })
 }
 
+/// The most queued connections a refused start answers.
+const MAX_REFUSED_QUEUED: usize = 1024;
+
+/// Answers every connection already queued on an activated `listener`
+/// with `503` and closes it, without reading a byte: moltd refused to
+/// start, and the reason (which can name files and values) is in its log,
+/// not for whoever connected. Best effort, bounded.
+pub fn refuse_queued(listener: &std::net::TcpListener) {
+    use std::io::Write;
+    const RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+        Content-Type: text/plain\r\nConnection: close\r\nContent-Length: 58\r\n\r\n\
+        moltd refused to start (exit 78); see the service's log.\r\n";
+    if listener.set_nonblocking(true).is_err() {
+        return;
+    }
+    for _ in 0..MAX_REFUSED_QUEUED {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let _ = stream.set_nonblocking(true);
+        let _ = stream.write_all(RESPONSE);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// The inherited listener, unless the config now asks for another port
 /// (a `gateway.port` change is why this process was started).
 fn adoptable(
@@ -403,6 +459,23 @@ fn adoptable(
 /// any port).
 fn same_address(have: SocketAddr, wanted: SocketAddr) -> bool {
     (wanted.port() == 0 || wanted.port() == have.port()) && wanted.ip() == have.ip()
+}
+
+/// Connections the kernel queues for us (clamped to `net.core.somaxconn`):
+/// while a stop drains, or an exec replaces the image, nobody accepts, and
+/// an overflowing queue silently drops connection attempts.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds and listens on `addr` with [`LISTEN_BACKLOG`], as the shipped
+/// socket unit does (`Backlog=4096`).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
 }
 
 fn adopt_listener(

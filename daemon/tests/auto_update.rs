@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::moltd::{self, Moltd};
 use common::{TestGateway, WAIT};
-use molt_daemon::autoupdate::{self, ApplyOutcome};
-use molt_daemon::gateway::unix_ms;
+use molt_daemon::autoupdate::ApplyOutcome;
+use molt_daemon::clock::unix_ms;
+use molt_daemon::gateway::auto;
 use molt_protocol::status::StatusResult;
 use semver::Version;
 use serde_json::json;
@@ -34,7 +35,7 @@ async fn a_check_on_start_broadcasts_the_hint_and_status_shows_the_schedule() {
 
     let applies = Arc::new(AtomicU32::new(0));
     let counted = applies.clone();
-    let driver = autoupdate::spawn(
+    let driver = auto::spawn(
         &gw.gateway,
         || async { Ok(Version::new(99, 0, 0)) },
         move |_| {

@@ -121,8 +121,13 @@ fn json5_config_is_accepted() {
         "// operator notes\n{ gateway: { auth: { token: 'from-json5', }, }, }\n",
     )
     .unwrap();
-    let running = start(dir.path(), &["--port", "0"]);
-    assert!(running.first.pid > 0);
+    let _running = start(dir.path(), &["--port", "0"]);
+    // The token was read from the JSON5 file: none was generated and
+    // written back, so the file is as the operator left it.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("openclaw.json")).unwrap(),
+        "// operator notes\n{ gateway: { auth: { token: 'from-json5', }, }, }\n"
+    );
 }
 
 #[test]
@@ -196,7 +201,7 @@ fn daily_logs_are_pruned_to_the_newest_fourteen() {
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     for day in 1..=20 {
-        std::fs::write(logs.join(format!("moltd.log.2025-01-{day:02}")), "old\n").unwrap();
+        std::fs::write(logs.join(format!("moltd.log.2000-01-{day:02}")), "old\n").unwrap();
     }
     std::fs::write(logs.join("notes.txt"), "the operator's\n").unwrap();
     let mut running = start(dir.path(), &["--port", "0"]);
@@ -218,7 +223,7 @@ fn daily_logs_are_pruned_to_the_newest_fourteen() {
     );
     // Which old ones go is by file creation time, the same for all here.
     assert!(
-        kept.iter().any(|n| !n.starts_with("moltd.log.2025-")),
+        kept.iter().any(|n| !n.starts_with("moltd.log.2000-")),
         "today's file is kept: {names:?}"
     );
     assert!(
@@ -242,4 +247,55 @@ fn logs_go_to_a_daily_file_in_the_state_dir() {
     let text = std::fs::read_to_string(dir.path().join("logs").join(&logs[0])).unwrap();
     assert!(text.contains("READY"), "{text}");
     assert!(text.contains("stopped"), "{text}");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_in_the_file_and_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(
+        dir.path(),
+        serde_json::json!({"logging": {"format": "json"}}),
+    );
+    let mut running = start(dir.path(), &["--port", "0"]);
+    Moltd::signal(running.first.pid, "TERM");
+    running.child.wait().unwrap();
+    let logs = dir.path().join("logs");
+    let file = std::fs::read_dir(&logs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(file).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let ready = events
+        .iter()
+        .find(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("READY "))
+        })
+        .expect("the READY line is logged");
+    assert_eq!(ready["level"], "INFO");
+    assert!(ready["timestamp"].is_string() && ready["target"].is_string());
+    assert!(events.iter().any(|e| e["message"] == "stopped"), "{text}");
+
+    // The flag wins over the config, on stderr too.
+    let (code, stderr) = refused(
+        dir.path(),
+        &["--port", "0", "--log-format", "json", "--bind", "nowhere"],
+    );
+    assert_eq!(code, 78, "{stderr}");
+    let refusal: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(refusal["level"], "ERROR");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("--bind nowhere"),
+        "{refusal}"
+    );
 }

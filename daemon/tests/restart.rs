@@ -238,18 +238,16 @@ async fn a_deferrable_restart_waits_for_an_operator_hold() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn changing_the_port_restarts_onto_the_new_port() {
-    let free_port = || {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        free.local_addr().unwrap().port()
-    };
+async fn changing_the_listen_address_restarts_onto_the_new_one() {
     let dir = tempfile::tempdir().unwrap();
-    // The port comes from config, not --port: the flag would override the
-    // change under test (the successor gets the same flags).
-    moltd::write_config(dir.path(), json!({"gateway": {"port": free_port()}}));
+    // The address comes from config, not --port/--bind: a flag would
+    // override the change under test (the successor gets the same flags).
+    // Port 0 throughout, so no test ever guesses a free port: the move to
+    // another loopback address is what makes the successor bind anew.
+    moltd::write_config(dir.path(), json!({"gateway": {"port": 0}}));
     let mut moltd = moltd::start(dir.path(), &["--restart-mode", "respawn"]);
     let first = moltd.first.clone();
-    let new_port = free_port();
+    assert!(first.addr.starts_with("127.0.0.1:"), "{}", first.addr);
 
     let mut admin = client(&first).await;
     let config: Value = admin
@@ -257,13 +255,11 @@ async fn changing_the_port_restarts_onto_the_new_port() {
         .await
         .into_result()
         .unwrap();
+    let moved = json!({"gateway": {"bind": "custom", "customBindHost": "127.0.0.2"}});
     let patched: Value = admin
         .request(
             "config.patch",
-            json!({
-                "raw": json!({"gateway": {"port": new_port}}).to_string(),
-                "baseHash": config["hash"],
-            }),
+            json!({"raw": moved.to_string(), "baseHash": config["hash"]}),
         )
         .await
         .into_result()
@@ -271,21 +267,24 @@ async fn changing_the_port_restarts_onto_the_new_port() {
     assert_eq!(patched["restart"]["reason"], "config.patch");
     let next = moltd
         .next_ready(READY_WAIT)
-        .expect("restart after the port change");
-    assert_eq!(next.addr, format!("127.0.0.1:{new_port}"));
+        .expect("restart after the address change");
+    assert!(next.addr.starts_with("127.0.0.2:"), "{}", next.addr);
     assert_eq!(status(&next).await.pid, next.pid);
+    // The old address is released with the old process.
+    let _ = moltd.child.wait();
+    assert!(std::net::TcpStream::connect(&first.addr).is_err());
 }
 
 /// A supervisor that restarts moltd on exit 0 and stops on 78.
-fn supervisor_script(dir: &Path, state: &Path, port: u16) -> std::path::PathBuf {
+fn supervisor_script(dir: &Path, state: &Path, name: &str) -> std::path::PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let script = dir.join(format!("supervise-{port}.sh"));
+    let script = dir.join(format!("supervise-{name}.sh"));
     std::fs::write(
         &script,
         format!(
             "#!/bin/sh\n\
              while true; do\n\
-               {moltd} --state-dir {state} --port {port} --supervisor test-script\n\
+               {moltd} --state-dir {state} --port 0 --supervisor test-script\n\
                code=$?\n\
                [ $code -eq 0 ] || exit $code\n\
              done\n",
@@ -305,10 +304,7 @@ async fn under_a_supervisor_a_conflict_ends_in_exactly_one_serving_process() {
         dir.path(),
         json!({"gateway": {"reload": {"cooldownMs": 0}}}),
     );
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = free.local_addr().unwrap().port();
-    drop(free);
-    let script = supervisor_script(dir.path(), dir.path(), port);
+    let script = supervisor_script(dir.path(), dir.path(), "first");
     let mut supervised = Moltd::start_from(&script, dir.path(), &[]);
     let first = supervised.first.clone();
     assert_eq!(
@@ -324,7 +320,7 @@ async fn under_a_supervisor_a_conflict_ends_in_exactly_one_serving_process() {
     assert_ne!(next.pid, first.pid);
 
     // A second supervisor on the same state dir stops on 78, no loop.
-    let rival = supervisor_script(dir.path(), dir.path(), port);
+    let rival = supervisor_script(dir.path(), dir.path(), "rival");
     let out = moltd::command(&rival, dir.path(), &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds"));
@@ -381,4 +377,51 @@ async fn sigusr1_schedules_a_restart() {
     let next = moltd.next_ready(READY_WAIT).expect("successor READY");
     assert_ne!(next.pid, first.pid);
     assert_eq!(status(&next).await.pid, next.pid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_request_is_lost_across_fifty_handoffs_for_a_client_that_follows_the_protocol() {
+    use common::restarts::{Calls, IGNORING_WINDOW, Manners, call_in_a_loop};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const HANDOFFS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(
+        dir.path(),
+        json!({"gateway": {"reload": {"cooldownMs": 0}}}),
+    );
+    let mut moltd = moltd::start(dir.path(), RESPAWN);
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = [Manners::Cooperating; 8]
+        .into_iter()
+        .chain([Manners::Ignoring; 2])
+        .map(|manners| {
+            let (addr, stop) = (moltd.first.addr.clone(), Arc::clone(&stop));
+            (manners, tokio::spawn(call_in_a_loop(addr, manners, stop)))
+        })
+        .collect();
+
+    let mut current = moltd.first.clone();
+    for _ in 0..HANDOFFS {
+        force_restart(&mut client(&current).await).await;
+        current = moltd.next_ready(READY_WAIT).expect("successor READY");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for (manners, caller) in callers {
+        let calls: Calls = caller.await.unwrap();
+        println!("{manners:?}: {calls:?}");
+        assert!(calls.connections > 1, "{manners:?} moved: {calls:?}");
+        match manners {
+            Manners::Cooperating => assert_eq!(calls.lost(), 0, "{calls:?}"),
+            Manners::Ignoring => {
+                // Only what it sent after the close frame: the tail of a
+                // connection, never a request before an answered one.
+                assert_eq!(calls.holes, 0, "{calls:?}");
+                assert!(
+                    calls.lost() <= calls.connections * IGNORING_WINDOW as u64,
+                    "{calls:?}"
+                );
+            }
+        }
+    }
 }

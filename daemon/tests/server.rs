@@ -47,7 +47,7 @@ async fn handshake_returns_hello_ok_with_snapshot_and_policy() {
         .await;
     assert_eq!(hello.kind, "hello-ok");
     assert_eq!(hello.protocol, PROTOCOL_VERSION);
-    assert_eq!(hello.server.version, molt_daemon::gateway::VERSION);
+    assert_eq!(hello.server.version, molt_daemon::identity::VERSION);
     assert_eq!(hello.snapshot.pid, std::process::id());
     assert_eq!(hello.snapshot.listen, gw.addr.to_string());
     assert!(hello.features.methods.contains(&"config.patch".to_owned()));
@@ -473,7 +473,7 @@ async fn stop_announces_shutdown_and_closes_with_1001() {
     let gw = TestGateway::start().await;
     let mut client = gw.client().await;
     let gateway = gw.gateway.clone();
-    gateway.stop(molt_daemon::gateway::StopReason::stop());
+    gateway.stop(molt_daemon::lifecycle::StopReason::stop());
     let shutdown = client.event("shutdown").await;
     assert_eq!(shutdown["reason"], "stop");
     assert_eq!(client.close_code().await, Some(1001));
@@ -491,7 +491,7 @@ async fn a_stop_closes_connections_still_in_their_handshake_at_once() {
     // Upgraded and challenged, but no connect sent: nothing to drain.
     let mut pending = Client::open(&gw.url()).await;
     let gateway = gw.gateway.clone();
-    gateway.stop(molt_daemon::gateway::StopReason::stop());
+    gateway.stop(molt_daemon::lifecycle::StopReason::stop());
     // Without the stop reaching the handshake, this waits for the 15 s
     // handshake timeout and the common WAIT bound fails the test.
     assert_eq!(pending.close_code().await, Some(1001));

@@ -41,7 +41,14 @@ fn activated(state: &Path, socket: &TcpListener) -> Command {
 /// A loopback socket the test holds for the whole test, as systemd holds
 /// the one of `moltd.socket`.
 fn socket_unit() -> (TcpListener, SocketAddr) {
-    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    use socket2::{Domain, Socket, Type};
+    // As the shipped unit's Backlog=: connections queue while moltd
+    // restarts and nobody accepts.
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    socket.listen(molt_daemon::start::LISTEN_BACKLOG).unwrap();
+    let socket = TcpListener::from(socket);
     let addr = socket.local_addr().unwrap();
     (socket, addr)
 }
@@ -194,10 +201,19 @@ async fn sd_notify_says_ready_once_serving_and_stopping_on_restart() {
         let early = TcpStream::connect(&status.addr);
         (notify, datagram, status, early)
     });
+    // The explicit supervised mode: exit and let systemd start the new
+    // binary (without it, moltd hands off itself, tested below).
     let mut cmd = moltd::command(
         Path::new(MOLTD),
         &state,
-        &["--port", "0", "--supervisor", "systemd"],
+        &[
+            "--port",
+            "0",
+            "--supervisor",
+            "systemd",
+            "--restart-mode",
+            "supervised",
+        ],
     );
     cmd.env("NOTIFY_SOCKET", &notify_path);
     let mut moltd = Moltd::spawn(cmd);
@@ -220,6 +236,187 @@ async fn sd_notify_says_ready_once_serving_and_stopping_on_restart() {
     assert_eq!(early.close_code().await, Some(1012));
     let exit = moltd.wait_exit(READY_WAIT).expect("moltd exits");
     assert_eq!(exit.code(), Some(0));
+}
+
+/// systemd's side of `NOTIFY_SOCKET`: datagrams in order, with the fds
+/// they carry (`BARRIER=1` sends one, which systemd closes once it has
+/// processed everything before it).
+struct NotifySocket(UnixDatagram);
+
+impl NotifySocket {
+    fn bind(path: &Path) -> Self {
+        let socket = UnixDatagram::bind(path).unwrap();
+        socket.set_read_timeout(Some(READY_WAIT)).unwrap();
+        Self(socket)
+    }
+
+    /// Skips datagrams until one has a line starting with `key`.
+    fn until(&self, key: &str) -> (String, Vec<OwnedFd>) {
+        use sendfd::RecvWithFd;
+        use std::os::fd::FromRawFd;
+        loop {
+            let mut buf = [0u8; 4096];
+            let mut raw = [0; 4];
+            let (len, count) = self
+                .0
+                .recv_with_fd(&mut buf, &mut raw)
+                .unwrap_or_else(|e| panic!("no {key} within {READY_WAIT:?}: {e}"));
+            // SAFETY: recvmsg just installed these fds in this process;
+            // nothing else owns them.
+            #[allow(unsafe_code)]
+            let fds = raw[..count]
+                .iter()
+                .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+                .collect();
+            let datagram = String::from_utf8_lossy(&buf[..len]).into_owned();
+            if datagram.lines().any(|line| line.starts_with(key)) {
+                return (datagram, fds);
+            }
+        }
+    }
+}
+
+fn field<'a>(datagram: &'a str, key: &str) -> &'a str {
+    datagram
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .unwrap_or_else(|| panic!("{key} in {datagram:?}"))
+}
+
+/// moltd started by systemd on a socket unit with `Type=notify`.
+fn notified(state: &Path, socket: &TcpListener, notify: &Path) -> Command {
+    let mut cmd = activated(state, socket);
+    cmd.env("NOTIFY_SOCKET", notify);
+    cmd
+}
+
+/// moltd as systemd runs it: socket-activated on a unit whose port the
+/// config names, notifying systemd's socket, and READY.
+struct UnderSystemd {
+    _dir: tempfile::TempDir,
+    _socket: TcpListener,
+    state: std::path::PathBuf,
+    addr: SocketAddr,
+    systemd: NotifySocket,
+    first: Moltd,
+}
+
+impl UnderSystemd {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let (socket, addr) = socket_unit();
+        moltd::write_config(&state, json!({"gateway": {"port": addr.port()}}));
+        let notify_path = dir.path().join("notify.sock");
+        let systemd = NotifySocket::bind(&notify_path);
+        let first = Moltd::spawn(notified(&state, &socket, &notify_path));
+        systemd.until("READY=1");
+        Self {
+            _dir: dir,
+            _socket: socket,
+            state,
+            addr,
+            systemd,
+            first,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_systemd_a_verified_successor_becomes_the_main_process() {
+    let UnderSystemd {
+        _dir,
+        _socket,
+        state,
+        addr,
+        systemd,
+        mut first,
+    } = UnderSystemd::start();
+    let before = status(&first.first).await;
+    assert_eq!(before.supervisor.kind, SupervisorKind::Systemd);
+    assert_eq!(before.restart.strategy, RestartStrategy::Respawn);
+
+    let probe = Probe::start(addr);
+    let mut old = client(&first.first).await;
+    let scheduled = force_restart(&mut old).await;
+    assert_eq!(scheduled["mode"], "respawn");
+    // The predecessor names the successor it verified, then waits until
+    // systemd has taken that in before it lets go.
+    let (handover, _) = systemd.until("MAINPID=");
+    let main_pid: u32 = field(&handover, "MAINPID=").parse().unwrap();
+    let successor = Ready::parse(field(&handover, "STATUS=")).expect("STATUS is a READY line");
+    assert_eq!(successor.pid, main_pid);
+    assert_ne!(main_pid, first.first.pid);
+    // systemd only drains a main process it knows as its own child: the
+    // successor was started detached, so the old process is not its parent.
+    let parent = std::fs::read_to_string(format!("/proc/{main_pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("PPid:")
+                .map(|p| p.trim().parse::<u32>().unwrap())
+        })
+        .unwrap();
+    assert_ne!(
+        parent, first.first.pid,
+        "the successor is not the old process's child"
+    );
+    let (barrier, fds) = systemd.until("BARRIER=1");
+    assert!(!has_state(&barrier, "STOPPING=1"), "{barrier:?}");
+    assert_eq!(fds.len(), 1, "the barrier carries one fd");
+    drop(fds);
+
+    assert_eq!(old.close_code().await, Some(1012));
+    let next = first.next_ready(READY_WAIT).expect("the successor's READY");
+    assert_eq!(next.pid, main_pid);
+    let exit = first.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "the predecessor exits cleanly");
+    // Nobody restarted anything: the successor serves, as systemd's
+    // main process, under the same supervisor and strategy.
+    let after = status(&successor).await;
+    assert_eq!(after.pid, main_pid);
+    assert_eq!(after.supervisor.kind, SupervisorKind::Systemd);
+    assert_eq!(after.restart.strategy, RestartStrategy::Respawn);
+    let (ok, refused) = probe.finish().counts();
+    assert_eq!(refused, 0, "connections refused across the handoff");
+    assert!(ok > 0);
+    assert_eq!(moltd::serving(&state), vec![main_pid]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_successor_systemd_does_not_confirm_is_stopped_and_the_old_process_serves() {
+    let UnderSystemd {
+        _dir,
+        _socket,
+        state,
+        systemd,
+        first,
+        ..
+    } = UnderSystemd::start();
+    let mut old = client(&first.first).await;
+    force_restart(&mut old).await;
+    let (handover, _) = systemd.until("MAINPID=");
+    let successor: u32 = field(&handover, "MAINPID=").parse().unwrap();
+    // Held, never closed: systemd never confirms.
+    let (_, _held) = systemd.until("BARRIER=1");
+
+    let reason = wait_for_failure(&first.first).await;
+    assert!(
+        reason.contains(&format!("did not take pid {successor}")),
+        "{reason}"
+    );
+    assert!(
+        !moltd::alive(successor),
+        "the unconfirmed successor is stopped"
+    );
+    assert_eq!(moltd::serving(&state), vec![first.first.pid]);
+    let health: Value = old
+        .request("health", json!({}))
+        .await
+        .into_result()
+        .unwrap();
+    assert_eq!(health["pid"], first.first.pid);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,8 +449,12 @@ async fn an_exec_restart_keeps_the_pid_and_the_port() {
         "the new image records itself in the lock file"
     );
 
-    let (ok, refused) = probe.finish().counts();
-    assert_eq!(refused, 0, "connections refused across the exec");
+    let probed = probe.finish();
+    let (ok, refused) = probed.counts();
+    assert_eq!(
+        refused, 0,
+        "connections refused across the exec: {probed:?}"
+    );
     assert!(ok > 0);
     assert_eq!(moltd::serving(state), vec![first.pid]);
 }
@@ -323,6 +524,38 @@ async fn a_config_broken_between_restarts_exits_78_under_systemd() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("READY"));
     assert!(moltd::serving(state).is_empty());
+}
+
+#[test]
+fn a_refused_start_answers_the_connections_queued_on_its_socket() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path();
+    let (socket, addr) = socket_unit();
+    std::fs::write(state.join("openclaw.json"), BROKEN_CONFIG).unwrap();
+    // A client waiting in the queue when systemd starts moltd for it.
+    let mut waiting = TcpStream::connect(addr).unwrap();
+    waiting.set_read_timeout(Some(READY_WAIT)).unwrap();
+
+    let out = run_bounded(activated(state, &socket), READY_WAIT);
+    assert_eq!(out.status.code(), Some(78));
+    let mut answer = String::new();
+    waiting.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer:?}"
+    );
+    assert!(
+        answer.ends_with("moltd refused to start (exit 78); see the service's log.\r\n"),
+        "{answer:?}"
+    );
+    assert!(!answer.contains("openclaw.json"), "no detail for strangers");
+    // Nothing is left queued to make systemd start it again.
+    socket.set_nonblocking(true).unwrap();
+    assert_eq!(
+        socket.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,7 @@ use crate::error::ErrorShape;
 use crate::frame::{RequestFrame, decode};
 use crate::ids::{HoldId, RunId};
 use crate::scope::Scope;
-use crate::status::AutoUpdateState;
+use crate::status::{AutoUpdateState, RestartStrategy};
 use crate::update::{Channel, RunRecord, SentinelPayload, UpdateAvailable, UpdateResult};
 
 macro_rules! methods {
@@ -129,8 +129,7 @@ pub struct RestartScheduled {
     pub signal: Option<String>,
     pub delay_ms: u64,
     pub reason: String,
-    /// The strategy: `respawn`, `supervised` or `exec`.
-    pub mode: String,
+    pub mode: RestartStrategy,
     pub coalesced: bool,
     pub cooldown_ms_applied: u64,
 }
@@ -155,6 +154,29 @@ pub struct UpdateRunParams {
     /// OpenClaw clients send this; molt records it as the actor when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_key: Option<String>,
+}
+
+/// `update.run`'s `timeoutMs` bounds each command the run starts
+/// (docs/protocol.md, "Updates"); this when it is not given.
+pub const DEFAULT_UPDATE_STEP_TIMEOUT_MS: u64 = 20 * 60 * 1000;
+/// The `timeoutMs` a run accepts: 1 s to 24 h.
+pub const UPDATE_STEP_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1000..=24 * 60 * 60 * 1000;
+/// The most commands one run starts, each within `timeoutMs`: a git
+/// checkout's clean, fetch, tags, resolve, version, head, branch, checkout
+/// and build (a package install starts two: resolve and install).
+pub const MAX_UPDATE_RUN_COMMANDS: u64 = 9;
+
+impl UpdateRunParams {
+    /// The bound on each command of the run.
+    pub fn step_timeout_ms(&self) -> u64 {
+        self.timeout_ms.unwrap_or(DEFAULT_UPDATE_STEP_TIMEOUT_MS)
+    }
+
+    /// The longest the run's commands can take together: each one at its
+    /// bound. The answer comes after them and the handoff.
+    pub fn commands_bound_ms(&self) -> u64 {
+        MAX_UPDATE_RUN_COMMANDS.saturating_mul(self.step_timeout_ms())
+    }
 }
 
 /// `{path, payload}` of the sentinel written for a run.

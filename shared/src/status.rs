@@ -63,6 +63,31 @@ pub enum SupervisorKind {
     External,
 }
 
+impl SupervisorKind {
+    pub const ALL: [SupervisorKind; 5] = [
+        SupervisorKind::None,
+        SupervisorKind::Systemd,
+        SupervisorKind::Launchd,
+        SupervisorKind::Custom,
+        SupervisorKind::External,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupervisorKind::None => "none",
+            SupervisorKind::Systemd => "systemd",
+            SupervisorKind::Launchd => "launchd",
+            SupervisorKind::Custom => "custom",
+            SupervisorKind::External => "external",
+        }
+    }
+
+    pub fn from_wire(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SupervisorInfo {
@@ -81,6 +106,22 @@ pub enum RestartStrategy {
     Supervised,
     /// Replace the process image in place (same pid).
     Exec,
+}
+
+impl RestartStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Respawn => "respawn",
+            Self::Supervised => "supervised",
+            Self::Exec => "exec",
+        }
+    }
+}
+
+impl std::fmt::Display for RestartStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Work that defers a restart.

@@ -87,6 +87,18 @@ pub enum Termination {
     Internal,
 }
 
+impl Termination {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exited => "exited",
+            Self::Signaled => "signaled",
+            Self::TimedOut => "timed-out",
+            Self::SpawnFailed => "spawn-failed",
+            Self::Internal => "internal",
+        }
+    }
+}
+
 /// One step of an update, with the head and tail of its output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -151,19 +163,126 @@ pub struct UpdateResult {
     pub duration_ms: u64,
 }
 
-/// `reason` (prefix) of a dry run that found something to install:
-/// `"dry-run: would install …"`.
-pub const DRY_RUN_REASON: &str = "dry-run";
+/// The code every `reason` of a run, a result or a sentinel starts with:
+/// `"<code>"` or `"<code>: <detail for people>"`. docs/updating.md lists
+/// what each means; clients decide on the code, never on the detail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    UpToDate,
+    /// A dry run that found something to install: `"dry-run: would install …"`.
+    DryRun,
+    DevChannel,
+    ToolMissing,
+    Layout,
+    LeaseFailed,
+    StageFailed,
+    Unmanaged,
+    External,
+    RestartUnavailable,
+    ResolveFailed,
+    InstallFailed,
+    VerifyFailed,
+    SwapFailed,
+    SentinelFailed,
+    RestartRejected,
+    KillSwitch,
+    GitFailed,
+    DirtyTree,
+    FetchFailed,
+    CheckoutFailed,
+    BuildFailed,
+    BackupFailed,
+    RestartUnhealthy,
+    RestartVersionMismatch,
+    CrashLoop,
+    OwnerDied,
+}
+
+impl ReasonCode {
+    pub const ALL: [ReasonCode; 27] = [
+        Self::UpToDate,
+        Self::DryRun,
+        Self::DevChannel,
+        Self::ToolMissing,
+        Self::Layout,
+        Self::LeaseFailed,
+        Self::StageFailed,
+        Self::Unmanaged,
+        Self::External,
+        Self::RestartUnavailable,
+        Self::ResolveFailed,
+        Self::InstallFailed,
+        Self::VerifyFailed,
+        Self::SwapFailed,
+        Self::SentinelFailed,
+        Self::RestartRejected,
+        Self::KillSwitch,
+        Self::GitFailed,
+        Self::DirtyTree,
+        Self::FetchFailed,
+        Self::CheckoutFailed,
+        Self::BuildFailed,
+        Self::BackupFailed,
+        Self::RestartUnhealthy,
+        Self::RestartVersionMismatch,
+        Self::CrashLoop,
+        Self::OwnerDied,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UpToDate => "up-to-date",
+            Self::DryRun => "dry-run",
+            Self::DevChannel => "dev-channel",
+            Self::ToolMissing => "tool-missing",
+            Self::Layout => "layout",
+            Self::LeaseFailed => "lease-failed",
+            Self::StageFailed => "stage-failed",
+            Self::Unmanaged => "unmanaged",
+            Self::External => "external",
+            Self::RestartUnavailable => "restart-unavailable",
+            Self::ResolveFailed => "resolve-failed",
+            Self::InstallFailed => "install-failed",
+            Self::VerifyFailed => "verify-failed",
+            Self::SwapFailed => "swap-failed",
+            Self::SentinelFailed => "sentinel-failed",
+            Self::RestartRejected => "restart-rejected",
+            Self::KillSwitch => "kill-switch",
+            Self::GitFailed => "git-failed",
+            Self::DirtyTree => "dirty-tree",
+            Self::FetchFailed => "fetch-failed",
+            Self::CheckoutFailed => "checkout-failed",
+            Self::BuildFailed => "build-failed",
+            Self::BackupFailed => "backup-failed",
+            Self::RestartUnhealthy => "restart-unhealthy",
+            Self::RestartVersionMismatch => "restart-version-mismatch",
+            Self::CrashLoop => "crash-loop",
+            Self::OwnerDied => "owner-died",
+        }
+    }
+
+    /// The code `reason` starts with, if it is one of these.
+    pub fn of(reason: &str) -> Option<Self> {
+        let code = reason.split_once(':').map_or(reason, |(code, _)| code);
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 impl UpdateResult {
+    pub fn reason_code(&self) -> Option<ReasonCode> {
+        self.reason.as_deref().and_then(ReasonCode::of)
+    }
+
     /// A dry run's plan: nothing was done, `after` is what a real run
     /// would install.
     pub fn is_planned(&self) -> bool {
-        self.status == UpdateStatus::Skipped
-            && self
-                .reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with(DRY_RUN_REASON))
+        self.status == UpdateStatus::Skipped && self.reason_code() == Some(ReasonCode::DryRun)
     }
 }
 

@@ -182,7 +182,7 @@ fn restart_scheduled() -> RestartScheduled {
         signal: None,
         delay_ms: 0,
         reason: "update.run".into(),
-        mode: "respawn".into(),
+        mode: RestartStrategy::Respawn,
         coalesced: false,
         cooldown_ms_applied: 0,
     }
@@ -519,7 +519,7 @@ fn events() {
             phase: RunPhase::Running,
             step: Some(StepProgress {
                 name: "install".into(),
-                state: "finished".into(),
+                state: StepState::Finished,
                 duration_ms: Some(4200),
                 exit_code: Some(0),
             }),
@@ -733,5 +733,41 @@ fn response_into_result() {
     assert_eq!(
         unavailable.unavailable_reason(),
         Some(UnavailableReason::GatewayRestarting)
+    );
+}
+
+#[test]
+fn every_reason_code_is_documented_and_read_back_from_a_reason() {
+    let docs = include_str!("../../docs/updating.md");
+    for code in ReasonCode::ALL {
+        assert!(
+            docs.contains(&format!("`{code}`")) || docs.contains(&format!("`{code}: ")),
+            "{code} is not in docs/updating.md"
+        );
+        assert_eq!(ReasonCode::of(code.as_str()), Some(code));
+        assert_eq!(ReasonCode::of(&format!("{code}: a detail")), Some(code));
+    }
+    assert_eq!(ReasonCode::of("up-to-dates"), None);
+    assert_eq!(
+        ReasonCode::of("resolved at start: the target version runs"),
+        None
+    );
+}
+
+#[test]
+fn update_run_commands_are_bounded_by_timeout_ms_each() {
+    let default = UpdateRunParams::default();
+    assert_eq!(default.step_timeout_ms(), DEFAULT_UPDATE_STEP_TIMEOUT_MS);
+    assert_eq!(
+        default.commands_bound_ms(),
+        MAX_UPDATE_RUN_COMMANDS * DEFAULT_UPDATE_STEP_TIMEOUT_MS
+    );
+    let bounded = UpdateRunParams {
+        timeout_ms: Some(120_000),
+        ..UpdateRunParams::default()
+    };
+    assert_eq!(
+        bounded.commands_bound_ms(),
+        MAX_UPDATE_RUN_COMMANDS * 120_000
     );
 }

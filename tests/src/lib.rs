@@ -9,23 +9,32 @@
 //!   process, a raw protocol client, handoff probes.
 //! * [`openclaw`]: the real OpenClaw gateway (pinned npm package), its port
 //!   slots and a registry that serves it.
-//! * [`process`], [`http`]: small helpers (commands with deadlines, HTTP/1.1).
+//! * [`systemd`]: a real systemd 252 in a throwaway machine, and moltd in
+//!   it under the shipped units.
+//! * [`process`], [`http`], [`memory`], [`ports`]: small helpers (commands
+//!   with deadlines, HTTP/1.1, a process's resident memory, an address
+//!   that refuses connections).
 
 pub mod client;
 pub mod global_install;
 pub mod http;
+pub mod memory;
 pub mod moltd;
 pub mod npm_package;
 pub mod openclaw;
+pub mod ports;
 pub mod process;
 pub mod registry;
 pub mod restarts;
+pub mod systemd;
 pub mod tools;
 pub mod tree;
 pub mod updates;
 pub mod versions;
 
 pub use global_install::{GlobalInstall, PackageManager, install_global};
-pub use npm_package::{DEFAULT_PACKAGE, dist_tag_add, pack_moltd, publish, write_fake_moltd};
+pub use npm_package::{
+    DEFAULT_PACKAGE, dist_tag_add, pack_moltd, publish, write_fake_moltd, write_moltd_that_claims,
+};
 pub use registry::Registry;
 pub use tools::Tools;

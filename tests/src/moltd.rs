@@ -30,6 +30,10 @@ pub fn command(entrypoint: &Path, state: &Path, args: &[&str]) -> Command {
         cmd.env_remove(var);
     }
     cmd.env("MOLT_LOG", "info");
+    // A moltd built in this checkout is a git install, and its registry
+    // check is a `git ls-remote origin`: git may reach local repositories
+    // only (the update tests' bare upstreams), never a network remote.
+    cmd.env("GIT_ALLOW_PROTOCOL", "file");
     cmd
 }
 
@@ -206,7 +210,9 @@ pub fn write_config(state: &Path, extra: serde_json::Value) {
     .unwrap();
 }
 
-fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
+/// Merges `patch` into `target`, objects key by key (JSON merge patch
+/// without deletions).
+pub fn merge(target: &mut serde_json::Value, patch: serde_json::Value) {
     match (target, patch) {
         (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
             for (k, v) in p {

@@ -45,17 +45,41 @@ pub fn pack_moltd(binary: &Path, version: &str, out_dir: &Path, package: &str) -
 /// `moltd <version>` for `--version` (and for no arguments), exits 2
 /// otherwise.
 pub fn write_fake_moltd(path: &Path, version: &str) -> Result<()> {
+    write_script(
+        path,
+        &format!(
+            "#!/bin/sh\n\
+             case \"$1\" in\n  \
+               --version|'') echo 'moltd {version}' ;;\n  \
+               *) echo \"fake moltd {version}: unknown argument $1\" >&2; exit 2 ;;\n\
+             esac\n"
+        ),
+    )
+}
+
+/// Writes at `path` a moltd that says it is `version` when asked
+/// (`--version`) but runs `real`, another build: old code over a new tree,
+/// the mixed state a handoff must catch.
+pub fn write_moltd_that_claims(path: &Path, version: &str, real: &Path) -> Result<()> {
+    write_script(
+        path,
+        &format!(
+            "#!/bin/sh\n\
+             case \"$1\" in\n  \
+               --version) echo 'moltd {version}' ;;\n  \
+               *) exec {} \"$@\" ;;\n\
+             esac\n",
+            real.display()
+        ),
+    )
+}
+
+/// An executable script at `path`, its directory made first.
+fn write_script(path: &Path, script: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let script = format!(
-        "#!/bin/sh\n\
-         case \"$1\" in\n  \
-           --version|'') echo 'moltd {version}' ;;\n  \
-           *) echo \"fake moltd {version}: unknown argument $1\" >&2; exit 2 ;;\n\
-         esac\n"
-    );
     std::fs::write(path, script).with_context(|| format!("write {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
     Ok(())

@@ -2,7 +2,7 @@
 //! captured output, so a failing or hanging tool shows up as a readable error.
 
 use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -24,22 +24,18 @@ pub struct CmdOutput {
 /// Runs `cmd` (stdin null, stdout/stderr captured) and fails unless it exits 0
 /// within `timeout`. The error names the command and carries both outputs.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Result<CmdOutput> {
-    let out = run_unchecked(cmd, timeout)?;
-    if !out.status.success() {
-        bail!(
-            "command failed ({}): {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            out.status,
-            describe(cmd),
-            out.stdout,
-            out.stderr
-        );
-    }
-    Ok(out)
+    spawn(cmd)?.finish(timeout)
 }
 
 /// Like [`run`], but returns the output whatever the exit status. Still fails
 /// if the command cannot be started or exceeds `timeout` (it is then killed).
 pub fn run_unchecked(cmd: &mut Command, timeout: Duration) -> Result<CmdOutput> {
+    spawn(cmd)?.wait(timeout)
+}
+
+/// Starts `cmd` (stdin null, stdout/stderr captured) without waiting for it:
+/// for a command that blocks while the test does something else.
+pub fn spawn(cmd: &mut Command) -> Result<Running> {
     let started = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -49,30 +45,68 @@ pub fn run_unchecked(cmd: &mut Command, timeout: Duration) -> Result<CmdOutput> 
         .with_context(|| format!("cannot start {}", describe(cmd)))?;
     let stdout = drain(child.stdout.take());
     let stderr = drain(child.stderr.take());
+    Ok(Running {
+        what: describe(cmd),
+        child,
+        stdout,
+        stderr,
+        started,
+    })
+}
 
-    let deadline = started + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stdout = stdout.take();
-            let stderr = stderr.take();
+/// A command started by [`spawn`].
+pub struct Running {
+    what: String,
+    child: Child,
+    stdout: Captured,
+    stderr: Captured,
+    started: Instant,
+}
+
+impl Running {
+    /// Waits until the command exits, at most `timeout` after it started
+    /// (then it is killed and this fails); the output whatever the exit
+    /// status.
+    pub fn wait(mut self, timeout: Duration) -> Result<CmdOutput> {
+        let deadline = self.started + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let stdout = self.stdout.take();
+                let stderr = self.stderr.take();
+                bail!(
+                    "command timed out after {timeout:?}: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+                    self.what
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        Ok(CmdOutput {
+            status,
+            stdout: self.stdout.take(),
+            stderr: self.stderr.take(),
+            duration: self.started.elapsed(),
+        })
+    }
+
+    /// Like [`Running::wait`], failing unless the command exits 0.
+    pub fn finish(self, timeout: Duration) -> Result<CmdOutput> {
+        let what = self.what.clone();
+        let out = self.wait(timeout)?;
+        if !out.status.success() {
             bail!(
-                "command timed out after {timeout:?}: {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-                describe(cmd)
+                "command failed ({}): {what}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                out.status,
+                out.stdout,
+                out.stderr
             );
         }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Ok(CmdOutput {
-        status,
-        stdout: stdout.take(),
-        stderr: stderr.take(),
-        duration: started.elapsed(),
-    })
+        Ok(out)
+    }
 }
 
 /// Output read from a pipe by a background thread.

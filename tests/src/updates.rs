@@ -123,12 +123,39 @@ impl UpdateFixture {
 
     /// Starts moltd from the install's bin entrypoint on its own state dir.
     pub fn start_moltd(&self, global: &GlobalInstall, config: Value) -> Result<(PathBuf, Moltd)> {
-        let state = self.tmp.path().join(format!("state-{}", global.manager));
+        self.start_moltd_with(global, config, &[])
+    }
+
+    /// [`Self::start_moltd`] with more arguments for moltd.
+    pub fn start_moltd_with(
+        &self,
+        global: &GlobalInstall,
+        config: Value,
+        args: &[&str],
+    ) -> Result<(PathBuf, Moltd)> {
+        let state = self.state_dir(global);
         std::fs::create_dir_all(&state)?;
         write_config(&state, config);
-        let mut cmd = command(&global.bin, &state, &["--port", "0"]);
+        Ok((state.clone(), self.restart_moltd(global, &state, args)?))
+    }
+
+    /// The state dir [`Self::start_moltd`] uses for `global`.
+    pub fn state_dir(&self, global: &GlobalInstall) -> PathBuf {
+        self.tmp.path().join(format!("state-{}", global.manager))
+    }
+
+    /// Starts moltd again on `state`, as a supervisor does.
+    pub fn restart_moltd(
+        &self,
+        global: &GlobalInstall,
+        state: &Path,
+        args: &[&str],
+    ) -> Result<Moltd> {
+        let mut all = vec!["--port", "0"];
+        all.extend_from_slice(args);
+        let mut cmd = command(&global.bin, state, &all);
         cmd.envs(self.moltd_env(global.manager)?);
-        Ok((state, Moltd::spawn(cmd)))
+        Ok(Moltd::spawn(cmd))
     }
 }
 

@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use molt_daemon::update::layout::{self, Install, SwapError};
+use molt_daemon::install::layout::{self, Install};
+use molt_daemon::update::stage;
+use molt_daemon::update::swap::{self, SwapError};
 use molt_e2e::process::{COMMAND_TIMEOUT, run};
 use molt_e2e::tree::{no_stage_paths, same_tree, snapshot};
 use molt_e2e::{
@@ -63,9 +65,9 @@ impl Fixture {
     /// runs it: argv and env from `install_argv`, the registry from the
     /// environment.
     fn stage(&self, install: &Install, manager: PackageManager, version: &str) -> Result<PathBuf> {
-        let stage = layout::stage_dir(install)?;
+        let stage = stage::stage_dir(install)?;
         let spec = format!("{}@{version}", install.package);
-        let (argv, env) = layout::install_argv(install, &self.tool(manager), &stage, &spec);
+        let (argv, env) = stage::install_argv(install, &self.tool(manager), &stage, &spec);
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .envs(self.registry.client_env())
@@ -83,7 +85,7 @@ impl Fixture {
     /// Stages `version` and verifies it.
     fn staged(&self, install: &Install, manager: PackageManager, version: &str) -> Result<PathBuf> {
         let stage = self.stage(install, manager, version)?;
-        layout::verify_staged(install, &stage, &semver::Version::parse(version)?)
+        stage::verify_staged(install, &stage, &semver::Version::parse(version)?)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("{manager}: verify staged {version}"))?;
         Ok(stage)
@@ -190,17 +192,17 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
 
     // Upgrade: stage, verify, swap.
     let stage = fx.staged(&install, manager, V2)?;
-    let wrong = layout::verify_staged(&install, &stage, &semver::Version::parse("3.0.0")?);
+    let wrong = stage::verify_staged(&install, &stage, &semver::Version::parse("3.0.0")?);
     ensure!(
         wrong.is_err(),
         "{manager}: verify must reject a version mismatch"
     );
     assert_eq!(
-        std::fs::canonicalize(layout::staged_binary(&install, &stage))?,
-        std::fs::canonicalize(layout::staged_root(&install, &stage))?.join("bin/moltd")
+        std::fs::canonicalize(stage::staged_binary(&install, &stage))?,
+        std::fs::canonicalize(stage::staged_root(&install, &stage))?.join("bin/moltd")
     );
-    let backup = layout::swap(&install, &stage, "run-1")?;
-    layout::cleanup_stage(&stage);
+    let backup = swap::swap(&install, &stage, "run-1")?;
+    stage::cleanup_stage(&stage);
     assert!(!stage.exists());
     assert_eq!(
         version_via(&global.bin)?,
@@ -220,18 +222,18 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
 
     // The backup survives a restart: it round-trips through JSON.
     let json = serde_json::to_string(&backup)?;
-    let restored: layout::Backup = serde_json::from_str(&json)?;
+    let restored: swap::Backup = serde_json::from_str(&json)?;
     assert_eq!(restored, backup);
 
     // Roll back: v1 again, byte for byte; twice is harmless.
-    layout::rollback(&install, &restored)?;
+    swap::rollback(&install, &restored)?;
     assert_eq!(
         version_via(&global.bin)?,
         format!("moltd {V1}"),
         "{manager}"
     );
     same_tree(&before, &snapshot(&prefix)?).context(format!("{manager}: after rollback"))?;
-    layout::rollback(&install, &restored)?;
+    swap::rollback(&install, &restored)?;
     same_tree(&before, &snapshot(&prefix)?).context(format!("{manager}: second rollback"))?;
     manager_lists(&fx, manager, &prefix, V1)?;
 
@@ -247,7 +249,7 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
     };
     if let Some(taken) = &taken {
         std::fs::create_dir(taken)?;
-        let err = layout::swap(&install, &stage, "taken").unwrap_err();
+        let err = swap::swap(&install, &stage, "taken").unwrap_err();
         assert!(matches!(err, SwapError::Preflight(_)), "{manager}: {err}");
         std::fs::remove_dir(taken)?;
         assert_eq!(version_via(&global.bin)?, format!("moltd {V1}"));
@@ -265,7 +267,7 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
     let backup = loop {
         let fail_at = steps.len();
         let mut seen = Vec::new();
-        let result = layout::swap_with_faults(&install, &stage, "run-2", &mut |step| {
+        let result = swap::swap_with_faults(&install, &stage, "run-2", &mut |step| {
             seen.push(step.to_owned());
             if seen.len() == fail_at + 1 {
                 return Err(std::io::Error::other(format!("injected at {step}")));
@@ -274,7 +276,7 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
         });
         match result {
             Ok(backup) => {
-                layout::cleanup_stage(&stage);
+                stage::cleanup_stage(&stage);
                 break backup;
             }
             Err(SwapError::Failed { step, source }) => {
@@ -283,7 +285,7 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
                     "{manager}: {source}"
                 );
                 steps.push(step);
-                layout::cleanup_stage(&stage);
+                stage::cleanup_stage(&stage);
                 assert_eq!(
                     version_via(&global.bin)?,
                     format!("moltd {V1}"),
@@ -305,7 +307,7 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
     };
     ensure!(steps.len() >= min_steps, "{manager}: only {steps:?}");
     assert_eq!(version_via(&global.bin)?, format!("moltd {V2}"));
-    layout::discard(&backup);
+    swap::discard(&backup);
     if let Some(previous) = &backup.previous_tree {
         assert!(previous.is_dir(), "{manager}: the only backup is kept");
     }
@@ -313,15 +315,15 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
 
     // Downgrade v2 → v1 the same way, and back.
     let stage = fx.staged(&install, manager, V1)?;
-    let down = layout::swap(&install, &stage, "run-3")?;
-    layout::cleanup_stage(&stage);
+    let down = swap::swap(&install, &stage, "run-3")?;
+    stage::cleanup_stage(&stage);
     assert_eq!(
         version_via(&global.bin)?,
         format!("moltd {V1}"),
         "{manager}"
     );
     manager_lists(&fx, manager, &prefix, V1)?;
-    layout::rollback(&install, &down)?;
+    swap::rollback(&install, &down)?;
     assert_eq!(
         version_via(&global.bin)?,
         format!("moltd {V2}"),
@@ -331,9 +333,9 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
 
     // Retiring: the newest backup stays for a manual rollback, older go.
     let stage = fx.staged(&install, manager, V1)?;
-    let down = layout::swap(&install, &stage, "run-4")?;
-    layout::cleanup_stage(&stage);
-    layout::discard(&down);
+    let down = swap::swap(&install, &stage, "run-4")?;
+    stage::cleanup_stage(&stage);
+    swap::discard(&down);
     if let Some(previous) = &down.previous_tree {
         assert!(previous.is_dir(), "{manager}: the last backup is kept");
     }
@@ -341,7 +343,7 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
         assert!(!older.exists(), "{manager}: {} retired", older.display());
     }
     // …and it still rolls back by hand after being retired.
-    layout::rollback(&install, &down)?;
+    swap::rollback(&install, &down)?;
     assert_eq!(
         version_via(&global.bin)?,
         format!("moltd {V2}"),

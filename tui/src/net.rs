@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use molt_protocol::Method;
+use molt_protocol::method::UpdateRunParams;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -40,10 +41,10 @@ pub enum Purpose {
     Hold,
 }
 
-/// How long to wait for an answer: `update.run` answers after its steps
-/// (package manager installs), so it gets its own `timeoutMs` and a margin.
+/// How long to wait for an answer: `update.run` answers after its
+/// commands, each bounded by its `timeoutMs` (docs/protocol.md), and the
+/// handoff, so it gets all of them at their bound and a margin.
 pub fn timeout_for(method: Method, params: Option<&Value>, default: Duration) -> Duration {
-    const UPDATE_RUN_DEFAULT: Duration = Duration::from_secs(20 * 60);
     const MARGIN: Duration = Duration::from_secs(60);
     if method != Method::UpdateRun {
         return default;
@@ -55,11 +56,10 @@ pub fn timeout_for(method: Method, params: Option<&Value>, default: Duration) ->
     if dry_run {
         return default.max(Duration::from_secs(60));
     }
-    params
-        .and_then(|p| p.get("timeoutMs"))
-        .and_then(Value::as_u64)
-        .map_or(UPDATE_RUN_DEFAULT, Duration::from_millis)
-        + MARGIN
+    let run: UpdateRunParams = params
+        .and_then(|p| serde_json::from_value(p.clone()).ok())
+        .unwrap_or_default();
+    Duration::from_millis(run.commands_bound_ms()) + MARGIN
 }
 
 /// From the app to the network task.
@@ -607,12 +607,12 @@ mod tests {
         let run = json!({"note": "x"});
         assert_eq!(
             timeout_for(Method::UpdateRun, Some(&run), default),
-            Duration::from_secs(21 * 60)
+            Duration::from_secs(9 * 20 * 60 + 60)
         );
         let bounded = json!({"timeoutMs": 120_000});
         assert_eq!(
             timeout_for(Method::UpdateRun, Some(&bounded), default),
-            Duration::from_secs(180)
+            Duration::from_secs(9 * 120 + 60)
         );
         let dry = json!({"dryRun": true});
         assert_eq!(

@@ -74,7 +74,7 @@ fn status_refreshes_every_few_seconds_and_never_twice_at_once() {
         signal: None,
         delay_ms: 2000,
         reason: "config".into(),
-        mode: "respawn".into(),
+        mode: molt_protocol::status::RestartStrategy::Respawn,
         coalesced: false,
         cooldown_ms_applied: 0,
     });

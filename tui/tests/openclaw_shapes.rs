@@ -5,8 +5,8 @@
 mod openclaw_fixtures;
 
 use molt_console::peer::{
-    Claim, ClaimSource, Facts, Hello, KillSwitch, Live, Outcome, Product, RunAnswer, RunChanged,
-    UpdateApi, UpdateReport, Verdict, verdict,
+    Claim, ClaimSource, Facts, Hello, KillSwitch, Live, Outcome, Product, RestartPlan, RunAnswer,
+    RunChanged, UpdateApi, UpdateReport, Verdict, verdict,
 };
 use molt_protocol::ids::RunId;
 use openclaw_fixtures::fixture;
@@ -135,7 +135,18 @@ fn update_run_answers_of_each_generation() {
         steps,
         [("global update", false), ("global install swap", false)]
     );
-    assert_eq!(old.restart.as_ref().map(|r| r.mode.as_str()), Some("emit"));
+    // OpenClaw's restart mode is none of moltd's strategies: shown as given.
+    let restart = old.restart.as_ref().expect("the restart it scheduled");
+    assert_eq!(
+        restart,
+        &RestartPlan {
+            pid: Some(19159),
+            mode: Some("emit".into()),
+            delay_ms: Some(2000),
+            reason: Some("update.run".into()),
+        }
+    );
+    assert_eq!(restart.describe(), "emit in 2000 ms (update.run)");
     assert!(!old.handed_off());
 
     let started = RunAnswer::from_value(&fixture("2026.9.6-update-run-handoff-started")).unwrap();

@@ -238,7 +238,7 @@ fn steps_restart_handoff_and_verification() {
     assert_eq!(stage(&app), RunStage::Restarting);
     let run = app.update.run.as_ref().unwrap();
     assert_eq!(run.steps.len(), 2, "records join the live steps");
-    assert_eq!(run.restart.as_ref().unwrap().delay_ms, 0);
+    assert_eq!(run.restart.as_ref().unwrap().delay_ms, Some(0));
 
     // The old process closes with 1012: the handoff starts.
     app.handle(closed(1012, "update.run"));

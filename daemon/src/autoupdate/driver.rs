@@ -5,11 +5,12 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use molt_protocol::update::{InstallMode, UpdateAvailable};
+use parking_lot::{Mutex, MutexGuard};
 use semver::Version;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -90,12 +91,14 @@ impl Shared {
         self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CheckState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, CheckState> {
+        self.state.lock()
     }
 
     /// Changes the state and saves it. A failed save is logged and the
     /// change kept in memory: the updater must not stall on a full disk.
+    /// The save stays inline (a small atomic write): a stop between the
+    /// change and its save must not lose it.
     fn update(&self, change: impl FnOnce(&mut CheckState)) {
         let snapshot = {
             let mut state = self.lock();

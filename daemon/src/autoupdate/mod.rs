@@ -1,4 +1,4 @@
-//! The auto-updater (SPEC §7): when to check the registry, when to apply
+//! The auto-updater (docs/operations.md): when to check the registry, when to apply
 //! what it found, and the `OPENCLAW_NO_AUTO_UPDATE` kill switch.
 //!
 //! [`policy::evaluate`] is a pure function of settings, install mode, kill
@@ -9,8 +9,6 @@
 
 /// The task that wakes at the policy's next time.
 pub mod driver;
-/// The driver wired to a running gateway.
-pub mod gateway_hooks;
 /// `OPENCLAW_NO_AUTO_UPDATE`: where it is set, and setting it live.
 pub mod kill_switch;
 /// The pure decision: apply, wait, blocked or skip, and the next times.
@@ -21,7 +19,6 @@ pub mod state;
 pub mod store;
 
 pub use driver::{ApplyOutcome, AutoUpdater, Hooks, Live, Shared};
-pub use gateway_hooks::spawn;
 pub use kill_switch::KillSwitch;
 pub use policy::{Decision, Plan, SkipReason};
 pub use state::CheckState;

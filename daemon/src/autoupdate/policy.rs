@@ -86,12 +86,13 @@ pub enum SkipReason {
     },
     /// The dev channel follows git main, which only git installs can.
     DevChannel,
-    /// This version was attempted at `at_ms`; next try at `retry_at_ms`.
+    /// This version was attempted at `at_ms`; next try at `retry_at_ms`
+    /// (never, after a crash loop).
     RecentAttempt {
         version: Version,
         outcome: AttemptOutcome,
         at_ms: u64,
-        retry_at_ms: u64,
+        retry_at_ms: Option<u64>,
     },
 }
 
@@ -109,6 +110,10 @@ impl SkipReason {
                 outcome: AttemptOutcome::Failed,
                 ..
             } => "recently-failed",
+            Self::RecentAttempt {
+                outcome: AttemptOutcome::CrashLooped,
+                ..
+            } => "crash-looped",
             Self::RecentAttempt { .. } => "recently-attempted",
         }
     }
@@ -160,13 +165,24 @@ impl fmt::Display for Decision {
                     }
                     SkipReason::RecentAttempt {
                         version,
+                        outcome: AttemptOutcome::CrashLooped,
+                        at_ms,
+                        ..
+                    } => write!(
+                        f,
+                        "{version} crash-looped after an update at {at_ms} and was rolled back; \
+                         it is never applied automatically again (update to it by hand to retry)"
+                    ),
+                    SkipReason::RecentAttempt {
+                        version,
                         outcome,
                         at_ms,
                         retry_at_ms,
                     } => write!(
                         f,
-                        "{version} was attempted at {at_ms} ({}); not again before {retry_at_ms}",
-                        outcome.as_str()
+                        "{version} was attempted at {at_ms} ({}); not again before {}",
+                        outcome.as_str(),
+                        retry_at_ms.unwrap_or_default()
                     ),
                 }
             }
@@ -180,7 +196,7 @@ pub fn evaluate(inputs: &Inputs) -> Plan {
     let next_apply_at = match &decision {
         Decision::Apply { .. } => Some(inputs.now_ms),
         Decision::Wait { until_ms, .. } => Some(*until_ms),
-        Decision::Skip(SkipReason::RecentAttempt { retry_at_ms, .. }) => Some(*retry_at_ms),
+        Decision::Skip(SkipReason::RecentAttempt { retry_at_ms, .. }) => *retry_at_ms,
         Decision::Blocked { .. } | Decision::Skip(_) => None,
     };
     Plan {
@@ -242,8 +258,11 @@ fn decide(i: &Inputs) -> Decision {
         return Decision::Blocked { version, source };
     }
     if let Some(attempt) = i.state.attempts.get(&version) {
-        let retry_at_ms = attempt.last_at.saturating_add(ms(RETRY_AFTER));
-        if i.now_ms < retry_at_ms {
+        let retry_at_ms = match attempt.outcome {
+            AttemptOutcome::CrashLooped => None,
+            _ => Some(attempt.last_at.saturating_add(ms(RETRY_AFTER))),
+        };
+        if retry_at_ms.is_none_or(|at| i.now_ms < at) {
             return Decision::Skip(SkipReason::RecentAttempt {
                 version,
                 outcome: attempt.outcome,

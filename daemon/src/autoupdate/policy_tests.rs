@@ -181,6 +181,28 @@ fn check_times_follow_check_on_start_and_channel_changes() {
 }
 
 #[test]
+fn a_version_that_crash_looped_is_never_applied_automatically_again() {
+    let mut case = Case::new().seen(START, "1.1.0");
+    let due = START + 6 * H + case.jitter_ms();
+    case.state.record_attempt(
+        &v("1.1.0"),
+        due,
+        AttemptOutcome::CrashLooped,
+        Some("crash-loop".into()),
+    );
+    let a_year_later = case.at(due + 365 * 24 * H);
+    assert!(matches!(
+        a_year_later.decision,
+        Decision::Skip(SkipReason::RecentAttempt {
+            outcome: AttemptOutcome::CrashLooped,
+            ..
+        })
+    ));
+    assert!(a_year_later.decision.to_string().contains("crash-looped"));
+    assert_eq!(a_year_later.next_apply_at, None);
+}
+
+#[test]
 fn a_recent_attempt_suppresses_another_until_the_retry_interval_passed() {
     let mut case = Case::new().seen(START, "1.1.0");
     let due = START + 6 * H + case.jitter_ms();
@@ -194,7 +216,7 @@ fn a_recent_attempt_suppresses_another_until_the_retry_interval_passed() {
             version: v("1.1.0"),
             outcome: AttemptOutcome::Failed,
             at_ms: due,
-            retry_at_ms: retry_at,
+            retry_at_ms: Some(retry_at),
         })
     );
     assert_eq!(plan.next_apply_at, Some(retry_at));

@@ -59,6 +59,10 @@ pub enum AttemptOutcome {
     Failed,
     /// The update flow declined (another run in progress, no restart possible).
     Skipped,
+    /// It verified, then crash-looped and was rolled back: never applied
+    /// automatically again (an operator can still update to it by hand).
+    #[serde(rename = "crash-looped")]
+    CrashLooped,
 }
 
 impl AttemptOutcome {
@@ -67,6 +71,7 @@ impl AttemptOutcome {
             Self::Applied => "applied",
             Self::Failed => "failed",
             Self::Skipped => "skipped",
+            Self::CrashLooped => "crash-looped",
         }
     }
 }

@@ -2,14 +2,11 @@
 //! not parse is moved aside with a warning and the auto-updater starts
 //! over with a fresh state (and a new install id) — it never stops moltd.
 
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::state::{CheckState, FORMAT_VERSION};
-use crate::fsutil::{path_error, quarantine, write_atomic};
-
-/// Far larger than any state moltd writes.
-const MAX_BYTES: u64 = 1024 * 1024;
+use crate::fsutil::{MAX_STATE_FILE_BYTES, quarantine, read_bounded, write_atomic};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -21,22 +18,17 @@ pub enum LoadError {
 
 /// Reads the state at `path`; missing → `Ok(None)`.
 pub fn read(path: &Path) -> Result<Option<CheckState>, LoadError> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(path_error(e, "open", path).into()),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| path_error(e, "read", path))?;
     let bad = |reason: String| LoadError::BadContent {
         path: path.to_path_buf(),
         reason,
     };
-    if bytes.len() as u64 > MAX_BYTES {
-        return Err(bad(format!("larger than {MAX_BYTES} bytes")));
-    }
+    let bytes = match read_bounded(path, MAX_STATE_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // Too large: bad content, moved aside like any other.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(bad(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     let state: CheckState = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     if state.version != FORMAT_VERSION {
         return Err(bad(format!(
@@ -93,7 +85,7 @@ pub fn load_or_init(path: &Path) -> CheckState {
 pub fn new_install_id() -> String {
     let mut buf = [0u8; 16];
     if getrandom::fill(&mut buf).is_err() {
-        let seed = format!("{}-{}", crate::gateway::unix_ms(), std::process::id());
+        let seed = format!("{}-{}", crate::clock::unix_ms(), std::process::id());
         let digest = <sha2::Sha256 as sha2::Digest>::digest(seed.as_bytes());
         buf.copy_from_slice(&digest[..16]);
     }
@@ -140,6 +132,16 @@ mod tests {
             );
             assert_eq!(read(&path).unwrap(), Some(state));
         }
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_naming_it_and_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("update-check.json");
+        crate::fsutil::testing::oversize(&path);
+        let err = read(&path).unwrap_err();
+        assert!(matches!(err, LoadError::BadContent { .. }), "{err:?}");
+        crate::fsutil::testing::assert_refused_over(&err, &path, MAX_STATE_FILE_BYTES);
     }
 
     #[test]

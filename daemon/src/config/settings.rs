@@ -1,4 +1,5 @@
-//! The typed, validated view of the config keys the daemon uses (SPEC §2).
+//! The typed, validated view of the config keys the daemon uses (the table
+//! in docs/operations.md).
 
 pub use molt_protocol::update::Channel;
 use std::net::{IpAddr, Ipv4Addr};
@@ -7,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{ConfigError, InvalidValue};
+use crate::logging::{LogFormat, LogOptions};
 
 pub const DEFAULT_PORT: u16 = 18789;
 pub const DEFAULT_DEFERRAL_TIMEOUT_MS: u64 = 300_000;
@@ -19,6 +21,8 @@ pub struct Settings {
     /// `commands.restart`: whether the daemon may restart itself.
     pub restart_enabled: bool,
     pub update: UpdateSettings,
+    /// `logging.format` and `logging.maxFileBytes`, applied at start.
+    pub logging: LogOptions,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +99,7 @@ impl Default for Settings {
                 package: None,
                 git_build_command: None,
             },
+            logging: LogOptions::default(),
         }
     }
 }
@@ -169,6 +174,25 @@ impl Settings {
             _ => AuthMode::None,
         };
         let port = r.port("gateway.port")?;
+        let log_format = match r.choice("logging.format", &["text", "json"])? {
+            Some(name) => LogFormat::parse(name).unwrap_or_default(),
+            None => d.logging.format,
+        };
+        let max_file_bytes = match r.uint(
+            "logging.maxFileBytes",
+            1 << 40,
+            "an integer 1048576..=1099511627776 (bytes)",
+        )? {
+            Some(n) if n < 1 << 20 => {
+                return Err(InvalidValue::new(
+                    "logging.maxFileBytes",
+                    "an integer 1048576..=1099511627776 (bytes)",
+                    n.to_string(),
+                ));
+            }
+            Some(n) => n,
+            None => d.logging.max_file_bytes,
+        };
         let auto = &d.update.auto;
         Ok(Settings {
             gateway: GatewaySettings {
@@ -227,6 +251,10 @@ impl Settings {
                 },
                 package: r.package()?,
                 git_build_command: r.build_command()?,
+            },
+            logging: LogOptions {
+                format: log_format,
+                max_file_bytes,
             },
         })
     }
@@ -418,288 +446,4 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn settings(v: Value) -> Settings {
-        Settings::from_value(&v).unwrap()
-    }
-
-    fn error(v: Value) -> String {
-        Settings::from_value(&v).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn empty_config_gives_the_documented_defaults() {
-        let s = settings(json!({}));
-        assert_eq!(s, Settings::default());
-        assert_eq!(s.gateway.port, 18789);
-        assert_eq!(s.gateway.bind, Bind::Loopback);
-        assert_eq!(s.gateway.auth_mode, AuthMode::Token);
-        assert_eq!(s.gateway.auth_token, None);
-        assert_eq!(s.gateway.deferral_timeout_ms, 300_000);
-        assert!(s.restart_enabled);
-        assert_eq!(s.update.channel, Channel::Stable);
-        assert!(s.update.check_on_start);
-        assert!(!s.update.auto.enabled);
-        assert_eq!(s.update.auto.stable_delay, Duration::from_secs(6 * 3600));
-        assert_eq!(s.update.auto.stable_jitter, Duration::from_secs(12 * 3600));
-        assert_eq!(s.update.auto.beta_check_interval, Duration::from_secs(3600));
-        assert_eq!(s.update.package, None);
-        assert_eq!(s.update.git_build_command, None);
-        assert_eq!(s.bind_addr(), IpAddr::from([127, 0, 0, 1]));
-    }
-
-    #[test]
-    fn every_key_is_read() {
-        let s = settings(json!({
-            "gateway": {
-                "port": 0, "bind": "custom", "customBindHost": "::1",
-                "auth": {"mode": "none", "token": "t0k"},
-                "reload": {"deferralTimeoutMs": 0},
-            },
-            "commands": {"restart": false},
-            "update": {
-                "channel": "beta", "checkOnStart": false, "package": "@molt/moltd",
-                "auto": {
-                    "enabled": true, "stableDelayHours": 0.001,
-                    "stableJitterHours": 0, "betaCheckIntervalHours": 0.5,
-                },
-                "git": {"buildCommand": ["cargo", "build", "--release"]},
-            },
-            "unknown": {"kept": "ignored"},
-        }));
-        assert_eq!(s.gateway.port, 0);
-        assert_eq!(s.gateway.bind, Bind::Custom("::1".parse().unwrap()));
-        assert_eq!(s.gateway.auth_mode, AuthMode::None);
-        assert_eq!(s.gateway.auth_token.as_deref(), Some("t0k"));
-        assert_eq!(s.gateway.deferral_timeout_ms, 0);
-        assert!(!s.restart_enabled);
-        assert_eq!(s.update.channel, Channel::Beta);
-        assert!(!s.update.check_on_start);
-        assert!(s.update.auto.enabled);
-        assert_eq!(s.update.auto.stable_delay, Duration::from_secs_f64(3.6));
-        assert_eq!(s.update.auto.stable_jitter, Duration::ZERO);
-        assert_eq!(s.update.auto.beta_check_interval, Duration::from_secs(1800));
-        assert_eq!(s.update.package.as_deref(), Some("@molt/moltd"));
-        assert_eq!(
-            s.update.git_build_command,
-            Some(vec!["cargo".into(), "build".into(), "--release".into()])
-        );
-    }
-
-    #[test]
-    fn bind_addresses() {
-        assert_eq!(
-            settings(json!({"gateway": {"bind": "lan"}})).bind_addr(),
-            IpAddr::from([0, 0, 0, 0])
-        );
-        let custom = json!({"gateway": {"bind": "custom", "customBindHost": "10.1.2.3"}});
-        assert_eq!(settings(custom).bind_addr(), IpAddr::from([10, 1, 2, 3]));
-        // customBindHost only matters for custom.
-        let ignored = json!({"gateway": {"bind": "loopback", "customBindHost": "not an ip"}});
-        assert_eq!(settings(ignored).gateway.bind, Bind::Loopback);
-    }
-
-    #[test]
-    fn null_counts_as_absent() {
-        let s = settings(json!({"gateway": {"port": null}, "update": null}));
-        assert_eq!(s, Settings::default());
-    }
-
-    #[test]
-    fn integral_floats_are_integers() {
-        assert_eq!(
-            settings(json!({"gateway": {"port": 8080.0}})).gateway.port,
-            8080
-        );
-    }
-
-    #[test]
-    fn wrong_values_name_the_key_and_what_was_expected() {
-        let cases = [
-            (
-                json!({"gateway": {"port": "abc"}}),
-                "gateway.port: expected an integer 0..=65535, got \"abc\"",
-            ),
-            (
-                json!({"gateway": {"port": 65536}}),
-                "gateway.port: expected an integer 0..=65535, got 65536",
-            ),
-            (
-                json!({"gateway": {"port": 1.5}}),
-                "gateway.port: expected an integer",
-            ),
-            (
-                json!({"gateway": {"port": -1}}),
-                "gateway.port: expected an integer",
-            ),
-            (
-                json!({"gateway": {"bind": "wan"}}),
-                "gateway.bind: expected one of \"loopback\", \"lan\", \"custom\", got \"wan\"",
-            ),
-            (
-                json!({"gateway": {"bind": "custom"}}),
-                "gateway.customBindHost: expected an IP address (required when gateway.bind is \"custom\"), got nothing",
-            ),
-            (
-                json!({"gateway": {"bind": "custom", "customBindHost": "example.com"}}),
-                "gateway.customBindHost: expected an IP address",
-            ),
-            (
-                json!({"gateway": {"auth": {"mode": "password"}}}),
-                "gateway.auth.mode: expected one of \"token\", \"none\", got \"password\"",
-            ),
-            (
-                json!({"gateway": {"auth": {"token": ""}}}),
-                "gateway.auth.token: expected a non-empty string",
-            ),
-            (
-                json!({"gateway": {"auth": {"token": 5}}}),
-                "gateway.auth.token: expected a",
-            ),
-            (
-                json!({"gateway": {"reload": {"deferralTimeoutMs": -5}}}),
-                "gateway.reload.deferralTimeoutMs: expected a non-negative integer",
-            ),
-            (
-                json!({"commands": {"restart": "yes"}}),
-                "commands.restart: expected true or false, got \"yes\"",
-            ),
-            (
-                json!({"update": {"channel": "nightly"}}),
-                "update.channel: expected one of \"stable\", \"beta\", \"dev\"",
-            ),
-            (
-                json!({"update": {"checkOnStart": 1}}),
-                "update.checkOnStart: expected true or false",
-            ),
-            (
-                json!({"update": {"auto": {"enabled": "true"}}}),
-                "update.auto.enabled: expected",
-            ),
-            (
-                json!({"update": {"auto": {"stableDelayHours": -1}}}),
-                "update.auto.stableDelayHours: expected a non-negative number of hours, got -1",
-            ),
-            (
-                json!({"update": {"auto": {"stableJitterHours": "6"}}}),
-                "update.auto.stableJitterHours: expected a non-negative number",
-            ),
-            (
-                json!({"update": {"auto": {"betaCheckIntervalHours": 0}}}),
-                "update.auto.betaCheckIntervalHours: expected a positive number of hours, got 0",
-            ),
-            (
-                json!({"update": {"auto": {"stableDelayHours": 1e300}}}),
-                "update.auto.stableDelayHours: expected",
-            ),
-            (
-                json!({"update": {"package": "Molt Daemon"}}),
-                "update.package: expected an npm package name",
-            ),
-            (
-                json!({"update": {"git": {"buildCommand": "cargo build --release"}}}),
-                "update.git.buildCommand: expected an argv array of strings",
-            ),
-            (
-                json!({"update": {"git": {"buildCommand": []}}}),
-                "update.git.buildCommand",
-            ),
-            (
-                json!({"update": {"git": {"buildCommand": ["a", 1]}}}),
-                "update.git.buildCommand",
-            ),
-            (
-                json!({"update": {"git": {"buildCommand": [""]}}}),
-                "update.git.buildCommand",
-            ),
-            (json!({"gateway": 5}), "gateway: expected an object, got 5"),
-            (
-                json!({"gateway": {"auth": []}}),
-                "gateway.auth: expected an object, got []",
-            ),
-            (json!([1]), "config: expected an object, got [1]"),
-        ];
-        for (value, want) in cases {
-            let got = error(value.clone());
-            assert!(got.starts_with(want), "{value}\n got: {got}\nwant: {want}");
-        }
-    }
-
-    #[test]
-    fn plain_string_build_command_says_it_must_be_argv() {
-        let err = error(json!({"update": {"git": {"buildCommand": "make"}}}));
-        assert!(
-            err.contains("plain command string is not accepted"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn non_loopback_bind_without_auth_is_refused() {
-        let err = error(json!({"gateway": {"bind": "lan", "auth": {"mode": "none"}}}));
-        assert!(
-            err.starts_with("gateway.auth.mode: expected \"token\""),
-            "{err}"
-        );
-        assert!(err.contains("0.0.0.0"), "{err}");
-        let custom = json!({"gateway": {
-            "bind": "custom", "customBindHost": "127.0.0.2", "auth": {"mode": "none"}
-        }});
-        assert_eq!(settings(custom).gateway.auth_mode, AuthMode::None);
-        assert_eq!(
-            settings(json!({"gateway": {"auth": {"mode": "none"}}}))
-                .gateway
-                .auth_mode,
-            AuthMode::None
-        );
-        let mut s = Settings::default();
-        s.gateway.auth_mode = AuthMode::None;
-        s.gateway.bind = Bind::Lan;
-        assert!(s.check_exposure().is_err(), "flags can be re-checked");
-    }
-
-    #[test]
-    fn long_values_are_shortened_in_messages() {
-        let err = error(json!({"gateway": {"port": "x".repeat(500)}}));
-        assert!(err.len() < 200, "{err}");
-        assert!(err.ends_with('…'), "{err}");
-    }
-
-    #[test]
-    fn npm_package_names() {
-        for ok in [
-            "moltd",
-            "molt-daemon",
-            "a.b_c",
-            "@molt/moltd",
-            "@a-b/c.d",
-            "x1",
-        ] {
-            assert!(is_valid_npm_package_name(ok), "{ok}");
-        }
-        let long = "a".repeat(215);
-        for bad in [
-            "",
-            "Moltd",
-            "molt d",
-            ".hidden",
-            "_x",
-            "-g",
-            "--prefix=/",
-            "@scope",
-            "@/x",
-            "@scope/",
-            "@s/x/y",
-            "a@1.0.0",
-            "a/b",
-            "ünï",
-            "a:b",
-            &long,
-        ] {
-            assert!(!is_valid_npm_package_name(bad), "{bad}");
-        }
-    }
-}
+mod tests;

@@ -1,56 +1,89 @@
 //! The restart driver: runs the scheduler on the runtime, broadcasts its
 //! events and carries out each fired restart with the process's strategy.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use molt_protocol::event::EventName;
-use molt_protocol::status::{RestartFailure, RestartInfo, RestartStrategy};
+use molt_protocol::status::{
+    PendingWork, RestartFailure, RestartInfo, RestartStrategy, SupervisorKind,
+};
+use parking_lot::Mutex;
 use tokio::signal::unix::Signal;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::respawn::{self, ReadyTimeouts, SuccessorSpec};
-use super::scheduler::{
-    Action, Fire, HookId, Outcome, Rejected, RestartRequest, Scheduled, Scheduler,
-};
-use crate::gateway::{Gateway, StopReason, unix_ms};
+use super::respawn::{self, Parentage, ReadyTimeouts, SuccessorSpec};
+use super::scheduler::{self, Action, Fire, Outcome, Rejected, RequesterId, Scheduled, Scheduler};
+use crate::clock::unix_ms;
+use crate::events::EventBus;
+use crate::lifecycle::{Lifecycle, StopReason};
 
-/// Work to run right before a restart fires (e.g. writing the sentinel).
-pub type Hook = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// What an update expects of the next handoff: the successor must report
-/// `version`, and a failed handoff (the old process keeps serving) hands
-/// the reason to `on_failure`, which rolls the install back.
+/// What an update expects of the handoff its restart causes: the successor
+/// must report `version`; a failed handoff (this process keeps serving)
+/// hands the reason to `on_failure`, which rolls the install back on the
+/// blocking pool before `done` is told.
 pub struct HandoffExpectation {
     pub version: String,
-    pub on_failure: Box<dyn FnOnce(String) -> Hook + Send>,
+    pub on_failure: Box<dyn FnOnce(String) + Send>,
     /// Told how the handoff ended, after any rollback: `Ok(successor pid)`
-    /// (sent before this process drains) or `Err(reason)`.
+    /// (sent before this process drains; `None` when the supervisor starts
+    /// the successor) or `Err(reason)`. Dropped unanswered when a newer
+    /// expectation replaces this one or the request is refused.
     pub done: tokio::sync::oneshot::Sender<Result<Option<u32>, String>>,
+}
+
+impl std::fmt::Debug for HandoffExpectation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandoffExpectation")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A restart request as the engine takes it: with the expectation, if an
+/// update caused it.
+pub type RestartRequest = scheduler::RestartRequest<HandoffExpectation>;
+
+/// How a verified successor takes over beyond this process's exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover {
+    /// Nobody else needs telling.
+    Plain,
+    /// systemd tracks this process as the service's main process: name the
+    /// successor with `MAINPID=` before exiting, so systemd follows it
+    /// instead of seeing the service's main process exit.
+    SystemdMainPid,
 }
 
 /// The scheduler plus what the driver needs around it.
 pub struct RestartEngine {
-    scheduler: Mutex<Scheduler>,
+    scheduler: Mutex<Scheduler<HandoffExpectation>>,
     wake: Notify,
-    hooks: Mutex<HashMap<HookId, Hook>>,
-    next_hook: AtomicU64,
     last_failure: Mutex<Option<RestartFailure>>,
     strategy: RestartStrategy,
+    takeover: Takeover,
+    /// Who started this process, told to the successor.
+    supervisor: SupervisorKind,
     successor: Option<SuccessorSpec>,
     successor_timeout: Duration,
-    expectation: Mutex<Option<HandoffExpectation>>,
+}
+
+/// What the driver asks of the gateway it restarts.
+pub trait Host: Send + Sync + 'static {
+    /// Work that defers a restart, leaving out the requesters' own
+    /// in-flight requests.
+    fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork;
+    /// Duplicates of the listener and the locked lock fd for a successor.
+    fn handoff_fds(&self) -> io::Result<(OwnedFd, OwnedFd)>;
 }
 
 impl RestartEngine {
     pub fn new(
-        scheduler: Scheduler,
+        scheduler: Scheduler<HandoffExpectation>,
         strategy: RestartStrategy,
         successor: Option<SuccessorSpec>,
         successor_timeout: Duration,
@@ -58,92 +91,83 @@ impl RestartEngine {
         Self {
             scheduler: Mutex::new(scheduler),
             wake: Notify::new(),
-            hooks: Mutex::new(HashMap::new()),
-            next_hook: AtomicU64::new(0),
             last_failure: Mutex::new(None),
             strategy,
+            takeover: Takeover::Plain,
+            supervisor: SupervisorKind::None,
             successor,
             successor_timeout,
-            expectation: Mutex::new(None),
         }
     }
 
-    /// Disarms them (the restart was refused).
-    pub fn clear_expectation(&self) {
-        lock(&self.expectation).take();
+    pub fn with_takeover(mut self, takeover: Takeover) -> Self {
+        self.takeover = takeover;
+        self
     }
 
-    /// Arms the checks for the next handoff (see [`HandoffExpectation`]).
-    pub fn expect_on_next_handoff(&self, expectation: HandoffExpectation) {
-        *lock(&self.expectation) = Some(expectation);
+    pub fn with_supervisor(mut self, supervisor: SupervisorKind) -> Self {
+        self.supervisor = supervisor;
+        self
     }
 
     pub fn strategy(&self) -> RestartStrategy {
         self.strategy
     }
 
-    /// Schedules a restart; `hook` runs right before it fires, unless a
-    /// later forced request supersedes it.
-    pub fn request(
-        &self,
-        mut request: RestartRequest,
-        hook: Option<Hook>,
-    ) -> Result<Scheduled, Rejected> {
-        let hook_id = hook.map(|hook| {
-            let id = HookId(self.next_hook.fetch_add(1, Ordering::Relaxed));
-            lock(&self.hooks).insert(id, hook);
-            id
-        });
-        request.hook = hook_id;
+    /// Schedules a restart, or folds it into the pending one.
+    pub fn request(&self, request: RestartRequest) -> Result<Scheduled, Rejected> {
         let reason = request.reason.clone();
-        let result = lock(&self.scheduler).request(Instant::now().into_std(), request);
+        let result = self
+            .scheduler
+            .lock()
+            .request(Instant::now().into_std(), request);
         match &result {
             Ok(scheduled) => tracing::info!(
                 %reason, delay_ms = scheduled.delay_ms, coalesced = scheduled.coalesced,
                 cooldown_ms = scheduled.cooldown_ms_applied, "restart scheduled"
             ),
-            Err(e) => {
-                if let Some(id) = hook_id {
-                    lock(&self.hooks).remove(&id);
-                }
-                tracing::warn!(%reason, "restart request refused: {e}");
-            }
+            Err(e) => tracing::warn!(%reason, "restart request refused: {e}"),
         }
         self.wake.notify_one();
         result
     }
 
     pub fn set_deferral_timeout(&self, ms: u64) {
-        lock(&self.scheduler).set_deferral_timeout(ms);
+        self.scheduler.lock().set_deferral_timeout(ms);
         self.wake.notify_one();
     }
 
     /// The engine's state for `status`.
     pub fn info(&self) -> RestartInfo {
-        let snapshot = lock(&self.scheduler).snapshot(Instant::now().into_std());
+        let snapshot = self.scheduler.lock().snapshot(Instant::now().into_std());
         RestartInfo {
             strategy: self.strategy,
             phase: snapshot.state,
             reason: snapshot.reason,
             fire_at: snapshot.fire_in_ms.map(|ms| unix_ms() + ms),
             forced: snapshot.forced,
-            last_failure: lock(&self.last_failure).clone(),
+            last_failure: self.last_failure.lock().clone(),
         }
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Runs the scheduler until the gateway stops. `sigusr1` schedules a
 /// restart with reason `SIGUSR1`.
-pub async fn drive(gw: Gateway, mut sigusr1: Option<Signal>) {
-    let engine = gw.restart();
+pub async fn drive(
+    engine: Arc<RestartEngine>,
+    host: impl Host,
+    events: EventBus,
+    lifecycle: Arc<Lifecycle>,
+    mut sigusr1: Option<Signal>,
+) {
+    let engine = &*engine;
     loop {
-        let poll = lock(&engine.scheduler).poll(Instant::now().into_std(), |requesters| {
-            gw.pending_work_excluding(requesters)
-        });
+        let poll = engine
+            .scheduler
+            .lock()
+            .poll(Instant::now().into_std(), |requesters| {
+                host.pending_work_excluding(requesters)
+            });
         match poll.action {
             Some(Action::Deferred(deferred)) => {
                 tracing::info!(
@@ -152,12 +176,15 @@ pub async fn drive(gw: Gateway, mut sigusr1: Option<Signal>) {
                     timeout_ms = deferred.timeout_ms,
                     "restart deferred: waiting on pending work"
                 );
-                gw.broadcast(EventName::RestartDeferred, deferred);
+                events.send(EventName::RestartDeferred, deferred);
             }
             Some(Action::Fire(fire)) => {
-                let outcome = execute(&gw, engine, fire).await;
+                let outcome = execute(&host, &lifecycle, engine, fire).await;
                 let handed_off = outcome == Outcome::HandedOff;
-                lock(&engine.scheduler).completed(Instant::now().into_std(), outcome);
+                engine
+                    .scheduler
+                    .lock()
+                    .completed(Instant::now().into_std(), outcome);
                 if handed_off {
                     return;
                 }
@@ -168,10 +195,10 @@ pub async fn drive(gw: Gateway, mut sigusr1: Option<Signal>) {
         let wake_at = poll.wake_at.map(Instant::from_std);
         tokio::select! {
             biased;
-            () = gw.stopping().cancelled() => return,
+            () = lifecycle.stopping().cancelled() => return,
             Some(()) = async { sigusr1.as_mut()?.recv().await } => {
-                if let Ok(scheduled) = engine.request(RestartRequest::new("SIGUSR1"), None) {
-                    gw.broadcast(EventName::RestartScheduled, scheduled.to_wire());
+                if let Ok(scheduled) = engine.request(RestartRequest::new("SIGUSR1")) {
+                    events.send(EventName::RestartScheduled, scheduled.to_wire());
                 }
             }
             () = engine.wake.notified() => {}
@@ -180,22 +207,19 @@ pub async fn drive(gw: Gateway, mut sigusr1: Option<Signal>) {
     }
 }
 
-async fn execute(gw: &Gateway, engine: &RestartEngine, fire: Fire) -> Outcome {
+async fn execute(
+    host: &impl Host,
+    lifecycle: &Lifecycle,
+    engine: &RestartEngine,
+    fire: Fire<HandoffExpectation>,
+) -> Outcome {
     tracing::info!(reason = %fire.reason, forced = fire.forced, strategy = ?engine.strategy, "restart firing");
-    // Only the named hook runs; superseded ones are dropped unrun.
-    let hook = {
-        let mut hooks = lock(&engine.hooks);
-        let hook = fire.hook.and_then(|id| hooks.remove(&id));
-        hooks.clear();
-        hook
-    };
-    if let Some(hook) = hook {
-        hook.await;
-    }
-    let expectation = lock(&engine.expectation).take();
+    let expectation = fire.expectation;
     let expected = expectation.as_ref().map(|e| e.version.clone());
     let result = match engine.strategy {
-        RestartStrategy::Respawn => respawn(gw, engine, expected.as_deref()).await.map(Some),
+        RestartStrategy::Respawn => respawn(host, lifecycle, engine, expected.as_deref())
+            .await
+            .map(Some),
         RestartStrategy::Supervised => {
             crate::supervisor::notify_stopping();
             Ok(None)
@@ -209,17 +233,21 @@ async fn execute(gw: &Gateway, engine: &RestartEngine, fire: Fire) -> Outcome {
             if let Some(expectation) = expectation {
                 let _ = expectation.done.send(Ok(successor_pid));
             }
-            gw.stop(StopReason::restart(&fire.reason, engine.strategy));
+            lifecycle.stop(StopReason::restart(&fire.reason, engine.strategy));
             Outcome::HandedOff
         }
         Err(reason) => {
             tracing::error!(%reason, "restart failed; this process keeps serving");
-            *lock(&engine.last_failure) = Some(RestartFailure {
+            *engine.last_failure.lock() = Some(RestartFailure {
                 at: unix_ms(),
                 reason: reason.clone(),
             });
             if let Some(expectation) = expectation {
-                (expectation.on_failure)(reason.clone()).await;
+                let rollback = expectation.on_failure;
+                let why = reason.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || rollback(why)).await {
+                    tracing::error!("the rollback after a failed handoff panicked: {e}");
+                }
                 let _ = expectation.done.send(Err(reason.clone()));
             }
             Outcome::Failed { reason }
@@ -227,9 +255,11 @@ async fn execute(gw: &Gateway, engine: &RestartEngine, fire: Fire) -> Outcome {
     }
 }
 
-/// Starts the successor; its pid once it proved itself.
+/// Starts the successor; its pid once it proved itself and, under
+/// systemd, once systemd follows it as the service's main process.
 async fn respawn(
-    gw: &Gateway,
+    host: &impl Host,
+    lifecycle: &Lifecycle,
     engine: &RestartEngine,
     expected_version: Option<&str>,
 ) -> Result<u32, String> {
@@ -237,30 +267,65 @@ async fn respawn(
         .successor
         .as_ref()
         .ok_or("no stable entrypoint to start a successor from")?;
-    let (listener, lock) = gw
+    let (listener, lock) = host
         .handoff_fds()
         .map_err(|e| format!("cannot pass the listener and lock on: {e}"))?;
     let timeouts = ReadyTimeouts::from_idle(engine.successor_timeout);
-    match respawn::start_successor(spec, listener, lock, gw.identity().pid, timeouts).await {
-        Ok(successor) => {
-            if let Some(expected) = expected_version
-                && successor.version != expected
-            {
-                let reason = format!(
-                    "successor pid {} runs version {}, expected {expected}; stopped it",
-                    successor.pid, successor.version
-                );
-                successor.stop().await;
-                return Err(reason);
-            }
-            tracing::info!(
-                pid = successor.pid, version = %successor.version, addr = %successor.addr,
-                "successor ready; handing off"
-            );
-            Ok(successor.pid)
-        }
-        Err(e) => Err(e.to_string()),
+    // systemd must know the process it is told about as its own child.
+    let parentage = match engine.takeover {
+        Takeover::SystemdMainPid => Parentage::Detached,
+        Takeover::Plain => Parentage::Ours,
+    };
+    let successor = respawn::start_successor(
+        spec,
+        listener,
+        lock,
+        std::process::id(),
+        engine.supervisor,
+        parentage,
+        timeouts,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if let Some(expected) = expected_version
+        && successor.version != expected
+    {
+        let reason = format!(
+            "successor pid {} runs version {}, expected {expected}; stopped it",
+            successor.pid, successor.version
+        );
+        successor.stop().await;
+        return Err(reason);
     }
+    // Asked to stop while the successor started: nothing may go on
+    // serving after that, so it goes too.
+    if lifecycle.is_stopping() {
+        let reason = format!(
+            "this gateway was asked to stop while successor pid {} started; stopped it",
+            successor.pid
+        );
+        successor.stop().await;
+        return Err(reason);
+    }
+    if engine.takeover == Takeover::SystemdMainPid {
+        let status = format!(
+            "READY {} {} {}",
+            successor.addr, successor.version, successor.pid
+        );
+        if let Err(e) = crate::supervisor::hand_over_main_pid(successor.pid, &status).await {
+            let reason = format!(
+                "systemd did not take pid {} as the service's main process ({e}); stopped it",
+                successor.pid
+            );
+            successor.stop().await;
+            return Err(reason);
+        }
+    }
+    tracing::info!(
+        pid = successor.pid, version = %successor.version, addr = %successor.addr,
+        "successor ready; handing off"
+    );
+    Ok(successor.pid)
 }
 
 /// The successor to start: the stable entrypoint with this process's args.
@@ -269,4 +334,115 @@ pub fn successor_spec(entrypoint: Option<std::path::PathBuf>) -> Option<Successo
         entrypoint: entrypoint?,
         args: std::env::args_os().skip(1).collect::<Vec<OsString>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restart::scheduler::{DEFAULT_DEFERRAL_TIMEOUT_MS, RestartMode};
+
+    /// A gateway with the pending work the test sets and no fds to pass.
+    #[derive(Clone, Default)]
+    struct FakeHost(Arc<Mutex<PendingWork>>);
+
+    impl Host for FakeHost {
+        fn pending_work_excluding(&self, _requesters: &[RequesterId]) -> PendingWork {
+            *self.0.lock()
+        }
+
+        fn handoff_fds(&self) -> io::Result<(OwnedFd, OwnedFd)> {
+            Err(io::Error::other("no listener in this test"))
+        }
+    }
+
+    type Outcome = tokio::sync::oneshot::Receiver<Result<Option<u32>, String>>;
+
+    fn engine(strategy: RestartStrategy) -> Arc<RestartEngine> {
+        let scheduler = Scheduler::new(1, strategy, DEFAULT_DEFERRAL_TIMEOUT_MS);
+        Arc::new(RestartEngine::new(
+            scheduler,
+            strategy,
+            None,
+            Duration::from_secs(5),
+        ))
+    }
+
+    /// An update's restart: at once, holding the successor to 2.0.0;
+    /// `rolled_back` is set if the rollback runs.
+    fn update_restart(engine: &RestartEngine, rolled_back: Arc<Mutex<Option<String>>>) -> Outcome {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let expectation = HandoffExpectation {
+            version: "2.0.0".to_owned(),
+            on_failure: Box::new(move |reason| *rolled_back.lock() = Some(reason)),
+            done,
+        };
+        let request = RestartRequest {
+            reason: "update.run".to_owned(),
+            delay_ms: Some(0),
+            expectation: Some(expectation),
+            ..RestartRequest::default()
+        };
+        engine.request(request).unwrap();
+        outcome
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_waits_out_pending_work_then_stops_and_tells_its_request() {
+        let engine = engine(RestartMode::Supervised);
+        let (host, events, lifecycle) = (FakeHost::default(), EventBus::default(), Arc::default());
+        *host.0.lock() = PendingWork {
+            holds: 1,
+            ..PendingWork::default()
+        };
+        let rolled_back = Arc::default();
+        let outcome = update_restart(&engine, Arc::clone(&rolled_back));
+        let mut seen = events.subscribe();
+        let driver = tokio::spawn(drive(
+            engine,
+            host.clone(),
+            events.clone(),
+            Arc::clone(&lifecycle),
+            None,
+        ));
+
+        let deferred = seen.recv().await.unwrap();
+        assert_eq!(deferred.event, EventName::RestartDeferred);
+        assert!(!lifecycle.is_stopping(), "a hold defers the restart");
+        *host.0.lock() = PendingWork::default();
+        // Supervised: the supervisor starts the successor, so no pid.
+        assert_eq!(outcome.await.unwrap(), Ok(None));
+        driver.await.unwrap();
+        let why = lifecycle.stop_reason();
+        assert_eq!(why.reason, "restart: update.run");
+        assert_eq!(why.close_code, crate::lifecycle::CLOSE_SERVICE_RESTART);
+        assert_eq!(*rolled_back.lock(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_handoff_rolls_back_before_telling_and_this_process_keeps_serving() {
+        // Respawn with no entrypoint to start a successor from: it fails.
+        let engine = engine(RestartMode::Respawn);
+        let lifecycle: Arc<Lifecycle> = Arc::default();
+        let rolled_back = Arc::default();
+        let outcome = update_restart(&engine, Arc::clone(&rolled_back));
+        let driver = tokio::spawn(drive(
+            Arc::clone(&engine),
+            FakeHost::default(),
+            EventBus::default(),
+            Arc::clone(&lifecycle),
+            None,
+        ));
+
+        let reason = outcome.await.unwrap().unwrap_err();
+        assert!(reason.contains("no stable entrypoint"), "{reason}");
+        assert_eq!(
+            rolled_back.lock().as_deref(),
+            Some(reason.as_str()),
+            "the rollback ran, with the reason, before the outcome was told"
+        );
+        assert!(!lifecycle.is_stopping(), "this process keeps serving");
+        assert_eq!(engine.info().last_failure.map(|f| f.reason), Some(reason));
+        lifecycle.stop(StopReason::stop());
+        driver.await.unwrap();
+    }
 }

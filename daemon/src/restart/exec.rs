@@ -6,6 +6,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
+use molt_protocol::status::SupervisorKind;
+
 use super::inherit::{HandoffFds, hand_off_to};
 use super::respawn::SuccessorSpec;
 
@@ -30,7 +32,12 @@ pub async fn preflight(spec: Option<&SuccessorSpec>) -> Result<(), String> {
 }
 
 /// Replaces this process. Returns only on failure.
-pub fn exec_successor(spec: &SuccessorSpec, listener: OwnedFd, lock: OwnedFd) -> io::Error {
+pub fn exec_successor(
+    spec: &SuccessorSpec,
+    listener: OwnedFd,
+    lock: OwnedFd,
+    supervisor: SupervisorKind,
+) -> io::Error {
     let mut command = std::process::Command::new(&spec.entrypoint);
     command.args(&spec.args);
     let fds = HandoffFds {
@@ -38,7 +45,7 @@ pub fn exec_successor(spec: &SuccessorSpec, listener: OwnedFd, lock: OwnedFd) ->
         lock,
         ready: None,
     };
-    if let Err(e) = hand_off_to(&mut command, fds, std::process::id()) {
+    if let Err(e) = hand_off_to(&mut command, fds, std::process::id(), supervisor) {
         return io::Error::other(e.to_string());
     }
     command.exec()

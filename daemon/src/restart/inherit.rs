@@ -3,14 +3,17 @@
 //!
 //! The listener uses systemd's `LISTEN_FDS` protocol (fd 3), so socket
 //! activation and molt's own handoff share one path. The lock and the
-//! pipe are named in `MOLT_HANDOFF=lock=4,ready=5,from=<pid>` (no `ready`
-//! after an exec, which has no one to report to).
+//! pipe are named in `MOLT_HANDOFF=lock=4,ready=5,from=<pid>,supervisor=<kind>`
+//! (no `ready` after an exec, which has no one to report to; `supervisor`
+//! is the predecessor's, which a successor serves under too).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, PipeWriter, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+
+use molt_protocol::status::SupervisorKind;
 
 pub const HANDOFF_ENV: &str = "MOLT_HANDOFF";
 /// Where the successor finds each inherited fd.
@@ -26,6 +29,8 @@ pub struct Inherited {
     pub ready: Option<ReadyPipe>,
     /// The pid that handed over, when this is a molt handoff.
     pub predecessor: Option<u32>,
+    /// The supervisor the predecessor ran under.
+    pub supervisor: Option<SupervisorKind>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +75,7 @@ impl Inherited {
             lock: Some(File::from(lock)),
             ready,
             predecessor: Some(spec.from),
+            supervisor: spec.supervisor,
         })
     }
 }
@@ -79,6 +85,7 @@ struct HandoffSpec {
     lock: RawFd,
     ready: Option<RawFd>,
     from: u32,
+    supervisor: Option<SupervisorKind>,
 }
 
 fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
@@ -103,10 +110,15 @@ fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
     if lock <= 2 || ready.is_some_and(|fd| fd <= 2 || fd == lock) {
         return Err("fds must be distinct and above 2");
     }
+    let supervisor = fields
+        .get("supervisor")
+        .map(|name| SupervisorKind::from_wire(name).ok_or("unknown supervisor"))
+        .transpose()?;
     Ok(HandoffSpec {
         lock,
         ready,
         from: number("from")?,
+        supervisor,
     })
 }
 
@@ -171,14 +183,15 @@ pub struct HandoffFds {
     pub ready: Option<OwnedFd>,
 }
 
-/// Sets up `command` to start a successor of process `from`: the listener
-/// as systemd's `LISTEN_FDS` fd 3 (no stale `LISTEN_PID`/`LISTEN_FDNAMES`
-/// of our own start), the lock and readiness fds, and [`HANDOFF_ENV`]
-/// naming them.
+/// Sets up `command` to start a successor of process `from`, which runs
+/// under `supervisor`: the listener as systemd's `LISTEN_FDS` fd 3 (no
+/// stale `LISTEN_PID`/`LISTEN_FDNAMES` of our own start), the lock and
+/// readiness fds, and [`HANDOFF_ENV`] naming them.
 pub fn hand_off_to(
     command: &mut std::process::Command,
     fds: HandoffFds,
     from: u32,
+    supervisor: SupervisorKind,
 ) -> Result<(), command_fds::FdMappingCollision> {
     use command_fds::{CommandFdExt, FdMapping};
     let mut handoff = format!("lock={LOCK_FD}");
@@ -199,7 +212,7 @@ pub fn hand_off_to(
             child_fd: READY_FD,
         });
     }
-    handoff.push_str(&format!(",from={from}"));
+    handoff.push_str(&format!(",from={from},supervisor={}", supervisor.as_str()));
     command
         .env("LISTEN_FDS", "1")
         .env_remove("LISTEN_PID")
@@ -219,8 +232,13 @@ mod tests {
             Ok(HandoffSpec {
                 lock: 4,
                 ready: Some(5),
-                from: 77
+                from: 77,
+                supervisor: None,
             })
+        );
+        assert_eq!(
+            parse_handoff("lock=4,ready=5,from=77,supervisor=systemd").map(|s| s.supervisor),
+            Ok(Some(SupervisorKind::Systemd))
         );
         assert_eq!(
             parse_handoff("lock=4,from=77").map(|s| s.ready),
@@ -233,6 +251,7 @@ mod tests {
             "lock=4,ready=4,from=1",
             "lock=1,ready=5,from=1",
             "lock=x,ready=5,from=1",
+            "lock=4,ready=5,from=1,supervisor=upstart",
         ] {
             assert!(parse_handoff(bad).is_err(), "{bad}");
         }

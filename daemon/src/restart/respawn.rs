@@ -10,12 +10,13 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use molt_protocol::status::SupervisorKind;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use super::inherit::{HandoffFds, hand_off_to};
+use super::inherit::{HandoffFds, READY_FD, hand_off_to};
 
 /// How to start the successor.
 #[derive(Debug, Clone)]
@@ -43,6 +44,21 @@ impl ReadyTimeouts {
     }
 }
 
+/// Whose child the successor is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parentage {
+    /// This process's: its exit status is ours to read.
+    Ours,
+    /// Started through an intermediate that exits at once, so the
+    /// successor is adopted by the service manager (PID 1, or a user
+    /// manager, which is a subreaper). A service manager that is then told
+    /// it is the main process (`MAINPID=`) knows it as its own child, and
+    /// stops it with the usual drain; an adopted-from-elsewhere main
+    /// process gets SIGKILL right after SIGTERM. Its exit shows as the
+    /// readiness pipe closing, without a status.
+    Detached,
+}
+
 /// A successor that reported READY.
 #[derive(Debug)]
 pub struct Successor {
@@ -50,8 +66,8 @@ pub struct Successor {
     pub addr: String,
     pub version: String,
     /// Kept so the successor is not killed or reaped by accident; it
-    /// outlives this process.
-    pub child: Child,
+    /// outlives this process. `None` when detached.
+    pub child: Option<Child>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,19 +77,32 @@ pub enum SuccessorFailure {
         entrypoint: String,
         source: io::Error,
     },
-    #[error("successor exited before it was ready ({status}); last progress: {progress}")]
+    #[error(
+        "successor exited before it was ready ({}); last progress: {progress}",
+        exit(status)
+    )]
     Exited {
-        status: ExitStatus,
+        status: Option<ExitStatus>,
         progress: String,
     },
     /// The successor said why before exiting (e.g. the config no longer
     /// parses).
-    #[error("successor refused to start ({status}): {reason}")]
-    Refused { status: ExitStatus, reason: String },
+    #[error("successor refused to start ({}): {reason}", exit(status))]
+    Refused {
+        status: Option<ExitStatus>,
+        reason: String,
+    },
     #[error("successor not ready after {waited_ms} ms (last progress: {progress}); stopped it")]
     NotReady { waited_ms: u64, progress: String },
     #[error("successor sent an unreadable READY line: {0:?}")]
     BadReady(String),
+}
+
+fn exit(status: &Option<ExitStatus>) -> String {
+    match status {
+        Some(status) => status.to_string(),
+        None => "exit status unknown: the service manager reaped it".to_owned(),
+    }
 }
 
 /// Starts the successor and waits for `READY <addr> <version> <pid>`.
@@ -84,6 +113,8 @@ pub async fn start_successor(
     listener: OwnedFd,
     lock: OwnedFd,
     own_pid: u32,
+    supervisor: SupervisorKind,
+    parentage: Parentage,
     timeouts: ReadyTimeouts,
 ) -> Result<Successor, SuccessorFailure> {
     let spawn_failed = |source| SuccessorFailure::Spawn {
@@ -102,11 +133,34 @@ pub async fn start_successor(
         lock,
         ready: Some(OwnedFd::from(writer)),
     };
-    hand_off_to(command.as_std_mut(), fds, own_pid)
+    hand_off_to(command.as_std_mut(), fds, own_pid, supervisor)
         .map_err(|e| spawn_failed(io::Error::other(e.to_string())))?;
-    let mut child = command.spawn().map_err(spawn_failed)?;
+    if parentage == Parentage::Detached {
+        detach(command.as_std_mut());
+    }
+    let mut spawned = command.spawn().map_err(spawn_failed)?;
     // Our copy of the write end must close, or EOF never comes.
     drop(command);
+    // Until READY is in, a start that is given up (its future dropped, or
+    // a second stop signal) takes the successor with it.
+    let mut starting = Starting::default();
+    if parentage == Parentage::Ours {
+        starting.add(spawned.id());
+    }
+    let mut child = match parentage {
+        Parentage::Ours => Some(spawned),
+        Parentage::Detached => {
+            // The intermediate exits at once; a failed exec was reported
+            // by spawn already.
+            let status = spawned.wait().await.map_err(spawn_failed)?;
+            if !status.success() {
+                return Err(spawn_failed(io::Error::other(format!(
+                    "the intermediate process failed ({status})"
+                ))));
+            }
+            None
+        }
+    };
 
     let receiver = pipe::Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(spawn_failed)?;
     let mut lines = BufReader::new(receiver).lines();
@@ -120,10 +174,12 @@ pub async fn start_successor(
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
                     if reports.note(&line) {
+                        starting.add(reports.successor_pid);
                         idle_deadline = Instant::now() + timeouts.idle;
                     } else if line.starts_with("READY ") {
                         match parse_ready(&line) {
                             Some((addr, version, pid)) => {
+                                starting.disarm();
                                 return Ok(Successor { pid, addr, version, child });
                             }
                             None => break SuccessorFailure::BadReady(line),
@@ -131,11 +187,14 @@ pub async fn start_successor(
                     }
                 }
                 // EOF: the successor closed the pipe without READY; its
-                // exit status says why.
+                // exit status (if it is our child) says why.
                 Ok(None) | Err(_) => {
+                    let Some(child) = child.as_mut() else {
+                        break reports.exited(None);
+                    };
                     let status = tokio::time::timeout(timeouts.idle, child.wait()).await;
                     match status {
-                        Ok(Ok(status)) => break reports.exited(status),
+                        Ok(Ok(status)) => break reports.exited(Some(status)),
                         _ => break SuccessorFailure::NotReady {
                             waited_ms: started.elapsed().as_millis() as u64,
                             progress: std::mem::take(&mut reports.progress),
@@ -143,16 +202,14 @@ pub async fn start_successor(
                     }
                 }
             },
-            status = child.wait() => {
-                if let Ok(status) = status {
-                    // What it wrote before exiting is still in the pipe.
-                    while let Ok(Ok(Some(line))) =
-                        tokio::time::timeout(timeouts.idle, lines.next_line()).await
-                    {
-                        reports.note(&line);
-                    }
-                    break reports.exited(status);
+            Some(Ok(status)) = async { Some(child.as_mut()?.wait().await) } => {
+                // What it wrote before exiting is still in the pipe.
+                while let Ok(Ok(Some(line))) =
+                    tokio::time::timeout(timeouts.idle, lines.next_line()).await
+                {
+                    reports.note(&line);
                 }
+                break reports.exited(Some(status));
             }
             () = tokio::time::sleep_until(idle_deadline.min(total_deadline)) => {
                 break SuccessorFailure::NotReady {
@@ -163,21 +220,154 @@ pub async fn start_successor(
         }
     };
     // Never leave a half-started successor behind.
-    if let Some(pid) = reports.successor_pid.filter(|&pid| Some(pid) != child.id()) {
+    let own_child = child.as_ref().and_then(Child::id);
+    if let Some(pid) = reports.successor_pid.filter(|&pid| Some(pid) != own_child) {
+        kill_pid(pid);
+        if child.is_none() {
+            wait_gone(pid, timeouts.idle).await;
+        }
+    }
+    if let Some(mut child) = child {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
+    // Reaped above: its pid may name another process by now.
+    starting.disarm();
+    Err(failure)
+}
+
+/// A successor that is starting, killed when the start is given up before
+/// READY (dropped mid-way, or [`kill_starting`]). Held by pidfd, so a pid
+/// reused after the successor died is never signalled.
+#[derive(Default)]
+struct Starting {
+    pids: Vec<(u32, OwnedFd)>,
+}
+
+/// The successor starting now, for a forced exit, which runs no drop.
+static STARTING: parking_lot::Mutex<Vec<u32>> = parking_lot::Mutex::new(Vec::new());
+
+impl Starting {
+    fn add(&mut self, pid: Option<u32>) {
+        let Some(pid) = pid.filter(|pid| !self.pids.iter().any(|(p, _)| p == pid)) else {
+            return;
+        };
+        let Some(raw) = rustix::process::Pid::from_raw(pid as i32) else {
+            return;
+        };
+        if let Ok(pidfd) = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+            self.pids.push((pid, pidfd));
+            STARTING.lock().push(pid);
+        }
+    }
+
+    /// Forgets the successor: it is ready, or already reaped.
+    fn disarm(&mut self) {
+        let pids: Vec<u32> = self.pids.drain(..).map(|(pid, _)| pid).collect();
+        STARTING.lock().retain(|pid| !pids.contains(pid));
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        for (_, pidfd) in &self.pids {
+            let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+        }
+        self.disarm();
+    }
+}
+
+/// Kills a successor that is starting right now (a forced exit).
+pub fn kill_starting() {
+    for pid in STARTING.lock().drain(..) {
         kill_pid(pid);
     }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    Err(failure)
+}
+
+/// Makes the spawned process fork once more and exit, so that what execs
+/// is adopted by the service manager (see [`Parentage::Detached`]). The
+/// intermediate names the successor on the readiness pipe first
+/// (`PROGRESS started <pid>`), so even one that dies before saying
+/// anything can be stopped.
+fn detach(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // The second of moltd's unsafe blocks: a fork between fork and exec.
+    // SAFETY: runs in the freshly forked child, which has one thread; it
+    // calls only async-signal-safe functions (fork, write, _exit) and
+    // allocates nothing. The readiness pipe is already on READY_FD here
+    // (the fd mappings run first, as they were added first).
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(|| match libc::fork() {
+            -1 => Err(io::Error::last_os_error()),
+            0 => Ok(()),
+            successor => {
+                let mut line = *b"PROGRESS started                      ";
+                let len = format_pid(successor as u32, &mut line);
+                libc::write(READY_FD, line.as_ptr().cast(), len);
+                libc::_exit(0)
+            }
+        });
+    }
+}
+
+/// Writes `<pid>\n` after the `PROGRESS started ` prefix in `line`;
+/// returns the length used. No allocation: it runs between fork and exec.
+fn format_pid(mut pid: u32, line: &mut [u8; 38]) -> usize {
+    const PREFIX: usize = "PROGRESS started ".len();
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (pid % 10) as u8;
+        n += 1;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        line[PREFIX + i] = digits[n - 1 - i];
+    }
+    line[PREFIX + n] = b'\n';
+    PREFIX + n + 1
 }
 
 impl Successor {
     /// Stops a successor that came up wrong (e.g. the wrong version).
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
         kill_pid(self.pid);
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+        match self.child {
+            Some(mut child) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            None => wait_gone(self.pid, STOP_WAIT).await,
+        }
     }
+}
+
+/// How long a stopped, detached successor may take to be gone.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits (bounded) until `pid`, not our child, has exited: its pidfd
+/// turns readable then.
+async fn wait_gone(pid: u32, timeout: Duration) {
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        return;
+    };
+    let Ok(pidfd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
+        return; // already gone
+    };
+    let _ = tokio::task::spawn_blocking(move || {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        poll(&mut fds, Some(&timeout))
+    })
+    .await;
 }
 
 fn kill_pid(pid: u32) {
@@ -226,7 +416,7 @@ impl Reports {
         }
     }
 
-    fn exited(&mut self, status: ExitStatus) -> SuccessorFailure {
+    fn exited(&mut self, status: Option<ExitStatus>) -> SuccessorFailure {
         match self.refusal.take() {
             Some(reason) => SuccessorFailure::Refused { status, reason },
             None => SuccessorFailure::Exited {
@@ -252,141 +442,4 @@ fn parse_ready(line: &str) -> Option<(String, String, u32)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ready_lines_parse_strictly() {
-        assert_eq!(
-            parse_ready("READY 127.0.0.1:1 1.2.3 42"),
-            Some(("127.0.0.1:1".into(), "1.2.3".into(), 42))
-        );
-        for bad in [
-            "READY",
-            "READY a b",
-            "READY a b c d",
-            "READY a b notapid",
-            "NOPE a b 1",
-        ] {
-            assert_eq!(parse_ready(bad), None, "{bad}");
-        }
-    }
-
-    fn fds() -> (OwnedFd, OwnedFd) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let lock = std::fs::File::create(dir.path().join("gateway.lock")).unwrap();
-        (OwnedFd::from(listener), OwnedFd::from(lock))
-    }
-
-    fn script(body: &str) -> (tempfile::TempDir, SuccessorSpec) {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("moltd");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let spec = SuccessorSpec {
-            entrypoint: path,
-            args: vec![],
-        };
-        (dir, spec)
-    }
-
-    fn quick() -> ReadyTimeouts {
-        ReadyTimeouts {
-            idle: Duration::from_millis(300),
-            total: Duration::from_secs(5),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_successor_that_exits_is_reported_with_its_status() {
-        let (_dir, spec) = script("echo PROGRESS config >&5; exit 3");
-        let (listener, lock) = fds();
-        let err = start_successor(&spec, listener, lock, 1, quick())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&err, SuccessorFailure::Exited { status, progress }
-                if status.code() == Some(3) && progress == "config"),
-            "{err}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_silent_successor_is_stopped_after_the_idle_timeout() {
-        let (_dir, spec) = script("exec sleep 30");
-        let (listener, lock) = fds();
-        let err = start_successor(&spec, listener, lock, 1, quick())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, SuccessorFailure::NotReady { .. }), "{err}");
-    }
-
-    #[tokio::test]
-    async fn progress_extends_the_wait_and_ready_names_the_successor() {
-        let (_dir, spec) = script(
-            "for s in a b c d; do echo PROGRESS $s >&5; sleep 0.7; done\n\
-             echo \"READY 127.0.0.1:9 9.9.9 $$\" >&5\nexec sleep 5",
-        );
-        let (listener, lock) = fds();
-        // 2.8 s of start-up against a 2 s idle bound: only progress can
-        // carry it, with over a second of margin per line on a busy runner.
-        let timeouts = ReadyTimeouts {
-            idle: Duration::from_secs(2),
-            total: Duration::from_secs(10),
-        };
-        let mut ok = start_successor(&spec, listener, lock, 1, timeouts)
-            .await
-            .unwrap();
-        assert_eq!(ok.version, "9.9.9");
-        assert_eq!(Some(ok.pid), ok.child.id());
-        ok.child.kill().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_successor_behind_a_wrapper_is_stopped_too() {
-        // Like pnpm's bin: a shell that runs the real program without exec.
-        let (dir, spec) = script("\"$0.real\"; exit $?");
-        let real = dir.path().join("moltd.real");
-        std::fs::write(
-            &real,
-            "#!/bin/sh\necho \"PROGRESS started $$\" >&5\nexec sleep 600\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let (listener, lock) = fds();
-        let err = start_successor(&spec, listener, lock, 1, quick())
-            .await
-            .unwrap_err();
-        let SuccessorFailure::NotReady { progress, .. } = err else {
-            panic!("{err}");
-        };
-        let pid: u32 = progress.strip_prefix("started ").unwrap().parse().unwrap();
-        // Reaped by its shell parent once killed; either way not running.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| !stat.contains(") Z"))
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "grandchild {pid} survived"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn a_missing_entrypoint_is_a_spawn_failure() {
-        let spec = SuccessorSpec {
-            entrypoint: PathBuf::from("/nonexistent/moltd"),
-            args: vec![],
-        };
-        let (listener, lock) = fds();
-        let err = start_successor(&spec, listener, lock, 1, quick())
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/moltd"), "{err}");
-    }
-}
+mod tests;

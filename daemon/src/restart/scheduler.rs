@@ -1,4 +1,5 @@
-//! The restart scheduler (SPEC §5) as a pure state machine.
+//! The restart scheduler as a pure state machine (the rules: docs/design.md,
+//! "Restart rules").
 //!
 //! No timers, no I/O: every call takes `now`, and the driver sleeps until the
 //! returned wake-up time. `poll` is safe to call at any moment (it acts only
@@ -43,10 +44,6 @@ pub const DEFAULT_DEFERRAL_TIMEOUT_MS: u64 = 300_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RequesterId(pub u64);
 
-/// Opaque id of a `beforeEmit` hook the driver holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HookId(pub u64);
-
 /// Payload of the `restart.deferred` event.
 pub use molt_protocol::event::RestartDeferred as Deferred;
 /// Work that holds back a deferrable restart (requesters' own excluded).
@@ -56,8 +53,11 @@ pub use molt_protocol::status::RestartPhase as Phase;
 /// How this process restarts; echoed in every [`Scheduled`].
 pub use molt_protocol::status::RestartStrategy as RestartMode;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestartRequest {
+/// A request to restart. `A` is what the caller expects of the handoff the
+/// restart causes (an update: the version its successor must run); the
+/// scheduler carries it to the [`Fire`] and never looks inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartRequest<A = ()> {
     pub reason: String,
     pub delay_ms: Option<u64>,
     /// Fire without waiting for pending work (package swaps).
@@ -65,10 +65,26 @@ pub struct RestartRequest {
     pub skip_cooldown: bool,
     /// Its own in-flight request must not count as pending work.
     pub requester: Option<RequesterId>,
-    pub hook: Option<HookId>,
+    /// A newer request's expectation replaces the pending one's (it
+    /// describes what is on disk now); a request without one leaves it, so
+    /// whichever request fires, the successor is held to the install.
+    pub expectation: Option<A>,
 }
 
-impl RestartRequest {
+impl<A> Default for RestartRequest<A> {
+    fn default() -> Self {
+        Self {
+            reason: String::new(),
+            delay_ms: None,
+            skip_deferral: false,
+            skip_cooldown: false,
+            requester: None,
+            expectation: None,
+        }
+    }
+}
+
+impl<A> RestartRequest<A> {
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
@@ -100,7 +116,7 @@ impl Scheduled {
             signal: None,
             delay_ms: self.delay_ms,
             reason: self.reason.clone(),
-            mode: format!("{:?}", self.mode).to_lowercase(),
+            mode: self.mode,
             coalesced: self.coalesced,
             cooldown_ms_applied: self.cooldown_ms_applied,
         }
@@ -114,26 +130,27 @@ pub enum Rejected {
     InFlight { reason: String },
 }
 
-/// Restart now. Run `hook` (and no other), then report through `completed`.
+/// Restart now, holding the successor to `expectation`, then report
+/// through `completed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fire {
+pub struct Fire<A = ()> {
     pub reason: String,
-    pub hook: Option<HookId>,
+    pub expectation: Option<A>,
     pub forced: bool,
     /// Work still pending when the deferral timed out.
     pub pending_work: Option<PendingWork>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Action<A = ()> {
     /// Broadcast `restart.deferred`.
     Deferred(Deferred),
-    Fire(Fire),
+    Fire(Fire<A>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Poll {
-    pub action: Option<Action>,
+pub struct Poll<A = ()> {
+    pub action: Option<Action<A>>,
     /// Poll again at this time; `None` until the next event.
     pub wake_at: Option<Instant>,
 }
@@ -163,21 +180,21 @@ pub struct Snapshot {
 
 /// A restart that has not fired yet.
 #[derive(Debug)]
-struct Pending {
+struct Pending<A> {
     reason: String,
     fire_at: Instant,
     forced: bool,
-    hook: Option<HookId>,
+    expectation: Option<A>,
     requesters: Vec<RequesterId>,
 }
 
 #[derive(Debug)]
-enum State {
+enum State<A> {
     Idle,
-    Scheduled(Pending),
+    Scheduled(Pending<A>),
     /// Never forced: a forced request moves the restart back to `Scheduled`.
     Deferring {
-        pending: Pending,
+        pending: Pending<A>,
         since: Instant,
         next_check: Instant,
     },
@@ -188,16 +205,16 @@ enum State {
 }
 
 #[derive(Debug)]
-pub struct Scheduler {
+pub struct Scheduler<A = ()> {
     pid: u32,
     mode: RestartMode,
     deferral_timeout_ms: u64,
     cooldown: Duration,
     last_restart: Option<Instant>,
-    state: State,
+    state: State<A>,
 }
 
-impl Scheduler {
+impl<A> Scheduler<A> {
     /// `deferral_timeout_ms` 0 waits for pending work forever.
     pub fn new(pid: u32, mode: RestartMode, deferral_timeout_ms: u64) -> Self {
         Self {
@@ -236,7 +253,7 @@ impl Scheduler {
     /// restart into a dead one. After a handoff this process is on its way
     /// out anyway; after a failure the caller gets a retryable error and the
     /// scheduler is already idle.
-    pub fn request(&mut self, now: Instant, req: RestartRequest) -> Result<Scheduled, Rejected> {
+    pub fn request(&mut self, now: Instant, req: RestartRequest<A>) -> Result<Scheduled, Rejected> {
         if let State::InFlight { reason, .. } = &self.state {
             return Err(Rejected::InFlight {
                 reason: reason.clone(),
@@ -272,7 +289,7 @@ impl Scheduler {
                     reason: req.reason,
                     fire_at,
                     forced: req.skip_deferral,
-                    hook: req.hook,
+                    expectation: req.expectation,
                     requesters: req.requester.into_iter().collect(),
                 };
                 (pending, false, None)
@@ -305,7 +322,7 @@ impl Scheduler {
         &mut self,
         now: Instant,
         pending_work: impl FnOnce(&[RequesterId]) -> PendingWork,
-    ) -> Poll {
+    ) -> Poll<A> {
         let action = match std::mem::replace(&mut self.state, State::Idle) {
             State::Scheduled(pending) if now < pending.fire_at => {
                 self.state = State::Scheduled(pending);
@@ -402,10 +419,10 @@ impl Scheduler {
     fn check(
         &mut self,
         now: Instant,
-        pending: Pending,
+        pending: Pending<A>,
         since: Instant,
         pending_work: impl FnOnce(&[RequesterId]) -> PendingWork,
-    ) -> Action {
+    ) -> Action<A> {
         let work = pending_work(&pending.requesters);
         let waited = now.saturating_duration_since(since);
         let timeout =
@@ -430,29 +447,27 @@ impl Scheduler {
         })
     }
 
-    fn fire(&mut self, pending: Pending, pending_work: Option<PendingWork>) -> Action {
+    fn fire(&mut self, pending: Pending<A>, pending_work: Option<PendingWork>) -> Action<A> {
         self.state = State::InFlight {
             reason: pending.reason.clone(),
             forced: pending.forced,
         };
         Action::Fire(Fire {
             reason: pending.reason,
-            hook: pending.hook,
+            expectation: pending.expectation,
             forced: pending.forced,
             pending_work,
         })
     }
 }
 
-impl Pending {
+impl<A> Pending<A> {
     /// Folds a request that fires at `fire_at` into this restart; returns
     /// whether it was coalesced (false when it upgraded this one to forced).
-    fn absorb(&mut self, req: RestartRequest, fire_at: Instant) -> bool {
+    fn absorb(&mut self, req: RestartRequest<A>, fire_at: Instant) -> bool {
         let upgrade = req.skip_deferral && !self.forced;
-        // The newest forced request owns the hook, so a superseded one never
-        // runs; until there is one, the first hook attached stays.
-        if req.skip_deferral || (!self.forced && self.hook.is_none()) {
-            self.hook = req.hook;
+        if req.expectation.is_some() {
+            self.expectation = req.expectation;
         }
         // Coalesced or upgraded, the restart fires at the earlier time.
         self.fire_at = self.fire_at.min(fire_at);
@@ -484,630 +499,4 @@ fn millis(d: Duration) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cell::Cell;
-    use std::sync::OnceLock;
-
-    use proptest::prelude::*;
-    use serde_json::json;
-
-    use super::*;
-
-    fn at(ms: u64) -> Instant {
-        static BASE: OnceLock<Instant> = OnceLock::new();
-        *BASE.get_or_init(Instant::now) + Duration::from_millis(ms)
-    }
-
-    fn scheduler(deferral_timeout_ms: u64) -> Scheduler {
-        Scheduler::new(42, RestartMode::Respawn, deferral_timeout_ms)
-    }
-
-    fn req(reason: &str, delay_ms: u64) -> RestartRequest {
-        RestartRequest {
-            delay_ms: Some(delay_ms),
-            ..RestartRequest::new(reason)
-        }
-    }
-
-    fn forced(reason: &str, delay_ms: u64, hook: u64) -> RestartRequest {
-        RestartRequest {
-            skip_deferral: true,
-            hook: Some(HookId(hook)),
-            ..req(reason, delay_ms)
-        }
-    }
-
-    fn work(n: u32) -> impl FnOnce(&[RequesterId]) -> PendingWork {
-        move |_| PendingWork {
-            holds: n,
-            ..PendingWork::default()
-        }
-    }
-
-    fn never(_: &[RequesterId]) -> PendingWork {
-        panic!("the pending-work check was consulted");
-    }
-
-    fn expect_fire(poll: Poll) -> Fire {
-        match poll.action {
-            Some(Action::Fire(fire)) => fire,
-            other => panic!("expected Fire, got {other:?}"),
-        }
-    }
-
-    fn expect_deferred(poll: Poll) -> Deferred {
-        match poll.action {
-            Some(Action::Deferred(deferred)) => deferred,
-            other => panic!("expected Deferred, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn delay_defaults_to_2s_and_is_clamped() {
-        let cases = [
-            (None, 2_000),
-            (Some(0), 0),
-            (Some(1_500), 1_500),
-            (Some(60_000), 60_000),
-            (Some(60_001), 60_000),
-            (Some(u64::MAX), 60_000),
-        ];
-        for (delay_ms, want) in cases {
-            let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-            let request = RestartRequest {
-                delay_ms,
-                ..RestartRequest::new("operator")
-            };
-            let r = s.request(at(0), request).unwrap();
-            assert_eq!((r.delay_ms, r.fire_at), (want, at(want)), "{delay_ms:?}");
-        }
-    }
-
-    #[test]
-    fn cooldown_follows_only_a_handoff() {
-        // (outcome of a restart completed at 1s, request time, skip_cooldown,
-        //  expected delayMs, expected cooldownMsApplied); request delay 2s.
-        let failed = Outcome::Failed {
-            reason: "successor exited".into(),
-        };
-        let rejected = Outcome::Rejected {
-            reason: "restart disabled".into(),
-        };
-        let cases = [
-            (Outcome::HandedOff, 11_000, false, 20_000, 18_000),
-            (Outcome::HandedOff, 11_000, true, 2_000, 0),
-            (Outcome::HandedOff, 28_000, false, 3_000, 1_000),
-            (Outcome::HandedOff, 29_000, false, 2_000, 0),
-            (Outcome::HandedOff, 41_000, false, 2_000, 0),
-            (failed, 11_000, false, 2_000, 0),
-            (rejected, 11_000, false, 2_000, 0),
-        ];
-        for (outcome, now, skip_cooldown, delay, cooldown) in cases {
-            let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-            s.request(at(0), req("config", 0)).unwrap();
-            expect_fire(s.poll(at(0), work(0)));
-            s.completed(at(1_000), outcome.clone());
-            let request = RestartRequest {
-                skip_cooldown,
-                ..req("operator", 2_000)
-            };
-            let r = s.request(at(now), request).unwrap();
-            let case = format!("{outcome:?} at {now} skip {skip_cooldown}");
-            assert_eq!(
-                (r.delay_ms, r.cooldown_ms_applied),
-                (delay, cooldown),
-                "{case}"
-            );
-            assert_eq!(r.fire_at, at(now + delay), "{case}");
-        }
-    }
-
-    #[test]
-    fn successor_inherits_cooldown_from_its_start() {
-        let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS).with_last_restart(at(0));
-        let r = s.request(at(5_000), req("operator", 0)).unwrap();
-        assert_eq!((r.delay_ms, r.cooldown_ms_applied), (25_000, 25_000));
-    }
-
-    #[test]
-    fn second_request_coalesces_at_the_earlier_time() {
-        // (first delay at 0, second delay at 1s, fire time)
-        for (first, second, fire) in [(5_000, 1_000, 2_000), (2_000, 5_000, 2_000)] {
-            let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-            assert!(!s.request(at(0), req("config", first)).unwrap().coalesced);
-            let r = s.request(at(1_000), req("operator", second)).unwrap();
-            assert!(r.coalesced);
-            assert_eq!((r.fire_at, r.delay_ms), (at(fire), fire - 1_000));
-            assert!(s.poll(at(fire - 1), never).action.is_none());
-            assert_eq!(expect_fire(s.poll(at(fire), work(0))).reason, "config");
-        }
-    }
-
-    #[test]
-    fn update_reasons_win_when_coalescing() {
-        let cases = [
-            ("config", "update.run", "update.run"),
-            ("update.run", "config", "update.run"),
-            ("config", "SIGUSR1", "config"),
-            ("update.run", "update.auto", "update.run"),
-        ];
-        for (first, second, want) in cases {
-            let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-            s.request(at(0), req(first, 0)).unwrap();
-            let r = s.request(at(0), req(second, 0)).unwrap();
-            assert_eq!(r.reason, want, "{first} + {second}");
-            assert_eq!(expect_fire(s.poll(at(0), work(0))).reason, want);
-        }
-    }
-
-    #[test]
-    fn hook_belongs_to_the_newest_forced_request() {
-        // (first forced, first hook, second forced, second hook, hook run)
-        let cases = [
-            (false, Some(1), false, Some(2), Some(1)),
-            (false, None, false, Some(2), Some(2)),
-            (false, Some(1), true, Some(2), Some(2)),
-            (false, Some(1), true, None, None),
-            (true, Some(1), false, Some(2), Some(1)),
-            (true, None, false, Some(2), None),
-            (true, Some(1), true, Some(2), Some(2)),
-        ];
-        for (first_forced, first_hook, second_forced, second_hook, want) in cases {
-            let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-            for (skip_deferral, hook) in [(first_forced, first_hook), (second_forced, second_hook)]
-            {
-                let request = RestartRequest {
-                    skip_deferral,
-                    hook: hook.map(HookId),
-                    ..req("config", 0)
-                };
-                s.request(at(0), request).unwrap();
-            }
-            let fire = expect_fire(s.poll(at(0), work(0)));
-            assert_eq!(
-                fire.hook,
-                want.map(HookId),
-                "{first_hook:?} then {second_hook:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn skip_deferral_never_consults_pending_work() {
-        let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-        let r = s.request(at(0), forced("update.run", 1_000, 1)).unwrap();
-        assert_eq!((r.delay_ms, r.coalesced), (1_000, false));
-        assert!(s.poll(at(999), never).action.is_none());
-        let fire = expect_fire(s.poll(at(1_000), never));
-        assert_eq!(
-            fire,
-            Fire {
-                reason: "update.run".into(),
-                hook: Some(HookId(1)),
-                forced: true,
-                pending_work: None,
-            }
-        );
-    }
-
-    #[test]
-    fn forced_request_upgrades_a_scheduled_deferrable_restart() {
-        // (deferrable delay, forced delay, fire time): the earlier wins.
-        for (deferrable, forced_delay, fire) in [(10_000, 0, 0), (2_000, 10_000, 2_000)] {
-            let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-            let first = RestartRequest {
-                hook: Some(HookId(1)),
-                ..req("config", deferrable)
-            };
-            s.request(at(0), first).unwrap();
-            let r = s
-                .request(at(0), forced("update.run", forced_delay, 2))
-                .unwrap();
-            assert!(!r.coalesced);
-            assert_eq!((r.fire_at, r.delay_ms), (at(fire), fire));
-            let snapshot = s.snapshot(at(0));
-            assert_eq!((snapshot.state, snapshot.forced), (Phase::Scheduled, true));
-
-            let fire = expect_fire(s.poll(at(fire), never));
-            assert!(fire.forced);
-            assert_eq!(fire.hook, Some(HookId(2)));
-        }
-    }
-
-    #[test]
-    fn forced_request_during_deferral_fires_at_once_without_the_stale_hook() {
-        let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-        let stale = HookId(1);
-        let first = RestartRequest {
-            hook: Some(stale),
-            ..req("config", 0)
-        };
-        s.request(at(0), first).unwrap();
-        expect_deferred(s.poll(at(0), work(2)));
-        expect_deferred(s.poll(at(500), work(2)));
-        assert_eq!(s.snapshot(at(700)).state, Phase::Deferring);
-
-        let r = s.request(at(700), forced("update.run", 5_000, 2)).unwrap();
-        assert_eq!((r.coalesced, r.delay_ms), (false, 0));
-        let fire = expect_fire(s.poll(at(700), never));
-        assert_ne!(fire.hook, Some(stale));
-        assert_eq!(fire.hook, Some(HookId(2)));
-        assert_eq!(s.snapshot(at(700)).state, Phase::InFlight);
-    }
-
-    #[test]
-    fn deferrable_request_joins_a_forced_restart_without_weakening_it() {
-        let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-        s.request(at(0), forced("update.run", 5_000, 1)).unwrap();
-        let r = s.request(at(0), req("config", 1_000)).unwrap();
-        assert!(r.coalesced);
-        let fire = expect_fire(s.poll(at(1_000), never));
-        assert_eq!((fire.forced, fire.hook), (true, Some(HookId(1))));
-    }
-
-    #[test]
-    fn deferral_timeout_fires_with_work_still_pending() {
-        let mut s = scheduler(2_000);
-        s.request(at(0), req("config", 0)).unwrap();
-        let mut now = at(0);
-        let mut waited = Vec::new();
-        let mut polls = 0..10;
-        let fire = loop {
-            assert!(polls.next().is_some(), "deferral never timed out");
-            let poll = s.poll(now, work(3));
-            match poll.action {
-                Some(Action::Deferred(d)) => {
-                    assert_eq!((d.pending_work.total(), d.timeout_ms), (3, 2_000));
-                    waited.push(d.waited_ms);
-                    now = poll.wake_at.unwrap();
-                }
-                Some(Action::Fire(fire)) => break fire,
-                None => panic!("deferral stalled at {now:?}"),
-            }
-        };
-        assert_eq!(waited, [0, 500, 1_000, 1_500]);
-        assert_eq!(now, at(2_000));
-        assert_eq!(fire.pending_work.map(|w| w.total()), Some(3));
-    }
-
-    #[test]
-    fn deferral_timeout_zero_waits_forever() {
-        let mut s = scheduler(0);
-        s.request(at(0), req("config", 0)).unwrap();
-        let mut now = at(0);
-        for _ in 0..7_200 {
-            let poll = s.poll(now, work(1));
-            assert_eq!(expect_deferred(poll.clone()).timeout_ms, 0);
-            now = poll.wake_at.unwrap();
-        }
-        assert_eq!(now, at(3_600_000));
-        assert_eq!(expect_fire(s.poll(now, work(0))).pending_work, None);
-    }
-
-    #[test]
-    fn new_deferral_timeout_applies_to_a_running_deferral() {
-        let mut s = scheduler(0);
-        s.request(at(0), req("config", 0)).unwrap();
-        expect_deferred(s.poll(at(0), work(1)));
-        s.set_deferral_timeout(400);
-        let wake = s.next_wake().unwrap();
-        assert!(expect_fire(s.poll(wake, work(1))).pending_work.is_some());
-    }
-
-    #[test]
-    fn deferral_excludes_requesters_and_checks_only_when_due() {
-        let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-        for id in [7, 8, 7] {
-            let request = RestartRequest {
-                requester: Some(RequesterId(id)),
-                ..req("config", 0)
-            };
-            s.request(at(0), request).unwrap();
-        }
-        let seen = Cell::new(0);
-        let check = |requesters: &[RequesterId]| {
-            assert_eq!(requesters, [RequesterId(7), RequesterId(8)]);
-            seen.set(seen.get() + 1);
-            PendingWork {
-                in_flight_requests: 1,
-                ..PendingWork::default()
-            }
-        };
-        let poll = s.poll(at(0), check);
-        expect_deferred(poll.clone());
-        assert_eq!(poll.wake_at, Some(at(500)));
-        // Polling between checks (e.g. after an unrelated event) is a no-op.
-        assert!(s.poll(at(499), never).action.is_none());
-        expect_deferred(s.poll(at(500), check));
-        assert_eq!(seen.get(), 2);
-        assert_eq!(expect_fire(s.poll(at(1_000), work(0))).pending_work, None);
-    }
-
-    #[test]
-    fn every_outcome_clears_in_flight_state() {
-        let cases = [
-            (Outcome::HandedOff, 30_000),
-            (
-                Outcome::Failed {
-                    reason: "successor not ready".into(),
-                },
-                0,
-            ),
-            (
-                Outcome::Rejected {
-                    reason: "restart disabled".into(),
-                },
-                0,
-            ),
-        ];
-        for (outcome, cooldown) in cases {
-            let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-            s.request(at(0), req("config", 0)).unwrap();
-            expect_fire(s.poll(at(0), work(0)));
-
-            let in_flight = Err(Rejected::InFlight {
-                reason: "config".into(),
-            });
-            assert_eq!(s.request(at(10), req("operator", 0)), in_flight);
-            assert_eq!(s.request(at(10), forced("update.run", 0, 1)), in_flight);
-            let poll = s.poll(at(10), never);
-            assert_eq!((poll.action, poll.wake_at), (None, None));
-
-            s.completed(at(1_000), outcome.clone());
-            assert_eq!(s.snapshot(at(1_000)).state, Phase::Idle, "{outcome:?}");
-            let r = s.request(at(1_000), req("operator", 0)).unwrap();
-            assert!(!r.coalesced, "{outcome:?}");
-            assert_eq!(
-                (r.reason.as_str(), r.cooldown_ms_applied),
-                ("operator", cooldown)
-            );
-            assert_eq!(expect_fire(s.poll(r.fire_at, work(0))).reason, "operator");
-        }
-    }
-
-    #[test]
-    fn stale_completion_is_ignored() {
-        let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-        s.request(at(0), req("config", 5_000)).unwrap();
-        s.completed(at(100), Outcome::HandedOff);
-        assert_eq!(s.snapshot(at(100)).state, Phase::Scheduled);
-        expect_fire(s.poll(at(5_000), work(0)));
-        s.completed(at(5_100), Outcome::HandedOff);
-        // The ignored report did not start a cooldown; the real one did.
-        let r = s.request(at(5_100), req("operator", 0)).unwrap();
-        assert_eq!(r.cooldown_ms_applied, 30_000);
-    }
-
-    #[test]
-    fn snapshot_follows_the_state() {
-        let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-        assert_eq!(s.snapshot(at(0)).state, Phase::Idle);
-
-        s.request(at(0), req("config", 2_000)).unwrap();
-        assert_eq!(
-            serde_json::to_value(s.snapshot(at(500))).unwrap(),
-            json!({"state": "scheduled", "reason": "config", "forced": false,
-                   "fireInMs": 1_500, "deferredMs": null})
-        );
-
-        expect_deferred(s.poll(at(2_000), work(1)));
-        let snapshot = s.snapshot(at(2_300));
-        assert_eq!(snapshot.state, Phase::Deferring);
-        assert_eq!(snapshot.deferred_since, Some(at(2_000)));
-        assert_eq!(snapshot.deferred_ms, Some(300));
-
-        expect_fire(s.poll(at(2_500), work(0)));
-        let snapshot = s.snapshot(at(2_500));
-        assert_eq!(serde_json::to_value(snapshot.state).unwrap(), "in-flight");
-        assert_eq!(snapshot.reason.as_deref(), Some("config"));
-    }
-
-    #[test]
-    fn wire_payloads_are_camel_case() {
-        let mut s = scheduler(DEFAULT_DEFERRAL_TIMEOUT_MS);
-        let r = s.request(at(0), RestartRequest::new("config")).unwrap();
-        assert_eq!(
-            serde_json::to_value(r.to_wire()).unwrap(),
-            json!({"ok": true, "pid": 42, "delayMs": 2_000, "reason": "config",
-                   "mode": "respawn", "coalesced": false, "cooldownMsApplied": 0})
-        );
-        let deferred = Deferred {
-            pending_work: PendingWork {
-                in_flight_requests: 1,
-                holds: 2,
-                update_steps: 0,
-            },
-            waited_ms: 500,
-            timeout_ms: 300_000,
-        };
-        assert_eq!(
-            serde_json::to_value(deferred).unwrap(),
-            json!({"pendingWork": {"inFlightRequests": 1, "holds": 2, "updateSteps": 0},
-                   "waitedMs": 500, "timeoutMs": 300_000})
-        );
-    }
-
-    /// What a driver does to the scheduler.
-    #[derive(Debug, Clone)]
-    enum Op {
-        Request(RestartRequest),
-        Advance(u64),
-        Work(PendingWork),
-        Complete(Outcome),
-        SetTimeout(u64),
-    }
-
-    fn request_strategy() -> impl Strategy<Value = RestartRequest> {
-        (
-            prop_oneof![Just("update.run"), Just("config"), Just("SIGUSR1")],
-            prop_oneof![Just(None), (0u64..70_000).prop_map(Some)],
-            any::<bool>(),
-            any::<bool>(),
-            proptest::option::of(0u64..3),
-            proptest::option::of(0u64..1_000),
-        )
-            .prop_map(
-                |(reason, delay_ms, skip_deferral, skip_cooldown, requester, hook)| {
-                    RestartRequest {
-                        reason: reason.into(),
-                        delay_ms,
-                        skip_deferral,
-                        skip_cooldown,
-                        requester: requester.map(RequesterId),
-                        hook: hook.map(HookId),
-                    }
-                },
-            )
-    }
-
-    fn outcome_strategy() -> impl Strategy<Value = Outcome> {
-        prop_oneof![
-            Just(Outcome::HandedOff),
-            Just(Outcome::Failed {
-                reason: "successor exited".into()
-            }),
-            Just(Outcome::Rejected {
-                reason: "refused".into()
-            }),
-        ]
-    }
-
-    fn op_strategy() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            request_strategy().prop_map(Op::Request),
-            (0u64..20_000).prop_map(Op::Advance),
-            (0u32..3, 0u32..2, 0u32..2).prop_map(|(r, h, u)| Op::Work(PendingWork {
-                in_flight_requests: r,
-                holds: h,
-                update_steps: u,
-            })),
-            outcome_strategy().prop_map(Op::Complete),
-            prop_oneof![Just(0u64), 1u64..5_000].prop_map(Op::SetTimeout),
-        ]
-    }
-
-    /// Drives the scheduler the way the async driver does: poll after every
-    /// event and at every wake-up, and complete every fired restart.
-    struct Driver {
-        s: Scheduler,
-        now: Instant,
-        work: PendingWork,
-        in_flight: bool,
-    }
-
-    impl Driver {
-        fn poll(&mut self) {
-            let forced = self.s.snapshot(self.now).forced;
-            let consulted = Cell::new(false);
-            let work = self.work;
-            let poll = self.s.poll(self.now, |_| {
-                consulted.set(true);
-                work
-            });
-            assert!(
-                !(forced && consulted.get()),
-                "forced restart consulted pending work"
-            );
-            match poll.action {
-                Some(Action::Fire(_)) => {
-                    assert!(!self.in_flight, "fired twice");
-                    self.in_flight = true;
-                }
-                Some(Action::Deferred(d)) => assert!(d.pending_work.total() > 0),
-                None => {}
-            }
-            let state = self.s.snapshot(self.now).state;
-            assert_eq!(state == Phase::InFlight, self.in_flight);
-            // A pending restart always has a wake-up, and it is in the future.
-            match state {
-                Phase::Scheduled | Phase::Deferring => {
-                    assert!(
-                        poll.wake_at.is_some_and(|w| w > self.now),
-                        "{state:?} stuck"
-                    );
-                }
-                Phase::Idle | Phase::InFlight => assert_eq!(poll.wake_at, None),
-            }
-        }
-
-        fn advance_to(&mut self, to: Instant) {
-            while let Some(wake) = self.s.next_wake()
-                && wake <= to
-            {
-                self.now = wake;
-                self.poll();
-            }
-            self.now = to;
-        }
-
-        fn apply(&mut self, op: Op) {
-            match op {
-                Op::Request(request) => {
-                    let result = self.s.request(self.now, request);
-                    assert_eq!(result.is_err(), self.in_flight, "{result:?}");
-                    if let Ok(r) = result {
-                        let bound = MAX_DELAY_MS + COOLDOWN.as_millis() as u64;
-                        assert!(r.delay_ms <= bound);
-                    }
-                    self.poll();
-                }
-                Op::Advance(ms) => self.advance_to(self.now + Duration::from_millis(ms)),
-                Op::Work(work) => {
-                    self.work = work;
-                    self.poll();
-                }
-                Op::Complete(outcome) => {
-                    let before = self.s.snapshot(self.now);
-                    self.s.completed(self.now, outcome);
-                    if self.in_flight {
-                        self.in_flight = false;
-                        assert_eq!(self.s.snapshot(self.now).state, Phase::Idle);
-                    } else {
-                        assert_eq!(
-                            self.s.snapshot(self.now),
-                            before,
-                            "stale completion applied"
-                        );
-                    }
-                    self.poll();
-                }
-                Op::SetTimeout(ms) => self.s.set_deferral_timeout(ms),
-            }
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn no_restart_stays_pending_or_in_flight_forever(
-            timeout in prop_oneof![Just(0u64), 1u64..5_000],
-            ops in proptest::collection::vec(op_strategy(), 0..60),
-            last in request_strategy(),
-            outcome in outcome_strategy(),
-        ) {
-            let mut d = Driver {
-                s: scheduler(timeout),
-                now: at(0),
-                work: PendingWork::default(),
-                in_flight: false,
-            };
-            for op in ops {
-                d.apply(op);
-            }
-            if d.in_flight {
-                d.apply(Op::Complete(outcome.clone()));
-            }
-            d.apply(Op::Work(PendingWork::default()));
-
-            let was_idle = d.s.snapshot(d.now).state == Phase::Idle;
-            let r = d.s.request(d.now, last);
-            prop_assert!(r.as_ref().is_ok_and(|r| !(was_idle && r.coalesced)), "{r:?}");
-            d.poll();
-            d.advance_to(d.now + Duration::from_millis(MAX_DELAY_MS) + COOLDOWN + POLL_INTERVAL);
-            prop_assert!(d.in_flight, "restart never fired: {:?}", d.s.snapshot(d.now));
-
-            d.apply(Op::Complete(outcome));
-            prop_assert_eq!(d.s.snapshot(d.now).state, Phase::Idle);
-            prop_assert_eq!(d.s.next_wake(), None);
-        }
-    }
-}
+mod tests;

@@ -4,33 +4,60 @@
 use std::path::Path;
 use std::time::Duration;
 
-use molt_protocol::error::{ErrorCode, ErrorShape};
 use molt_protocol::method::UpdateCheckResult;
 use molt_protocol::update::{Channel, InstallMode, UpdateAvailable};
 
-use super::steps::{StepSpec, run_step_with_stdout};
-use super::{git, layout, package, record, target};
-use crate::gateway::{Gateway, VERSION, unix_ms};
+use super::context::RunContext;
+use super::steps::StepSpec;
+use super::{git, record, target};
+use crate::clock::unix_ms;
+use crate::install::layout::{self, LayoutError};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_METADATA: usize = 8 * 1024 * 1024;
 
-/// Resolves the channel's version and records whether it is newer than
-/// the running one (broadcasting `update.available` when that changes).
-pub async fn check(gw: &Gateway) -> Result<UpdateCheckResult, ErrorShape> {
-    let channel = gw.settings().update.channel;
-    let latest = latest(gw).await?;
-    let available = semver::Version::parse(VERSION)
+/// Why the channel's version could not be told.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// How moltd was installed is unknown, or cannot be updated in place.
+    #[error("no stable entrypoint: cannot tell how moltd was installed")]
+    NoEntrypoint,
+    #[error("update.check: {0}")]
+    Layout(#[from] LayoutError),
+    #[error("update.check needs a package or git install; this one is {0}")]
+    NotUpdatable(InstallMode),
+    #[error("{0} is not on moltd's PATH")]
+    ToolMissing(InstallMode),
+    /// The registry or the remote did not answer.
+    #[error("update check failed: {0}")]
+    Query(String),
+    /// The manager answered with something that is not package metadata.
+    #[error("{0}")]
+    Metadata(String),
+    /// The channel names nothing installable.
+    #[error("{0}")]
+    NoTarget(String),
+    #[error("no release tag (vX.Y.Z) on {} of {}", git::REMOTE, .0.display())]
+    NoReleaseTag(std::path::PathBuf),
+    #[error("the running version {0:?} is not semver")]
+    RunningNotSemver(String),
+}
+
+/// Resolves the channel's version and whether it is newer than the
+/// running one. The caller announces it (`update.available`).
+pub async fn check(ctx: &RunContext) -> Result<UpdateCheckResult, CheckError> {
+    let channel = ctx.settings.channel;
+    let latest = latest(ctx).await?;
+    let available = semver::Version::parse(&ctx.version)
         .map_or(true, |running| latest > running)
         .then(|| UpdateAvailable {
-            current_version: VERSION.to_owned(),
+            current_version: ctx.version.clone(),
             latest_version: latest.to_string(),
             channel,
         });
-    gw.announce_update(available.clone());
     Ok(UpdateCheckResult {
         update_available: available,
-        current_version: VERSION.to_owned(),
+        current_version: ctx.version.clone(),
         latest_version: Some(latest.to_string()),
         channel,
         checked_at: unix_ms(),
@@ -38,46 +65,38 @@ pub async fn check(gw: &Gateway) -> Result<UpdateCheckResult, ErrorShape> {
 }
 
 /// The one version the configured channel resolves to now.
-pub async fn latest(gw: &Gateway) -> Result<semver::Version, ErrorShape> {
-    let settings = gw.settings();
-    let channel = settings.update.channel;
-    let info = gw.install();
-    let entrypoint = info.entrypoint.as_deref().ok_or_else(|| {
-        ErrorShape::invalid_request("no stable entrypoint: cannot tell how moltd was installed")
-    })?;
-    let latest = match info.surface {
+pub async fn latest(ctx: &RunContext) -> Result<semver::Version, CheckError> {
+    let channel = ctx.settings.channel;
+    let info = &ctx.install;
+    let entrypoint = info.entrypoint.as_deref().ok_or(CheckError::NoEntrypoint)?;
+    match info.surface {
         InstallMode::Git => {
             let root = info.root.as_deref().unwrap_or_default();
-            git_latest(gw, Path::new(root), channel).await?
+            git_latest(ctx, Path::new(root), channel).await
         }
         mode if mode.is_package_manager() => {
-            let install = layout::locate(Path::new(entrypoint))
-                .map_err(|e| ErrorShape::invalid_request(format!("update.check: {e}")))?;
-            let package = settings
-                .update
+            let install = layout::locate(Path::new(entrypoint))?;
+            let package = ctx
+                .settings
                 .package
                 .clone()
                 .unwrap_or(install.package.clone());
-            let tool = package::tool(install.mode)
-                .ok_or_else(|| ErrorShape::internal(format!("{mode} is not on moltd's PATH")))?;
-            let stdout = query(gw, target::metadata_argv(install.mode, &tool, &package)).await?;
+            let tool = ctx
+                .steps
+                .tool(install.mode)
+                .ok_or(CheckError::ToolMissing(mode))?;
+            let stdout = query(ctx, target::metadata_argv(install.mode, &tool, &package)).await?;
             let meta = target::parse_metadata(install.mode, &stdout)
-                .map_err(|e| ErrorShape::internal(e.in_package(&package).to_string()))?;
+                .map_err(|e| CheckError::Metadata(e.in_package(&package).to_string()))?;
             target::resolve(channel, None, &meta)
-                .map_err(|e| ErrorShape::invalid_request(e.in_package(&package).to_string()))?
+                .map_err(|e| CheckError::NoTarget(e.in_package(&package).to_string()))
         }
-        other => {
-            return Err(ErrorShape::invalid_request(format!(
-                "update.check needs a package or git install; this one is {}",
-                other
-            )));
-        }
-    };
-    Ok(latest)
+        other => Err(CheckError::NotUpdatable(other)),
+    }
 }
 
-/// Runs a read-only query; stdout, or `UNAVAILABLE` naming what failed.
-async fn query(gw: &Gateway, argv: Vec<String>) -> Result<String, ErrorShape> {
+/// Runs a read-only query; its stdout.
+async fn query(ctx: &RunContext, argv: Vec<String>) -> Result<String, CheckError> {
     let spec = StepSpec {
         name: "check".to_owned(),
         argv,
@@ -85,15 +104,11 @@ async fn query(gw: &Gateway, argv: Vec<String>) -> Result<String, ErrorShape> {
         env: Vec::new(),
         timeout: CHECK_TIMEOUT,
     };
-    let (step, stdout) =
-        run_step_with_stdout(&spec, &gw.stopping().child_token(), MAX_METADATA).await;
+    let cancel = ctx.cancel.child_token();
+    let (step, stdout) = ctx.steps.run(&spec, &cancel, MAX_METADATA).await;
     match stdout {
-        Some(stdout) if step.exit_code == Some(0) => Ok(stdout),
-        _ => Err(ErrorShape::new(
-            ErrorCode::Unavailable,
-            format!("update check failed: {}", record::step_failure(&step)),
-        )
-        .retry_after(30_000)),
+        Some(stdout) if !step.failed() => Ok(stdout),
+        _ => Err(CheckError::Query(record::step_failure(&step))),
     }
 }
 
@@ -101,24 +116,20 @@ async fn query(gw: &Gateway, argv: Vec<String>) -> Result<String, ErrorShape> {
 /// touching the checkout (`ls-remote`: no fetch, no ref changes); `dev`
 /// has no version of its own to compare, so it reports the running one.
 async fn git_latest(
-    gw: &Gateway,
+    ctx: &RunContext,
     root: &Path,
     channel: Channel,
-) -> Result<semver::Version, ErrorShape> {
+) -> Result<semver::Version, CheckError> {
     if channel == Channel::Dev {
-        return semver::Version::parse(VERSION).map_err(|e| ErrorShape::internal(e.to_string()));
+        return semver::Version::parse(&ctx.version)
+            .map_err(|_| CheckError::RunningNotSemver(ctx.version.clone()));
     }
     let argv = git::git_argv(root, &["ls-remote", "--tags", "--refs", git::REMOTE]);
-    let refs = query(gw, argv).await?;
+    let refs = query(ctx, argv).await?;
     let tags: Vec<&str> = refs
         .lines()
         .filter_map(|line| line.split('\t').nth(1)?.strip_prefix("refs/tags/"))
         .collect();
-    git::newest_release(&tags.join("\n"), channel == Channel::Beta).ok_or_else(|| {
-        ErrorShape::invalid_request(format!(
-            "no release tag (vX.Y.Z) on {} of {}",
-            git::REMOTE,
-            root.display()
-        ))
-    })
+    git::newest_release(&tags.join("\n"), channel == Channel::Beta)
+        .ok_or_else(|| CheckError::NoReleaseTag(root.to_path_buf()))
 }

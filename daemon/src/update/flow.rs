@@ -5,71 +5,77 @@
 use std::path::Path;
 use std::time::Duration;
 
-use molt_protocol::error::{ErrorShape, UnavailableReason};
 use molt_protocol::ids::RunId;
-use molt_protocol::method::{MAX_UPDATE_NOTE, UpdateRunParams, UpdateRunResult};
+use molt_protocol::method::{
+    MAX_UPDATE_NOTE, UPDATE_STEP_TIMEOUT_MS, UpdateRunParams, UpdateRunResult,
+};
 use molt_protocol::status::SupervisorKind;
 use molt_protocol::update::{
     Channel, InstallMode, RunPhase, RunRecord, RunTarget, RunTrigger, VersionRef,
 };
-use serde_json::json;
 
+use super::context::RunContext;
+use super::failure::{Ended, Failure};
 use super::lease::{self, Lease, LeaseError};
-use super::record::{Ended, Run};
+use super::owner::current_owner;
+use super::record::Run;
 use super::runs::new_run_id;
-use super::target::{self, TagSpec};
-use super::{Undo, git, handoff, layout, package};
-use crate::gateway::{Caller, Gateway, VERSION, unix_ms};
+use super::target;
+use super::{Plan, Prepared, git, handoff, package};
+use crate::clock::unix_ms;
+use crate::install::layout;
 use crate::restart::scheduler::RequesterId;
 
-/// Default per-step bound; `timeoutMs` overrides it.
-pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(20 * 60);
-const MIN_STEP_TIMEOUT_MS: u64 = 1000;
-const MAX_STEP_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// Validated `update.run` params.
-pub struct Plan {
-    pub tag: Option<TagSpec>,
-    pub channel: Channel,
-    pub timeout: Duration,
-    pub dry_run: bool,
-    pub restart_delay_ms: Option<u64>,
+/// An `update.run` as the engine takes it.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub params: UpdateRunParams,
+    pub trigger: RunTrigger,
+    /// Who asked, for the record (`sessionKey`, else the connection).
+    pub actor: Option<String>,
+    /// The connection whose own request must not defer the restart.
+    pub requester: Option<RequesterId>,
 }
 
-/// What a mode's steps leave for the handoff.
-pub struct Prepared {
-    pub undo: Undo,
-    /// Restart at once, past deferral and cooldown (package swaps).
-    pub forced: bool,
+/// A refusal before any run exists; the method answers it as an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{0}")]
+    InvalidParams(String),
+    /// Another run holds this process's slot or the install's lease.
+    #[error("{}", match .0 { Some(id) => format!("update run {id} is in progress"), None => "an update is in progress".to_owned() })]
+    Busy(Option<RunId>),
+    #[error("this gateway is stopping; retry against its successor")]
+    Stopping,
 }
 
-pub fn plan(params: &UpdateRunParams, default_channel: Channel) -> Result<Plan, ErrorShape> {
+pub fn plan(params: &UpdateRunParams, default_channel: Channel) -> Result<Plan, Refused> {
     let tag = params
         .tag
         .as_deref()
         .map(target::parse_tag)
         .transpose()
-        .map_err(|e| ErrorShape::invalid_request(format!("tag: {e}")))?;
+        .map_err(|e| Refused::InvalidParams(format!("tag: {e}")))?;
     if let Some(ms) = params.timeout_ms
-        && !(MIN_STEP_TIMEOUT_MS..=MAX_STEP_TIMEOUT_MS).contains(&ms)
+        && !UPDATE_STEP_TIMEOUT_MS.contains(&ms)
     {
-        return Err(ErrorShape::invalid_request(format!(
-            "timeoutMs must be between {MIN_STEP_TIMEOUT_MS} and {MAX_STEP_TIMEOUT_MS}, got {ms}"
+        return Err(Refused::InvalidParams(format!(
+            "timeoutMs must be between {} and {}, got {ms}",
+            UPDATE_STEP_TIMEOUT_MS.start(),
+            UPDATE_STEP_TIMEOUT_MS.end()
         )));
     }
     if let Some(note) = &params.note
         && note.chars().count() > MAX_UPDATE_NOTE
     {
-        return Err(ErrorShape::invalid_request(format!(
+        return Err(Refused::InvalidParams(format!(
             "note must be at most {MAX_UPDATE_NOTE} characters"
         )));
     }
     Ok(Plan {
         tag,
         channel: params.channel.unwrap_or(default_channel),
-        timeout: params
-            .timeout_ms
-            .map_or(DEFAULT_STEP_TIMEOUT, Duration::from_millis),
+        timeout: Duration::from_millis(params.step_timeout_ms()),
         dry_run: params.dry_run.unwrap_or(false),
         restart_delay_ms: params.restart_delay_ms,
     })
@@ -78,32 +84,24 @@ pub fn plan(params: &UpdateRunParams, default_channel: Channel) -> Result<Plan, 
 /// Runs `update.run`. An `Err` is a refusal before any run exists (bad
 /// params, another run in progress, stopping); everything after is a
 /// result with a run record.
-pub async fn run(
-    gw: &Gateway,
-    caller: Option<&Caller>,
-    params: UpdateRunParams,
-    trigger: RunTrigger,
-) -> Result<UpdateRunResult, ErrorShape> {
-    let settings = gw.settings();
-    let plan = plan(&params, settings.update.channel)?;
-    if gw.stopping().is_cancelled() {
-        return Err(ErrorShape::unavailable(
-            UnavailableReason::GatewayRestarting,
-            "this gateway is stopping; retry against its successor",
-        )
-        .retry_after(1000));
+pub async fn run(ctx: &RunContext, request: RunRequest) -> Result<UpdateRunResult, Refused> {
+    let RunRequest {
+        params,
+        trigger,
+        actor,
+        requester,
+    } = request;
+    let plan = plan(&params, ctx.settings.channel)?;
+    if ctx.cancel.is_cancelled() {
+        return Err(Refused::Stopping);
     }
-    let installed = gw.install().clone();
+    let installed = &ctx.install;
     let run_id = new_run_id();
-    let owner = lease::current_owner();
     let now = unix_ms();
     let record = RunRecord {
         run_id: run_id.clone(),
         trigger,
-        actor: params
-            .session_key
-            .clone()
-            .or_else(|| caller.map(|c| c.conn_id.to_string())),
+        actor: params.session_key.clone().or(actor),
         phase: RunPhase::Requested,
         mode: installed.surface,
         root: installed.root.clone(),
@@ -112,129 +110,109 @@ pub async fn run(
             tag: params.tag.clone(),
             channel: Some(plan.channel),
         },
-        before: VersionRef::new(VERSION),
+        before: VersionRef::new(&ctx.version),
         after: VersionRef::default(),
         note: params.note.clone(),
         reason: None,
         steps: Vec::new(),
-        owner,
+        owner: current_owner(),
         requested_at: now,
         updated_at: now,
         finished_at: None,
     };
-    let mut run = Run::new(gw, record, plan.timeout, plan.dry_run);
+    let mut run = Run::new(ctx, record, plan.timeout, plan.dry_run);
 
-    if let Some(reason) = refusal(
-        gw,
-        settings.restart_enabled,
-        installed.surface,
-        plan.channel,
-    ) {
-        return Ok(run.end(Ended::Skipped, &reason));
+    if let Some(refusal) = refusal(ctx, plan.channel) {
+        return Ok(run.end(refusal.into()).await);
     }
     let (Some(root), Some(entrypoint)) = (installed.root.clone(), installed.entrypoint.clone())
     else {
-        return Ok(run.end(
-            Ended::Failed,
-            "layout: the install root or entrypoint is unknown",
-        ));
+        let unknown = Failure::Layout("the install root or entrypoint is unknown".to_owned());
+        return Ok(run.end(unknown.into()).await);
     };
 
-    let Some(_slot) = gw.update_slot().try_claim(&run_id) else {
-        return Err(busy(gw.update_slot().current()));
+    let Some(_slot) = ctx.slot.try_claim(&run_id) else {
+        return Err(Refused::Busy(ctx.slot.current()));
     };
-    let lease = match Lease::acquire(
-        &lease::lease_path(Path::new(&root)),
-        run_id.clone(),
-        run.record.owner.clone(),
-    ) {
-        Ok(lease) => lease,
-        Err(LeaseError::Busy { run_id, .. }) => return Err(busy(Some(run_id))),
-        Err(e) => return Ok(run.end(Ended::Failed, &format!("lease-failed: {e}"))),
-    };
-    run.set_phase(RunPhase::Running);
-
-    let prepared = if installed.surface == InstallMode::Git {
-        let build = settings
-            .update
-            .git_build_command
-            .clone()
-            .unwrap_or_else(|| git::DEFAULT_BUILD.map(str::to_owned).to_vec());
-        git::prepare(
-            &mut run,
-            &plan,
-            Path::new(&root),
-            Path::new(&entrypoint),
-            build,
-        )
+    let owner = run.record.owner.clone();
+    let lease_path = lease::lease_path(Path::new(&root));
+    let acquired = tokio::task::spawn_blocking(move || Lease::acquire(&lease_path, run_id, owner))
         .await
-    } else {
-        match layout::locate(Path::new(&entrypoint)) {
-            Ok(install) => {
-                let package = settings
-                    .update
-                    .package
-                    .clone()
-                    .unwrap_or_else(|| install.package.clone());
-                package::prepare(&mut run, &plan, install, &package).await
-            }
-            Err(e) => Err((Ended::Failed, format!("layout: {e}"))),
-        }
+        .unwrap_or_else(|e| Err(LeaseError::Io(std::io::Error::other(e))));
+    let lease = match acquired {
+        Ok(lease) => lease,
+        Err(LeaseError::Busy { run_id, .. }) => return Err(Refused::Busy(Some(run_id))),
+        Err(e) => return Ok(run.end(Failure::LeaseFailed(e.to_string()).into()).await),
     };
+    run.set_phase(RunPhase::Running).await;
+
+    let prepared = prepare(ctx, &mut run, &plan, &root, &entrypoint).await;
     match prepared {
-        Ok(prepared) => {
-            let requester = caller.map(|c| RequesterId(c.conn));
-            Ok(handoff::restart(gw, run, prepared, lease, &plan, requester).await)
+        Ok(prepared) => Ok(handoff::restart(ctx, run, prepared, lease, &plan, requester).await),
+        Err(ended) => {
+            let answer = run.end(ended).await;
+            release(lease).await;
+            Ok(answer)
         }
-        Err((ended, reason)) => Ok(run.end(ended, &reason)),
     }
 }
 
+/// Frees the install root on the blocking pool (flock and a write).
+async fn release(lease: Lease) {
+    match tokio::task::spawn_blocking(move || lease.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("releasing the update lease: {e}"),
+        Err(e) => tracing::warn!("releasing the update lease did not finish: {e}"),
+    }
+}
+
+/// The install mode's steps, up to an applied update.
+async fn prepare(
+    ctx: &RunContext,
+    run: &mut Run,
+    plan: &Plan,
+    root: &str,
+    entrypoint: &str,
+) -> Result<Prepared, Ended> {
+    let settings = &ctx.settings;
+    if ctx.install.surface == InstallMode::Git {
+        let build = settings
+            .git_build_command
+            .clone()
+            .unwrap_or_else(|| git::DEFAULT_BUILD.map(str::to_owned).to_vec());
+        return git::prepare(run, plan, Path::new(root), Path::new(entrypoint), build).await;
+    }
+    let install =
+        layout::locate(Path::new(entrypoint)).map_err(|e| Failure::Layout(e.to_string()))?;
+    let package = settings
+        .package
+        .clone()
+        .unwrap_or_else(|| install.package.clone());
+    let tool = ctx
+        .steps
+        .tool(install.mode)
+        .ok_or(Failure::ToolMissing(install.mode))?;
+    package::prepare(run, plan, install, &package, &tool, &ctx.version).await
+}
+
 /// Why this install cannot be updated from here, before anything changes.
-fn refusal(
-    gw: &Gateway,
-    restart_enabled: bool,
-    surface: InstallMode,
-    channel: Channel,
-) -> Option<String> {
-    let reason = match surface {
-        InstallMode::Unmanaged | InstallMode::Unknown => {
-            "unmanaged: this binary was not installed by npm, pnpm, bun or a git checkout; \
-             reinstall it with one of them to update it in place"
-        }
-        InstallMode::External => {
-            "external: a container or orchestrator owns this binary; replace the image instead"
-        }
+fn refusal(ctx: &RunContext, channel: Channel) -> Option<Failure> {
+    match ctx.install.surface {
+        InstallMode::Unmanaged | InstallMode::Unknown => return Some(Failure::Unmanaged),
+        InstallMode::External => return Some(Failure::External),
         InstallMode::Npm | InstallMode::Pnpm | InstallMode::Bun if channel == Channel::Dev => {
-            "dev-channel: the dev channel follows git main and needs a git checkout"
+            return Some(Failure::DevChannel);
         }
-        _ => "",
-    };
-    if !reason.is_empty() {
-        return Some(reason.to_owned());
+        _ => {}
     }
     // A supervisor that starts moltd again on exit; a container runtime
     // does not count (moltd restarts itself there).
     let supervised = matches!(
-        gw.supervisor_info().kind,
+        ctx.supervisor,
         SupervisorKind::Systemd | SupervisorKind::Launchd | SupervisorKind::Custom
     );
-    if !restart_enabled && !supervised {
-        return Some(
-            "restart-unavailable: commands.restart is false and no supervisor would start \
-             the new version"
-                .to_owned(),
-        );
-    }
-    None
+    (!ctx.restart_enabled && !supervised).then_some(Failure::RestartUnavailable)
 }
 
-fn busy(run_id: Option<RunId>) -> ErrorShape {
-    let message = match &run_id {
-        Some(id) => format!("update run {id} is in progress"),
-        None => "an update is in progress".to_owned(),
-    };
-    ErrorShape::unavailable(UnavailableReason::UpdateInProgress, message)
-        .with_details(json!({ "reason": "update-in-progress", "runId": run_id }))
-        .retry_after(5000)
-}
+#[cfg(test)]
+mod tests;

@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use molt_protocol::update::{Channel, DRY_RUN_REASON, VersionRef};
+use molt_protocol::update::{Channel, VersionRef};
 use serde::{Deserialize, Serialize};
 
-use super::flow::{Plan, Prepared};
-use super::record::{Ended, Run};
+use super::failure::{Ended, Failure};
+use super::record::Run;
 use super::target::TagSpec;
-use super::{Undo, stage};
+use super::{Plan, Prepared, Undo, stage};
 
 /// The remote a checkout updates from.
 pub const REMOTE: &str = "origin";
@@ -43,28 +43,65 @@ pub struct GitUndo {
     pub binary_backup: PathBuf,
 }
 
+/// A git command an undo runs, and how it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git {command}: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("git {command}: {stderr}")]
+    Failed { command: String, stderr: String },
+    #[error("restoring {}: {source}", path.display())]
+    Restore {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `git -C <root> <args…>` run to its end; its stdout.
+fn git(root: &Path, args: &[&str]) -> Result<String, GitError> {
+    let argv = git_argv(root, args);
+    let command = args.join(" ");
+    let output = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .map_err(|source| GitError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(GitError::Failed {
+            command,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
 impl GitUndo {
-    pub fn roll_back(&self) -> Result<(), String> {
+    /// Checks the previous HEAD (and branch) out and restores the previous
+    /// binary. Blocking.
+    pub fn roll_back(&self) -> Result<(), GitError> {
         let target = self
             .previous_branch
             .as_deref()
             .unwrap_or(&self.previous_commit);
-        let argv = git_argv(&self.root, &["checkout", "--quiet", target]);
-        let output = Command::new(&argv[0])
-            .args(&argv[1..])
-            .output()
-            .map_err(|e| format!("git checkout {target}: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "git checkout {target}: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
-        }
+        git(&self.root, &["checkout", "--quiet", target])?;
         // A copy, then a rename: the entrypoint is never half written.
         let tmp = self.binary.with_extension("molt-restore");
         std::fs::copy(&self.binary_backup, &tmp)
             .and_then(|_| std::fs::rename(&tmp, &self.binary))
-            .map_err(|e| format!("restoring {}: {e}", self.binary.display()))
+            .map_err(|source| GitError::Restore {
+                path: self.binary.clone(),
+                source,
+            })
+    }
+
+    /// The commit checked out now. Blocking.
+    pub fn head(&self) -> Result<String, GitError> {
+        git(&self.root, &["rev-parse", "HEAD"])
     }
 
     pub fn retire(&self) {
@@ -95,8 +132,7 @@ pub async fn prepare(
     root: &Path,
     binary: &Path,
     build: Vec<String>,
-) -> Result<Prepared, (Ended, String)> {
-    let failed = |reason: String| (Ended::Failed, reason);
+) -> Result<Prepared, Ended> {
     let dirty = run
         .command(
             "clean",
@@ -105,13 +141,13 @@ pub async fn prepare(
             None,
         )
         .await
-        .map_err(|e| failed(format!("git-failed: {e}")))?;
+        .map_err(|e| Failure::GitFailed(e.to_string()))?;
     if !dirty.trim().is_empty() {
-        let first = dirty.lines().take(3).collect::<Vec<_>>().join(", ");
-        return Err(failed(format!(
-            "dirty-tree: {} has uncommitted changes ({first}); commit or stash them",
-            root.display()
-        )));
+        return Err(Failure::DirtyTree {
+            root: root.to_path_buf(),
+            changes: dirty.lines().take(3).collect::<Vec<_>>().join(", "),
+        }
+        .into());
     }
     run.command(
         "fetch",
@@ -120,11 +156,9 @@ pub async fn prepare(
         None,
     )
     .await
-    .map_err(|e| failed(format!("fetch-failed: {e}")))?;
-    let (reference, commit) = resolve(run, root, plan.channel, plan.tag.as_ref())
-        .await
-        .map_err(failed)?;
-    let version = version_at(run, root, &commit).await.map_err(failed)?;
+    .map_err(|e| Failure::FetchFailed(e.to_string()))?;
+    let (reference, commit) = resolve(run, root, plan.channel, plan.tag.as_ref()).await?;
+    let version = version_at(run, root, &commit).await?;
     run.record.target.version = Some(version.to_string());
     run.record.after = VersionRef::new(version.to_string());
     let head = run
@@ -135,16 +169,16 @@ pub async fn prepare(
             None,
         )
         .await
-        .map_err(|e| failed(format!("git-failed: {e}")))?;
+        .map_err(|e| Failure::GitFailed(e.to_string()))?;
     let head = head.trim().to_owned();
     if head == commit {
-        return Err((Ended::Skipped, "up-to-date".to_owned()));
+        return Err(Failure::UpToDate.into());
     }
     if plan.dry_run {
-        return Err((
-            Ended::Skipped,
-            format!("{DRY_RUN_REASON}: would build {reference} ({commit}), version {version}"),
-        ));
+        return Err(Failure::DryRun {
+            would: format!("build {reference} ({commit}), version {version}"),
+        }
+        .into());
     }
     let branch = run
         .command(
@@ -154,7 +188,7 @@ pub async fn prepare(
             None,
         )
         .await
-        .map_err(|e| failed(format!("git-failed: {e}")))?;
+        .map_err(|e| Failure::GitFailed(e.to_string()))?;
     let undo = GitUndo {
         root: root.to_path_buf(),
         previous_commit: head,
@@ -166,20 +200,19 @@ pub async fn prepare(
     run.internal("backup", move || {
         std::fs::copy(&from, &to)
             .map(|_| ())
-            .map_err(|e| format!("copying {} aside: {e}", from.display()))
+            .map_err(|e| crate::fsutil::path_error(e, "copy aside", &from))
     })
     .await
-    .map_err(|e| failed(format!("backup-failed: {e}")))?;
+    .map_err(|e| Failure::BackupFailed(e.to_string()))?;
 
-    let built = checkout_build_verify(run, root, binary, &commit, build, &version).await;
-    if let Err(reason) = built {
-        return Err(match undo.roll_back() {
-            Ok(()) => (Ended::RolledBack, reason),
-            Err(e) => (
-                Ended::Failed,
-                format!("{reason}; restoring the checkout failed too: {e}"),
-            ),
-        });
+    if let Err(failure) = checkout_build_verify(run, root, binary, &commit, build, &version).await {
+        let rollback = undo.clone();
+        return Err(
+            match tokio::task::spawn_blocking(move || rollback.roll_back()).await {
+                Ok(restored) => Ended::after_change(failure, restored),
+                Err(unfinished) => Ended::after_change(failure, Err(unfinished)),
+            },
+        );
     }
     Ok(Prepared {
         undo: Undo::Git(undo),
@@ -194,7 +227,7 @@ async fn checkout_build_verify(
     commit: &str,
     build: Vec<String>,
     version: &semver::Version,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     run.command(
         "checkout",
         git_argv(root, &["checkout", "--quiet", "--detach", commit]),
@@ -202,16 +235,16 @@ async fn checkout_build_verify(
         None,
     )
     .await
-    .map_err(|e| format!("checkout-failed: {e}"))?;
+    .map_err(|e| Failure::CheckoutFailed(e.to_string()))?;
     run.command("build", build, Vec::new(), Some(root.to_path_buf()))
         .await
-        .map_err(|e| format!("build-failed: {e}"))?;
+        .map_err(|e| Failure::BuildFailed(e.to_string()))?;
     let (binary, version) = (binary.to_path_buf(), version.clone());
     run.internal("verify", move || {
         stage::check_version(&binary, "moltd", &version)
     })
     .await
-    .map_err(|e| format!("verify-failed: {e}"))
+    .map_err(|e| Failure::VerifyFailed(e.to_string()))
 }
 
 /// The ref to build and its commit: a `tag` (a version `X.Y.Z` means tag
@@ -221,7 +254,7 @@ async fn resolve(
     root: &Path,
     channel: Channel,
     tag: Option<&TagSpec>,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), Failure> {
     let reference = match (tag, channel) {
         (Some(TagSpec::Version(v)), _) => format!("refs/tags/v{v}"),
         (Some(TagSpec::DistTag(t)), _) => format!("refs/tags/{t}"),
@@ -235,12 +268,9 @@ async fn resolve(
                     None,
                 )
                 .await
-                .map_err(|e| format!("resolve-failed: {e}"))?;
+                .map_err(|e| Failure::ResolveFailed(e.to_string()))?;
             let newest = newest_release(&tags, channel == Channel::Beta).ok_or_else(|| {
-                format!(
-                    "resolve-failed: no release tag (vX.Y.Z) in {}",
-                    root.display()
-                )
+                Failure::ResolveFailed(format!("no release tag (vX.Y.Z) in {}", root.display()))
             })?;
             format!("refs/tags/v{newest}")
         }
@@ -262,10 +292,7 @@ async fn resolve(
         )
         .await
         .map_err(|_| {
-            format!(
-                "resolve-failed: {reference} does not exist in {}",
-                root.display()
-            )
+            Failure::ResolveFailed(format!("{reference} does not exist in {}", root.display()))
         })?;
     Ok((reference, commit.trim().to_owned()))
 }
@@ -282,7 +309,7 @@ pub fn newest_release(tags: &str, prerelease: bool) -> Option<semver::Version> {
 
 /// The version a build of `commit` reports: `[workspace.package]` (or
 /// `[package]`) `version` in its top-level Cargo.toml.
-async fn version_at(run: &mut Run, root: &Path, commit: &str) -> Result<semver::Version, String> {
+async fn version_at(run: &mut Run, root: &Path, commit: &str) -> Result<semver::Version, Failure> {
     let manifest = run
         .command(
             "version",
@@ -291,9 +318,10 @@ async fn version_at(run: &mut Run, root: &Path, commit: &str) -> Result<semver::
             None,
         )
         .await
-        .map_err(|e| format!("resolve-failed: {e}"))?;
-    manifest_version(&manifest)
-        .ok_or_else(|| format!("resolve-failed: Cargo.toml at {commit} names no package version"))
+        .map_err(|e| Failure::ResolveFailed(e.to_string()))?;
+    manifest_version(&manifest).ok_or_else(|| {
+        Failure::ResolveFailed(format!("Cargo.toml at {commit} names no package version"))
+    })
 }
 
 pub fn manifest_version(manifest: &str) -> Option<semver::Version> {

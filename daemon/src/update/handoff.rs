@@ -1,25 +1,29 @@
 //! After an update is applied: write the sentinel, restart onto the new
 //! version, and wait for the successor's proof. A successor that fails
 //! (exits, never gets ready, reports another version) has the update
-//! rolled back while this process keeps serving.
+//! rolled back while this process keeps serving. Everything here that
+//! touches a file runs on the blocking pool.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use molt_protocol::event::{EventName, UpdateProgress};
 use molt_protocol::method::{SentinelRef, UpdateRunResult};
-use molt_protocol::status::EnvSource;
+use molt_protocol::status::SupervisorKind;
 use molt_protocol::update::{
-    RunPhase, RunRecord, RunTrigger, Sentinel, SentinelPayload, SentinelStats, UpdateStatus,
+    ReasonCode, RunPhase, RunRecord, RunTrigger, Sentinel, SentinelPayload, SentinelStats,
+    UpdateStatus,
 };
+use parking_lot::Mutex;
 
-use super::flow::{Plan, Prepared};
+use super::context::RunContext;
+use super::failure::{Ended, Failure, Rollback};
 use super::lease::Lease;
-use super::record::{Ended, Run};
-use super::{Undo, sentinel, undo_path, write_undo};
-use crate::gateway::{Gateway, unix_ms};
+use super::record::{self, Run};
+use super::{Plan, Prepared, Undo, rescue, sentinel, undo_path, write_undo};
+use crate::clock::unix_ms;
 use crate::paths::StatePaths;
-use crate::restart::engine::HandoffExpectation;
-use crate::restart::scheduler::{RequesterId, RestartRequest};
+use crate::restart::engine::{HandoffExpectation, RestartRequest};
+use crate::restart::scheduler::RequesterId;
 
 /// The reason a run's restart reports.
 pub fn restart_reason(trigger: RunTrigger) -> &'static str {
@@ -34,15 +38,171 @@ pub fn restart_reason(trigger: RunTrigger) -> &'static str {
 /// answer comes when the restart is scheduled and the outcome lands in the
 /// run record and the sentinel.
 pub async fn restart(
-    gw: &Gateway,
+    ctx: &RunContext,
     mut run: Run,
     prepared: Prepared,
     lease: Lease,
     plan: &Plan,
     requester: Option<RequesterId>,
 ) -> UpdateRunResult {
-    let paths = gw.paths().clone();
-    let payload = SentinelPayload {
+    let paths = ctx.paths.clone();
+    let payload = sentinel_payload(&run);
+    let written = {
+        let (paths, undo) = (paths.clone(), prepared.undo.clone());
+        let doc = Sentinel {
+            version: Sentinel::FORMAT_VERSION,
+            payload: payload.clone(),
+        };
+        blocking(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                sentinel::write(&paths.sentinel_path, &doc)?;
+                Ok(write_undo(&undo_path(&paths), &undo)?)
+            },
+        )
+        .await
+    };
+    if let Err(e) = written {
+        let failure = Failure::SentinelFailed(e.to_string());
+        return abandon(&paths, prepared.undo, run, failure).await;
+    }
+    // The kill switch blocks the restart an automatic update would cause,
+    // also when it was set while the update ran.
+    if run.record.trigger == RunTrigger::Auto
+        && let Some(source) = (ctx.kill_switch)().source
+    {
+        return abandon(&paths, prepared.undo, run, Failure::KillSwitch(source)).await;
+    }
+    if restarts_moltd(ctx.supervisor) {
+        arm_rescue(&paths, &run.record, &prepared.undo).await;
+    }
+    run.set_phase(RunPhase::Restarting).await;
+
+    let version = run.record.after.version.clone().unwrap_or_default();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    // Taken by whichever runs first: the rollback after a failed handoff,
+    // or the abandonment of a refused restart.
+    let undo = Arc::new(Mutex::new(Some(prepared.undo)));
+    let on_failure = {
+        let undo = Arc::clone(&undo);
+        let ctx = ctx.clone();
+        let record = run.record.clone();
+        // The engine runs this on the blocking pool.
+        move |reason: String| {
+            if let Some(undo) = undo.lock().take() {
+                roll_back(&ctx, record, &undo, &reason);
+            }
+        }
+    };
+    let expectation = HandoffExpectation {
+        version,
+        on_failure: Box::new(on_failure),
+        done: done_tx,
+    };
+    let reason = restart_reason(run.record.trigger).to_owned();
+    let request = if prepared.forced {
+        // The old process must not outlive its tree.
+        RestartRequest {
+            reason,
+            delay_ms: Some(0),
+            skip_deferral: true,
+            skip_cooldown: true,
+            expectation: Some(expectation),
+            ..RestartRequest::default()
+        }
+    } else {
+        RestartRequest {
+            reason,
+            delay_ms: plan.restart_delay_ms,
+            requester,
+            expectation: Some(expectation),
+            ..RestartRequest::default()
+        }
+    };
+    let scheduled = match ctx.restart.request(request) {
+        Ok(scheduled) => scheduled.to_wire(),
+        Err(e) => {
+            let failure = Failure::RestartRejected(e.to_string());
+            let taken = undo.lock().take();
+            return match taken {
+                Some(undo) => abandon(&paths, undo, run, failure).await,
+                // A handoff already ran the rollback and recorded it.
+                None => {
+                    let ended = Ended {
+                        failure,
+                        rollback: Rollback::Done,
+                    };
+                    run.end(ended).await
+                }
+            };
+        }
+    };
+    ctx.events.send(EventName::RestartScheduled, &scheduled);
+    let sentinel_ref = SentinelRef {
+        path: paths.sentinel_path.display().to_string(),
+        payload,
+    };
+
+    let wait = {
+        let cancel = ctx.cancel.clone();
+        let run_id = run.record.run_id.clone();
+        async move {
+            let outcome = tokio::select! {
+                biased;
+                outcome = done_rx => outcome.unwrap_or_else(|_| Err("the restart was dropped".to_owned())),
+                // Stopped before the restart fired: the swap stands and the
+                // sentinel has the next start verify it.
+                () = cancel.cancelled() => Ok(None),
+            };
+            match &outcome {
+                Ok(successor) => {
+                    tracing::info!(%run_id, ?successor, "update handed off to the new version")
+                }
+                Err(reason) => tracing::warn!(%run_id, %reason, "update rolled back"),
+            }
+            // The successor finishes the run from the sentinel; the lease
+            // must not outlive this process's part.
+            if let Err(e) = blocking(move || lease.release()).await {
+                tracing::warn!(%run_id, "releasing the update lease: {e}");
+            }
+            outcome
+        }
+    };
+    let answer = |ok: bool, result, sentinel| UpdateRunResult {
+        ok,
+        run_id: run.record.run_id.clone(),
+        result,
+        restart: Some(scheduled.clone()),
+        sentinel: Some(sentinel),
+    };
+    if !prepared.forced {
+        tokio::spawn(wait);
+        return answer(true, run.result(UpdateStatus::Ok, None), sentinel_ref);
+    }
+    match wait.await {
+        Ok(_) => answer(true, run.result(UpdateStatus::Ok, None), sentinel_ref),
+        Err(_) => {
+            let path = paths.sentinel_path.clone();
+            let written = blocking(move || sentinel::read(&path)).await;
+            let payload = written
+                .ok()
+                .flatten()
+                .map_or(sentinel_ref.payload, |s| s.payload);
+            let result = run.result(
+                UpdateStatus::Error,
+                Some(ReasonCode::RestartUnhealthy.to_string()),
+            );
+            let sentinel = SentinelRef {
+                path: sentinel_ref.path,
+                payload,
+            };
+            answer(false, result, sentinel)
+        }
+    }
+}
+
+/// What the restart leaves for the successor: an `ok` update to verify.
+fn sentinel_payload(run: &Run) -> SentinelPayload {
+    SentinelPayload {
         kind: "update".to_owned(),
         status: UpdateStatus::Ok,
         ts: unix_ms(),
@@ -60,197 +220,94 @@ pub async fn restart(
         },
         verified: None,
         rolled_back: false,
-    };
-    let doc = Sentinel {
-        version: Sentinel::FORMAT_VERSION,
-        payload: payload.clone(),
-    };
-    let written = sentinel::write(&paths.sentinel_path, &doc)
-        .map_err(|e| e.to_string())
-        .and_then(|()| write_undo(&undo_path(&paths), &prepared.undo).map_err(|e| e.to_string()));
-    if let Err(e) = written {
-        return abandon(
-            &paths,
-            &prepared.undo,
-            run,
-            Ended::RolledBack,
-            &format!("sentinel-failed: {e}"),
-        );
     }
-    // The kill switch blocks the restart an automatic update would cause,
-    // also when it was set while the update ran.
-    if run.record.trigger == RunTrigger::Auto
-        && let Some(source) = gw.kill_switch().source
-    {
-        let from = match source {
-            EnvSource::ProcessEnv => "process env",
-            EnvSource::EnvFile => ".env",
-        };
-        let reason = format!(
-            "kill-switch: OPENCLAW_NO_AUTO_UPDATE was set ({from}) while the update ran; rolled back"
-        );
-        return abandon(&paths, &prepared.undo, run, Ended::Skipped, &reason);
-    }
-    run.set_phase(RunPhase::Restarting);
+}
 
-    let version = run.record.after.version.clone().unwrap_or_default();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    let undo = Arc::new(Mutex::new(Some(prepared.undo)));
-    let on_failure = {
-        let undo = Arc::clone(&undo);
-        let gw = gw.clone();
-        let record = run.record.clone();
-        move |reason: String| -> crate::restart::engine::Hook {
-            Box::pin(async move {
-                if let Some(undo) = take(&undo) {
-                    roll_back(&gw, record, &undo, &reason);
-                }
-            })
-        }
-    };
-    gw.restart().expect_on_next_handoff(HandoffExpectation {
-        version,
-        on_failure: Box::new(on_failure),
-        done: done_tx,
-    });
-    let request = if prepared.forced {
-        // The old process must not outlive its tree.
-        RestartRequest {
-            reason: restart_reason(run.record.trigger).to_owned(),
-            delay_ms: Some(0),
-            skip_deferral: true,
-            skip_cooldown: true,
-            ..RestartRequest::default()
-        }
-    } else {
-        RestartRequest {
-            reason: restart_reason(run.record.trigger).to_owned(),
-            delay_ms: plan.restart_delay_ms,
-            requester,
-            ..RestartRequest::default()
-        }
-    };
-    let scheduled = match gw.restart().request(request, None) {
-        Ok(scheduled) => scheduled.to_wire(),
-        Err(e) => {
-            gw.restart().clear_expectation();
-            let reason = format!("restart-rejected: {e}");
-            return match take(&undo) {
-                Some(undo) => abandon(&paths, &undo, run, Ended::RolledBack, &reason),
-                // A handoff already ran the rollback and recorded it.
-                None => run.end(Ended::RolledBack, &reason),
-            };
-        }
-    };
-    gw.broadcast(EventName::RestartScheduled, &scheduled);
-    let sentinel_ref = SentinelRef {
-        path: paths.sentinel_path.display().to_string(),
-        payload,
-    };
+/// Blocking file work that failed, or did not finish.
+#[derive(Debug, thiserror::Error)]
+enum Blocked<E> {
+    #[error("{0}")]
+    Failed(E),
+    #[error("did not finish: {0}")]
+    Panicked(tokio::task::JoinError),
+}
 
-    let wait = {
-        let gw = gw.clone();
-        let run_id = run.record.run_id.clone();
-        async move {
-            let outcome = tokio::select! {
-                outcome = done_rx => outcome.unwrap_or_else(|_| Err("the restart was dropped".to_owned())),
-                // Stopped before the restart fired: the swap stands and the
-                // sentinel has the next start verify it.
-                () = gw.stopping().cancelled() => Ok(None),
-            };
-            match &outcome {
-                Ok(successor) => {
-                    tracing::info!(%run_id, ?successor, "update handed off to the new version")
-                }
-                Err(reason) => tracing::warn!(%run_id, %reason, "update rolled back"),
-            }
-            // The successor finishes the run from the sentinel; the lease
-            // must not outlive this process's part.
-            if let Err(e) = lease.release() {
-                tracing::warn!(%run_id, "releasing the update lease: {e}");
-            }
-            outcome
-        }
-    };
-    if !prepared.forced {
-        tokio::spawn(wait);
-        return UpdateRunResult {
-            ok: true,
-            run_id: run.record.run_id.clone(),
-            result: run.result(UpdateStatus::Ok, None),
-            restart: Some(scheduled),
-            sentinel: Some(sentinel_ref),
-        };
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Blocked<E>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done.map_err(Blocked::Failed),
+        Err(e) => Err(Blocked::Panicked(e)),
     }
-    match wait.await {
-        Ok(_) => UpdateRunResult {
-            ok: true,
-            run_id: run.record.run_id.clone(),
-            result: run.result(UpdateStatus::Ok, None),
-            restart: Some(scheduled),
-            sentinel: Some(sentinel_ref),
-        },
-        Err(_) => {
-            let payload = sentinel::read(&paths.sentinel_path)
-                .ok()
-                .flatten()
-                .map_or(sentinel_ref.payload, |s| s.payload);
-            UpdateRunResult {
-                ok: false,
-                run_id: run.record.run_id.clone(),
-                result: run.result(
-                    UpdateStatus::Error,
-                    Some(sentinel::REASON_RESTART_UNHEALTHY),
-                ),
-                restart: Some(scheduled),
-                sentinel: Some(SentinelRef {
-                    path: sentinel_ref.path,
-                    payload,
-                }),
-            }
-        }
+}
+
+/// A supervisor that starts moltd again after it exits: a version that
+/// verified and then keeps dying would be restarted into forever, so the
+/// previous version stands by to roll it back.
+fn restarts_moltd(kind: SupervisorKind) -> bool {
+    matches!(
+        kind,
+        SupervisorKind::Systemd | SupervisorKind::Launchd | SupervisorKind::Custom
+    )
+}
+
+/// Leaves this version's binary and the undo record where the supervisor's
+/// rescue step finds them. A failure costs only that safety net, so the
+/// update goes on (and says so in the log).
+async fn arm_rescue(paths: &StatePaths, record: &RunRecord, undo: &Undo) {
+    let (Some(previous), Some(new)) = (record.before.version.clone(), record.after.version.clone())
+    else {
+        return;
+    };
+    let (paths, run_id, undo) = (paths.clone(), record.run_id.clone(), undo.clone());
+    let armed =
+        blocking(move || rescue::arm(&paths, &run_id, &previous, &new, &undo, unix_ms())).await;
+    if let Err(e) = armed {
+        tracing::warn!(run_id = %record.run_id, "cannot arm the crash-loop rescue: {e}");
     }
 }
 
 /// Ends a run whose update is applied but must not restart: the previous
 /// version goes back, and neither the undo record nor the sentinel is left
 /// for a later restart to act on.
-fn abandon(
+async fn abandon(
     paths: &StatePaths,
-    undo: &Undo,
+    undo: Undo,
     mut run: Run,
-    ended: Ended,
-    reason: &str,
+    failure: Failure,
 ) -> UpdateRunResult {
-    let restored = undo.roll_back();
-    let _ = std::fs::remove_file(undo_path(paths));
-    let _ = std::fs::remove_file(&paths.sentinel_path);
-    match restored {
-        Ok(()) => run.end(ended, reason),
-        Err(e) => run.end(
-            Ended::Failed,
-            &format!("{reason}; rolling back failed: {e}"),
-        ),
-    }
-}
-
-fn take(undo: &Mutex<Option<Undo>>) -> Option<Undo> {
-    undo.lock().unwrap_or_else(|e| e.into_inner()).take()
+    let paths = paths.clone();
+    let restored = blocking(move || {
+        let restored = undo.roll_back();
+        let _ = std::fs::remove_file(undo_path(&paths));
+        let _ = std::fs::remove_file(&paths.sentinel_path);
+        rescue::disarm(&paths);
+        restored
+    })
+    .await;
+    run.end(Ended::after_change(failure, restored)).await
 }
 
 /// Puts the previous version back after the new one failed to take over,
-/// and says so in the sentinel and the run.
-fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
-    let paths = gw.paths();
+/// and says so in the sentinel and the run. Blocking: the restart engine
+/// calls it on the blocking pool.
+fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, reason: &str) {
+    let paths = &ctx.paths;
     let restored = undo.roll_back();
     if let Err(e) = &restored {
         tracing::error!("rolling the update back failed: {e}");
     }
     let _ = std::fs::remove_file(undo_path(paths));
+    rescue::disarm(paths);
     match sentinel::read(&paths.sentinel_path) {
         Ok(Some(mut doc)) => {
             doc.payload.status = UpdateStatus::Error;
-            doc.payload.stats.reason = Some(sentinel::REASON_RESTART_UNHEALTHY.to_owned());
+            doc.payload.stats.reason = Some(ReasonCode::RestartUnhealthy.to_string());
             doc.payload.rolled_back = restored.is_ok();
             doc.payload.doctor_hint = Some(format!("the new version did not take over: {reason}"));
             doc.payload.ts = unix_ms();
@@ -261,17 +318,17 @@ fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
         Ok(None) => {}
         Err(e) => tracing::error!("cannot record the rollback in the sentinel: {e}"),
     }
-    record.reason = Some(format!("{}: {reason}", sentinel::REASON_RESTART_UNHEALTHY));
+    record.reason = Some(Failure::RestartUnhealthy(reason.to_owned()).to_string());
     let phase = if restored.is_ok() {
         RunPhase::RolledBack
     } else {
         RunPhase::Failed
     };
-    super::record::advance(&mut record, phase);
-    if let Err(e) = gw.runs().record(&record) {
+    record::advance(&mut record, phase);
+    if let Err(e) = ctx.runs.record(&record) {
         tracing::error!("cannot record the rollback: {e}");
     }
-    gw.broadcast(
+    ctx.events.send(
         EventName::UpdateProgress,
         UpdateProgress {
             run_id: record.run_id.clone(),
@@ -280,3 +337,6 @@ fn roll_back(gw: &Gateway, mut record: RunRecord, undo: &Undo, reason: &str) {
         },
     );
 }
+
+#[cfg(test)]
+mod tests;

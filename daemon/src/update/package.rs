@@ -2,23 +2,14 @@
 //! the manager's own metadata, install it into a private stage beside the
 //! live tree, prove the staged binary, swap it in all at once.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use molt_protocol::update::{Channel, DRY_RUN_REASON, InstallMode, VersionRef};
+use molt_protocol::update::{Channel, VersionRef};
 
-use super::flow::{Plan, Prepared};
-use super::layout::Install;
-use super::record::{Ended, Run};
-use super::{Undo, stage, swap, target};
-use crate::gateway::VERSION;
-
-/// The package manager's executable, from PATH.
-pub fn tool(mode: InstallMode) -> Option<PathBuf> {
-    if !mode.is_package_manager() {
-        return None;
-    }
-    crate::install::find_on_path(mode.as_str())
-}
+use super::failure::{Ended, Failure};
+use super::record::Run;
+use super::{Plan, Prepared, Undo, stage, swap, target};
+use crate::install::layout::Install;
 
 /// The registry's answer for `channel`/`tag`, through `tool`.
 pub async fn resolve(
@@ -28,16 +19,16 @@ pub async fn resolve(
     package: &str,
     channel: Channel,
     tag: Option<&target::TagSpec>,
-) -> Result<semver::Version, String> {
+) -> Result<semver::Version, Failure> {
     let argv = target::metadata_argv(install.mode, tool, package);
     let stdout = run
         .command("resolve", argv, Vec::new(), None)
         .await
-        .map_err(|e| format!("resolve-failed: {e}"))?;
+        .map_err(|e| Failure::ResolveFailed(e.to_string()))?;
     let meta = target::parse_metadata(install.mode, &stdout)
-        .map_err(|e| format!("resolve-failed: {}", e.in_package(package)))?;
+        .map_err(|e| Failure::ResolveFailed(e.in_package(package).to_string()))?;
     target::resolve(channel, tag, &meta)
-        .map_err(|e| format!("resolve-failed: {}", e.in_package(package)))
+        .map_err(|e| Failure::ResolveFailed(e.in_package(package).to_string()))
 }
 
 /// Everything up to and including the swap. Nothing live changes unless
@@ -47,39 +38,41 @@ pub async fn prepare(
     plan: &Plan,
     install: Install,
     package: &str,
-) -> Result<Prepared, (Ended, String)> {
-    let failed = |reason: String| (Ended::Failed, reason);
-    let tool = tool(install.mode).ok_or_else(|| {
-        failed(format!(
-            "tool-missing: {} is not on moltd's PATH",
-            install.mode
-        ))
-    })?;
+    tool: &Path,
+    running: &str,
+) -> Result<Prepared, Ended> {
     let version = resolve(
         run,
         &install,
-        &tool,
+        tool,
         package,
         plan.channel,
         plan.tag.as_ref(),
     )
-    .await
-    .map_err(failed)?;
+    .await?;
     run.record.target.version = Some(version.to_string());
     run.record.after = VersionRef::new(version.to_string());
-    if version.to_string() == VERSION {
-        return Err((Ended::Skipped, "up-to-date".to_owned()));
+    if version.to_string() == running {
+        return Err(Failure::UpToDate.into());
     }
     if plan.dry_run {
-        return Err((
-            Ended::Skipped,
-            format!("{DRY_RUN_REASON}: would install {package}@{version}"),
-        ));
+        return Err(Failure::DryRun {
+            would: format!("install {package}@{version}"),
+        }
+        .into());
     }
 
-    let stage = stage::stage_dir(&install).map_err(|e| failed(format!("stage-failed: {e}")))?;
-    let outcome = install_and_swap(run, &install, &tool, &stage, package, &version).await;
-    stage::cleanup_stage(&stage);
+    let live = install.clone();
+    let stage = tokio::task::spawn_blocking(move || stage::stage_dir(&live))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|made| made)
+        .map_err(|e| Failure::StageFailed(e.to_string()))?;
+    let outcome = install_and_swap(run, &install, tool, &stage, package, &version).await;
+    let cleanup = stage.clone();
+    if let Err(e) = tokio::task::spawn_blocking(move || stage::cleanup_stage(&cleanup)).await {
+        tracing::warn!(stage = %stage.display(), "removing the stage did not finish: {e}");
+    }
     let backup = outcome?;
     Ok(Prepared {
         undo: Undo::Package {
@@ -96,23 +89,20 @@ async fn install_and_swap(
     stage: &Path,
     package: &str,
     version: &semver::Version,
-) -> Result<swap::Backup, (Ended, String)> {
-    let failed = |reason: String| (Ended::Failed, reason);
+) -> Result<swap::Backup, Failure> {
     let (argv, env) = stage::install_argv(install, tool, stage, &format!("{package}@{version}"));
     run.command("install", argv, env, Some(stage.to_path_buf()))
         .await
-        .map_err(|e| failed(format!("install-failed: {e}")))?;
+        .map_err(|e| Failure::InstallFailed(e.to_string()))?;
     let (live, staged, target) = (install.clone(), stage.to_path_buf(), version.clone());
     run.internal("verify", move || {
         stage::verify_staged(&live, &staged, &target)
     })
     .await
-    .map_err(|e| failed(format!("verify-failed: {e}")))?;
+    .map_err(|e| Failure::VerifyFailed(e.to_string()))?;
     let tag = run.record.run_id.as_str().to_owned();
     let (live, staged) = (install.clone(), stage.to_path_buf());
-    run.internal("swap", move || {
-        swap::swap(&live, &staged, &tag).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| failed(format!("swap-failed: {e}")))
+    run.internal("swap", move || swap::swap(&live, &staged, &tag))
+        .await
+        .map_err(|e| Failure::SwapFailed(e.to_string()))
 }

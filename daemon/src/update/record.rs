@@ -4,22 +4,40 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use molt_protocol::event::{EventName, StepProgress, UpdateProgress};
+use molt_protocol::event::{EventName, StepProgress, StepState, UpdateProgress};
 use molt_protocol::method::UpdateRunResult;
-use molt_protocol::update::{RunPhase, RunRecord, StepRecord, UpdateResult, UpdateStatus};
+use molt_protocol::update::{
+    RunPhase, RunRecord, StepRecord, Termination, UpdateResult, UpdateStatus,
+};
 
-use super::runs::RunStore;
-use super::steps::{StepSpec, internal_step, run_step_with_stdout};
-use crate::gateway::{Gateway, unix_ms};
+use super::context::RunContext;
+use super::failure::Ended;
+use super::steps::{StepSpec, internal_step};
+use crate::clock::unix_ms;
 
 /// Stdout kept whole for parsing (package metadata, git output).
 const MAX_PARSED_STDOUT: usize = 8 * 1024 * 1024;
 
+/// Why a step did not succeed; the text goes into the run's reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// A command ended without success: `"<step> failed (exit 1): <last
+    /// line of its output>"`.
+    #[error("{0}")]
+    Command(String),
+    #[error("{step}: output larger than {limit} bytes")]
+    OutputTooLarge { step: String, limit: usize },
+    /// A step molt does itself failed.
+    #[error("{0}")]
+    Internal(String),
+    #[error("{step} did not finish: {cause}")]
+    Interrupted { step: String, cause: String },
+}
+
 pub struct Run {
     pub record: RunRecord,
     started: Instant,
-    store: RunStore,
-    gw: Gateway,
+    ctx: RunContext,
     /// Per-step bound from `timeoutMs`.
     pub timeout: Duration,
     /// A dry run changes nothing: no record, no events.
@@ -27,12 +45,11 @@ pub struct Run {
 }
 
 impl Run {
-    pub fn new(gw: &Gateway, record: RunRecord, timeout: Duration, dry_run: bool) -> Run {
+    pub fn new(ctx: &RunContext, record: RunRecord, timeout: Duration, dry_run: bool) -> Run {
         Run {
             record,
             started: Instant::now(),
-            store: gw.runs().clone(),
-            gw: gw.clone(),
+            ctx: ctx.clone(),
             timeout,
             dry_run,
         }
@@ -42,26 +59,24 @@ impl Run {
         self.started.elapsed().as_millis() as u64
     }
 
-    pub fn set_phase(&mut self, phase: RunPhase) {
+    pub async fn set_phase(&mut self, phase: RunPhase) {
         advance(&mut self.record, phase);
-        self.save();
+        self.save().await;
         self.progress(None);
     }
 
-    fn save(&self) {
+    async fn save(&self) {
         if self.dry_run {
             return;
         }
-        if let Err(e) = self.store.record(&self.record) {
-            tracing::error!(run_id = %self.record.run_id, "cannot record the update run: {e}");
-        }
+        save(&self.ctx, self.record.clone()).await;
     }
 
     fn progress(&self, step: Option<StepProgress>) {
         if self.dry_run {
             return;
         }
-        self.gw.broadcast(
+        self.ctx.events.send(
             EventName::UpdateProgress,
             UpdateProgress {
                 run_id: self.record.run_id.clone(),
@@ -74,18 +89,22 @@ impl Run {
     fn step_started(&self, name: &str) {
         self.progress(Some(StepProgress {
             name: name.to_owned(),
-            state: "started".to_owned(),
+            state: StepState::Started,
             duration_ms: None,
             exit_code: None,
         }));
     }
 
     /// Records a finished step; true when it succeeded.
-    fn step_finished(&mut self, step: StepRecord) -> bool {
-        let ok = step.exit_code == Some(0);
+    async fn step_finished(&mut self, step: StepRecord) -> bool {
+        let ok = !step.failed();
         self.progress(Some(StepProgress {
             name: step.name.clone(),
-            state: if ok { "finished" } else { "failed" }.to_owned(),
+            state: if ok {
+                StepState::Finished
+            } else {
+                StepState::Failed
+            },
             duration_ms: Some(step.duration_ms),
             exit_code: step.exit_code,
         }));
@@ -95,19 +114,18 @@ impl Run {
         );
         self.record.steps.push(step);
         self.record.updated_at = unix_ms();
-        self.save();
+        self.save().await;
         ok
     }
 
-    /// Runs an external command as a step; its stdout on success, a
-    /// one-line summary of the failure otherwise.
+    /// Runs an external command as a step; its stdout on success.
     pub async fn command(
         &mut self,
         name: &str,
         argv: Vec<String>,
         env: Vec<(String, String)>,
         cwd: Option<PathBuf>,
-    ) -> Result<String, String> {
+    ) -> Result<String, StepError> {
         self.step_started(name);
         let spec = StepSpec {
             name: name.to_owned(),
@@ -116,40 +134,53 @@ impl Run {
             env,
             timeout: self.timeout,
         };
-        let cancel = self.gw.stopping().child_token();
-        let (step, stdout) = run_step_with_stdout(&spec, &cancel, MAX_PARSED_STDOUT).await;
+        let cancel = self.ctx.cancel.child_token();
+        let (step, stdout) = self.ctx.steps.run(&spec, &cancel, MAX_PARSED_STDOUT).await;
         let summary = step_failure(&step);
-        if self.step_finished(step) {
-            stdout.ok_or_else(|| format!("{name}: output larger than {MAX_PARSED_STDOUT} bytes"))
+        if self.step_finished(step).await {
+            stdout.ok_or_else(|| StepError::OutputTooLarge {
+                step: name.to_owned(),
+                limit: MAX_PARSED_STDOUT,
+            })
         } else {
-            Err(summary)
+            Err(StepError::Command(summary))
         }
     }
 
     /// A step molt does itself (file system work, a `--version` run),
     /// recorded like the others and run on the blocking pool.
-    pub async fn internal<T: Send + 'static>(
+    pub async fn internal<T, E>(
         &mut self,
         name: &str,
-        work: impl FnOnce() -> Result<T, String> + Send + 'static,
-    ) -> Result<T, String> {
+        work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    ) -> Result<T, StepError>
+    where
+        T: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
         self.step_started(name);
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(work)
-            .await
-            .unwrap_or_else(|e| Err(format!("{name} did not finish: {e}")));
-        let outcome = result.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.step_finished(internal_step(name, started, &outcome));
+        let result = match tokio::task::spawn_blocking(work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(StepError::Internal(e.to_string())),
+            Err(e) => Err(StepError::Interrupted {
+                step: name.to_owned(),
+                cause: e.to_string(),
+            }),
+        };
+        let error = result.as_ref().err().map(ToString::to_string);
+        self.step_finished(internal_step(name, started, error.as_deref()))
+            .await;
         result
     }
 
     /// The `update.run` result for how this run ended.
-    pub fn result(&self, status: UpdateStatus, reason: Option<&str>) -> UpdateResult {
+    pub fn result(&self, status: UpdateStatus, reason: Option<String>) -> UpdateResult {
         UpdateResult {
             status,
             mode: self.record.mode,
             root: self.record.root.clone(),
-            reason: reason.map(str::to_owned),
+            reason,
             before: self.record.before.clone(),
             after: self.record.after.clone(),
             steps: self.record.steps.clone(),
@@ -157,15 +188,12 @@ impl Run {
         }
     }
 
-    /// Ends the run with `reason`; nothing is restarted.
-    pub fn end(&mut self, ended: Ended, reason: &str) -> UpdateRunResult {
-        let (phase, status) = match ended {
-            Ended::Skipped => (RunPhase::Skipped, UpdateStatus::Skipped),
-            Ended::Failed => (RunPhase::Failed, UpdateStatus::Error),
-            Ended::RolledBack => (RunPhase::RolledBack, UpdateStatus::Error),
-        };
-        self.record.reason = Some(reason.to_owned());
-        self.set_phase(phase);
+    /// Ends the run as `ended` says; nothing is restarted.
+    pub async fn end(&mut self, ended: Ended) -> UpdateRunResult {
+        let (phase, status) = ended.phase();
+        let reason = ended.reason();
+        self.record.reason = Some(reason.clone());
+        self.set_phase(phase).await;
         tracing::info!(run_id = %self.record.run_id, %reason, ?phase, "update run ended");
         UpdateRunResult {
             ok: status != UpdateStatus::Error,
@@ -174,6 +202,19 @@ impl Run {
             restart: None,
             sentinel: None,
         }
+    }
+}
+
+/// Appends `record` to the run store on the blocking pool (flock, fsync);
+/// a failure is logged: the run goes on, and says so in the log.
+pub async fn save(ctx: &RunContext, record: RunRecord) {
+    let store = ctx.runs.clone();
+    let run_id = record.run_id.clone();
+    let saved = tokio::task::spawn_blocking(move || store.record(&record)).await;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(%run_id, "cannot record the update run: {e}"),
+        Err(e) => tracing::error!(%run_id, "recording the update run did not finish: {e}"),
     }
 }
 
@@ -186,19 +227,11 @@ pub fn advance(record: &mut RunRecord, phase: RunPhase) {
     }
 }
 
-/// How a run ended without a restart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ended {
-    Skipped,
-    Failed,
-    RolledBack,
-}
-
 /// `"<step> failed (exited 1): <last stderr line>"`.
 pub fn step_failure(step: &StepRecord) -> String {
     let how = match (step.termination, step.exit_code) {
-        (molt_protocol::update::Termination::Exited, Some(code)) => format!("exit {code}"),
-        (termination, _) => format!("{termination:?}").to_lowercase(),
+        (Termination::Exited, Some(code)) => format!("exit {code}"),
+        (termination, _) => termination.as_str().to_owned(),
     };
     let detail = [&step.stderr_tail, &step.stdout_tail]
         .into_iter()

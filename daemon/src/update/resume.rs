@@ -5,26 +5,29 @@
 
 use std::path::Path;
 
+use molt_protocol::status::InstallInfo;
 use molt_protocol::update::{RunPhase, RunRecord, UpdateStatus};
 
+use super::failure::Failure;
 use super::lease::{self, Lease};
+use super::owner::{current_owner, process_owner};
 use super::runs::{RunStore, new_run_id};
 use super::sentinel;
-use super::{layout, read_undo, stage, undo_path};
-use crate::gateway::{Gateway, unix_ms};
+use super::{read_undo, stage, undo_path};
+use crate::clock::unix_ms;
+use crate::identity::Identity;
+use crate::install::layout;
+use crate::paths::StatePaths;
 
 /// Verifies the sentinel and resolves open runs. Problems are logged, never
-/// fatal: the gateway serves either way.
-pub fn resume(gw: &Gateway) {
-    let store = gw.runs();
-    verify_sentinel(gw, store);
-    resolve_orphans(gw, store);
-    remove_leftover_stages(gw);
+/// fatal: the gateway serves either way. Blocking.
+pub fn resume(store: &RunStore, paths: &StatePaths, install: &InstallInfo, id: &Identity) {
+    verify_sentinel(store, paths, id);
+    resolve_orphans(store, id);
+    remove_leftover_stages(install);
 }
 
-fn verify_sentinel(gw: &Gateway, store: &RunStore) {
-    let paths = gw.paths();
-    let id = gw.identity();
+fn verify_sentinel(store: &RunStore, paths: &StatePaths, id: &Identity) {
     let now = unix_ms();
     let Some(mut doc) = sentinel::read_or_quarantine(&paths.sentinel_path) else {
         return;
@@ -72,36 +75,31 @@ fn verify_sentinel(gw: &Gateway, store: &RunStore) {
 
 /// Runs left open by a process that is gone: verified if their goal
 /// version is what runs now, failed otherwise.
-fn resolve_orphans(gw: &Gateway, store: &RunStore) {
-    let id = gw.identity();
+fn resolve_orphans(store: &RunStore, id: &Identity) {
     for run in store.non_terminal() {
         // Nothing of this process runs yet; an exec'd predecessor shares
         // its pid, so only another live process counts as an owner.
-        let alive = run.owner.pid != id.pid
-            && lease::process_owner(run.owner.pid).as_ref() == Some(&run.owner);
+        let alive =
+            run.owner.pid != id.pid && process_owner(run.owner.pid).as_ref() == Some(&run.owner);
         if alive {
             continue;
         }
         let (phase, reason) = if run.target.version.as_deref() == Some(id.version.as_str()) {
             (
                 RunPhase::Verified,
-                "resolved at start: the target version runs",
+                "resolved at start: the target version runs".to_owned(),
             )
         } else {
-            (
-                RunPhase::Failed,
-                "owner-died: the process running this update stopped before it finished",
-            )
+            (RunPhase::Failed, Failure::OwnerDied.to_string())
         };
         tracing::warn!(run_id = %run.run_id, ?phase, "{reason}");
-        finish(store, run, phase, Some(reason.to_owned()));
+        finish(store, run, phase, Some(reason));
     }
 }
 
 /// Stages of an update that was killed mid-install, removed under the
 /// install's lease (so never one a live update is writing).
-fn remove_leftover_stages(gw: &Gateway) {
-    let install = gw.install();
+fn remove_leftover_stages(install: &InstallInfo) {
     if !install.surface.is_package_manager() {
         return;
     }
@@ -116,7 +114,7 @@ fn remove_leftover_stages(gw: &Gateway) {
         return;
     }
     let lease_path = lease::lease_path(Path::new(root));
-    match Lease::acquire(&lease_path, new_run_id(), lease::current_owner()) {
+    match Lease::acquire(&lease_path, new_run_id(), current_owner()) {
         Ok(lease) => {
             for leftover in leftovers {
                 tracing::info!(stage = %leftover.display(), "removing a stage left by an interrupted update");

@@ -1,5 +1,6 @@
 //! `restart-sentinel.json`: what an update restart leaves for the process
-//! that comes up next (SPEC §6.5), and that process's proof of what runs.
+//! that comes up next (docs/updating.md), and that process's proof of
+//! what runs.
 //!
 //! The restarting process [`write`]s it before the restart. The successor
 //! [`read`]s it at start; if it is not [`is_stale`] and not yet verified, it
@@ -7,27 +8,17 @@
 //! it from `update.status`. A file that does not parse never stops the
 //! daemon: [`read_or_quarantine`] logs it and moves it aside.
 
-use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use molt_protocol::ids::RunId;
-use molt_protocol::update::{Sentinel, SentinelPayload, UpdateStatus, Verified};
+use molt_protocol::update::{ReasonCode, Sentinel, SentinelPayload, UpdateStatus, Verified};
 use serde::Deserialize;
 
-use crate::fsutil::{path_error, write_atomic};
+use crate::fsutil::{MAX_STATE_FILE_BYTES, read_bounded, write_atomic};
 
 /// A sentinel older than this is history, not an instruction.
 pub const MAX_AGE_MS: u64 = 24 * 60 * 60 * 1000;
-
-/// `stats.reason` when an `ok` update's restart brought up another version.
-pub const REASON_VERSION_MISMATCH: &str = "restart-version-mismatch";
-
-/// `stats.reason` when the successor failed and the update was rolled back.
-pub const REASON_RESTART_UNHEALTHY: &str = "restart-unhealthy";
-
-/// Larger than any sentinel moltd writes (step output is head/tail only).
-const MAX_SENTINEL_BYTES: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SentinelError {
@@ -43,8 +34,9 @@ pub enum SentinelError {
         Sentinel::FORMAT_VERSION
     )]
     UnsupportedVersion { path: PathBuf, found: u32 },
-    #[error("restart sentinel {} is {size} bytes, larger than any sentinel moltd writes", path.display())]
-    TooLarge { path: PathBuf, size: u64 },
+    /// Larger than any sentinel moltd writes (step output is head/tail only).
+    #[error("restart sentinel {}: {source}", path.display())]
+    TooLarge { path: PathBuf, source: io::Error },
     /// An I/O failure; the message names the file.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -60,22 +52,17 @@ impl SentinelError {
 
 /// Reads the sentinel at `path`. Missing → `Ok(None)`.
 pub fn read(path: &Path) -> Result<Option<Sentinel>, SentinelError> {
-    let file = match fs::File::open(path) {
-        Ok(file) => file,
+    let bytes = match read_bounded(path, MAX_STATE_FILE_BYTES) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(path_error(e, "open", path).into()),
+        Err(source) if source.kind() == io::ErrorKind::InvalidData => {
+            return Err(SentinelError::TooLarge {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        Err(e) => return Err(e.into()),
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_SENTINEL_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| path_error(e, "read", path))?;
-    if bytes.len() as u64 > MAX_SENTINEL_BYTES {
-        let size = fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
-        return Err(SentinelError::TooLarge {
-            path: path.to_path_buf(),
-            size,
-        });
-    }
     // The format version first, so a future format is reported as such and
     // not as a parse error deep in a payload this moltd does not know.
     #[derive(Deserialize)]
@@ -189,7 +176,7 @@ pub fn verify(
     };
     if mismatch.is_some() && payload.status == UpdateStatus::Ok {
         payload.status = UpdateStatus::Error;
-        payload.stats.reason = Some(REASON_VERSION_MISMATCH.to_owned());
+        payload.stats.reason = Some(ReasonCode::RestartVersionMismatch.to_string());
     }
     payload.verified = Some(Verified {
         running_version: running_version.to_owned(),
@@ -205,6 +192,7 @@ mod tests {
     use super::*;
     use crate::fsutil::testing::{mode, names};
     use molt_protocol::update::{InstallMode, SentinelStats, VersionRef};
+    use std::fs;
 
     const NOW: u64 = 1_800_000_000_000;
 
@@ -293,6 +281,18 @@ mod tests {
         );
         // Start goes on without it; the next read sees nothing.
         assert_eq!(read(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_naming_it_and_the_limit_and_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("restart-sentinel.json");
+        crate::fsutil::testing::oversize(&path);
+        let err = read(&path).unwrap_err();
+        assert!(matches!(err, SentinelError::TooLarge { .. }), "{err:?}");
+        crate::fsutil::testing::assert_refused_over(&err, &path, MAX_STATE_FILE_BYTES);
+        assert_eq!(read_or_quarantine(&path), None);
+        assert!(!path.exists(), "moved aside");
     }
 
     #[test]
@@ -385,7 +385,10 @@ mod tests {
         let mut p = payload(UpdateStatus::Ok, "1.0.0", "2.0.0");
         assert_eq!(verify(&mut p, "1.0.0", 77, NOW), Verification::Mismatched);
         assert_eq!(p.status, UpdateStatus::Error);
-        assert_eq!(p.stats.reason.as_deref(), Some(REASON_VERSION_MISMATCH));
+        assert_eq!(
+            p.stats.reason.as_deref(),
+            Some(ReasonCode::RestartVersionMismatch.as_str())
+        );
         let v = p.verified.unwrap();
         assert_eq!(v.running_version, "1.0.0");
         assert_eq!(v.mismatch.as_deref(), Some("expected 2.0.0, running 1.0.0"));

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use molt_protocol::update::InstallMode;
 
-use super::layout::{
-    Install, bin_path, nth_parent, pnpm_store_dir, pnpm_wrapper_target, read_manifest,
-};
 use crate::fsutil::path_error;
+use crate::install::layout::{
+    Install, LayoutError, bin_path, nth_parent, pnpm_store_dir, pnpm_wrapper_target, read_manifest,
+};
 
 /// Prefix of every stage directory's name.
 pub const STAGE_PREFIX: &str = ".molt-stage-";
@@ -229,6 +229,57 @@ pub fn staged_binary(install: &Install, stage: &Path) -> PathBuf {
     root.join(rel)
 }
 
+/// Why a staged (or built) binary is not the version it should be.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("staged package.json names {found}, expected {expected}")]
+    WrongPackage { found: String, expected: String },
+    #[error("staged package.json has version {found:?}, expected {expected}")]
+    WrongManifestVersion { found: String, expected: String },
+    #[error("the staged package declares no bin {0:?}")]
+    NoBin(String),
+    #[error("{} is not an executable file", .0.display())]
+    NotExecutable(PathBuf),
+    #[error("staged {} does not point into the staged .pnpm", .0.display())]
+    OutsideStore(PathBuf),
+    #[error("{} is not a pnpm bin wrapper", .0.display())]
+    NotAWrapper(PathBuf),
+    #[error("the staged bin {} leads to {}, not to {}", shim.display(), leads_to.display(), binary.display())]
+    ShimElsewhere {
+        shim: PathBuf,
+        leads_to: PathBuf,
+        binary: PathBuf,
+    },
+    #[error("cannot run {}: {source}", binary.display())]
+    CannotRun { binary: PathBuf, source: io::Error },
+    #[error("{} --version did not finish in {VERSION_TIMEOUT:?}", .0.display())]
+    Hung(PathBuf),
+    #[error("waiting for {}: {source}", binary.display())]
+    Wait { binary: PathBuf, source: io::Error },
+    #[error("{} --version failed ({status})", binary.display())]
+    Failed {
+        binary: PathBuf,
+        status: std::process::ExitStatus,
+    },
+    #[error("{} --version printed {printed:?}, expected {want:?}", binary.display())]
+    WrongVersion {
+        binary: PathBuf,
+        printed: String,
+        want: String,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> VerifyError + '_ {
+    move |source| VerifyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Proves the stage holds `version` of the package: its `package.json`
 /// names the package and the version, the manager made the bin shim, and
 /// the binary runs and prints `moltd <version>`.
@@ -236,33 +287,31 @@ pub fn verify_staged(
     install: &Install,
     stage: &Path,
     version: &semver::Version,
-) -> Result<(), String> {
+) -> Result<(), VerifyError> {
     let root = staged_root(install, stage);
-    let manifest = read_manifest(&root.join("package.json")).map_err(|e| e.to_string())?;
+    let manifest = read_manifest(&root.join("package.json"))?;
     if manifest["name"].as_str() != Some(install.package.as_str()) {
-        return Err(format!(
-            "staged package.json names {}, expected {}",
-            manifest["name"], install.package
-        ));
+        return Err(VerifyError::WrongPackage {
+            found: manifest["name"].to_string(),
+            expected: install.package.clone(),
+        });
     }
     let staged_version = manifest["version"].as_str().unwrap_or_default();
     if semver::Version::parse(staged_version).ok().as_ref() != Some(version) {
-        return Err(format!(
-            "staged package.json has version {staged_version:?}, expected {version}"
-        ));
+        return Err(VerifyError::WrongManifestVersion {
+            found: staged_version.to_owned(),
+            expected: version.to_string(),
+        });
     }
     if bin_path(&manifest, &install.package, install.bin_name()).is_none() {
-        return Err(format!(
-            "the staged package declares no bin {:?}",
-            install.bin_name()
-        ));
+        return Err(VerifyError::NoBin(install.bin_name().to_owned()));
     }
     let binary = staged_binary(install, stage);
-    let meta = fs::metadata(&binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let meta = fs::metadata(&binary).map_err(io_at(&binary))?;
     if !meta.is_file() || meta.mode() & 0o111 == 0 {
-        return Err(format!("{} is not an executable file", binary.display()));
+        return Err(VerifyError::NotExecutable(binary));
     }
-    let binary = fs::canonicalize(&binary).map_err(|e| format!("{}: {e}", binary.display()))?;
+    let binary = fs::canonicalize(&binary).map_err(io_at(&binary))?;
     check_staged_shim(install, stage, &binary)?;
     check_version(&binary, install.bin_name(), version)
 }
@@ -272,26 +321,27 @@ pub fn check_version(
     binary: &Path,
     bin_name: &str,
     version: &semver::Version,
-) -> Result<(), String> {
+) -> Result<(), VerifyError> {
     let printed = run_version(binary)?;
     let want = format!("{bin_name} {version}");
     if printed != want {
-        return Err(format!(
-            "{} --version printed {printed:?}, expected {want:?}",
-            binary.display()
-        ));
+        return Err(VerifyError::WrongVersion {
+            binary: binary.to_path_buf(),
+            printed,
+            want,
+        });
     }
     Ok(())
 }
 
 /// The manager's own shim in the stage leads to the staged binary.
-fn check_staged_shim(install: &Install, stage: &Path, binary: &Path) -> Result<(), String> {
+fn check_staged_shim(install: &Install, stage: &Path, binary: &Path) -> Result<(), VerifyError> {
     let shim = staged_shim(install, stage);
     let target = match install.mode {
         InstallMode::Pnpm => {
             let root = staged_root(install, stage);
             let project = staged_project(install, stage);
-            let link = fs::canonicalize(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+            let link = fs::canonicalize(&root).map_err(io_at(&root))?;
             if pnpm_store_dir(
                 &fs::canonicalize(&project).unwrap_or(project),
                 &install.package,
@@ -299,31 +349,25 @@ fn check_staged_shim(install: &Install, stage: &Path, binary: &Path) -> Result<(
             )
             .is_none()
             {
-                return Err(format!(
-                    "staged {} does not point into the staged .pnpm",
-                    root.display()
-                ));
+                return Err(VerifyError::OutsideStore(root));
             }
-            pnpm_wrapper_target(&shim)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{} is not a pnpm bin wrapper", shim.display()))?
+            pnpm_wrapper_target(&shim)?.ok_or_else(|| VerifyError::NotAWrapper(shim.clone()))?
         }
         _ => shim.clone(),
     };
-    let resolved = fs::canonicalize(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let resolved = fs::canonicalize(&target).map_err(io_at(&target))?;
     if resolved != binary {
-        return Err(format!(
-            "the staged bin {} leads to {}, not to {}",
-            shim.display(),
-            resolved.display(),
-            binary.display()
-        ));
+        return Err(VerifyError::ShimElsewhere {
+            shim,
+            leads_to: resolved,
+            binary: binary.to_path_buf(),
+        });
     }
     Ok(())
 }
 
 /// `<binary> --version`, first stdout line, with a deadline.
-fn run_version(binary: &Path) -> Result<String, String> {
+fn run_version(binary: &Path) -> Result<String, VerifyError> {
     let mut cmd = Command::new(binary);
     cmd.arg("--version")
         .stdin(Stdio::null())
@@ -333,8 +377,10 @@ fn run_version(binary: &Path) -> Result<String, String> {
     for var in super::steps::SCRUBBED_ENV {
         cmd.env_remove(var);
     }
-    let mut child =
-        spawn_retrying(&mut cmd).map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    let mut child = spawn_retrying(&mut cmd).map_err(|source| VerifyError::CannotRun {
+        binary: binary.to_path_buf(),
+        source,
+    })?;
     let (tx, rx) = mpsc::channel();
     if let Some(out) = child.stdout.take() {
         std::thread::spawn(move || {
@@ -351,18 +397,23 @@ fn run_version(binary: &Path) -> Result<String, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!(
-                    "{} --version did not finish in {VERSION_TIMEOUT:?}",
-                    binary.display()
-                ));
+                return Err(VerifyError::Hung(binary.to_path_buf()));
             }
-            Err(e) => return Err(format!("waiting for {}: {e}", binary.display())),
+            Err(source) => {
+                return Err(VerifyError::Wait {
+                    binary: binary.to_path_buf(),
+                    source,
+                });
+            }
         }
     };
     let remaining = deadline.saturating_duration_since(Instant::now());
     let stdout = rx.recv_timeout(remaining).unwrap_or_default();
     if !status.success() {
-        return Err(format!("{} --version failed ({status})", binary.display()));
+        return Err(VerifyError::Failed {
+            binary: binary.to_path_buf(),
+            status,
+        });
     }
     let text = String::from_utf8_lossy(&stdout);
     Ok(text.lines().next().unwrap_or_default().trim().to_owned())
@@ -385,209 +436,4 @@ fn spawn_retrying(cmd: &mut Command) -> io::Result<std::process::Child> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn install(mode: InstallMode, prefix: &str) -> Install {
-        let p = PathBuf::from(prefix);
-        let (root, entrypoint) = match mode {
-            InstallMode::Npm => (p.join("lib/node_modules/@molt/moltd"), p.join("bin/moltd")),
-            InstallMode::Bun => (
-                p.join("install/global/node_modules/@molt/moltd"),
-                p.join("bin/moltd"),
-            ),
-            _ => (p.join("global/5/node_modules/@molt/moltd"), p.join("moltd")),
-        };
-        Install {
-            mode,
-            package: "@molt/moltd".into(),
-            prefix: p,
-            root,
-            entrypoint,
-        }
-    }
-
-    #[test]
-    fn stages_sit_outside_what_the_manager_reads() {
-        assert_eq!(
-            stage_parent(&install(InstallMode::Npm, "/p")),
-            Path::new("/p/lib")
-        );
-        assert_eq!(
-            stage_parent(&install(InstallMode::Bun, "/p")),
-            Path::new("/p/install")
-        );
-        assert_eq!(
-            stage_parent(&install(InstallMode::Pnpm, "/p")),
-            Path::new("/p/global")
-        );
-    }
-
-    #[test]
-    fn staged_paths_mirror_the_live_layout() {
-        let s = Path::new("/p/lib/.molt-stage-x");
-        let npm = install(InstallMode::Npm, "/p");
-        assert_eq!(staged_root(&npm, s), s.join("lib/node_modules/@molt/moltd"));
-        assert_eq!(staged_shim(&npm, s), s.join("bin/moltd"));
-        let pnpm = install(InstallMode::Pnpm, "/p");
-        assert_eq!(
-            staged_root(&pnpm, s),
-            s.join("global/5/node_modules/@molt/moltd")
-        );
-        let bun = install(InstallMode::Bun, "/p");
-        assert_eq!(
-            staged_root(&bun, s),
-            s.join("install/global/node_modules/@molt/moltd")
-        );
-        // No package.json yet: the conventional bin path.
-        assert_eq!(
-            staged_binary(&bun, s),
-            s.join("install/global/node_modules/@molt/moltd/bin/moltd")
-        );
-    }
-
-    #[test]
-    fn argv_per_manager() {
-        let s = Path::new("/p/x/.molt-stage-1");
-        let (argv, env) = install_argv(
-            &install(InstallMode::Npm, "/p"),
-            Path::new("/usr/bin/npm"),
-            s,
-            "@molt/moltd@2.0.0",
-        );
-        assert_eq!(
-            argv,
-            [
-                "/usr/bin/npm",
-                "install",
-                "--global",
-                "--prefix",
-                "/p/x/.molt-stage-1",
-                "--no-audit",
-                "--no-fund",
-                "--no-update-notifier",
-                "@molt/moltd@2.0.0"
-            ]
-        );
-        assert!(env.is_empty());
-
-        let (argv, env) = install_argv(
-            &install(InstallMode::Pnpm, "/p"),
-            Path::new("/opt/node/bin/pnpm"),
-            s,
-            "@molt/moltd@2.0.0",
-        );
-        assert_eq!(argv[1..4], ["add", "--global", "--reporter=append-only"]);
-        let flag = |name: &str| {
-            let i = argv.iter().position(|a| a == name).unwrap();
-            argv[i + 1].clone()
-        };
-        assert_eq!(flag("--global-dir"), "/p/x/.molt-stage-1/global");
-        assert_eq!(flag("--global-bin-dir"), "/p/x/.molt-stage-1/bin");
-        assert_eq!(argv.last().unwrap(), "@molt/moltd@2.0.0");
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        assert_eq!(get("PNPM_HOME").unwrap(), "/p/x/.molt-stage-1/bin");
-        let path = get("PATH").unwrap();
-        assert!(
-            path.starts_with("/p/x/.molt-stage-1/bin:/opt/node/bin"),
-            "{path}"
-        );
-
-        let (argv, env) = install_argv(
-            &install(InstallMode::Bun, "/p"),
-            Path::new("bun"),
-            s,
-            "@molt/moltd@2.0.0",
-        );
-        assert_eq!(
-            argv,
-            [
-                "bun",
-                "add",
-                "--global",
-                "--no-progress",
-                "@molt/moltd@2.0.0"
-            ]
-        );
-        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        assert_eq!(get("BUN_INSTALL").unwrap(), "/p/x/.molt-stage-1");
-        assert_eq!(
-            get("BUN_INSTALL_GLOBAL_DIR").unwrap(),
-            "/p/x/.molt-stage-1/install/global"
-        );
-        assert_eq!(get("BUN_INSTALL_BIN").unwrap(), "/p/x/.molt-stage-1/bin");
-    }
-
-    #[test]
-    fn pnpm_store_comes_from_modules_yaml() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path();
-        let inst = Install {
-            mode: InstallMode::Pnpm,
-            package: "moltd".into(),
-            prefix: p.to_path_buf(),
-            root: p.join("global/5/node_modules/moltd"),
-            entrypoint: p.join("moltd"),
-        };
-        assert_eq!(pnpm_store(&inst), None);
-        fs::create_dir_all(p.join("global/5/node_modules")).unwrap();
-        fs::write(
-            p.join("global/5/node_modules/.modules.yaml"),
-            r#"{"layoutVersion": 5, "storeDir": "/srv/store/v10"}"#,
-        )
-        .unwrap();
-        assert_eq!(pnpm_store(&inst), Some(PathBuf::from("/srv/store")));
-        fs::write(
-            p.join("global/5/node_modules/.modules.yaml"),
-            "layoutVersion: 5\nstoreDir: /srv/other\n",
-        )
-        .unwrap();
-        assert_eq!(pnpm_store(&inst), Some(PathBuf::from("/srv/other")));
-    }
-
-    #[test]
-    fn stage_is_private_and_cleanup_only_removes_stages() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path();
-        fs::create_dir_all(p.join("lib/node_modules/moltd")).unwrap();
-        let inst = Install {
-            mode: InstallMode::Npm,
-            package: "moltd".into(),
-            prefix: p.to_path_buf(),
-            root: p.join("lib/node_modules/moltd"),
-            entrypoint: p.join("bin/moltd"),
-        };
-        assert!(leftover_stages(&inst).is_empty());
-        let stage = stage_dir(&inst).unwrap();
-        assert_eq!(stage.parent().unwrap(), p.join("lib"));
-        assert_eq!(leftover_stages(&inst), std::slice::from_ref(&stage));
-        let name = stage.file_name().unwrap().to_str().unwrap();
-        assert!(name.starts_with(STAGE_PREFIX), "{name}");
-        assert_eq!(fs::metadata(&stage).unwrap().mode() & 0o777, 0o700);
-        let second = stage_dir(&inst).unwrap();
-        assert_ne!(second, stage, "a fresh name each time");
-        cleanup_stage(&second);
-
-        cleanup_stage(&p.join("lib/node_modules"));
-        assert!(
-            p.join("lib/node_modules/moltd").is_dir(),
-            "not a stage: kept"
-        );
-        fs::create_dir_all(stage.join("lib/x")).unwrap();
-        cleanup_stage(&stage);
-        assert!(!stage.exists());
-        cleanup_stage(&stage); // already gone: fine
-    }
-
-    #[test]
-    fn version_of_a_binary_with_a_deadline() {
-        let tmp = tempfile::tempdir().unwrap();
-        let bin = tmp.path().join("moltd");
-        fs::write(&bin, "#!/bin/sh\necho \"moltd 2.0.0\"\necho extra\n").unwrap();
-        fs::set_permissions(&bin, Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(run_version(&bin).unwrap(), "moltd 2.0.0");
-        fs::write(&bin, "#!/bin/sh\nexit 3\n").unwrap();
-        assert!(run_version(&bin).unwrap_err().contains("failed"));
-        assert!(run_version(&tmp.path().join("missing")).is_err());
-    }
-}
+mod tests;

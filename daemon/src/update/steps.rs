@@ -105,20 +105,20 @@ pub async fn run_step_with_stdout(
 }
 
 /// The record of a step molt does itself (stage, swap): `termination:
-/// internal`, `exitCode` 0 or 1, the error in `stderrTail`, no command.
-pub fn internal_step(name: &str, started: Instant, result: &Result<(), String>) -> StepRecord {
+/// internal`, `exitCode` 0, or 1 with `error` in `stderrTail`, no command.
+pub fn internal_step(name: &str, started: Instant, error: Option<&str>) -> StepRecord {
     StepRecord {
         name: name.to_owned(),
         command: String::new(),
         argv: Vec::new(),
         cwd: None,
         duration_ms: millis(started.elapsed()),
-        exit_code: Some(if result.is_ok() { 0 } else { 1 }),
+        exit_code: Some(if error.is_none() { 0 } else { 1 }),
         termination: Termination::Internal,
         stdout_head: String::new(),
         stdout_tail: String::new(),
         stderr_head: String::new(),
-        stderr_tail: result.as_ref().err().cloned().unwrap_or_default(),
+        stderr_tail: error.unwrap_or_default().to_owned(),
     }
 }
 
@@ -313,9 +313,24 @@ async fn run(
     (record, full_stdout)
 }
 
-fn spawn(spec: &StepSpec) -> Result<Child, String> {
+/// Why a command could not start; recorded in its `stderrTail`.
+#[derive(Debug, thiserror::Error)]
+enum SpawnError {
+    #[error("empty argv: nothing to run")]
+    EmptyArgv,
+    #[error("cannot start {program}: working directory {} is not a directory ({source})", cwd.display())]
+    NoCwd {
+        program: String,
+        cwd: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot start {program}: {source}")]
+    Spawn { program: String, source: io::Error },
+}
+
+fn spawn(spec: &StepSpec) -> Result<Child, SpawnError> {
     let Some((program, args)) = spec.argv.split_first() else {
-        return Err("empty argv: nothing to run".to_owned());
+        return Err(SpawnError::EmptyArgv);
     };
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -331,12 +346,14 @@ fn spawn(spec: &StepSpec) -> Result<Child, String> {
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    cmd.spawn().map_err(|e| match &spec.cwd {
-        Some(cwd) if !cwd.is_dir() => format!(
-            "cannot start {program}: working directory {} is not a directory ({e})",
-            cwd.display()
-        ),
-        _ => format!("cannot start {program}: {e}"),
+    let program = program.clone();
+    cmd.spawn().map_err(|source| match &spec.cwd {
+        Some(cwd) if !cwd.is_dir() => SpawnError::NoCwd {
+            program,
+            cwd: cwd.clone(),
+            source,
+        },
+        _ => SpawnError::Spawn { program, source },
     })
 }
 

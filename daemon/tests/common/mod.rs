@@ -76,7 +76,8 @@ impl TestGateway {
 
     /// Stops like SIGTERM and waits for the server to finish.
     pub async fn stop(self) {
-        self.gateway.stop(molt_daemon::gateway::StopReason::stop());
+        self.gateway
+            .stop(molt_daemon::lifecycle::StopReason::stop());
         tokio::time::timeout(WAIT, self.task)
             .await
             .expect("server stops in time")

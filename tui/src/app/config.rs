@@ -13,7 +13,7 @@ use super::update::{Field, TextInput};
 use super::{App, Command, ConnState, Level, request};
 use crate::client::RequestError;
 use crate::net::Purpose;
-use crate::peer::KillSwitch;
+use crate::peer::{KillSwitch, RestartPlan};
 
 /// `gateway.reload.deferralTimeoutMs` when unset.
 pub const DEFAULT_DEFERRAL_MS: u64 = 300_000;
@@ -348,14 +348,8 @@ impl App {
                     Some(paths) => format!("saved {}", paths.join(", ")),
                     None => format!("saved {what}"),
                 };
-                if let Some(restart) = value.get("restart").and_then(|r| {
-                    serde_json::from_value::<molt_protocol::method::RestartScheduled>(r.clone())
-                        .ok()
-                }) {
-                    text.push_str(&format!(
-                        "; restart scheduled in {} ms ({})",
-                        restart.delay_ms, restart.reason
-                    ));
+                if let Some(restart) = value.get("restart").and_then(RestartPlan::from_value) {
+                    text.push_str(&format!("; restart scheduled: {}", restart.describe()));
                 }
                 self.set_notice(Level::Info, text);
                 self.config.error = None;

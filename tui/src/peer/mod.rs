@@ -22,6 +22,6 @@ mod update;
 pub use facts::{Auto, Available, Facts, Install, KillSwitch};
 pub use hello::{Capabilities, Hello, Product, ServerFacts, UpdateApi};
 pub use update::{
-    Campaign, Claim, ClaimSource, Live, Outcome, RunAnswer, RunChanged, RunHandoff, Step,
-    UpdateReport, Verdict, Verification, explain_failure, verdict,
+    Campaign, Claim, ClaimSource, Live, Outcome, RestartPlan, RunAnswer, RunChanged, RunHandoff,
+    Step, UpdateReport, Verdict, Verification, explain_failure, verdict,
 };

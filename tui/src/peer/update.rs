@@ -9,7 +9,6 @@
 //! tree while its sentinel and `update.status` reported the new version.
 
 use molt_protocol::ids::RunId;
-use molt_protocol::method::RestartScheduled;
 use serde_json::Value;
 
 use super::facts::{self, Available, Facts};
@@ -448,6 +447,42 @@ pub struct RunHandoff {
     pub message: Option<String>,
 }
 
+/// A restart the gateway scheduled (in an `update.run` or `config.patch`
+/// answer). moltd names its strategy (`respawn`, `exec`, `supervised`);
+/// OpenClaw its own (`emit`): the mode is shown as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestartPlan {
+    pub pid: Option<u32>,
+    pub mode: Option<String>,
+    pub delay_ms: Option<u64>,
+    pub reason: Option<String>,
+}
+
+impl RestartPlan {
+    /// Present when `value` is an object; each field unknown when absent.
+    pub fn from_value(value: &Value) -> Option<RestartPlan> {
+        value.is_object().then(|| RestartPlan {
+            pid: json::u32_at(value, "/pid"),
+            mode: json::string(value, "/mode"),
+            delay_ms: json::u64_at(value, "/delayMs"),
+            reason: json::string(value, "/reason"),
+        })
+    }
+
+    /// `respawn in 2000 ms (update.run)`.
+    pub fn describe(&self) -> String {
+        let mode = self.mode.as_deref().unwrap_or("restart");
+        let delay = self.delay_ms.map_or_else(
+            || "after an unknown delay".to_owned(),
+            |ms| format!("in {ms} ms"),
+        );
+        match &self.reason {
+            Some(reason) => format!("{mode} {delay} ({reason})"),
+            None => format!("{mode} {delay}"),
+        }
+    }
+}
+
 /// The answer to `update.run`, of any product.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunAnswer {
@@ -460,7 +495,7 @@ pub struct RunAnswer {
     pub steps: Vec<Step>,
     /// moltd: a dry run's plan (nothing done; `after` would be installed).
     pub planned: bool,
-    pub restart: Option<RestartScheduled>,
+    pub restart: Option<RestartPlan>,
     pub handoff: Option<RunHandoff>,
     /// OpenClaw: a message for the operator (`message`, else the handoff's).
     pub message: Option<String>,
@@ -495,12 +530,13 @@ impl RunAnswer {
             planned: outcome == Outcome::Skipped
                 && reason
                     .as_deref()
-                    .is_some_and(|r| r.starts_with(molt_protocol::update::DRY_RUN_REASON)),
+                    .and_then(molt_protocol::update::ReasonCode::of)
+                    .is_some_and(|c| c == molt_protocol::update::ReasonCode::DryRun),
             reason,
             before: json::string(value, "/result/before/version"),
             after: json::string(value, "/result/after/version"),
             steps: steps(value, "/result/steps"),
-            restart: json::typed(value, "/restart"),
+            restart: json::at(value, "/restart").and_then(RestartPlan::from_value),
             handoff,
             message,
         })

@@ -270,16 +270,7 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
             width,
         ));
     } else if let Some(restart) = &run.restart {
-        lines.extend(rows(
-            theme,
-            "restart",
-            &format!(
-                "{} in {} ms ({})",
-                restart.mode, restart.delay_ms, restart.reason
-            ),
-            plain,
-            width,
-        ));
+        lines.extend(rows(theme, "restart", &restart.describe(), plain, width));
     }
     // After a restart, or once judged against the live process: before the
     // steps, so a short terminal shows it first.

@@ -272,7 +272,7 @@ pub fn progress(phase: RunPhase, step: Option<(&str, &str, Option<i32>)>) -> Eve
             step: step.map(
                 |(name, state, exit_code)| molt_protocol::event::StepProgress {
                     name: name.into(),
-                    state: state.into(),
+                    state: state.parse().unwrap(),
                     duration_ms: exit_code.map(|_| 1500),
                     exit_code,
                 },

@@ -373,14 +373,14 @@ async fn stdout_is_kept_whole_up_to_the_limit() {
 #[test]
 fn internal_steps_record_success_and_error() {
     let started = Instant::now();
-    let ok = internal_step("stage", started, &Ok(()));
+    let ok = internal_step("stage", started, None);
     assert_eq!(ok.name, "stage");
     assert_eq!(ok.termination, Termination::Internal);
     assert_eq!(ok.exit_code, Some(0));
     assert_eq!(ok.stderr_tail, "");
     assert_eq!(ok.command, "");
 
-    let err = internal_step("swap", started, &Err("rename a -> b: EXDEV".into()));
+    let err = internal_step("swap", started, Some("rename a -> b: EXDEV"));
     assert_eq!(err.termination, Termination::Internal);
     assert_eq!(err.exit_code, Some(1));
     assert_eq!(err.stderr_tail, "rename a -> b: EXDEV");

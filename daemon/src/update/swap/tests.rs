@@ -4,52 +4,11 @@
 //! exercised end to end in tests/tests/update_swap.rs.)
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 
 use super::*;
 
-const PKG_JSON: &str = r#"{"name":"@molt/moltd","version":"VERSION","bin":{"moltd":"bin/moltd"}}"#;
-const LINK: &str = "../lib/node_modules/@molt/moltd/bin/moltd";
-
-fn write_package(root: &Path, version: &str) {
-    fs::create_dir_all(root.join("bin")).unwrap();
-    fs::write(
-        root.join("package.json"),
-        PKG_JSON.replace("VERSION", version),
-    )
-    .unwrap();
-    fs::write(
-        root.join("bin/moltd"),
-        format!("#!/bin/sh\necho moltd {version}\n"),
-    )
-    .unwrap();
-    fs::set_permissions(root.join("bin/moltd"), Permissions::from_mode(0o755)).unwrap();
-}
-
-/// `P/lib/node_modules/@molt/moltd` at `version`, `P/bin/moltd` → it.
-fn npm_install(p: &Path, version: &str) -> Install {
-    let root = p.join("lib/node_modules/@molt/moltd");
-    write_package(&root, version);
-    fs::create_dir_all(p.join("bin")).unwrap();
-    symlink(LINK, p.join("bin/moltd")).unwrap();
-    Install {
-        mode: InstallMode::Npm,
-        package: "@molt/moltd".into(),
-        prefix: p.to_path_buf(),
-        root,
-        entrypoint: p.join("bin/moltd"),
-    }
-}
-
-/// What `npm i -g --prefix <stage>` leaves in a stage.
-fn npm_stage(install: &Install, version: &str) -> PathBuf {
-    let stage = install.prefix.join(format!("lib/.molt-stage-{version}"));
-    let _ = fs::remove_dir_all(&stage);
-    write_package(&stage.join("lib/node_modules/@molt/moltd"), version);
-    fs::create_dir_all(stage.join("bin")).unwrap();
-    symlink(LINK, stage.join("bin/moltd")).unwrap();
-    stage
-}
+use crate::update::testing::{npm_install, npm_stage};
 
 /// Every path under `dir` with its kind and content or link target.
 fn tree(dir: &Path) -> BTreeMap<String, String> {
@@ -155,7 +114,10 @@ fn a_missing_or_wrong_shim_is_made_right_and_restored() {
         let before = tree(tmp.path());
         let stage = npm_stage(&install, "2.0.0");
         let backup = swap(&install, &stage, "t").unwrap();
-        assert_eq!(fs::read_link(&install.entrypoint).unwrap(), Path::new(LINK));
+        assert_eq!(
+            fs::read_link(&install.entrypoint).unwrap(),
+            Path::new("../lib/node_modules/@molt/moltd/bin/moltd")
+        );
         let shim = backup.shim.clone().unwrap();
         assert_eq!(
             shim.previous,
@@ -210,7 +172,7 @@ fn rollback_refuses_a_tree_that_changed_since() {
     let install = npm_install(tmp.path(), "1.0.0");
     let backup = swap(&install, &npm_stage(&install, "2.0.0"), "t").unwrap();
     // Someone ran the manager by hand afterwards.
-    write_package(&install.root, "3.0.0");
+    crate::update::testing::write_package(&install.root, "3.0.0");
     let err = rollback(&install, &backup).unwrap_err();
     assert!(matches!(err, SwapError::Diverged(_)), "{err}");
     assert_eq!(live_version(&install).as_deref(), Some("3.0.0"));

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use molt_protocol::event::StepProgress;
 use molt_protocol::ids::RunId;
-use molt_protocol::method::{RestartScheduled, UpdateCheckResult};
+use molt_protocol::method::UpdateCheckResult;
 
 use super::dialog::{Dialog, Preview};
-use crate::peer::{Live, Step, UpdateReport};
+use crate::peer::{Live, RestartPlan, Step, UpdateReport};
 
 /// Where a run is, as the console knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub struct RunView {
     pub target: Option<String>,
     pub note: Option<String>,
     pub steps: Vec<StepView>,
-    pub restart: Option<RestartScheduled>,
+    pub restart: Option<RestartPlan>,
     pub started_at: Instant,
     /// A problem worth showing that did not end the run (a timeout).
     pub warning: Option<String>,

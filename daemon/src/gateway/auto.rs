@@ -1,17 +1,22 @@
-//! The driver wired to a running gateway: live inputs from its settings
-//! and env, hints as `update.available` broadcasts, stop with the gateway.
-//! The registry check and the update run are supplied by the caller.
+//! The auto-updater wired to a running gateway: live inputs from its
+//! settings and env, hints as `update.available` broadcasts, stop with the
+//! gateway. Its check is the same resolution `update.check` makes, its
+//! apply is `update.run` with trigger `auto` (restart reason
+//! `update.auto`, same sentinel and run records).
 
 use std::future::Future;
 
-use molt_protocol::update::UpdateAvailable;
+use molt_protocol::method::UpdateRunParams;
+use molt_protocol::update::{RunTrigger, UpdateAvailable, UpdateStatus};
 use semver::Version;
 use tokio::task::JoinHandle;
 
-use super::driver::{ApplyOutcome, AutoUpdater, Hooks, Live};
-use crate::gateway::{Gateway, unix_ms};
+use super::Gateway;
+use crate::autoupdate::{ApplyOutcome, AutoUpdater, Hooks, Live};
+use crate::clock::unix_ms;
+use crate::update::{check, flow};
 
-pub struct GatewayHooks<C, A> {
+struct GatewayHooks<C, A> {
     gw: Gateway,
     /// Fixed at start: the version this process runs.
     running: Version,
@@ -78,4 +83,43 @@ where
     };
     let updater = AutoUpdater::new(hooks, gw.auto().clone());
     Some(tokio::spawn(updater.run(gw.stopping().clone())))
+}
+
+/// Starts the auto-updater with the update engine's check and run.
+pub fn spawn_with_update_engine(gw: &Gateway) -> Option<JoinHandle<()>> {
+    let (check_gw, apply_gw) = (gw.clone(), gw.clone());
+    spawn(
+        gw,
+        move || {
+            let ctx = check_gw.run_context();
+            async move { check::latest(&ctx).await.map_err(|e| e.to_string()) }
+        },
+        move |version| {
+            let ctx = apply_gw.run_context();
+            async move { apply(&ctx, version).await }
+        },
+    )
+}
+
+async fn apply(ctx: &crate::update::context::RunContext, version: Version) -> ApplyOutcome {
+    let request = flow::RunRequest {
+        params: UpdateRunParams {
+            tag: Some(version.to_string()),
+            ..UpdateRunParams::default()
+        },
+        trigger: RunTrigger::Auto,
+        actor: None,
+        requester: None,
+    };
+    match flow::run(ctx, request).await {
+        Ok(run) => {
+            let reason = run.result.reason.unwrap_or_default();
+            match run.result.status {
+                UpdateStatus::Ok if run.ok => ApplyOutcome::Applied,
+                UpdateStatus::Skipped => ApplyOutcome::Skipped(reason),
+                _ => ApplyOutcome::Failed(reason),
+            }
+        }
+        Err(refused) => ApplyOutcome::Skipped(refused.to_string()),
+    }
 }

@@ -1,0 +1,193 @@
+//! The handoff of a real swap (an npm-shaped tree in a temp dir, a
+//! scripted package manager, a fake restart engine): the install is never
+//! left mixed, a failed successor or a refused restart puts the previous
+//! version back, and the sentinel and the run say what happened.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use molt_protocol::method::{UpdateRunParams, UpdateRunResult};
+use molt_protocol::status::EnvSource;
+use molt_protocol::update::{ReasonCode, RunPhase, RunTrigger, UpdateStatus};
+
+use crate::autoupdate::KillSwitch;
+use crate::install::layout::Install;
+use crate::update::context::RunContext;
+use crate::update::flow::{RunRequest, run};
+use crate::update::lease::{Lease, lease_path};
+use crate::update::owner::current_owner;
+use crate::update::testing::{
+    FakeRestarter, FakeSteps, Handoff, RUNNING, Requested, context, installed, npm_install,
+    npm_stage_at,
+};
+use crate::update::{read_undo, sentinel, undo_path};
+
+const METADATA_2_0: &str = r#"{"dist-tags":{"latest":"2.0.0"},"versions":["1.0.0","2.0.0"]}"#;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    install: Install,
+    ctx: RunContext,
+    restarter: Arc<FakeRestarter>,
+}
+
+/// An npm install of 1.0.0 whose registry offers 2.0.0; the install step
+/// stages it as npm would.
+fn setup(handoff: Handoff) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let install = npm_install(&dir.path().join("prefix"), RUNNING);
+    let steps = FakeSteps::with_tool()
+        .answer("resolve", 0, METADATA_2_0)
+        .on("install", |spec| {
+            npm_stage_at(spec.cwd.as_deref().unwrap(), "2.0.0");
+        });
+    let restarter = FakeRestarter::new(handoff);
+    let ctx = context(
+        dir.path(),
+        installed(&install),
+        Arc::new(steps),
+        restarter.clone(),
+    );
+    Setup {
+        _dir: dir,
+        install,
+        ctx,
+        restarter,
+    }
+}
+
+async fn update(ctx: &RunContext, trigger: RunTrigger) -> UpdateRunResult {
+    let request = RunRequest {
+        params: UpdateRunParams::default(),
+        trigger,
+        actor: None,
+        requester: None,
+    };
+    run(ctx, request).await.unwrap()
+}
+
+/// The version the live install runs, asked the way a successor starts.
+fn live_version(install: &Install) -> String {
+    let out = std::process::Command::new(&install.entrypoint)
+        .arg("--version")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn lease_is_free(root: &Path) -> bool {
+    Lease::acquire(&lease_path(root), "run-probe".into(), current_owner()).is_ok()
+}
+
+#[tokio::test]
+async fn a_verified_successor_keeps_the_new_version_and_the_sentinel_to_verify() {
+    let s = setup(Handoff::Succeeds);
+    let answer = update(&s.ctx, RunTrigger::Manual).await;
+    assert!(answer.ok, "{:?}", answer.result.reason);
+    assert_eq!(answer.result.status, UpdateStatus::Ok);
+    assert_eq!(live_version(&s.install), "moltd 2.0.0");
+    // A package swap restarts at once: the old process must not outlive
+    // its tree.
+    assert_eq!(
+        s.restarter.requests.lock().clone(),
+        [Requested {
+            reason: "update.run".to_owned(),
+            delay_ms: Some(0),
+            skip_deferral: true,
+            skip_cooldown: true,
+            requester: None,
+            expected_version: Some("2.0.0".to_owned()),
+        }]
+    );
+    let doc = sentinel::read(&s.ctx.paths.sentinel_path).unwrap().unwrap();
+    assert_eq!(doc.payload.status, UpdateStatus::Ok);
+    assert_eq!(doc.payload.run_id.as_ref(), Some(&answer.run_id));
+    assert_eq!(doc.payload.stats.after.version.as_deref(), Some("2.0.0"));
+    assert!(
+        read_undo(&undo_path(&s.ctx.paths)).unwrap().is_some(),
+        "kept until the successor verifies"
+    );
+    assert_eq!(
+        s.ctx.runs.get(&answer.run_id).unwrap().phase,
+        RunPhase::Restarting,
+        "the successor ends the run"
+    );
+    assert!(lease_is_free(&s.install.root), "released after the handoff");
+}
+
+#[tokio::test]
+async fn a_failed_successor_is_rolled_back_while_this_process_serves() {
+    let s = setup(Handoff::Fails(
+        "successor exited (exit status: 1)".to_owned(),
+    ));
+    let answer = update(&s.ctx, RunTrigger::Manual).await;
+    assert!(!answer.ok);
+    assert_eq!(answer.result.reason.as_deref(), Some("restart-unhealthy"));
+    assert_eq!(live_version(&s.install), "moltd 1.0.0", "never mixed");
+
+    let doc = sentinel::read(&s.ctx.paths.sentinel_path).unwrap().unwrap();
+    assert_eq!(doc.payload.status, UpdateStatus::Error);
+    assert_eq!(
+        doc.payload.stats.reason.as_deref(),
+        Some("restart-unhealthy")
+    );
+    assert!(doc.payload.rolled_back);
+    assert_eq!(
+        answer.sentinel.unwrap().payload,
+        doc.payload,
+        "the answer carries the rolled-back sentinel"
+    );
+    let stored = s.ctx.runs.get(&answer.run_id).unwrap();
+    assert_eq!(stored.phase, RunPhase::RolledBack);
+    assert_eq!(
+        stored.reason.as_deref(),
+        Some("restart-unhealthy: successor exited (exit status: 1)")
+    );
+    assert_eq!(read_undo(&undo_path(&s.ctx.paths)).unwrap(), None);
+    assert!(lease_is_free(&s.install.root));
+}
+
+#[tokio::test]
+async fn a_refused_restart_puts_the_previous_version_back_and_leaves_nothing_to_act_on() {
+    let s = setup(Handoff::Rejected);
+    let answer = update(&s.ctx, RunTrigger::Manual).await;
+    assert!(!answer.ok);
+    assert_eq!(
+        answer.result.reason_code(),
+        Some(ReasonCode::RestartRejected)
+    );
+    assert_eq!(live_version(&s.install), "moltd 1.0.0");
+    assert_eq!(
+        s.ctx.runs.get(&answer.run_id).unwrap().phase,
+        RunPhase::RolledBack
+    );
+    assert!(!s.ctx.paths.sentinel_path.exists(), "no sentinel to verify");
+    assert_eq!(read_undo(&undo_path(&s.ctx.paths)).unwrap(), None);
+    assert!(lease_is_free(&s.install.root));
+}
+
+#[tokio::test]
+async fn the_kill_switch_set_while_an_automatic_update_ran_blocks_its_restart() {
+    let mut s = setup(Handoff::Succeeds);
+    s.ctx.kill_switch = Arc::new(|| KillSwitch::blocking(EnvSource::EnvFile));
+    let answer = update(&s.ctx, RunTrigger::Auto).await;
+    assert_eq!(answer.result.status, UpdateStatus::Skipped);
+    assert_eq!(
+        answer.result.reason.as_deref(),
+        Some(
+            "kill-switch: OPENCLAW_NO_AUTO_UPDATE was set (.env) while the update ran; \
+             rolled back"
+        )
+    );
+    assert_eq!(live_version(&s.install), "moltd 1.0.0");
+    assert!(s.restarter.requests.lock().is_empty(), "no restart");
+    assert!(!s.ctx.paths.sentinel_path.exists());
+
+    // A manual run is not the auto-updater's: the switch does not hold it.
+    let s = {
+        let mut s = setup(Handoff::Succeeds);
+        s.ctx.kill_switch = Arc::new(|| KillSwitch::blocking(EnvSource::EnvFile));
+        s
+    };
+    assert!(update(&s.ctx, RunTrigger::Manual).await.ok);
+}
