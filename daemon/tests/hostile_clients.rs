@@ -178,8 +178,8 @@ async fn an_operator_gets_in_while_junk_connections_flood_the_port() {
     let moltd = moltd::start(dir.path(), &["--port", "0"]);
     let pid = moltd.first.pid;
 
-    // More junk than moltd serves connections at once, none of which ever
-    // says a word; each waits out the 15 s handshake deadline if let.
+    // More junk than moltd lets wait for a handshake, none of which ever
+    // says a word; each would sit out the 15 s handshake deadline.
     let mut junk = Vec::new();
     for _ in 0..600 {
         junk.push(std::net::TcpStream::connect(&moltd.first.addr).unwrap());
@@ -198,7 +198,7 @@ async fn an_operator_gets_in_while_junk_connections_flood_the_port() {
     assert_eq!(health["pid"], pid);
     let status = status(&mut operator).await;
     assert!(
-        status.connections <= 1 + 256,
+        status.connections <= 1 + 512,
         "unauthenticated connections are bounded: {}",
         status.connections
     );

@@ -17,6 +17,8 @@ pub mod frame;
 pub mod handshake;
 /// Newtype identifiers (request, connection, run, hold).
 pub mod ids;
+/// Bounds on client-supplied strings and counts.
+pub mod limits;
 /// The content of `gateway.lock`.
 pub mod lock;
 /// Method names, typed params and results.

@@ -4,9 +4,9 @@
 
 use semver::Version;
 
-/// Longest tag input looked at; anything longer is rejected outright.
-const MAX_INPUT: usize = 256;
-pub use crate::method::MAX_DIST_TAG;
+pub use crate::limits::MAX_DIST_TAG;
+// Longest tag input looked at; anything longer is rejected outright.
+use crate::limits::MAX_TAG as MAX_INPUT;
 
 /// What the operator asked for with `tag`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,15 +14,26 @@ use crate::tools::repo_root;
 
 /// The moltd binary stamped with `version`, building it if needed.
 pub fn moltd_binary(version: &str) -> Result<PathBuf> {
-    build(version, false)
+    build(version, false, false)
 }
 
 /// The same as an optimized build, for benchmarks.
 pub fn moltd_release_binary(version: &str) -> Result<PathBuf> {
-    build(version, true)
+    build(version, true, false)
 }
 
-fn build(version: &str, release: bool) -> Result<PathBuf> {
+/// [`moltd_binary`] with the `fault-injection` feature: it SIGKILLs itself
+/// inside the swap when told to (`MOLT_FAULT_KILL_SWAP_OP`, see
+/// `daemon/src/update/swap/faults.rs`).
+pub fn moltd_binary_with_faults(version: &str) -> Result<PathBuf> {
+    build(version, false, true)
+}
+
+/// The variable that makes a [`moltd_binary_with_faults`] build die before
+/// the swap's N-th operation.
+pub const KILL_SWAP_OP: &str = "MOLT_FAULT_KILL_SWAP_OP";
+
+fn build(version: &str, release: bool, faults: bool) -> Result<PathBuf> {
     let root = repo_root();
     let profile = if release { "release" } else { "debug" };
     let target = root.join("target").join(if release {
@@ -33,7 +44,12 @@ fn build(version: &str, release: bool) -> Result<PathBuf> {
     std::fs::create_dir_all(&target)?;
     let bins = target.join("bins");
     let fingerprint = source_fingerprint(&root)?;
-    let cached = bins.join(&fingerprint).join(version).join("moltd");
+    let build_name = if faults {
+        format!("{version}+faults")
+    } else {
+        version.to_owned()
+    };
+    let cached = bins.join(&fingerprint).join(build_name).join("moltd");
     if cached.is_file() {
         return Ok(cached);
     }
@@ -48,6 +64,12 @@ fn build(version: &str, release: bool) -> Result<PathBuf> {
     let output = Command::new(cargo)
         .args(["build", "--quiet", "-p", "molt-daemon", "--bin", "moltd"])
         .args(release.then_some("--release"))
+        .args(
+            faults
+                .then_some(["--features", "fault-injection"])
+                .into_iter()
+                .flatten(),
+        )
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", &target)
         .env("MOLT_VERSION", version)
@@ -77,7 +99,15 @@ fn build(version: &str, release: bool) -> Result<PathBuf> {
 /// The npm package of [`moltd_binary`]`(version)` named `package`, packed
 /// once and kept beside the cached binary.
 pub fn packed_moltd(version: &str, package: &str) -> Result<PathBuf> {
-    let binary = moltd_binary(version)?;
+    pack_cached(&moltd_binary(version)?, version, package)
+}
+
+/// The npm package of [`moltd_binary_with_faults`]`(version)`.
+pub fn packed_moltd_with_faults(version: &str, package: &str) -> Result<PathBuf> {
+    pack_cached(&moltd_binary_with_faults(version)?, version, package)
+}
+
+fn pack_cached(binary: &Path, version: &str, package: &str) -> Result<PathBuf> {
     let dir = binary.parent().expect("cache path has a parent");
     let name = package.trim_start_matches('@').replace('/', "-");
     let cached = dir.join(format!("{name}-{version}.tgz"));
@@ -86,7 +116,7 @@ pub fn packed_moltd(version: &str, package: &str) -> Result<PathBuf> {
     }
     // Packed in a private dir and renamed: parallel tests may race here.
     let work = tempfile::tempdir_in(dir)?;
-    let tarball = crate::pack_moltd(&binary, version, work.path(), package)?;
+    let tarball = crate::pack_moltd(binary, version, work.path(), package)?;
     std::fs::rename(&tarball, &cached)?;
     Ok(cached)
 }

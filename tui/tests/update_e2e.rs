@@ -251,10 +251,25 @@ fn checkout(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
 /// A checkout whose upstream is gone: git's first line names the problem
 /// ("does not appear to be a git repository"), its last is advice ("and
 /// the repository exists."). The console and `molt update` name the first.
+///
+/// The checkout already fetched v[`NEW`] (HEAD stays at [`OLD`]), so the
+/// dry run, which reads the refs fetched so far and never fetches, plans
+/// it; the run's own fetch then fails.
 #[test]
 fn a_failing_git_fetch_is_named_by_its_first_line() {
     let tmp = tempfile::tempdir().unwrap();
     let (checkout, upstream, bins) = checkout(tmp.path());
+    let dev = tmp.path().join("dev");
+    write(
+        &dev.join("Cargo.toml"),
+        &format!(
+            "[workspace]\nmembers = [\"daemon\", \"shared\"]\n\n[workspace.package]\nversion = \"{NEW}\"\n"
+        ),
+    );
+    git(&dev, &["commit", "--quiet", "-am", "molt 2.0.0"]);
+    git(&dev, &["tag", &format!("v{NEW}")]);
+    git(&dev, &["push", "--quiet", "origin", "main", "--tags"]);
+    git(&checkout, &["fetch", "--quiet", "--tags", "origin"]);
     std::fs::remove_dir_all(&upstream).unwrap();
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -276,25 +291,40 @@ fn a_failing_git_fetch_is_named_by_its_first_line() {
 
     let (code, json, stderr) = molt_update(&state, &[]);
     assert_eq!(code, 1, "{json:#}\n{stderr}");
-    assert_eq!(json["outcome"], "not-started", "{json:#}");
+    assert_eq!(json["outcome"], "failed", "{json:#}");
+    assert_eq!(json["claimed"]["version"], NEW, "{json:#}");
     let reason = json["reason"].as_str().unwrap();
-    assert!(reason.contains(&problem), "{reason}");
-    assert!(!reason.contains("and the repository exists"), "{reason}");
+    assert_eq!(reason, format!("fetch-failed: {problem}"), "{json:#}");
     assert!(
-        stderr.contains(&format!("the update cannot run: fetch-failed: {problem}")),
+        stderr.contains(&format!("molt: update failed: fetch-failed: {problem}")),
         "{stderr}"
     );
 
     let mut console = Console::start(40, 120, &[("OPENCLAW_STATE_DIR", state.as_os_str())]);
     console.wait_for("the overview", |s| s.contains("connected"));
     console.press("u");
-    console.wait_for("the dialog naming the problem", |s| {
-        s.contains("the dry run failed: fetch-failed: fatal:")
-            && s.contains("does not appear to be a git repository")
+    console.wait_for("the dialog with the planned build", |s| s.contains(NEW));
+    console.press("\t");
+    console.press("\r");
+    console.wait_for("the failure naming the problem", |s| {
+        s.contains("does not appear to be a git repository") && s.contains("fetch-failed")
     });
+    // The state names git's first line; the full stderr is below it once.
     let screen = console.text();
-    assert_eq!(count(&screen, "the dry run failed"), 1, "{screen}");
-    assert_eq!(count(&screen, "and the repository exists"), 0, "{screen}");
+    for (line, times) in [
+        (format!("state       ✗ failed: fetch-failed: {problem}"), 1),
+        ("✗ fetch".to_owned(), 1),
+        ("✓ clean".to_owned(), 1),
+        (problem.clone(), 2),
+        ("and the repository exists.".to_owned(), 1),
+    ] {
+        assert_eq!(count(&screen, &line), times, "{line:?} in\n{screen}");
+    }
+    let state_line = screen.lines().find(|l| l.contains("state ")).unwrap();
+    assert!(
+        !state_line.contains("and the repository exists"),
+        "{screen}"
+    );
     console.press("\x1b");
     console.press("q");
     assert!(console.child.wait().unwrap().success());

@@ -224,9 +224,11 @@ async fn execute(
             crate::supervisor::notify_stopping();
             Ok(None)
         }
-        RestartStrategy::Exec => super::exec::preflight(engine.successor.as_ref())
-            .await
-            .map(|()| None),
+        RestartStrategy::Exec => {
+            super::exec::preflight(engine.successor.as_ref(), expected.as_deref())
+                .await
+                .map(|()| None)
+        }
     };
     match result {
         Ok(successor_pid) => {
@@ -416,6 +418,46 @@ mod tests {
         assert_eq!(why.reason, "restart: update.run");
         assert_eq!(why.close_code, crate::lifecycle::CLOSE_SERVICE_RESTART);
         assert_eq!(*rolled_back.lock(), None);
+    }
+
+    #[tokio::test]
+    async fn an_exec_into_another_version_is_refused_and_rolled_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let entrypoint = dir.path().join("moltd");
+        std::fs::write(&entrypoint, "#!/bin/sh\necho moltd 1.0.0\n").unwrap();
+        std::fs::set_permissions(&entrypoint, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let scheduler = Scheduler::new(1, RestartMode::Exec, DEFAULT_DEFERRAL_TIMEOUT_MS);
+        let spec = SuccessorSpec {
+            entrypoint,
+            args: Vec::new(),
+        };
+        let engine = Arc::new(RestartEngine::new(
+            scheduler,
+            RestartMode::Exec,
+            Some(spec),
+            Duration::from_secs(5),
+        ));
+        let lifecycle: Arc<Lifecycle> = Arc::default();
+        let rolled_back = Arc::default();
+        // The update installed 2.0.0; the entrypoint runs 1.0.0.
+        let outcome = update_restart(&engine, Arc::clone(&rolled_back));
+        let driver = tokio::spawn(drive(
+            Arc::clone(&engine),
+            FakeHost::default(),
+            EventBus::default(),
+            Arc::clone(&lifecycle),
+            None,
+        ));
+        let reason = outcome.await.unwrap().unwrap_err();
+        assert!(reason.contains("expected 2.0.0"), "{reason}");
+        assert_eq!(rolled_back.lock().as_deref(), Some(reason.as_str()));
+        assert!(
+            !lifecycle.is_stopping(),
+            "no exec: this process keeps serving"
+        );
+        lifecycle.stop(StopReason::stop());
+        driver.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -138,7 +138,9 @@ pub async fn start_successor(
     if parentage == Parentage::Detached {
         detach(command.as_std_mut());
     }
-    let mut spawned = command.spawn().map_err(spawn_failed)?;
+    let mut spawned = spawn_when_not_busy(|| command.spawn(), |_| {})
+        .await
+        .map_err(spawn_failed)?;
     // Our copy of the write end must close, or EOF never comes.
     drop(command);
     // Until READY is in, a start that is given up (its future dropped, or
@@ -281,6 +283,34 @@ impl Drop for Starting {
 pub fn kill_starting() {
     for pid in STARTING.lock().drain(..) {
         kill_pid(pid);
+    }
+}
+
+/// Spawn attempts while the executable is busy (ETXTBSY).
+pub const BUSY_ATTEMPTS: u32 = 20;
+
+/// `spawn`, again while it fails with ETXTBSY: an entrypoint the update
+/// just wrote can still be open for writing in a process that forked
+/// meanwhile (the fd lives until that child execs). Up to
+/// [`BUSY_ATTEMPTS`], backing off 5 ms doubling to 200 ms (about 3 s in
+/// all); `busy` hears each failed attempt.
+pub async fn spawn_when_not_busy<T>(
+    mut spawn: impl FnMut() -> io::Result<T>,
+    mut busy: impl FnMut(u32),
+) -> io::Result<T> {
+    let mut backoff = Duration::from_millis(5);
+    let mut attempt = 1;
+    loop {
+        match spawn() {
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy && attempt < BUSY_ATTEMPTS => {
+                tracing::debug!(attempt, "the entrypoint is busy (ETXTBSY); retrying");
+                busy(attempt);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+                attempt += 1;
+            }
+            done => return done,
+        }
     }
 }
 

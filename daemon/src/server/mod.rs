@@ -20,8 +20,9 @@ static OVER_LIMIT: Throttled = Throttled::new("connection limit reached; closing
 static EVICTED: Throttled =
     Throttled::new("too many unauthenticated connections; evicted the oldest");
 
-/// Connections served at once; more are closed at accept.
-pub const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once; more are closed at accept. Twice the
+/// unauthenticated bound, so a flood leaves room for real sessions.
+pub const MAX_CONNECTIONS: usize = 1024;
 /// How long a stop waits for in-flight requests before closing sessions.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,7 +77,7 @@ pub async fn serve(listener: TcpListener, gw: Gateway, shutdown: impl Future<Out
             drop(stream);
             continue;
         };
-        let (pending, evicted) = admission.admit(peer.ip());
+        let (pending, evicted) = admission.admit(peer.ip(), std::time::Instant::now());
         if evicted > 0 {
             EVICTED.note(format_args!("{evicted} for {peer}"));
         }
