@@ -4,6 +4,15 @@
 # pnpm and bun (package managers moltd updates itself with). npm itself is the
 # system npm.
 #
+# Then the real OpenClaw gateway, one pinned npm project per version under
+# tests/tools/openclaw/<version> (each with its own package-lock.json), for the
+# console's OpenClaw end-to-end tests: 2026.4.26 (the generation that updates
+# inside the gateway) and 2026.9.6 (durable update runs). Installed with node
+# 24 first on PATH (OpenClaw 2026.9.x needs node >= 24.16) and with install
+# scripts (OpenClaw's postinstall stages its bundled plugins). The package's
+# own tarball is kept beside it (node_modules/.molt-pack/) for the tests'
+# registry to serve. About 1 GB and a minute per version on a cold npm cache.
+#
 # Idempotent and fast when already installed: a stamp holding the hash of
 # package.json + package-lock.json is written after a verified install, and
 # the install is skipped while it matches.
@@ -13,9 +22,10 @@
 # build: those tests are skipped and say why).
 #
 # Prints the tool paths on stdout as KEY=PATH lines (node24, verdaccio, pnpm,
-# bun, and systemd_root when built); everything else goes to stderr. The
-# Rust fixtures find the same paths through Tools::locate() (override:
-# MOLT_TEST_TOOLS_DIR) and molt_e2e::systemd::root().
+# bun, openclaw_<version>, and systemd_root when built); everything
+# else goes to stderr. The Rust fixtures find the same paths through
+# Tools::locate() (override: MOLT_TEST_TOOLS_DIR) and
+# molt_e2e::systemd::root().
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,10 +79,39 @@ else
     printf '%s\n' "$want" >"$stamp"
 fi
 
+# Keep in sync with tests/src/openclaw.rs (OPENCLAW_VERSIONS, install_hash).
+openclaw_versions=(2026.4.26 2026.9.6)
+for version in "${openclaw_versions[@]}"; do
+    dir="$tools_dir/openclaw/$version"
+    entry="$dir/node_modules/openclaw/openclaw.mjs"
+    tarball="$dir/node_modules/.molt-pack/openclaw-$version.tgz"
+    oc_stamp="$dir/node_modules/.molt-openclaw-stamp"
+    oc_want="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1)"
+    if [[ -f "$oc_stamp" && "$(cat "$oc_stamp")" == "$oc_want" && -f "$entry" && -f "$tarball" ]]; then
+        log "openclaw $version up to date"
+    else
+        log "installing openclaw $version into $dir (npm ci)"
+        start=$SECONDS
+        (cd "$dir" && PATH="$(dirname "$node24"):$PATH" npm ci --no-audit --no-fund --loglevel=error) >&2
+        mkdir -p "$(dirname "$tarball")"
+        # From npm's cache, filled by the install just done.
+        (cd "$dir" && PATH="$(dirname "$node24"):$PATH" npm pack "openclaw@$version" \
+            --pack-destination "$(dirname "$tarball")" --loglevel=error) >/dev/null
+        [[ -f "$tarball" ]] || die "npm pack did not write $tarball"
+        reported="$("$node24" "$entry" --version 2>/dev/null | tr -d '\r')" || die "openclaw $version does not run under $node24"
+        [[ "$reported" == *"$version"* ]] || die "openclaw in $dir reports '$reported', expected $version"
+        log "openclaw $version: $reported ($((SECONDS - start))s)"
+        printf '%s\n' "$oc_want" >"$oc_stamp"
+    fi
+done
+
 printf 'node24=%s\n' "$node24"
 printf 'verdaccio=%s\n' "$verdaccio"
 printf 'pnpm=%s\n' "$pnpm"
 printf 'bun=%s\n' "$bun"
+for version in "${openclaw_versions[@]}"; do
+    printf 'openclaw_%s=%s\n' "${version//./_}" "$tools_dir/openclaw/$version/node_modules/openclaw/openclaw.mjs"
+done
 
 "$repo_root/scripts/systemd-root.sh" ||
     log "the Debian root for the systemd tests could not be built; they will be skipped (tests/tools/systemd-root.failed says why)"

@@ -86,14 +86,12 @@ pub struct Ready {
 
 impl Ready {
     fn parse(line: &str, at: Instant) -> Option<Self> {
-        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["READY", addr, _version, pid] => Some(Self {
-                addr: (*addr).to_owned(),
-                pid: pid.parse().ok()?,
-                at,
-            }),
-            _ => None,
-        }
+        let ready = molt_protocol::ready::ReadyLine::parse(line)?;
+        Some(Self {
+            addr: ready.addr,
+            pid: ready.pid,
+            at,
+        })
     }
 }
 

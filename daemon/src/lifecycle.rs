@@ -7,8 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Close code a session uses when the gateway stops (1001) or hands off to
 /// its successor (1012).
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_SERVICE_RESTART: u16 = 1012;
+pub use molt_protocol::close::{
+    GOING_AWAY as CLOSE_GOING_AWAY, SERVICE_RESTART as CLOSE_SERVICE_RESTART,
+};
 
 /// Why the gateway stops, announced in the `shutdown` event.
 #[derive(Debug, Clone, PartialEq, Eq)]

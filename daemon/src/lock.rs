@@ -6,38 +6,13 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
 
 use crate::fsutil::path_error;
 
-/// The lock file's content: who holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LockInfo {
-    pub pid: u32,
-    /// Milliseconds since the Unix epoch, like the protocol's `ts` fields.
-    pub started_at: u64,
-    /// 0 until the listener is bound (`--port 0`); see [`GatewayLock::set_port`].
-    pub port: u16,
-    pub version: String,
-}
-
-impl LockInfo {
-    /// Info for this process, started now.
-    pub fn current(port: u16, version: &str) -> Self {
-        let started_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Self {
-            pid: std::process::id(),
-            started_at,
-            port,
-            version: version.to_owned(),
-        }
-    }
-}
+/// The lock file's content: who holds it. The format is molt-protocol's,
+/// which `molt` reads to find a daemon started with `--port 0`; the port
+/// is 0 until the listener is bound (see [`GatewayLock::set_port`]).
+pub use molt_protocol::lock::LockRecord as LockInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -131,7 +106,7 @@ impl GatewayLock {
     /// unlocked one. A reader may briefly see partial content; `Held`
     /// tolerates that.
     pub fn update_info(&mut self, info: LockInfo) -> Result<(), LockError> {
-        let mut bytes = serde_json::to_vec(&info).map_err(io::Error::other)?;
+        let mut bytes = info.to_json().into_bytes();
         bytes.push(b'\n');
         let write = || -> io::Result<()> {
             self.file.set_len(0)?;
@@ -182,15 +157,7 @@ fn read_content(file: &File, path: &Path) -> io::Result<Vec<u8>> {
 /// Best effort: pid and port from whatever JSON the holder wrote. Port 0
 /// means "not bound yet" and is reported as unknown.
 fn holder_info(content: &[u8]) -> (Option<u32>, Option<u16>) {
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(content) else {
-        return (None, None);
-    };
-    let num = |key| value.get(key).and_then(serde_json::Value::as_u64);
-    let pid = num("pid").and_then(|p| u32::try_from(p).ok());
-    let port = num("port")
-        .and_then(|p| u16::try_from(p).ok())
-        .filter(|p| *p != 0);
-    (pid, port)
+    LockInfo::holder(content)
 }
 
 #[cfg(test)]
@@ -389,12 +356,5 @@ mod tests {
         let err = GatewayLock::acquire(&path, info(1, 1, "1")).unwrap_err();
         assert!(matches!(err, LockError::Io(_)));
         assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
-    }
-
-    #[test]
-    fn current_info_is_this_process() {
-        let i = LockInfo::current(0, "9.9.9");
-        assert_eq!(i.pid, std::process::id());
-        assert!(i.started_at > 1_600_000_000_000);
     }
 }

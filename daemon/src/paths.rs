@@ -1,12 +1,11 @@
 //! Where the daemon's files live (docs/operations.md, "Files in the state
 //! dir"), resolved from flags and env.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-/// Env var naming the state dir.
-pub const STATE_DIR_ENV: &str = "OPENCLAW_STATE_DIR";
-/// Env var naming the config file.
-pub const CONFIG_PATH_ENV: &str = "OPENCLAW_CONFIG_PATH";
+use molt_protocol::state;
+pub use molt_protocol::state::{CONFIG_PATH_ENV, STATE_DIR_ENV};
 
 /// Every path the daemon reads or writes, all absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +22,8 @@ pub struct StatePaths {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PathsError {
-    #[error(
-        "cannot find the home directory for the default state dir ~/.openclaw; \
-         set {STATE_DIR_ENV} or pass --state-dir"
-    )]
-    NoHome,
+    #[error(transparent)]
+    NoHome(#[from] state::NoHome),
 }
 
 impl StatePaths {
@@ -49,18 +45,15 @@ impl StatePaths {
         env: &dyn Fn(&str) -> Option<String>,
         home: Option<&Path>,
     ) -> Result<Self, PathsError> {
-        // An empty variable counts as unset: `OPENCLAW_STATE_DIR=` in a unit
-        // file should not mean "the current directory".
-        let var = |name| env(name).filter(|v| !v.is_empty());
-        let state_dir = match (state_dir_flag, var(STATE_DIR_ENV)) {
-            (Some(flag), _) => expand_home(flag, home)?,
-            (None, Some(v)) => expand_home(Path::new(&v), home)?,
-            (None, None) => home.ok_or(PathsError::NoHome)?.join(".openclaw"),
-        };
-        let config_path = var(CONFIG_PATH_ENV)
-            .map(|v| expand_home(Path::new(&v), home))
-            .transpose()?;
-        Ok(Self::in_dir(state_dir, config_path))
+        // The rule molt finds the daemon by (molt_protocol::state); an empty
+        // variable counts as unset there.
+        let state_value = env(STATE_DIR_ENV);
+        let config_value = env(CONFIG_PATH_ENV);
+        let state_dir =
+            state::state_dir(state_dir_flag, state_value.as_deref().map(OsStr::new), home)?;
+        let config_path =
+            state::config_path(&state_dir, config_value.as_deref().map(OsStr::new), home)?;
+        Ok(Self::in_dir(state_dir, Some(config_path)))
     }
 
     /// Paths under `state_dir`, with the config at `config_path` or
@@ -69,25 +62,18 @@ impl StatePaths {
     /// content agree on them.
     pub fn in_dir(state_dir: PathBuf, config_path: Option<PathBuf>) -> Self {
         let state_dir = absolute(state_dir);
-        let config_path = absolute(config_path.unwrap_or_else(|| state_dir.join("openclaw.json")));
+        let config_path =
+            absolute(config_path.unwrap_or_else(|| state_dir.join(state::CONFIG_FILE)));
         Self {
             config_path,
-            env_path: state_dir.join(".env"),
-            sentinel_path: state_dir.join("restart-sentinel.json"),
-            runs_path: state_dir.join("update-runs.jsonl"),
-            update_check_path: state_dir.join("update-check.json"),
-            lock_path: state_dir.join("gateway.lock"),
-            logs_dir: state_dir.join("logs"),
+            env_path: state_dir.join(state::ENV_FILE),
+            sentinel_path: state_dir.join(state::SENTINEL_FILE),
+            runs_path: state_dir.join(state::RUNS_FILE),
+            update_check_path: state_dir.join(state::UPDATE_CHECK_FILE),
+            lock_path: state_dir.join(state::LOCK_FILE),
+            logs_dir: state_dir.join(state::LOGS_DIR),
             state_dir,
         }
-    }
-}
-
-/// Expands a leading `~` (unit files and `.env` values are not shell-expanded).
-fn expand_home(path: &Path, home: Option<&Path>) -> Result<PathBuf, PathsError> {
-    match path.strip_prefix("~") {
-        Ok(rest) => Ok(home.ok_or(PathsError::NoHome)?.join(rest)),
-        Err(_) => Ok(path.to_path_buf()),
     }
 }
 

@@ -175,7 +175,12 @@ impl Prepared {
     /// `READY <addr> <version> <pid>`.
     pub fn ready_line(&self) -> String {
         let id = self.gateway.identity();
-        format!("READY {} {} {}", self.addr, id.version, id.pid)
+        molt_protocol::ready::ReadyLine {
+            addr: self.addr.to_string(),
+            version: id.version.clone(),
+            pid: id.pid,
+        }
+        .to_string()
     }
 
     /// Announces readiness: in `gateway.lock`, to the predecessor waiting

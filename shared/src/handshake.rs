@@ -27,11 +27,45 @@ pub struct ConnectChallenge {
     pub ts: u64,
 }
 
+/// `client.id` values an OpenClaw gateway accepts in `connect`
+/// (`GATEWAY_CLIENT_IDS` in the `openclaw` package, 2026.9.6; 2026.4.26
+/// accepts the same less `openclaw-browser-copilot`, `openclaw-linux`,
+/// `openclaw-watchos` and `openclaw-worker`). Any other id is refused with
+/// `INVALID_REQUEST` "invalid connect params: at /client/id". moltd
+/// accepts any id.
+pub const OPENCLAW_CLIENT_IDS: &[&str] = &[
+    "webchat-ui",
+    "openclaw-control-ui",
+    "openclaw-browser-copilot",
+    "openclaw-tui",
+    "webchat",
+    "cli",
+    "gateway-client",
+    "openclaw-macos",
+    "openclaw-linux",
+    "openclaw-ios",
+    "openclaw-watchos",
+    "openclaw-android",
+    "node-host",
+    "openclaw-worker",
+    "test",
+    "fingerprint",
+    "openclaw-probe",
+];
+
+/// `client.mode` values an OpenClaw gateway accepts (`GATEWAY_CLIENT_MODES`).
+pub const OPENCLAW_CLIENT_MODES: &[&str] = &[
+    "webchat", "cli", "ui", "backend", "node", "worker", "probe", "test",
+];
+
 /// Client identity in `connect`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientInfo {
     pub id: String,
+    /// A label for logs; OpenClaw shows it, never decides by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
     #[serde(default)]
     pub version: String,
     #[serde(default)]

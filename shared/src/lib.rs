@@ -5,6 +5,8 @@
 //! client sends, [`frame::ServerFrame`] what the server sends. Unknown fields
 //! in incoming frames are ignored, never fatal.
 
+/// WebSocket close codes and what each means for a client.
+pub mod close;
 /// Error shape and error codes.
 pub mod error;
 /// Event names and payloads.
@@ -17,12 +19,20 @@ pub mod handshake;
 pub mod ids;
 /// Bounds on client-supplied strings and counts.
 pub mod limits;
+/// The content of `gateway.lock`.
+pub mod lock;
 /// Method names, typed params and results.
 pub mod method;
+/// The `READY <addr> <version> <pid>` line on moltd's stdout.
+pub mod ready;
 /// Operator scopes and which method needs which.
 pub mod scope;
+/// The state dir, file names and the config's port: where a gateway lives.
+pub mod state;
 /// The `status` snapshot.
 pub mod status;
+/// An update's `tag`: an exact version or a dist-tag.
+pub mod tag;
 /// Update results, step records, sentinel and run records.
 pub mod update;
 

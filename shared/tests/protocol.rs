@@ -266,6 +266,7 @@ fn handshake() {
             min_protocol: 3,
             max_protocol: 4,
             client: ClientInfo {
+                display_name: None,
                 id: "molt-console".into(),
                 version: "0.1.0".into(),
                 platform: "linux".into(),

@@ -7,6 +7,8 @@
 //! * [`versions`]: moltd built at a given version, cached.
 //! * [`moltd`], [`client`], [`restarts`]: the real moltd as a child
 //!   process, a raw protocol client, handoff probes.
+//! * [`openclaw`]: the real OpenClaw gateway (pinned npm package), its port
+//!   slots and a registry that serves it.
 //! * [`systemd`]: a real systemd 252 in a throwaway machine, and moltd in
 //!   it under the shipped units.
 //! * [`process`], [`http`], [`memory`], [`ports`]: small helpers (commands
@@ -19,6 +21,7 @@ pub mod http;
 pub mod memory;
 pub mod moltd;
 pub mod npm_package;
+pub mod openclaw;
 pub mod ports;
 pub mod process;
 pub mod registry;

@@ -7,31 +7,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// One `READY <addr> <version> <pid>` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ready {
-    pub addr: String,
-    pub version: String,
-    pub pid: u32,
-}
-
-impl Ready {
-    pub fn parse(line: &str) -> Option<Ready> {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        match parts.as_slice() {
-            ["READY", addr, version, pid] => Some(Ready {
-                addr: (*addr).to_owned(),
-                version: (*version).to_owned(),
-                pid: pid.parse().ok()?,
-            }),
-            _ => None,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-}
+/// One `READY <addr> <version> <pid>` line (molt-protocol's format).
+pub use molt_protocol::ready::ReadyLine as Ready;
 
 /// Variables that would leak the developer's own gateway (or supervisor)
 /// into a test's moltd or molt.

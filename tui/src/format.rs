@@ -4,10 +4,15 @@
 use std::time::Duration;
 
 use molt_protocol::status::{
-    AutoUpdateState, EnvSource, InstallInfo, PendingWork, RestartInfo, RestartPhase,
-    RestartStrategy, SupervisorInfo, SupervisorKind,
+    EnvSource, PendingWork, RestartInfo, RestartPhase, RestartStrategy, SupervisorInfo,
+    SupervisorKind,
 };
-use molt_protocol::update::{Channel, RunPhase, RunRecord, UpdateAvailable};
+use molt_protocol::update::Channel;
+
+use crate::peer::{Auto, Available, Claim, Facts, Install, KillSwitch, Outcome, UpdateApi};
+
+/// What the console shows for a fact the gateway did not report.
+pub const UNKNOWN: &str = "unknown";
 
 /// `45s`, `12m 05s`, `3h 02m 05s`, `2d 03h 12m`.
 pub fn duration(d: Duration) -> String {
@@ -34,14 +39,41 @@ pub fn relative(at_ms: u64, now_ms: u64) -> String {
 }
 
 /// `npm /opt/lib/node_modules/moltd (detected)`.
-pub fn install(info: &InstallInfo) -> String {
-    let mut text = info.surface.as_str().to_owned();
+pub fn install(info: &Install) -> String {
+    let mut text = info.kind.clone();
     if let Some(root) = &info.root {
         text.push(' ');
         text.push_str(root);
     }
-    text.push_str(&format!(" ({})", info.source));
+    if let Some(source) = &info.source {
+        text.push_str(&format!(" ({source})"));
+    }
     text
+}
+
+/// A time between two processes: `42 ms` up to 10 s, then `123.7 s`.
+pub fn gap(d: Duration) -> String {
+    if d < Duration::from_secs(10) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+/// `text` cut to `width` characters with an ellipsis.
+pub fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// An optional fact, or `unknown`.
+pub fn or_unknown(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| UNKNOWN.to_owned(), |v| v.to_string())
 }
 
 pub fn supervisor(info: &SupervisorInfo) -> String {
@@ -119,11 +151,15 @@ pub fn channel(channel: Channel) -> &'static str {
 }
 
 /// `enabled, channel stable, next check in 59m 00s`.
-pub fn auto_update(auto: &AutoUpdateState, now_ms: Option<u64>) -> String {
+pub fn auto_update(auto: &Auto, now_ms: Option<u64>) -> String {
     let mut text = format!(
         "{}, channel {}",
-        if auto.enabled { "enabled" } else { "disabled" },
-        channel(auto.channel)
+        match auto.enabled {
+            Some(true) => "enabled",
+            Some(false) => "disabled",
+            None => "unknown",
+        },
+        auto.channel.as_deref().unwrap_or(UNKNOWN)
     );
     if let Some(now) = now_ms {
         if let Some(at) = auto.next_apply_at {
@@ -144,60 +180,70 @@ pub fn env_source(source: Option<EnvSource>) -> &'static str {
     }
 }
 
-/// The kill switch, and where it was set.
-pub fn kill_switch(auto: &AutoUpdateState) -> Option<String> {
-    auto.blocked_by.as_ref()?;
-    let source = env_source(auto.source);
-    Some(format!(
-        "ON: OPENCLAW_NO_AUTO_UPDATE{source}, automatic updates blocked"
-    ))
+/// The kill switch, and where it was set; `None` when off.
+pub fn kill_switch(auto: &Auto) -> Option<String> {
+    match auto.kill_switch {
+        KillSwitch::On { source } => Some(format!(
+            "ON: OPENCLAW_NO_AUTO_UPDATE{}, automatic updates blocked",
+            env_source(source)
+        )),
+        KillSwitch::NotReported => Some(
+            "not reported by this gateway (OPENCLAW_NO_AUTO_UPDATE is read from its environment)"
+                .to_owned(),
+        ),
+        KillSwitch::Off => None,
+    }
 }
 
 /// `1.1.0 -> 1.2.0 on stable`.
-pub fn update_available(available: Option<&UpdateAvailable>) -> String {
+pub fn update_available(available: Option<&Available>) -> String {
     match available {
         Some(a) => format!(
             "{} -> {} on {}",
-            a.current_version,
-            a.latest_version,
-            channel(a.channel)
+            a.current.as_deref().unwrap_or("?"),
+            a.latest,
+            a.channel.as_deref().unwrap_or("?")
         ),
         None => "none known".to_owned(),
     }
 }
 
-pub fn run_phase(phase: RunPhase) -> &'static str {
-    match phase {
-        RunPhase::Requested => "requested",
-        RunPhase::Running => "running",
-        RunPhase::Restarting => "restarting",
-        RunPhase::Verified => "verified",
-        RunPhase::Failed => "failed",
-        RunPhase::RolledBack => "rolled back",
-        RunPhase::Skipped => "skipped",
+/// A run's outcome in one word or two: `verified`, `rolled back`,
+/// `running (staging)`.
+pub fn outcome(claim: &Claim) -> String {
+    match claim.outcome {
+        Outcome::Succeeded if claim.proven => "verified".to_owned(),
+        Outcome::Succeeded => "succeeded".to_owned(),
+        Outcome::Failed { rolled_back: true } => "rolled back".to_owned(),
+        Outcome::Failed { rolled_back: false } => "failed".to_owned(),
+        Outcome::Skipped => "skipped".to_owned(),
+        Outcome::Running => match &claim.phase {
+            Some(phase) => phase.clone(),
+            None => "running".to_owned(),
+        },
     }
 }
 
 /// `run-1 verified 1.1.0 -> 1.2.0, manual, 3m 10s ago`.
-pub fn run(run: &RunRecord, now_ms: Option<u64>) -> String {
-    let version = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".to_owned());
-    let target = run.target_version().map(str::to_owned);
+pub fn run(run: &Claim, now_ms: Option<u64>) -> String {
+    let id = run
+        .run_id
+        .as_ref()
+        .map_or_else(|| "(no run id)".to_owned(), |id| id.to_string());
     let mut text = format!(
-        "{} {} {} -> {}, {}",
-        run.run_id,
-        run_phase(run.phase),
-        version(&run.before.version),
-        version(&target),
-        match run.trigger {
-            molt_protocol::update::RunTrigger::Manual => "manual",
-            molt_protocol::update::RunTrigger::Auto => "auto",
-        }
+        "{} {} {} -> {}",
+        id,
+        outcome(run),
+        run.before.as_deref().unwrap_or("?"),
+        run.target_version().unwrap_or("?"),
     );
+    if let Some(trigger) = &run.trigger {
+        text.push_str(&format!(", {trigger}"));
+    }
     if let Some(reason) = &run.reason {
         text.push_str(&format!(" ({reason})"));
     }
-    if let Some(now) = now_ms {
-        let at = run.finished_at.unwrap_or(run.updated_at);
+    if let (Some(now), Some(at)) = (now_ms, run.finished_at.or(run.updated_at)) {
         text.push_str(&format!(", {}", relative(at, now)));
     }
     text
@@ -227,24 +273,47 @@ pub fn millis(ms: u64) -> String {
 }
 
 /// What the restart after an update does, in the operator's words.
-pub fn restart_consequence(status: &molt_protocol::status::StatusResult) -> String {
-    let how = match status.restart.strategy {
-        RestartStrategy::Respawn => {
-            "moltd starts the new version beside this one and hands it the port; it never closes"
-                .to_owned()
+pub fn restart_consequence(facts: &Facts, api: UpdateApi) -> String {
+    match api {
+        UpdateApi::Sentinel => {
+            return "OpenClaw installs the new version inside the running gateway, then \
+                    restarts itself; its port is dark until the new process listens, and \
+                    molt checks which version that process reports"
+                .to_owned();
         }
-        RestartStrategy::Supervised => format!(
-            "moltd exits and {} starts the new version",
-            supervisor(&status.supervisor)
-        ),
-        RestartStrategy::Exec => "moltd replaces itself in place (same pid)".to_owned(),
+        UpdateApi::Runs => {
+            return "OpenClaw hands the update to a detached updater; the gateway serves \
+                    while it stages, then stops for the swap and starts again; molt follows \
+                    the run and checks which version the new process reports"
+                .to_owned();
+        }
+        UpdateApi::Molt | UpdateApi::None => {}
+    }
+    let how = match (&facts.restart, &facts.supervisor) {
+        (Some(restart), supervisor) => match restart.strategy {
+            RestartStrategy::Respawn => "moltd starts the new version beside this one and hands \
+                 it the port; it never closes"
+                .to_owned(),
+            RestartStrategy::Supervised => format!(
+                "moltd exits and {} starts the new version",
+                supervisor
+                    .as_ref()
+                    .map_or_else(|| "its supervisor".to_owned(), supervisor_text)
+            ),
+            RestartStrategy::Exec => "moltd replaces itself in place (same pid)".to_owned(),
+        },
+        (None, _) => "the gateway restarts into the new version".to_owned(),
     };
-    let when = if status.install.surface.is_package_manager() {
+    let when = if facts.install.as_ref().is_some_and(Install::is_package) {
         "at once after the swap (no deferral)"
     } else {
         "after pending work, as for any restart"
     };
     format!("{how}; restarts {when}; connected clients reconnect")
+}
+
+fn supervisor_text(info: &SupervisorInfo) -> String {
+    supervisor(info)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! molt-console: the operator console for `moltd`.
 //!
-//! Layers point one way: `discover` and `client` know nothing of the
+//! Layers point one way: `target` and `client` know nothing of the
 //! terminal; `net` drives a client for the app; `app` is pure state;
 //! `ui` draws it; `runtime` wires them to a terminal.
 
@@ -10,16 +10,18 @@ pub mod app;
 pub mod cli;
 /// Gateway client: handshake, requests, events, close codes.
 pub mod client;
-/// Finding the local daemon: state dir, config, lock file, token.
-pub mod discover;
 /// Wording of status facts, shared by the TUI and `molt status`.
 pub mod format;
 /// File logging.
 pub mod logging;
 /// The network task: reconnects, runs requests, reports back.
 pub mod net;
+/// What the console knows about the gateway: moltd or OpenClaw, leniently.
+pub mod peer;
 /// The main loop and the console entry point.
 pub mod runtime;
+/// The gateway to talk to: URL and token from flags, env, config, lock file.
+pub mod target;
 /// Terminal setup and restore.
 pub mod term;
 /// Drawing.

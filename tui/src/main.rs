@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use molt_console::cli::{self, Cli, CliCommand, CliError, ConfigAction, Exit};
-use molt_console::discover::{self, Env, Overrides};
+use molt_console::target::{self, Env, Overrides};
 use molt_console::{logging, runtime};
 
 fn main() -> ExitCode {
@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     };
     let overrides = cli.overrides();
     let env = Env::from_process();
-    let state_dir = discover::state_dir(&overrides, &env).ok();
+    let state_dir = target::state_dir(&overrides, &env).ok();
     let _log = logging::init(state_dir.as_deref());
 
     let runtime = match tokio::runtime::Builder::new_current_thread()

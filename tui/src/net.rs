@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use molt_protocol::Method;
-use molt_protocol::handshake::HelloOk;
 use molt_protocol::method::UpdateRunParams;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -17,6 +16,7 @@ use crate::client::{
     Client, CloseInfo, CloseKind, ConnectError, ConnectOptions, Events, GatewayEvent, Incoming,
     RequestError,
 };
+use crate::peer::Hello;
 
 /// What a request's answer is for; echoed back with the result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,6 +33,12 @@ pub enum Purpose {
     /// `update.noAutoUpdate.set`.
     KillSwitch,
     LogsTail,
+    /// OpenClaw 2026.9.x `update.runs.get`: the run followed.
+    RunRecord,
+    /// OpenClaw 2026.9.x `update.runs.list`: the History screen.
+    RunsList,
+    /// OpenClaw 2026.9.x `update.hold`.
+    Hold,
 }
 
 /// How long to wait for an answer: `update.run` answers after its
@@ -64,6 +70,13 @@ pub enum NetCommand {
         method: Method,
         params: Option<Value>,
     },
+    /// A request by name, for a method only another gateway serves
+    /// (OpenClaw's `update.runs.get`).
+    Call {
+        purpose: Purpose,
+        method: String,
+        params: Option<Value>,
+    },
     /// Skip the current wait and try now (also after an auth failure,
     /// once the operator fixed the token).
     ReconnectNow,
@@ -78,10 +91,12 @@ pub enum NetEvent {
         attempt: u32,
     },
     /// Handshake done. `handoff_gap` is the time from the 1012 close of the
-    /// old process to this `hello-ok`, when this follows a handoff.
+    /// old process to this `hello-ok`, when this follows a handoff;
+    /// `outage` what this console's attempts saw since the last session.
     Connected {
-        hello: Box<HelloOk>,
+        hello: Box<Hello>,
         handoff_gap: Option<Duration>,
+        outage: Option<Outage>,
     },
     /// The session ended.
     Closed(CloseInfo),
@@ -111,6 +126,71 @@ pub enum NetEvent {
     },
 }
 
+/// The gap between two sessions as this console's own connection attempts
+/// saw it: how long the gateway's port refused connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outage {
+    /// From the end of the last session to this `hello-ok`.
+    pub gap: Duration,
+    /// From the first refused attempt to the first attempt that reached
+    /// the port again; `None` when no attempt was refused.
+    pub dark: Option<Duration>,
+    /// Attempts refused (nothing listened on the port).
+    pub refused: u32,
+    pub attempts: u32,
+    /// The wait before the attempt that first reached the port again: the
+    /// port came back at most this long before it was seen.
+    pub precision: Duration,
+}
+
+/// Collects an [`Outage`] from the attempts after a session ended.
+#[derive(Clone, Copy, Debug)]
+struct OutageWatch {
+    since: Instant,
+    first_refused: Option<Instant>,
+    reached: Option<(Instant, Duration)>,
+    refused: u32,
+    attempts: u32,
+    last_delay: Duration,
+}
+
+impl OutageWatch {
+    fn new(since: Instant) -> Self {
+        Self {
+            since,
+            first_refused: None,
+            reached: None,
+            refused: 0,
+            attempts: 0,
+            last_delay: Duration::ZERO,
+        }
+    }
+
+    /// An attempt started at `at` ended; `refused`: nothing listened.
+    fn attempt(&mut self, at: Instant, refused: bool) {
+        self.attempts += 1;
+        if refused {
+            self.refused += 1;
+            self.first_refused.get_or_insert(at);
+        } else if self.first_refused.is_some() && self.reached.is_none() {
+            self.reached = Some((at, self.last_delay));
+        }
+    }
+
+    fn finish(self, now: Instant) -> Outage {
+        let (reached, precision) = self.reached.unwrap_or((now, self.last_delay));
+        Outage {
+            gap: now.saturating_duration_since(self.since),
+            dark: self
+                .first_refused
+                .map(|first| reached.saturating_duration_since(first)),
+            refused: self.refused,
+            attempts: self.attempts,
+            precision,
+        }
+    }
+}
+
 /// Produces the connect options for each attempt (re-running discovery, so
 /// a daemon that came back on a new port is found).
 pub type Resolve = Box<dyn FnMut() -> Result<ConnectOptions, String> + Send>;
@@ -122,8 +202,14 @@ pub struct Backoff {
     pub initial: Duration,
     pub max: Duration,
     pub handoff_poll: Duration,
-    /// How long to poll fast before falling back to backoff.
+    /// How long to poll fast before polling slower.
     pub handoff_window: Duration,
+    /// The poll after the fast window while a restart is still expected:
+    /// a gateway that takes minutes to come back (OpenClaw 2026.4.x was
+    /// measured dark for over a minute) is seen, and timed, to the second.
+    pub handoff_slow_poll: Duration,
+    /// How long a restart is expected before falling back to backoff.
+    pub handoff_patience: Duration,
     /// A session shorter than this does not reset the backoff, so a gateway
     /// that accepts and drops at once is not hammered.
     pub stable_after: Duration,
@@ -138,6 +224,8 @@ impl Default for Backoff {
             max: Duration::from_secs(30),
             handoff_poll: Duration::from_millis(50),
             handoff_window: Duration::from_secs(30),
+            handoff_slow_poll: Duration::from_secs(1),
+            handoff_patience: Duration::from_secs(10 * 60),
             stable_after: Duration::from_secs(10),
             attempt: 0,
             handoff_since: None,
@@ -156,9 +244,10 @@ impl Backoff {
         self.handoff_since
     }
 
+    /// A restart is expected: the gateway said so, and not too long ago.
     pub fn in_handoff(&self, now: Instant) -> bool {
         self.handoff_since
-            .is_some_and(|since| now.duration_since(since) < self.handoff_window)
+            .is_some_and(|since| now.duration_since(since) < self.handoff_patience)
     }
 
     /// A session ended after `lived`.
@@ -192,8 +281,14 @@ impl Backoff {
 
     /// How long to wait before the next attempt.
     pub fn delay(&self, now: Instant) -> Duration {
-        if self.in_handoff(now) {
-            return self.handoff_poll;
+        if let Some(since) = self.handoff_since {
+            let waited = now.duration_since(since);
+            if waited < self.handoff_window {
+                return self.handoff_poll;
+            }
+            if waited < self.handoff_patience {
+                return self.handoff_slow_poll;
+            }
         }
         let doublings = self.attempt.saturating_sub(1).min(16);
         self.initial.saturating_mul(1 << doublings).min(self.max)
@@ -229,6 +324,7 @@ async fn connect_loop(
     out: &mpsc::Sender<NetEvent>,
     cancel: &CancellationToken,
 ) -> Stop {
+    let mut outage: Option<OutageWatch> = None;
     loop {
         let error = match resolve() {
             Err(problem) => {
@@ -242,20 +338,29 @@ async fn connect_loop(
                 if let Err(stop) = emit(out, NetEvent::Connecting { url, attempt }).await {
                     return stop;
                 }
+                let attempted_at = Instant::now();
                 let connected = tokio::select! {
                     biased;
                     () = cancel.cancelled() => return Stop::Cancelled,
                     result = Client::connect(&options) => result,
                 };
+                if let Some(watch) = &mut outage {
+                    let refused = matches!(connected, Err(ConnectError::Refused { .. }));
+                    watch.attempt(attempted_at, refused);
+                }
                 match connected {
                     Ok((client, events)) => {
                         let handoff_gap = backoff.handoff_since().map(|t| t.elapsed());
+                        let seen = outage.take().map(|w| w.finish(Instant::now()));
                         backoff.on_connected();
-                        tracing::info!(url = %options.url, server = %client.hello().server.version, ?handoff_gap, "connected");
+                        tracing::info!(url = %options.url, server = ?client.hello().server.version, ?handoff_gap, outage = ?seen, "connected");
                         let hello = Box::new(client.hello().clone());
-                        if let Err(stop) =
-                            emit(out, NetEvent::Connected { hello, handoff_gap }).await
-                        {
+                        let connected = NetEvent::Connected {
+                            hello,
+                            handoff_gap,
+                            outage: seen,
+                        };
+                        if let Err(stop) = emit(out, connected).await {
                             return stop;
                         }
                         let started = Instant::now();
@@ -265,6 +370,7 @@ async fn connect_loop(
                         };
                         let handoff =
                             ended.close.kind() == CloseKind::HandOff || ended.restart_expected;
+                        outage = Some(OutageWatch::new(Instant::now()));
                         backoff.on_close(Instant::now(), started.elapsed(), handoff);
                         if let Err(stop) = emit(out, NetEvent::Closed(ended.close)).await {
                             return stop;
@@ -307,6 +413,9 @@ async fn connect_loop(
         };
         let now = Instant::now();
         let delay = backoff.delay(now);
+        if let Some(watch) = &mut outage {
+            watch.last_delay = delay;
+        }
         let retrying = NetEvent::Retrying {
             attempt: backoff.attempt(),
             delay,
@@ -362,7 +471,7 @@ async fn wait(
             command = commands.recv() => match command {
                 None => return Err(Stop::AppGone),
                 Some(NetCommand::ReconnectNow) => return Ok(()),
-                Some(NetCommand::Request { purpose, .. }) => {
+                Some(NetCommand::Request { purpose, .. } | NetCommand::Call { purpose, .. }) => {
                     let result = Err(RequestError::Disconnected { close: None });
                     emit(out, NetEvent::Response { purpose, result }).await?;
                 }
@@ -406,6 +515,13 @@ async fn session(
                     let timeout = timeout_for(method, params.as_ref(), client.request_timeout());
                     requests.spawn(async move {
                         (purpose, client.request_with_timeout(method, params, timeout).await)
+                    });
+                }
+                Some(NetCommand::Call { purpose, method, params }) => {
+                    let client = client.clone();
+                    let timeout = client.request_timeout();
+                    requests.spawn(async move {
+                        (purpose, client.call_named(&method, params, timeout).await)
                     });
                 }
             },
@@ -472,9 +588,13 @@ mod tests {
         assert_eq!(backoff.delay(now), backoff.handoff_poll);
         backoff.on_failure(now + MS * 50, false);
         assert_eq!(backoff.delay(now + MS * 100), backoff.handoff_poll);
+        // A slow restart is still polled once a second, then backed off.
         let later = now + backoff.handoff_window;
-        assert!(!backoff.in_handoff(later));
-        assert_eq!(backoff.delay(later), MS * 500);
+        assert!(backoff.in_handoff(later));
+        assert_eq!(backoff.delay(later), MS * 1000);
+        let much_later = now + backoff.handoff_patience;
+        assert!(!backoff.in_handoff(much_later));
+        assert_eq!(backoff.delay(much_later), MS * 500);
         backoff.on_connected();
         assert_eq!(backoff.handoff_since(), None);
     }
@@ -499,6 +619,35 @@ mod tests {
             timeout_for(Method::UpdateRun, Some(&dry), default),
             Duration::from_secs(60)
         );
+    }
+
+    #[test]
+    fn the_dark_port_is_timed_by_the_refused_attempts() {
+        let closed = Instant::now();
+        let mut watch = OutageWatch::new(closed);
+        watch.last_delay = MS * 50;
+        watch.attempt(closed + MS * 50, true);
+        watch.last_delay = MS * 1000;
+        watch.attempt(closed + MS * 1050, true);
+        watch.attempt(closed + MS * 2050, true);
+        // The port accepts again (the handshake may still fail).
+        watch.attempt(closed + MS * 3050, false);
+        watch.attempt(closed + MS * 4050, false);
+        let outage = watch.finish(closed + MS * 4100);
+        assert_eq!(
+            outage,
+            Outage {
+                gap: MS * 4100,
+                dark: Some(MS * 3000),
+                refused: 3,
+                attempts: 5,
+                precision: MS * 1000,
+            }
+        );
+        // A gateway that never refused was never dark.
+        let mut watch = OutageWatch::new(closed);
+        watch.attempt(closed + MS * 10, false);
+        assert_eq!(watch.finish(closed + MS * 20).dark, None);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Command, Event, Level};
 use crate::client::{ClientMode, ConnectOptions};
-use crate::discover::{self, Env, Overrides, Target, TokenSource, UrlSource};
 use crate::net::{self, Backoff, NetCommand, NetEvent};
+use crate::target::{self, Env, Overrides, Target, TokenSource, UrlSource};
 use crate::{term, ui};
 
 /// Period of [`Event::Tick`].
@@ -41,7 +41,7 @@ pub enum RunError {
     #[error("the network task stopped unexpectedly")]
     NetworkGone,
     #[error(transparent)]
-    Discover(#[from] discover::DiscoverError),
+    Discover(#[from] target::DiscoverError),
 }
 
 /// The loop's ends of the network task's channels.
@@ -143,7 +143,10 @@ pub fn describe_origin(target: &Target) -> String {
         UrlSource::Flag => "url from --url".to_owned(),
         UrlSource::LockFile { pid } => format!(
             "url from {} (pid {pid})",
-            target.state_dir.join("gateway.lock").display()
+            target
+                .state_dir
+                .join(molt_protocol::state::LOCK_FILE)
+                .display()
         ),
         UrlSource::Config => format!("url from {}", target.config_path.display()),
         UrlSource::Default => "url: default port (no config, no running daemon found)".to_owned(),
@@ -164,7 +167,7 @@ pub fn color_enabled() -> bool {
 
 /// The interactive console on the real terminal.
 pub async fn run_console(overrides: Overrides, env: Env) -> Result<(), RunError> {
-    let target = discover::discover(&overrides, &env)?;
+    let target = target::discover(&overrides, &env)?;
     tracing::info!(?target, "console starting");
 
     let mut app = App::new(target.url.clone(), color_enabled(), Instant::now());
@@ -174,7 +177,7 @@ pub async fn run_console(overrides: Overrides, env: Env) -> Result<(), RunError>
     }
 
     let resolve: net::Resolve = Box::new(move || {
-        discover::discover(&overrides, &env)
+        target::discover(&overrides, &env)
             .map(|t| ConnectOptions::new(t.url, t.token, ClientMode::Tui))
             .map_err(|e| e.to_string())
     });

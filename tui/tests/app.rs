@@ -43,14 +43,17 @@ fn connect_hello_then_status() {
     let cmds = app.handle(connected(status()));
     assert_eq!(cmds, status_request());
     assert_eq!(app.conn, ConnState::Connected);
-    assert_eq!(app.status.as_ref().unwrap().status.pid, 4343);
+    assert_eq!(app.facts().unwrap().pid, Some(4343));
     let server = app.server.as_ref().unwrap();
-    assert_eq!((server.version.as_str(), server.protocol), ("0.1.0", 4));
+    assert_eq!(
+        (server.version.as_deref(), server.protocol),
+        (Some("0.1.0"), Some(4))
+    );
 
     let mut newer = status();
     newer.connections = 3;
     assert!(app.handle(status_response(&newer)).is_empty());
-    assert_eq!(app.status.as_ref().unwrap().status.connections, 3);
+    assert_eq!(app.facts().unwrap().connections, Some(3));
     assert_eq!(app.status_error, None);
 }
 
@@ -107,7 +110,7 @@ fn status_errors_are_shown_but_disconnects_are_not_errors() {
     app.handle(Event::Net(NetEvent::Response {
         purpose: Purpose::Status,
         result: Err(RequestError::Timeout {
-            method: "status",
+            method: "status".into(),
             timeout: secs(15),
         }),
     }));
@@ -115,17 +118,25 @@ fn status_errors_are_shown_but_disconnects_are_not_errors() {
         app.status_error.as_deref(),
         Some("no answer to status within 15s")
     );
+    // A field of an unexpected type is unknown, never an error: what the
+    // hello-ok snapshot said stays.
     app.handle(Event::Net(NetEvent::Response {
         purpose: Purpose::Status,
         result: Ok(serde_json::json!({"version": 1})),
+    }));
+    assert_eq!(app.status_error, None);
+    assert_eq!(app.facts().unwrap().pid, Some(4343), "kept");
+    assert_eq!(app.facts().unwrap().version.as_deref(), Some("0.1.0"));
+    app.handle(Event::Net(NetEvent::Response {
+        purpose: Purpose::Status,
+        result: Ok(serde_json::json!([1, 2])),
     }));
     assert!(
         app.status_error
             .as_deref()
             .unwrap()
-            .contains("did not decode")
+            .contains("not an object")
     );
-    assert_eq!(app.status.as_ref().unwrap().status.pid, 4343, "kept");
     app.handle(Event::Net(NetEvent::Response {
         purpose: Purpose::Status,
         result: Err(RequestError::Disconnected { close: None }),
@@ -166,8 +177,9 @@ fn close_1012_hands_off_then_reconnects_with_the_gap() {
     successor.version = "1.3.0".into();
     successor.uptime_ms = 300;
     let cmds = app.handle(Event::Net(NetEvent::Connected {
-        hello: Box::new(hello(successor)),
+        hello: Box::new(hello(successor).into()),
         handoff_gap: Some(Duration::from_millis(42)),
+        outage: None,
     }));
     assert_eq!(cmds, status_request());
     assert_eq!(app.conn, ConnState::Connected);
@@ -177,7 +189,7 @@ fn close_1012_hands_off_then_reconnects_with_the_gap() {
         notice.text,
         "handed off: pid 4343 v0.1.0 → pid 5151 v1.3.0, gap 42 ms"
     );
-    assert_eq!(app.status.as_ref().unwrap().status.pid, 5151);
+    assert_eq!(app.facts().unwrap().pid, Some(5151));
 }
 
 #[test]
@@ -337,8 +349,9 @@ fn a_supervised_restart_closing_with_1001_is_shown_as_a_handoff() {
     let mut successor = status();
     successor.pid = 5151;
     app.handle(Event::Net(NetEvent::Connected {
-        hello: Box::new(hello(successor)),
+        hello: Box::new(hello(successor).into()),
         handoff_gap: Some(Duration::from_millis(900)),
+        outage: None,
     }));
     assert_eq!(
         app.notice.as_ref().unwrap().text,

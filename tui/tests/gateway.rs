@@ -13,9 +13,9 @@ use molt_console::app::App;
 use molt_console::client::{
     Client, ClientMode, CloseKind, ConnectError, ConnectOptions, Incoming, RequestError,
 };
-use molt_console::discover::{self, Env, Overrides};
 use molt_console::net::{self, Backoff, NetCommand, NetEvent, Purpose};
 use molt_console::runtime::{LoopExit, NetLink, run_loop};
+use molt_console::target::{self, Env, Overrides};
 use molt_protocol::Method;
 use molt_protocol::error::ErrorCode;
 use molt_protocol::method::HealthResult;
@@ -51,9 +51,12 @@ async fn client_handshake_requests_and_the_close_code_on_stop() {
         .await
         .expect("connect");
     let hello = client.hello();
-    assert_eq!(hello.protocol, 4);
-    assert_eq!(hello.server.version, daemon.version);
-    assert_eq!(hello.snapshot.pid, daemon.pid);
+    assert_eq!(hello.protocol, Some(4));
+    assert_eq!(
+        hello.server.version.as_deref(),
+        Some(daemon.version.as_str())
+    );
+    assert_eq!(hello.snapshot["pid"], daemon.pid);
 
     let status: StatusResult = client.call(Method::Status, &()).await.unwrap();
     assert_eq!(
@@ -123,7 +126,7 @@ impl NetTask {
             ..Overrides::default()
         };
         let resolve: net::Resolve = Box::new(move || {
-            discover::discover(&overrides, &Env::default())
+            target::discover(&overrides, &Env::default())
                 .map(|t| ConnectOptions::new(t.url, t.token, ClientMode::Tui))
                 .map_err(|e| e.to_string())
         });
@@ -182,9 +185,14 @@ async fn network_task_reconnects_to_a_restarted_daemon_on_its_new_port() {
         NetEvent::Connecting { attempt: 0, url } if url == first.url()
     ));
     match net.next().await {
-        NetEvent::Connected { hello, handoff_gap } => {
-            assert_eq!(hello.snapshot.pid, first.pid);
+        NetEvent::Connected {
+            hello,
+            handoff_gap,
+            outage,
+        } => {
+            assert_eq!(hello.snapshot["pid"], first.pid);
             assert_eq!(handoff_gap, None);
+            assert_eq!(outage, None, "the first session follows no outage");
         }
         other => panic!("expected Connected, got {other:?}"),
     }
@@ -229,7 +237,7 @@ async fn network_task_reconnects_to_a_restarted_daemon_on_its_new_port() {
         }
     })
     .await;
-    assert_eq!(hello.snapshot.pid, second.pid);
+    assert_eq!(hello.snapshot["pid"], second.pid);
     net.stop().await;
 }
 

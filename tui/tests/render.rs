@@ -80,8 +80,9 @@ fn after_handoff_80x24() {
     successor.pid = 5151;
     successor.uptime_ms = 120;
     app.handle(Event::Net(NetEvent::Connected {
-        hello: Box::new(hello(successor)),
+        hello: Box::new(hello(successor).into()),
         handoff_gap: Some(Duration::from_millis(42)),
+        outage: None,
     }));
     insta::assert_snapshot!(draw(&app, 80, 24).backend());
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use molt_console::peer::KillSwitch;
 use std::time::Instant;
 
 use common::*;
@@ -52,7 +53,7 @@ fn config_toggles_go_through_config_patch_with_the_base_hash() {
     let mut app = config_app();
     let loaded = app.config.loaded.as_ref().unwrap();
     assert!(!loaded.auto_enabled());
-    assert_eq!(loaded.channel(), molt_protocol::update::Channel::Beta);
+    assert_eq!(loaded.channel(), "beta");
     assert!(loaded.check_on_start(), "unset means the default, true");
 
     let (raw, base) = patch_of(&app.handle(press(KeyCode::Enter)));
@@ -161,7 +162,7 @@ fn the_kill_switch_goes_through_no_auto_update_set() {
         app.handle(key('j'));
     }
     assert_eq!(app.config.row(), ConfigRow::KillSwitch);
-    assert_eq!(app.kill_switch(), Some((false, None)));
+    assert_eq!(app.kill_switch(), Some(KillSwitch::Off));
     let commands = app.handle(press(KeyCode::Enter));
     assert_eq!(
         find(&commands, Purpose::KillSwitch),
@@ -181,7 +182,9 @@ fn the_kill_switch_goes_through_no_auto_update_set() {
     app.handle(status_response(&status));
     assert_eq!(
         app.kill_switch(),
-        Some((true, Some(molt_protocol::status::EnvSource::ProcessEnv)))
+        Some(KillSwitch::On {
+            source: Some(molt_protocol::status::EnvSource::ProcessEnv)
+        })
     );
     let commands = app.handle(press(KeyCode::Enter));
     assert_eq!(
@@ -239,7 +242,16 @@ fn history_loads_newest_first_and_keeps_the_selection() {
     app.handle(response(Purpose::History, json!({"runs": runs})));
     assert_eq!(app.history.runs.as_ref().unwrap().len(), 2);
     app.handle(key('j'));
-    assert_eq!(app.history.selected_run().unwrap().run_id.as_str(), "run-8");
+    assert_eq!(
+        app.history
+            .selected_run()
+            .unwrap()
+            .run_id
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "run-8"
+    );
     app.handle(key('j'));
     assert_eq!(app.history.selected, 1, "stops at the last run");
     // A newer run arrives on top: the selection stays on run-8.
@@ -248,7 +260,16 @@ fn history_loads_newest_first_and_keeps_the_selection() {
     let mut newer = vec![run_record("run-10", RunPhase::Verified, "0.1.0", "0.2.0")];
     newer.extend(runs);
     app.handle(response(Purpose::History, json!({"runs": newer})));
-    assert_eq!(app.history.selected_run().unwrap().run_id.as_str(), "run-8");
+    assert_eq!(
+        app.history
+            .selected_run()
+            .unwrap()
+            .run_id
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "run-8"
+    );
 
     app.handle(gateway_error(
         Purpose::History,

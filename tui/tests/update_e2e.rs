@@ -5,10 +5,21 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
 use molt_e2e::PackageManager;
+use molt_e2e::moltd::{Moltd, command, write_config};
+use molt_e2e::process::{COMMAND_TIMEOUT, run};
 use molt_e2e::updates::{NEW, OLD, UpdateFixture};
+use molt_e2e::versions::moltd_binary;
 use serde_json::{Value, json};
 use support::pty::Console;
+
+/// The screen's lines that contain `needle`.
+fn count(screen: &str, needle: &str) -> usize {
+    screen.lines().filter(|l| l.contains(needle)).count()
+}
 
 #[test]
 fn the_console_runs_an_update_and_shows_the_verified_new_version() {
@@ -32,18 +43,57 @@ fn the_console_runs_an_update_and_shows_the_verified_new_version() {
         .next_ready(support::pty::PATIENCE)
         .expect("the new version starts");
     assert_eq!(successor.version, NEW);
-    let verified = format!("verified: v{NEW} runs as pid {}", successor.pid);
-    console.wait_for("the verified result", |s| s.contains(&verified));
-    assert!(
-        console.text().contains(&format!("pid {old_pid}")),
-        "{}",
-        console.text()
+    let new_pid = successor.pid;
+    let verified = format!("verified: v{NEW} runs as pid {new_pid}");
+    console.wait_for("the verified result and the truth beside it", |s| {
+        s.contains(&verified) && s.contains("process     new pid")
+    });
+    // The whole screen, not one word: each fact once, each step once
+    // although the steps arrived as events, in the run's answer and in
+    // every update.status after the reconnect.
+    let screen = console.text();
+    for (line, times) in [
+        ("run-".to_owned(), 1),
+        (format!("state       ✓ {verified}"), 1),
+        (
+            format!("restart     handed off: pid {old_pid} v{OLD} → pid {new_pid} v{NEW}, gap"),
+            1,
+        ),
+        (
+            format!("claims      sentinel ok: {OLD} → {NEW}; saw {NEW} running as pid {new_pid}"),
+            1,
+        ),
+        (
+            format!("live        {NEW} (hello-ok), {NEW} (status), pid {new_pid}"),
+            1,
+        ),
+        (
+            format!("verdict     the process runs {NEW}, as the install says"),
+            1,
+        ),
+        (format!("process     new pid {new_pid} (was {old_pid})"), 1),
+    ] {
+        assert_eq!(count(&screen, &line), times, "{line:?} in\n{screen}");
+    }
+    let steps: Vec<&str> = screen
+        .lines()
+        .filter_map(|l| l.trim_start_matches('│').trim().strip_prefix("✓ "))
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    let mut unique = steps.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert!(steps.len() >= 4, "the run's steps: {steps:?}\n{screen}");
+    assert_eq!(
+        steps.len(),
+        unique.len(),
+        "a step listed twice: {steps:?}\n{screen}"
     );
     console.press("q");
     assert!(console.child.wait().unwrap().success());
 }
 
-fn molt_update(state: &std::path::Path, args: &[&str]) -> (i32, Value, String) {
+fn molt_update(state: &Path, args: &[&str]) -> (i32, Value, String) {
     let out = support::molt()
         .env("OPENCLAW_STATE_DIR", state)
         .args(["update", "--yes", "--json"])
@@ -65,11 +115,39 @@ fn molt_update_exits_0_only_for_a_verified_new_version() {
     fx.publish_broken("3.0.0").unwrap();
     let global = fx.install(PackageManager::Npm, OLD).unwrap();
     let (state, mut moltd) = fx.start_moltd(&global, json!({})).unwrap();
+    let old_pid = moltd.first.pid;
 
+    // A version that installs, then dies at start: rolled back. Scripts
+    // get the outcome on stdout, not only an exit code.
     let (code, json, stderr) = molt_update(&state, &["--tag", "3.0.0"]);
     assert_eq!(code, 1, "a version that dies at start: {json:#} {stderr}");
+    assert_eq!(json["ok"], false, "{json:#}\n{stderr}");
+    assert_eq!(json["outcome"], "rolled-back", "{json:#}");
+    assert_eq!(json["rolledBack"], true, "{json:#}");
+    assert!(
+        json["runId"].as_str().is_some_and(|id| !id.is_empty()),
+        "{json:#}"
+    );
+    assert!(
+        json["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{json:#}"
+    );
+    assert_eq!(json["before"]["version"], OLD, "{json:#}");
+    assert_eq!(json["before"]["pid"], old_pid, "{json:#}");
+    assert_eq!(json["claimed"]["version"], "3.0.0", "{json:#}");
+
+    // Nothing to run: still an answer on stdout.
     let (code, json, stderr) = molt_update(&state, &["--tag", "9.9.9"]);
     assert_eq!(code, 1, "an unpublished version: {json:#} {stderr}");
+    assert_eq!(
+        (json["ok"].as_bool(), json["outcome"].as_str()),
+        (Some(false), Some("not-started")),
+        "{json:#}"
+    );
+    assert!(
+        json["reason"].as_str().unwrap().contains("9.9.9"),
+        "{json:#}"
+    );
 
     let (code, json, stderr) = molt_update(&state, &["--note", "scripted"]);
     assert_eq!(code, 0, "{json:#}\n{stderr}");
@@ -77,5 +155,177 @@ fn molt_update_exits_0_only_for_a_verified_new_version() {
         .next_ready(support::pty::PATIENCE)
         .expect("handed off");
     assert_eq!(successor.version, NEW);
-    assert!(json.to_string().contains(NEW), "{json:#}");
+    assert_eq!(json["ok"], true, "{json:#}");
+    assert_eq!(json["outcome"], "verified", "{json:#}");
+    assert_eq!(json["verified"]["version"], NEW, "{json:#}");
+    assert_eq!(json["verified"]["pid"], successor.pid, "{json:#}");
+    assert_eq!(json["after"]["pid"], successor.pid, "{json:#}");
+    assert_eq!(json["before"]["version"], OLD, "{json:#}");
+}
+
+const BUILD_SH: &str = r#"#!/bin/sh
+# Stands in for `cargo build --release`: the moltd built at this version.
+set -e
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+mkdir -p target/release
+cp "$MOLT_TEST_BINS/$version/moltd" target/release/moltd.tmp
+mv target/release/moltd.tmp target/release/moltd
+"#;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "molt test")
+        .env("GIT_AUTHOR_EMAIL", "test@molt.invalid")
+        .env("GIT_COMMITTER_NAME", "molt test")
+        .env("GIT_COMMITTER_EMAIL", "test@molt.invalid");
+    run(&mut cmd, COMMAND_TIMEOUT)
+        .unwrap()
+        .stdout
+        .trim()
+        .to_owned()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A checkout of a small repository shaped like molt's, built at [`OLD`]
+/// from a bare upstream; returns the checkout, the upstream and the dir
+/// of cached moltd builds.
+fn checkout(tmp: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let old = moltd_binary(OLD).unwrap();
+    let bins = old.parent().unwrap().parent().unwrap().to_path_buf();
+    let upstream = tmp.join("upstream.git");
+    let dev = tmp.join("dev");
+    let checkout = tmp.join("checkout");
+    std::fs::create_dir_all(&upstream).unwrap();
+    git(&upstream, &["init", "--quiet", "--bare", "-b", "main"]);
+    std::fs::create_dir_all(&dev).unwrap();
+    git(&dev, &["init", "--quiet", "-b", "main"]);
+    write(
+        &dev.join("Cargo.toml"),
+        &format!(
+            "[workspace]\nmembers = [\"daemon\", \"shared\"]\n\n[workspace.package]\nversion = \"{OLD}\"\n"
+        ),
+    );
+    write(
+        &dev.join("daemon/Cargo.toml"),
+        "[package]\nname = \"molt-daemon\"\n",
+    );
+    write(
+        &dev.join("shared/Cargo.toml"),
+        "[package]\nname = \"molt-protocol\"\n",
+    );
+    write(&dev.join("build.sh"), BUILD_SH);
+    write(&dev.join(".gitignore"), "/target\n");
+    git(&dev, &["add", "."]);
+    git(&dev, &["commit", "--quiet", "-m", "molt 1.0.0"]);
+    git(&dev, &["tag", &format!("v{OLD}")]);
+    git(
+        &dev,
+        &["remote", "add", "origin", upstream.to_str().unwrap()],
+    );
+    git(&dev, &["push", "--quiet", "origin", "main", "--tags"]);
+    git(
+        tmp,
+        &[
+            "clone",
+            "--quiet",
+            upstream.to_str().unwrap(),
+            checkout.to_str().unwrap(),
+        ],
+    );
+    let mut build = Command::new("sh");
+    build
+        .arg("build.sh")
+        .current_dir(&checkout)
+        .env("MOLT_TEST_BINS", &bins);
+    run(&mut build, COMMAND_TIMEOUT).unwrap();
+    (std::fs::canonicalize(checkout).unwrap(), upstream, bins)
+}
+
+/// A checkout whose upstream is gone: git's first line names the problem
+/// ("does not appear to be a git repository"), its last is advice ("and
+/// the repository exists."). The console and `molt update` name the first.
+///
+/// The checkout already fetched v[`NEW`] (HEAD stays at [`OLD`]), so the
+/// dry run, which reads the refs fetched so far and never fetches, plans
+/// it; the run's own fetch then fails.
+#[test]
+fn a_failing_git_fetch_is_named_by_its_first_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (checkout, upstream, bins) = checkout(tmp.path());
+    let dev = tmp.path().join("dev");
+    write(
+        &dev.join("Cargo.toml"),
+        &format!(
+            "[workspace]\nmembers = [\"daemon\", \"shared\"]\n\n[workspace.package]\nversion = \"{NEW}\"\n"
+        ),
+    );
+    git(&dev, &["commit", "--quiet", "-am", "molt 2.0.0"]);
+    git(&dev, &["tag", &format!("v{NEW}")]);
+    git(&dev, &["push", "--quiet", "origin", "main", "--tags"]);
+    git(&checkout, &["fetch", "--quiet", "--tags", "origin"]);
+    std::fs::remove_dir_all(&upstream).unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    write_config(
+        &state,
+        json!({"update": {"git": {"buildCommand": ["sh", "build.sh"]}}}),
+    );
+    let mut cmd = command(
+        &checkout.join("target/release/moltd"),
+        &state,
+        &["--port", "0"],
+    );
+    cmd.env("MOLT_TEST_BINS", &bins);
+    let _moltd = Moltd::spawn(cmd);
+    let problem = format!(
+        "fatal: '{}' does not appear to be a git repository",
+        upstream.display()
+    );
+
+    let (code, json, stderr) = molt_update(&state, &[]);
+    assert_eq!(code, 1, "{json:#}\n{stderr}");
+    assert_eq!(json["outcome"], "failed", "{json:#}");
+    assert_eq!(json["claimed"]["version"], NEW, "{json:#}");
+    let reason = json["reason"].as_str().unwrap();
+    assert_eq!(reason, format!("fetch-failed: {problem}"), "{json:#}");
+    assert!(
+        stderr.contains(&format!("molt: update failed: fetch-failed: {problem}")),
+        "{stderr}"
+    );
+
+    let mut console = Console::start(40, 120, &[("OPENCLAW_STATE_DIR", state.as_os_str())]);
+    console.wait_for("the overview", |s| s.contains("connected"));
+    console.press("u");
+    console.wait_for("the dialog with the planned build", |s| s.contains(NEW));
+    console.press("\t");
+    console.press("\r");
+    console.wait_for("the failure naming the problem", |s| {
+        s.contains("does not appear to be a git repository") && s.contains("fetch-failed")
+    });
+    // The state names git's first line; the full stderr is below it once.
+    let screen = console.text();
+    for (line, times) in [
+        (format!("state       ✗ failed: fetch-failed: {problem}"), 1),
+        ("✗ fetch".to_owned(), 1),
+        ("✓ clean".to_owned(), 1),
+        (problem.clone(), 2),
+        ("and the repository exists.".to_owned(), 1),
+    ] {
+        assert_eq!(count(&screen, &line), times, "{line:?} in\n{screen}");
+    }
+    let state_line = screen.lines().find(|l| l.contains("state ")).unwrap();
+    assert!(
+        !state_line.contains("and the repository exists"),
+        "{screen}"
+    );
+    console.press("\x1b");
+    console.press("q");
+    assert!(console.child.wait().unwrap().success());
 }

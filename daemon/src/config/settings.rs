@@ -173,7 +173,7 @@ impl Settings {
             None | Some("token") => AuthMode::Token,
             _ => AuthMode::None,
         };
-        let port = r.uint("gateway.port", u16::MAX.into(), "an integer 0..=65535")?;
+        let port = r.port("gateway.port")?;
         let log_format = match r.choice("logging.format", &["text", "json"])? {
             Some(name) => LogFormat::parse(name).unwrap_or_default(),
             None => d.logging.format,
@@ -196,7 +196,7 @@ impl Settings {
         let auto = &d.update.auto;
         Ok(Settings {
             gateway: GatewaySettings {
-                port: port.map_or(d.gateway.port, |p| p as u16),
+                port: port.unwrap_or(d.gateway.port),
                 bind,
                 auth_mode,
                 auth_token: r.token()?,
@@ -318,6 +318,17 @@ impl<'a> Reader<'a> {
             .map(|v| {
                 v.as_bool()
                     .ok_or_else(|| InvalidValue::new(key, "true or false", describe(v)))
+            })
+            .transpose()
+    }
+
+    /// A port by the rule `molt` reads the config with
+    /// ([`molt_protocol::state::parse_port`]).
+    fn port(&self, key: &str) -> Result<Option<u16>, InvalidValue> {
+        self.get(key)?
+            .map(|v| {
+                molt_protocol::state::parse_port(v)
+                    .map_err(|_| InvalidValue::new(key, "an integer 0..=65535", describe(v)))
             })
             .transpose()
     }

@@ -3,6 +3,7 @@
 
 use futures_util::StreamExt;
 use molt_protocol::Scope;
+use molt_protocol::close;
 use molt_protocol::error::ErrorShape;
 use molt_protocol::frame::{ClientFrame, FrameError, ResponseFrame, decode};
 use molt_protocol::handshake::{ConnectParams, PRE_AUTH_MAX_PAYLOAD, negotiate_protocol};
@@ -52,24 +53,33 @@ pub(super) async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Grant
             Some(Ok(Message::Text(text))) => break text,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => {
-                return Err(Rejected::close(1003, "binary frames are not supported"));
+                return Err(Rejected::close(
+                    close::UNSUPPORTED_DATA,
+                    "binary frames are not supported",
+                ));
             }
             Some(Err(WsError::Capacity(_))) => {
-                return Err(Rejected::close(1009, "frame too large"));
+                return Err(Rejected::close(close::TOO_BIG, "frame too large"));
             }
             // The read budget ran out: more than one pre-auth frame's worth.
             Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(Rejected::close(1009, "frame too large before connect"));
+                return Err(Rejected::close(
+                    close::TOO_BIG,
+                    "frame too large before connect",
+                ));
             }
-            _ => return Err(Rejected::close(1000, "closed before connect")),
+            _ => return Err(Rejected::close(close::NORMAL, "closed before connect")),
         }
     };
     if text.len() > PRE_AUTH_MAX_PAYLOAD {
-        return Err(Rejected::close(1009, "frame too large before connect"));
+        return Err(Rejected::close(
+            close::TOO_BIG,
+            "frame too large before connect",
+        ));
     }
     let frame = ClientFrame::parse(&text).map_err(|e| {
         Rejected::answer(
-            1008,
+            close::POLICY,
             "invalid handshake",
             RequestId::from(""),
             frame_error(&e),
@@ -79,7 +89,7 @@ pub(super) async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Grant
     let reject = |code, reason, error| Rejected::answer(code, reason, id.clone(), error);
     if frame.method != "connect" {
         return Err(reject(
-            1008,
+            close::POLICY,
             "invalid handshake",
             ErrorShape::invalid_request(format!(
                 "the first request must be connect, got {}",
@@ -89,14 +99,14 @@ pub(super) async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Grant
     }
     let params: ConnectParams = decode(frame.params.clone().unwrap_or_default()).map_err(|e| {
         reject(
-            1008,
+            close::POLICY,
             "invalid handshake",
             ErrorShape::invalid_request(format!("invalid connect params: {e}")),
         )
     })?;
     let protocol = negotiate_protocol(params.min_protocol, params.max_protocol).map_err(|e| {
         reject(
-            1002,
+            close::PROTOCOL_ERROR,
             "protocol mismatch",
             ErrorShape::invalid_request(e.to_string())
                 .with_details(json!({ "expectedProtocol": e.expected_protocol() })),
@@ -104,7 +114,7 @@ pub(super) async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Grant
     })?;
     if params.role != "operator" {
         return Err(reject(
-            1008,
+            close::POLICY,
             "unsupported role",
             ErrorShape::invalid_request(format!(
                 "role {} is not supported: molt serves operators",
@@ -114,7 +124,7 @@ pub(super) async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Grant
     }
     if !gw.auth().accepts(params.auth.token.as_deref()) {
         return Err(reject(
-            1008,
+            close::POLICY,
             "unauthorized",
             ErrorShape::invalid_request("unauthorized: gateway token missing or wrong")
                 .with_details(json!({ "code": "AUTH_FAILED" })),

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use molt_protocol::Request;
+use molt_protocol::close;
 use molt_protocol::error::{ErrorCode, ErrorShape};
 use molt_protocol::event::{EventName, LogsLine, Tick};
 use molt_protocol::frame::{ClientFrame, RequestFrame, ResponseFrame};
@@ -129,7 +130,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pend
             return;
         }
         () = pending.evicted.cancelled() => {
-            outbox.close(1008, "too many unauthenticated connections");
+            outbox.close(close::POLICY, "too many unauthenticated connections");
             finish(events, outbox, writer).await;
             return;
         }
@@ -147,7 +148,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pend
         }
         Err(_) => {
             REFUSED_AT_HANDSHAKE.note(format_args!("{peer}: handshake timeout"));
-            outbox.close(1008, "handshake timeout");
+            outbox.close(close::POLICY, "handshake timeout");
             finish(events, outbox, writer).await;
             return;
         }
@@ -183,7 +184,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pend
         Some(Close::Polite(code, reason)) => outbox.close(code, &reason),
         Some(Close::Drop(reason)) => {
             tracing::info!(%peer, %conn_id, %reason, "dropping the connection");
-            outbox.close(1008, &reason);
+            outbox.close(close::POLICY, &reason);
         }
         None => {}
     }
@@ -288,13 +289,13 @@ impl Session {
                         }
                         Some(Ok(Message::Binary(_))) => {
                             return Some(Close::Polite(
-                                1003,
+                                close::UNSUPPORTED_DATA,
                                 "binary frames are not supported".to_owned(),
                             ));
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                            return Some(Close::Polite(1009, "frame too large".to_owned()));
+                            return Some(Close::Polite(close::TOO_BIG, "frame too large".to_owned()));
                         }
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
                     }
@@ -322,7 +323,7 @@ impl Session {
                 }
                 _ = ticks.tick() => {
                     if last_heard.elapsed() > tick_every * SILENT_TICKS {
-                        return Some(Close::Polite(1001, "client silent".to_owned()));
+                        return Some(Close::Polite(close::GOING_AWAY, "client silent".to_owned()));
                     }
                     if self.events.send(EventName::Tick, Tick { ts: crate::clock::unix_ms() }).is_err() {
                         return Some(Close::Drop("slow consumer: ticks did not fit".to_owned()));

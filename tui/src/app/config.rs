@@ -4,11 +4,7 @@
 
 use molt_protocol::Method;
 use molt_protocol::error::ErrorCode;
-use molt_protocol::method::{
-    ConfigGetResult, ConfigPatchParams, ConfigPatchResult, NoAutoUpdateSetParams,
-    NoAutoUpdateSetResult,
-};
-use molt_protocol::status::EnvSource;
+use molt_protocol::method::{ConfigPatchParams, NoAutoUpdateSetParams, NoAutoUpdateSetResult};
 use molt_protocol::update::Channel;
 use serde_json::{Value, json};
 
@@ -17,6 +13,7 @@ use super::update::{Field, TextInput};
 use super::{App, Command, ConnState, Level, request};
 use crate::client::RequestError;
 use crate::net::Purpose;
+use crate::peer::{KillSwitch, RestartPlan};
 
 /// `gateway.reload.deferralTimeoutMs` when unset.
 pub const DEFAULT_DEFERRAL_MS: u64 = 300_000;
@@ -71,6 +68,29 @@ pub struct LoadedConfig {
 }
 
 impl LoadedConfig {
+    /// `{path?, config, hash}` (moltd), or OpenClaw's answer, which has
+    /// the same three beside many more.
+    pub fn read(value: Value) -> Result<LoadedConfig, String> {
+        let hash = value
+            .get("hash")
+            .and_then(Value::as_str)
+            .ok_or("unexpected config.get result: no hash to write against")?
+            .to_owned();
+        Ok(LoadedConfig {
+            path: value
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            config: value
+                .get("config")
+                .filter(|c| c.is_object())
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+            hash,
+        })
+    }
+
     fn at(&self, pointer: &str) -> Option<&Value> {
         self.config.pointer(pointer)
     }
@@ -81,11 +101,13 @@ impl LoadedConfig {
             .unwrap_or(false)
     }
 
-    pub fn channel(&self) -> Channel {
+    /// `update.channel` as written (OpenClaw also knows
+    /// `extended-stable`); `stable` when unset.
+    pub fn channel(&self) -> String {
         self.at("/update/channel")
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default()
+            .and_then(Value::as_str)
+            .unwrap_or(Channel::Stable.as_str())
+            .to_owned()
     }
 
     pub fn check_on_start(&self) -> bool {
@@ -133,11 +155,12 @@ impl ConfigView {
     }
 }
 
-fn next_channel(channel: Channel) -> Channel {
+/// stable → beta → dev → stable; anything else back to stable.
+fn next_channel(channel: &str) -> Channel {
     match channel {
-        Channel::Stable => Channel::Beta,
-        Channel::Beta => Channel::Dev,
-        Channel::Dev => Channel::Stable,
+        "stable" => Channel::Beta,
+        "beta" => Channel::Dev,
+        _ => Channel::Stable,
     }
 }
 
@@ -171,10 +194,24 @@ impl App {
         vec![request(Purpose::ConfigGet, Method::ConfigGet, None)]
     }
 
-    /// The kill switch as the gateway reports it: on, and where it is set.
-    pub fn kill_switch(&self) -> Option<(bool, Option<EnvSource>)> {
-        let auto = &self.status.as_ref()?.status.auto;
-        Some((auto.blocked_by.is_some(), auto.source))
+    /// The kill switch as the gateway reports it.
+    pub fn kill_switch(&self) -> Option<KillSwitch> {
+        Some(self.facts()?.auto.kill_switch)
+    }
+
+    /// Where and how `OPENCLAW_NO_AUTO_UPDATE` is set for a gateway that
+    /// reads it only from its own environment: the console cannot set
+    /// another program's environment, so it says what to do.
+    pub fn kill_switch_advice(&self) -> String {
+        let env_file = self.facts().and_then(|f| f.state_dir.clone()).map_or_else(
+            || "the gateway's state dir .env (~/.openclaw/.env)".to_owned(),
+            |dir| format!("{dir}/.env"),
+        );
+        format!(
+            "set OPENCLAW_NO_AUTO_UPDATE=1 in the gateway's environment (its service unit's \
+             Environment=, or {env_file}) and restart the gateway; molt cannot set another \
+             program's environment"
+        )
     }
 
     pub(super) fn config_activate(&mut self) -> Vec<Command> {
@@ -189,10 +226,15 @@ impl App {
         }
         let row = self.config.row();
         if row == ConfigRow::KillSwitch {
-            let Some((on, _)) = self.kill_switch() else {
+            if !self.serves(Method::NoAutoUpdateSet.as_str()) {
+                let advice = self.kill_switch_advice();
+                self.set_notice(Level::Warn, advice);
+                return Vec::new();
+            }
+            let Some(switch) = self.kill_switch() else {
                 return Vec::new();
             };
-            return self.set_kill_switch(!on);
+            return self.set_kill_switch(!matches!(switch, KillSwitch::On { .. }));
         }
         let Some(loaded) = &self.config.loaded else {
             self.set_notice(Level::Warn, "the config is not loaded yet");
@@ -202,7 +244,7 @@ impl App {
             ConfigRow::AutoUpdate => {
                 json!({"update": {"auto": {"enabled": !loaded.auto_enabled()}}})
             }
-            ConfigRow::Channel => json!({"update": {"channel": next_channel(loaded.channel())}}),
+            ConfigRow::Channel => json!({"update": {"channel": next_channel(&loaded.channel())}}),
             ConfigRow::CheckOnStart => {
                 json!({"update": {"checkOnStart": !loaded.check_on_start()}})
             }
@@ -270,13 +312,12 @@ impl App {
 
     pub(super) fn on_config_get(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
         self.config.loading = false;
-        match super::answer::<ConfigGetResult>(Method::ConfigGet, result) {
-            Ok(got) => {
-                self.config.loaded = Some(LoadedConfig {
-                    path: got.path,
-                    config: got.config,
-                    hash: got.hash,
-                });
+        match result
+            .map_err(|e| e.to_string())
+            .and_then(LoadedConfig::read)
+        {
+            Ok(loaded) => {
+                self.config.loaded = Some(loaded);
                 self.config.error = None;
             }
             Err(problem) => self.config.error = Some(problem),
@@ -288,39 +329,45 @@ impl App {
         self.config.in_flight = false;
         let what = self.config.saving.take().unwrap_or_default();
         match result {
-            Ok(value) => match molt_protocol::frame::decode::<ConfigPatchResult>(value) {
-                Ok(patched) => {
-                    let path = self
-                        .config
-                        .loaded
-                        .as_ref()
-                        .map(|l| l.path.clone())
-                        .unwrap_or_default();
-                    self.config.loaded = Some(LoadedConfig {
-                        path,
-                        config: patched.config,
-                        hash: patched.hash,
+            // Read leniently: OpenClaw answers with its own shape; whatever
+            // is missing is read again with config.get.
+            Ok(value) => {
+                let config = value.get("config").filter(|c| c.is_object()).cloned();
+                let hash = value.get("hash").and_then(Value::as_str).map(str::to_owned);
+                let changed: Option<Vec<String>> = value
+                    .get("changedPaths")
+                    .and_then(Value::as_array)
+                    .map(|p| {
+                        p.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
                     });
-                    self.config.error = None;
-                    let mut text = if patched.changed_paths.is_empty() {
-                        format!("{what}: unchanged")
-                    } else {
-                        format!("saved {}", patched.changed_paths.join(", "))
-                    };
-                    if let Some(restart) = patched.restart {
-                        text.push_str(&format!(
-                            "; restart scheduled in {} ms ({})",
-                            restart.delay_ms, restart.reason
-                        ));
+                let mut text = match &changed {
+                    Some(paths) if paths.is_empty() => format!("{what}: unchanged"),
+                    Some(paths) => format!("saved {}", paths.join(", ")),
+                    None => format!("saved {what}"),
+                };
+                if let Some(restart) = value.get("restart").and_then(RestartPlan::from_value) {
+                    text.push_str(&format!("; restart scheduled: {}", restart.describe()));
+                }
+                self.set_notice(Level::Info, text);
+                self.config.error = None;
+                let mut commands = self.request_status(true);
+                match (config, hash) {
+                    (Some(config), Some(hash)) => {
+                        let path = self
+                            .config
+                            .loaded
+                            .as_ref()
+                            .map(|l| l.path.clone())
+                            .unwrap_or_default();
+                        self.config.loaded = Some(LoadedConfig { path, config, hash });
                     }
-                    self.set_notice(Level::Info, text);
-                    self.request_status(true)
+                    _ => commands.extend(self.request_config()),
                 }
-                Err(problem) => {
-                    self.config.error = Some(format!("unexpected config.patch result: {problem}"));
-                    self.request_config()
-                }
-            },
+                commands
+            }
             Err(RequestError::Gateway(shape)) if shape.code == ErrorCode::Conflict => {
                 self.set_notice(
                     Level::Warn,

@@ -118,6 +118,11 @@ pub const BINDINGS: &[Binding] = &[
         scope: "dialog",
     },
     Binding {
+        keys: "p",
+        help: "hold OpenClaw's automatic update (update.hold)",
+        scope: "Update",
+    },
+    Binding {
         keys: "p / Space",
         help: "pause / resume following",
         scope: "Logs",

@@ -14,19 +14,20 @@ pub use config::{ConfigRow, ConfigView, LoadedConfig};
 pub use history::HistoryView;
 pub use logs::LogsView;
 pub use update::{
-    Choice, Dialog, Field, Preview, RunStage, RunView, StepView, TextInput, UpdateView, Verdict,
-    record_for, validate_tag, verdict,
+    Choice, Dialog, Field, Preview, RunStage, RunView, StepView, TextInput, UpdateView,
+    validate_tag,
 };
 
 use std::time::{Duration, Instant};
 
 use crossterm::event::{KeyEvent, KeyEventKind};
 use molt_protocol::Method;
-use molt_protocol::handshake::{HelloOk, PROTOCOL_VERSION};
-use molt_protocol::status::StatusResult;
+use molt_protocol::handshake::PROTOCOL_VERSION;
 
 use crate::client::{CloseKind, GatewayEvent, RequestError};
-use crate::net::{NetCommand, NetEvent, Purpose};
+use crate::format;
+use crate::net::{NetCommand, NetEvent, Outage, Purpose};
+use crate::peer::{Facts, Hello, Live, Product, UpdateApi};
 use keymap::{Action, Mode, TextKey};
 
 /// How often the overview refreshes `status` while connected.
@@ -148,9 +149,10 @@ pub struct Notice {
 /// What `hello-ok` told about the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerSession {
-    pub version: String,
-    pub protocol: u32,
-    pub conn_id: String,
+    pub product: Product,
+    pub version: Option<String>,
+    pub protocol: Option<u32>,
+    pub conn_id: Option<String>,
 }
 
 /// A process handing the gateway to its successor, as the console saw it.
@@ -159,36 +161,49 @@ pub struct Handoff {
     pub from_pid: Option<u32>,
     pub from_version: Option<String>,
     /// pid and version of the successor, once connected.
-    pub to: Option<(u32, String)>,
+    pub to: Option<(Option<u32>, Option<String>)>,
     /// From the old process's close to the successor's `hello-ok`.
     pub gap: Option<Duration>,
+}
+
+/// `pid 4343 v0.1.0`, `v2026.4.26` (no pid reported) or `previous process`.
+fn process_name(pid: Option<u32>, version: Option<&str>) -> String {
+    match (pid, version) {
+        (Some(pid), Some(version)) => format!("pid {pid} v{version}"),
+        (None, Some(version)) => format!("v{version}"),
+        (Some(pid), None) => format!("pid {pid}"),
+        (None, None) => "previous process".to_owned(),
+    }
 }
 
 impl Handoff {
     /// `handing off: pid 4343 v0.1.0 → pid 5151 v0.2.0, gap 42 ms`.
     pub fn describe(&self) -> String {
-        let from = match (self.from_pid, &self.from_version) {
-            (Some(pid), Some(version)) => format!("pid {pid} v{version}"),
-            _ => "previous process".to_owned(),
-        };
+        let from = process_name(self.from_pid, self.from_version.as_deref());
         match (&self.to, self.gap) {
-            (Some((pid, version)), Some(gap)) => format!(
-                "handed off: {from} → pid {pid} v{version}, gap {} ms",
-                gap.as_millis()
-            ),
-            (Some((pid, version)), None) => {
-                format!("handed off: {from} → pid {pid} v{version}")
+            (Some((pid, version)), gap) => {
+                let to = match (pid, version) {
+                    (None, None) => "the new process".to_owned(),
+                    _ => process_name(*pid, version.as_deref()),
+                };
+                match gap {
+                    Some(gap) => format!("handed off: {from} → {to}, gap {}", format::gap(gap)),
+                    None => format!("handed off: {from} → {to}"),
+                }
             }
             (None, _) => format!("handing off: {from} → waiting for the successor"),
         }
     }
 }
 
-/// The latest `status`, and when it arrived.
+/// The latest facts, and when they arrived.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusSnapshot {
-    pub status: StatusResult,
+    pub facts: Facts,
     pub received_at: Instant,
+    /// When the uptime in `facts` was true (OpenClaw sends it only in the
+    /// `hello-ok` snapshot).
+    pub uptime_at: Instant,
 }
 
 #[derive(Clone)]
@@ -198,6 +213,11 @@ pub struct App {
     pub origin: String,
     pub conn: ConnState,
     pub server: Option<ServerSession>,
+    /// The `hello-ok` of the current session, or of the last one while
+    /// disconnected.
+    pub hello: Option<Hello>,
+    /// What this console's attempts saw between the last two sessions.
+    pub outage: Option<Outage>,
     pub status: Option<StatusSnapshot>,
     /// Why the last status refresh failed.
     pub status_error: Option<String>,
@@ -255,6 +275,8 @@ impl App {
             origin: String::new(),
             conn: ConnState::Connecting,
             server: None,
+            hello: None,
+            outage: None,
             status: None,
             status_error: None,
             disconnected_at: None,
@@ -309,9 +331,9 @@ impl App {
     /// the disconnect otherwise (the process may be gone).
     pub fn uptime(&self) -> Option<Duration> {
         let snap = self.status.as_ref()?;
-        let base = Duration::from_millis(snap.status.uptime_ms);
+        let base = Duration::from_millis(snap.facts.uptime_ms?);
         let until = self.disconnected_at.unwrap_or(self.now);
-        Some(base + until.saturating_duration_since(snap.received_at))
+        Some(base + until.saturating_duration_since(snap.uptime_at))
     }
 
     /// The gateway's wall clock now (Unix ms), from its own answers; used
@@ -319,7 +341,36 @@ impl App {
     pub fn gateway_now_ms(&self) -> Option<u64> {
         let snap = self.status.as_ref()?;
         let uptime = u64::try_from(self.uptime()?.as_millis()).unwrap_or(u64::MAX);
-        Some(snap.status.started_at.saturating_add(uptime))
+        Some(snap.facts.started_at?.saturating_add(uptime))
+    }
+
+    /// The facts, when the gateway has told any.
+    pub fn facts(&self) -> Option<&Facts> {
+        self.status.as_ref().map(|s| &s.facts)
+    }
+
+    /// How the gateway updates itself (moltd's protocol until told).
+    pub fn update_api(&self) -> UpdateApi {
+        self.hello
+            .as_ref()
+            .map_or(UpdateApi::Molt, Hello::update_api)
+    }
+
+    /// Which gateway answers.
+    pub fn product(&self) -> Product {
+        self.hello.as_ref().map_or(Product::Moltd, Hello::product)
+    }
+
+    /// Whether the gateway serves `method` (assumed until told).
+    pub fn serves(&self, method: &str) -> bool {
+        self.hello
+            .as_ref()
+            .is_none_or(|h| h.features.serves(method))
+    }
+
+    /// What the process of the current session says it is.
+    pub fn live(&self) -> Option<Live> {
+        Some(Live::of(self.hello.as_ref()?, self.facts()?))
     }
 
     /// How long the connection has been down.
@@ -441,12 +492,14 @@ impl App {
             }
             Action::EditNote => self.update_edit(Field::Note),
             Action::EditTarget => self.update_edit(Field::Target),
-            Action::Pause => {
-                if self.screen == Screen::Logs {
+            Action::Pause => match self.screen {
+                Screen::Logs => {
                     self.logs.toggle_pause();
+                    Vec::new()
                 }
-                Vec::new()
-            }
+                Screen::Update => self.hold_campaign(),
+                _ => Vec::new(),
+            },
             Action::Follow => {
                 if self.screen == Screen::Logs {
                     self.logs.follow();
@@ -478,7 +531,9 @@ impl App {
             Screen::Overview => Vec::new(),
             Screen::Update => {
                 let mut c = self.request_update_status();
-                c.push(request(Purpose::UpdateCheck, Method::UpdateCheck, None));
+                if self.serves(Method::UpdateCheck.as_str()) {
+                    c.push(request(Purpose::UpdateCheck, Method::UpdateCheck, None));
+                }
                 c
             }
             Screen::History => self.request_history(),
@@ -524,6 +579,9 @@ impl App {
         if self.update.busy() {
             commands.extend(self.update_tick());
         }
+        if self.screen == Screen::Logs {
+            commands.extend(self.poll_logs());
+        }
         let due = self
             .last_status_request
             .is_none_or(|at| self.now.saturating_duration_since(at) >= STATUS_REFRESH);
@@ -563,7 +621,11 @@ impl App {
                 }
                 Vec::new()
             }
-            NetEvent::Connected { hello, handoff_gap } => self.on_connected(*hello, handoff_gap),
+            NetEvent::Connected {
+                hello,
+                handoff_gap,
+                outage,
+            } => self.on_connected(*hello, handoff_gap, outage),
             NetEvent::Closed(close) => self.on_closed(close),
             NetEvent::Retrying {
                 attempt,
@@ -632,6 +694,9 @@ impl App {
             Purpose::ConfigPatch => self.on_config_patch(result),
             Purpose::KillSwitch => self.on_kill_switch(result),
             Purpose::LogsTail => self.on_logs_tail(result),
+            Purpose::RunRecord => self.on_run_record(result),
+            Purpose::RunsList => self.on_history(result),
+            Purpose::Hold => self.on_hold(result),
         }
     }
 
@@ -646,8 +711,8 @@ impl App {
             close.kind() == CloseKind::HandOff || std::mem::take(&mut self.restart_announced);
         self.conn = if handoff {
             self.handoff = Some(Handoff {
-                from_pid: self.status.as_ref().map(|s| s.status.pid),
-                from_version: self.status.as_ref().map(|s| s.status.version.clone()),
+                from_pid: self.facts().and_then(|f| f.pid),
+                from_version: self.facts().and_then(|f| f.version.clone()),
                 to: None,
                 gap: None,
             });
@@ -662,7 +727,12 @@ impl App {
         Vec::new()
     }
 
-    fn on_connected(&mut self, hello: HelloOk, handoff_gap: Option<Duration>) -> Vec<Command> {
+    fn on_connected(
+        &mut self,
+        hello: Hello,
+        handoff_gap: Option<Duration>,
+        outage: Option<Outage>,
+    ) -> Vec<Command> {
         self.conn = ConnState::Connected;
         self.disconnected_at = None;
         self.status_error = None;
@@ -670,12 +740,17 @@ impl App {
         self.status_wanted = false;
         self.version_notice = version_notice(&hello);
         self.server = Some(ServerSession {
+            product: hello.product(),
             version: hello.server.version.clone(),
             protocol: hello.protocol,
-            conn_id: hello.server.conn_id.to_string(),
+            conn_id: hello.server.conn_id.clone(),
         });
+        if outage.is_some() {
+            self.outage = outage;
+        }
+        let facts = Facts::read(&hello, None);
         if let Some(gap) = handoff_gap {
-            let to = (hello.snapshot.pid, hello.snapshot.version.clone());
+            let to = (facts.pid, facts.version.clone());
             let handoff = self.handoff.get_or_insert(Handoff {
                 from_pid: None,
                 from_version: None,
@@ -691,9 +766,11 @@ impl App {
             self.notice = None;
         }
         self.status = Some(StatusSnapshot {
-            status: hello.snapshot,
+            facts,
             received_at: self.now,
+            uptime_at: self.now,
         });
+        self.hello = Some(hello);
         let mut commands = self.request_status(false);
         commands.extend(self.update_on_connected());
         // Follow and loaded data were per connection; load them again.
@@ -734,6 +811,10 @@ impl App {
                 }
                 commands
             }
+            GatewayEvent::UpdateRunChanged(changed) => {
+                self.dirty = true;
+                self.on_run_changed(changed)
+            }
             GatewayEvent::RestartScheduled(_)
             | GatewayEvent::RestartDeferred(_)
             | GatewayEvent::UpdateAvailable(_) => self.request_status(true),
@@ -751,18 +832,28 @@ impl App {
     fn on_status(&mut self, result: Result<serde_json::Value, RequestError>) -> Vec<Command> {
         self.status_in_flight = false;
         match result {
-            Ok(value) => match molt_protocol::frame::decode::<StatusResult>(value) {
-                Ok(status) => {
+            // Read leniently: a field this console does not know, or one a
+            // newer gateway renamed, is unknown, never an error.
+            Ok(value) if value.is_object() => {
+                if let Some(hello) = &self.hello {
+                    let uptime_at = match (value.get("uptimeMs"), &self.status) {
+                        (None, Some(previous)) => previous.uptime_at,
+                        _ => self.now,
+                    };
                     self.status = Some(StatusSnapshot {
-                        status,
+                        facts: Facts::read(hello, Some(&value)),
                         received_at: self.now,
+                        uptime_at,
                     });
-                    self.status_error = None;
                 }
-                Err(problem) => {
-                    self.status_error = Some(format!("status did not decode: {problem}"));
-                }
-            },
+                self.status_error = None;
+            }
+            Ok(other) => {
+                self.status_error = Some(format!(
+                    "status is not an object: {}",
+                    crate::format::clip(&other.to_string(), 60)
+                ));
+            }
             // The connection state already says so.
             Err(RequestError::Disconnected { .. }) => return Vec::new(),
             Err(error) => self.status_error = Some(error.to_string()),
@@ -787,15 +878,25 @@ fn request(purpose: Purpose, method: Method, params: Option<serde_json::Value>) 
 
 /// A notice when the gateway is newer than this console: it still works,
 /// but may have features this console cannot show.
-pub fn version_notice(hello: &HelloOk) -> Option<String> {
-    let server_protocol = hello.snapshot.build.protocol.max(hello.protocol);
+pub fn version_notice(hello: &Hello) -> Option<String> {
+    let built = hello
+        .snapshot
+        .pointer("/build/protocol")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+        .unwrap_or(0);
+    let server_protocol = built.max(hello.protocol.unwrap_or(0));
     if server_protocol > PROTOCOL_VERSION {
         return Some(format!(
             "gateway speaks protocol {server_protocol}, this console {PROTOCOL_VERSION}: update molt"
         ));
     }
+    // Versions of another product (OpenClaw) say nothing about this one.
+    if hello.product() != Product::Moltd {
+        return None;
+    }
     let ours = semver::Version::parse(env!("CARGO_PKG_VERSION")).ok()?;
-    let theirs = semver::Version::parse(&hello.server.version).ok()?;
+    let theirs = semver::Version::parse(hello.server.version.as_deref()?).ok()?;
     (theirs > ours).then(|| {
         format!("gateway {theirs} is newer than this console {ours}: some features may be missing")
     })

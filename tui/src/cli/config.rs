@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use molt_protocol::Method;
 use molt_protocol::error::ErrorCode;
-use molt_protocol::method::{ConfigGetResult, ConfigPatchParams, ConfigPatchResult};
+use molt_protocol::method::{ConfigGetResult, ConfigPatchParams};
 use serde_json::{Map, Value, json};
 
 use super::session::{Retry, connect_retrying};
 use super::{CliError, decode, pretty, target, write_out};
 use crate::client::RequestError;
-use crate::discover::Overrides;
+use crate::peer::RestartPlan;
+use crate::target::Overrides;
 
 /// Tries of get-then-patch when another writer wins the race.
 const CONFLICT_TRIES: usize = 3;
@@ -118,10 +119,9 @@ pub async fn config_set(
             raw: patch.to_string(),
             base_hash: got.hash,
         };
-        match client
-            .call::<_, ConfigPatchResult>(Method::ConfigPatch, &params)
-            .await
-        {
+        // Read leniently: OpenClaw answers in its own shape (its restart
+        // mode is not one of moltd's strategies).
+        match client.call::<_, Value>(Method::ConfigPatch, &params).await {
             Ok(patched) => break patched,
             // Someone wrote between our read and our patch: read again.
             Err(RequestError::Gateway(e))
@@ -136,27 +136,35 @@ pub async fn config_set(
         }
     };
     client.close().await;
+    let changed: Option<Vec<String>> =
+        patched
+            .get("changedPaths")
+            .and_then(Value::as_array)
+            .map(|paths| {
+                paths
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            });
     let text = if json {
         pretty(&json!({
             "key": key,
             "value": value,
-            "changedPaths": patched.changed_paths,
-            "hash": patched.hash,
-            "restart": patched.restart,
+            "changedPaths": changed,
+            "hash": patched.get("hash"),
+            "restart": patched.get("restart"),
         }))?
     } else {
-        let mut text = if patched.changed_paths.is_empty() {
-            format!("{key} unchanged (already {value})")
-        } else {
-            format!(
-                "{key} = {value} (changed: {})",
-                patched.changed_paths.join(", ")
-            )
+        let mut text = match &changed {
+            Some(paths) if paths.is_empty() => format!("{key} unchanged (already {value})"),
+            Some(paths) => format!("{key} = {value} (changed: {})", paths.join(", ")),
+            None => format!("{key} = {value} (saved)"),
         };
-        if let Some(restart) = &patched.restart {
+        if let Some(restart) = patched.get("restart").and_then(RestartPlan::from_value) {
             text.push_str(&format!(
-                "\nrestart scheduled in {} ms to apply it ({})",
-                restart.delay_ms, restart.mode
+                "\nrestart scheduled to apply it: {}",
+                restart.describe()
             ));
         }
         text

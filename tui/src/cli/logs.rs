@@ -4,15 +4,16 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use molt_protocol::Method;
+use molt_protocol::event::EventName;
 use molt_protocol::method::{LogsTailParams, LogsTailResult};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::restart::SUCCESSOR_PATIENCE;
 use super::session::{ProcessRef, Retry, connect_retrying, wait_for_successor};
 use super::{CliError, target};
 use crate::client::{CloseKind, GatewayEvent, Incoming, RequestError};
-use crate::discover::Overrides;
+use crate::target::Overrides;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -39,6 +40,9 @@ pub async fn logs(
 ) -> Result<(), CliError> {
     let target = target(overrides)?;
     let (mut client, mut events) = connect_retrying(&target, Retry::HandoffOnly, PATIENCE).await?;
+    if !client.hello().features.sends(EventName::LogsLine.as_str()) {
+        return polled(client, follow, lines, json, out).await;
+    }
     let params = LogsTailParams {
         lines: Some(lines),
         follow: Some(follow),
@@ -82,5 +86,41 @@ pub async fn logs(
             }
             _ => {}
         }
+    }
+}
+
+/// A gateway without `logs.line` events (OpenClaw): `logs.tail` takes
+/// `{cursor?, limit?}` and answers with a cursor to ask from next time.
+async fn polled(
+    client: crate::client::Client,
+    follow: bool,
+    lines: u32,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    const POLL: Duration = Duration::from_secs(1);
+    let limit = lines.clamp(1, 5000);
+    let mut params = json!({ "limit": limit });
+    loop {
+        let tail = client.request(Method::LogsTail, Some(params)).await?;
+        for line in tail
+            .get("lines")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if !emit(out, json, line)? {
+                client.close().await;
+                return Ok(());
+            }
+        }
+        if !follow {
+            client.close().await;
+            return Ok(());
+        }
+        let cursor = tail.get("cursor").and_then(Value::as_u64).unwrap_or(0);
+        params = json!({ "cursor": cursor, "limit": 5000 });
+        tokio::time::sleep(POLL).await;
     }
 }

@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use molt_protocol::Method;
-use molt_protocol::status::StatusResult;
 use serde_json::Value;
 
 use crate::client::{Client, ClientMode, CloseKind, ConnectError, ConnectOptions, RequestError};
-use crate::discover::{self, DiscoverError, Overrides, Target};
 use crate::format;
+use crate::peer::{Facts, Hello, KillSwitch, Product};
+use crate::target::{self, DiscoverError, Overrides, Target};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -207,19 +207,29 @@ pub async fn request_once(
     method: Method,
     params: Option<Value>,
 ) -> Result<Value, CliError> {
+    Ok(request_with_hello(target, method, params).await?.1)
+}
+
+/// [`request_once`], with the `hello-ok` of the process that answered.
+pub async fn request_with_hello(
+    target: &Target,
+    method: Method,
+    params: Option<Value>,
+) -> Result<(Hello, Value), CliError> {
     let options = ConnectOptions::new(target.url.clone(), target.token.clone(), ClientMode::Cli);
     let deadline = tokio::time::Instant::now() + HANDOFF_PATIENCE;
     loop {
         let retry = match Client::connect(&options).await {
             Ok((client, _events)) => match client.request(method, params.clone()).await {
                 Ok(value) => {
+                    let hello = client.hello().clone();
                     client.close().await;
-                    return Ok(value);
+                    return Ok((hello, value));
                 }
                 Err(e) if is_handoff(&e) => e.into(),
                 Err(e) => return Err(e.into()),
             },
-            Err(e) if e.is_handoff() => CliError::Connect(e),
+            Err(e) if e.is_transient() => CliError::Connect(e),
             Err(e) => return Err(e.into()),
         };
         if tokio::time::Instant::now() >= deadline {
@@ -235,10 +245,7 @@ fn is_handoff(error: &RequestError) -> bool {
 }
 
 pub(crate) fn target(overrides: &Overrides) -> Result<Target, CliError> {
-    Ok(discover::discover(
-        overrides,
-        &discover::Env::from_process(),
-    )?)
+    Ok(target::discover(overrides, &target::Env::from_process())?)
 }
 
 pub(crate) fn pretty(value: &impl serde::Serialize) -> Result<String, CliError> {
@@ -251,21 +258,18 @@ pub async fn status(
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let target = discover::discover(overrides, &discover::Env::from_process())?;
+    let target = target::discover(overrides, &target::Env::from_process())?;
     status_for(&target, json, out).await
 }
 
 pub async fn status_for(target: &Target, json: bool, out: &mut impl Write) -> Result<(), CliError> {
-    let value = request_once(target, Method::Status, None).await?;
+    let (hello, value) = request_with_hello(target, Method::Status, None).await?;
     let text = if json {
+        // The gateway's own `status`, as it sent it.
         serde_json::to_string_pretty(&value).map_err(|e| CliError::Other(e.to_string()))?
     } else {
-        let status: StatusResult = molt_protocol::frame::decode(value).map_err(|problem| {
-            CliError::Other(format!(
-                "unexpected status from the gateway ({problem}); `molt status --json` prints it raw"
-            ))
-        })?;
-        summary(&status, &target.url)
+        let facts = Facts::read(&hello, Some(&value));
+        summary(&facts, hello.product(), &target.url)
     };
     write_out(out, &text)
 }
@@ -278,7 +282,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 ) -> Result<T, CliError> {
     molt_protocol::frame::decode(value).map_err(|problem| {
         CliError::Request(RequestError::Decode {
-            method: method.as_str(),
+            method: method.as_str().to_owned(),
             problem,
         })
     })
@@ -291,53 +295,85 @@ pub(crate) fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError
     }
 }
 
-/// The short human summary of `molt status`.
-pub fn summary(s: &StatusResult, url: &str) -> String {
+/// The short human summary of `molt status`; what the gateway does not
+/// report reads `unknown`.
+pub fn summary(s: &Facts, product: Product, url: &str) -> String {
     // The gateway's clock at its answer: relative times ignore local skew.
-    let gateway_now = s.started_at.saturating_add(s.uptime_ms);
-    let now = Some(gateway_now);
+    let gateway_now = s
+        .started_at
+        .zip(s.uptime_ms)
+        .map(|(start, up)| start.saturating_add(up));
+    let up = s
+        .uptime_ms
+        .map(|ms| format!(", up {}", format::duration(Duration::from_millis(ms))))
+        .unwrap_or_default();
+    let pid = s
+        .pid
+        .map_or_else(|| "pid not reported".to_owned(), |p| format!("pid {p}"));
     let mut lines = vec![format!(
-        "moltd {} (pid {}) at {url}, up {}",
-        s.version,
-        s.pid,
-        format::duration(Duration::from_millis(s.uptime_ms))
+        "{} {} ({pid}) at {url}{up}",
+        product.name(),
+        format::or_unknown(s.version.as_deref()),
     )];
     let mut row = |label: &str, value: String| lines.push(format!("{label:<12} {value}"));
-    row("install", format::install(&s.install));
+    if let Some(build) = &s.build_id {
+        row("build", build.clone());
+    }
+    if let Some(boot) = &s.boot_id {
+        row("boot id", boot.clone());
+    }
+    row(
+        "install",
+        s.install
+            .as_ref()
+            .map_or_else(|| format::UNKNOWN.to_owned(), format::install),
+    );
     row(
         "restart",
-        format!(
-            "{}, {}, supervisor {}",
-            format::strategy(s.restart.strategy),
-            format::restart_phase(&s.restart, now),
-            format::supervisor(&s.supervisor)
-        ),
+        match &s.restart {
+            Some(restart) => format!(
+                "{}, {}, supervisor {}",
+                format::strategy(restart.strategy),
+                format::restart_phase(restart, gateway_now),
+                s.supervisor
+                    .as_ref()
+                    .map_or_else(|| format::UNKNOWN.to_owned(), format::supervisor)
+            ),
+            None => format::UNKNOWN.to_owned(),
+        },
     );
-    if let Some(failure) = &s.restart.last_failure {
+    if let (Some(failure), Some(now)) = (
+        s.restart.as_ref().and_then(|r| r.last_failure.as_ref()),
+        gateway_now,
+    ) {
         row(
             "last failure",
-            format!(
-                "{}, {}",
-                failure.reason,
-                format::relative(failure.at, gateway_now)
-            ),
+            format!("{}, {}", failure.reason, format::relative(failure.at, now)),
         );
     }
-    row("pending", format::pending(&s.pending_work));
+    row(
+        "pending",
+        s.pending_work
+            .as_ref()
+            .map_or_else(|| format::UNKNOWN.to_owned(), format::pending),
+    );
     row(
         "update",
         format::update_available(s.update_available.as_ref()),
     );
-    row("auto-update", format::auto_update(&s.auto, now));
+    row("auto-update", format::auto_update(&s.auto, gateway_now));
     row(
         "kill switch",
-        format::kill_switch(&s.auto).unwrap_or_else(|| "off".to_owned()),
+        match s.auto.kill_switch {
+            KillSwitch::NotReported => "not reported by this gateway".to_owned(),
+            _ => format::kill_switch(&s.auto).unwrap_or_else(|| "off".to_owned()),
+        },
     );
     row(
         "latest run",
         s.latest_run
             .as_ref()
-            .map(|run| format::run(run, now))
+            .map(|run| format::run(run, gateway_now))
             .unwrap_or_else(|| "none".to_owned()),
     );
     lines.join("\n")

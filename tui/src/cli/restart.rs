@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use molt_protocol::Method;
 use molt_protocol::method::{RestartRequestParams, RestartScheduled};
-use molt_protocol::status::StatusResult;
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::session::{ProcessRef, Retry, connect_retrying, wait_for_successor};
 use super::{CliError, pretty, target, write_out};
 use crate::client::{GatewayEvent, Incoming};
-use crate::discover::Overrides;
+use crate::peer::Facts;
+use crate::target::Overrides;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 /// From the old process's close to the new one's `hello-ok`.
@@ -79,14 +79,20 @@ pub async fn restart(
                 _ => {}
             },
             _ = poll.tick() => {
-                let Ok(status) = client.call::<_, StatusResult>(Method::Status, &()).await else {
+                let Ok(status) = client.request(Method::Status, None).await else {
                     continue;
                 };
-                if let Some(failure) = status.restart.last_failure.filter(|f| f.at >= asked_at) {
+                let facts = Facts::read(client.hello(), Some(&status));
+                if let Some(failure) = facts
+                    .restart
+                    .and_then(|r| r.last_failure)
+                    .filter(|f| f.at >= asked_at)
+                {
                     client.close().await;
                     return Err(CliError::Other(format!(
-                        "the restart failed: {}; pid {} keeps serving",
-                        failure.reason, before.pid
+                        "the restart failed: {}; {} keeps serving",
+                        failure.reason,
+                        before.name()
                     )));
                 }
             }
@@ -94,7 +100,7 @@ pub async fn restart(
     };
     let closed_at = Instant::now();
     tracing::info!(%close, "old process closed");
-    let (client, _events, gap) =
+    let (client, _events, outage) =
         wait_for_successor(&target, &before, closed_at, SUCCESSOR_PATIENCE).await?;
     let after = ProcessRef::of(&client);
     client.close().await;
@@ -104,16 +110,15 @@ pub async fn restart(
             "before": before,
             "after": after,
             "close": close.code,
-            "gapMs": gap.as_millis() as u64,
+            "gapMs": outage.gap.as_millis() as u64,
+            "darkMs": outage.dark.map(|d| d.as_millis() as u64),
         }))?
     } else {
         format!(
-            "restarted: pid {} v{} → pid {} v{}, gap {} ms",
-            before.pid,
-            before.version,
-            after.pid,
-            after.version,
-            gap.as_millis()
+            "restarted: {} → {}, gap {} ms",
+            before.name(),
+            after.name(),
+            outage.gap.as_millis()
         )
     };
     write_out(out, &text)

@@ -1,33 +1,54 @@
 //! `molt update`: resolve the target, confirm, run, follow the restart,
-//! and succeed only when `update.status` shows the new version verified.
+//! and succeed only when the live process runs what the update installed.
+//!
+//! With moltd the target comes from a dry run and the successor proves its
+//! version in the sentinel. OpenClaw takes no dry run and picks the target
+//! from its channel; 2026.4.x installs inside the gateway and restarts,
+//! 2026.9.x hands the run to a detached updater whose run record is
+//! followed through the restart. Either way the verdict compares what the
+//! install claims with what the new process reports.
+//!
+//! With `--json` the outcome is printed on stdout whatever it is (verified,
+//! a mismatch, a failure, a rollback, nothing to do), so scripts can read
+//! it; the exit code says whether the target runs.
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use molt_protocol::Method;
 use molt_protocol::ids::RunId;
-use molt_protocol::method::{
-    UpdateRunParams, UpdateRunResult, UpdateStatusParams, UpdateStatusResult,
-};
-use molt_protocol::update::UpdateStatus;
-use serde::de::DeserializeOwned;
-use serde_json::json;
+use molt_protocol::method::{MAX_UPDATE_NOTE as MAX_NOTE, UpdateRunParams};
+use serde::Serialize;
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::restart::SUCCESSOR_PATIENCE;
 use super::session::{ProcessRef, Retry, connect_retrying, wait_for_successor};
-use super::{CliError, decode, pretty, target, write_out};
-use crate::app::{Verdict, validate_tag, verdict};
-use crate::client::{Client, GatewayEvent, Incoming, RequestError};
-use crate::discover::Overrides;
+use super::{CliError, pretty, target, write_out};
+use crate::app::validate_tag;
+use crate::client::{Client, Events, GatewayEvent, Incoming, RequestError};
 use crate::format;
+use crate::net::Outage;
+use crate::peer::{
+    Claim, Facts, Live, Outcome, RunAnswer, Step, UpdateApi, UpdateReport, Verdict,
+    explain_failure, verdict,
+};
+use crate::target::{Overrides, Target};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 const PREVIEW_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the successor may take to record its verification.
+/// How long moltd's successor may take to record its verification.
 const VERIFY_PATIENCE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(250);
-use molt_protocol::method::MAX_UPDATE_NOTE as MAX_NOTE;
+/// How long an OpenClaw gateway may take to come back after its update:
+/// 2026.4.x was measured dark for two minutes on two cores.
+const OPENCLAW_RESTART_PATIENCE: Duration = Duration::from_secs(15 * 60);
+/// How long an OpenClaw 2026.9.x run may take from admission to a final
+/// record (its updater's own step timeout is 30 minutes).
+const RUN_PATIENCE: Duration = Duration::from_secs(45 * 60);
+const RUN_POLL: Duration = Duration::from_secs(1);
+/// OpenClaw 2026.9.x's run ledger.
+const RUNS_GET: &str = "update.runs.get";
 
 /// What `molt update` was asked for.
 pub struct UpdateArgs<'a> {
@@ -37,6 +58,106 @@ pub struct UpdateArgs<'a> {
     pub json: bool,
 }
 
+/// The outcome, printed with `--json` whatever it is.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    ok: bool,
+    /// `verified`, `mismatch`, `failed`, `rolled-back`, `skipped`,
+    /// `up-to-date`, `not-started`, `cancelled`.
+    outcome: &'static str,
+    reason: Option<String>,
+    run_id: Option<RunId>,
+    rolled_back: bool,
+    gateway: &'static str,
+    /// The process before the update.
+    before: Option<ProcessRef>,
+    /// The process answering after it.
+    after: Option<ProcessRef>,
+    /// What the install claims to have put in place.
+    claimed: Option<Value>,
+    gap_ms: Option<u64>,
+    /// How long the port refused this command's reconnect attempts.
+    dark_ms: Option<u64>,
+    refused_attempts: Option<u32>,
+    verified: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    up_to_date: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running: Option<ProcessRef>,
+    advice: Option<String>,
+}
+
+impl Report {
+    fn outage(&mut self, outage: &Outage) {
+        self.gap_ms = Some(outage.gap.as_millis() as u64);
+        self.dark_ms = outage.dark.map(|d| d.as_millis() as u64);
+        self.refused_attempts = Some(outage.refused);
+    }
+
+    fn claim(&mut self, claim: Option<&Claim>, fallback: Option<&str>) {
+        let version = claim
+            .and_then(|c| c.after.clone())
+            .or(fallback.map(str::to_owned));
+        let build = claim.and_then(|c| c.after_build_id.clone());
+        if version.is_some() || build.is_some() {
+            self.claimed = Some(json!({ "version": version, "buildId": build }));
+        }
+    }
+
+    /// Records a verdict; the error to return when it is not a success.
+    fn verdict(&mut self, found: Verdict) -> Result<String, CliError> {
+        match found {
+            Verdict::Verified { version, pid } => {
+                self.ok = true;
+                self.outcome = "verified";
+                self.verified = Some(json!({ "version": version, "pid": pid }));
+                Ok(match pid {
+                    Some(pid) => format!("verified: v{version} runs as pid {pid}"),
+                    None => format!("verified: v{version} runs (pid not reported)"),
+                })
+            }
+            Verdict::Mismatch { claimed, running } => {
+                self.outcome = "mismatch";
+                let reason = format!("install says {claimed}, process runs {running}");
+                self.reason = Some(reason.clone());
+                Err(CliError::Other(format!(
+                    "the update is not in effect: {reason}"
+                )))
+            }
+            Verdict::Failed {
+                reason,
+                rolled_back,
+            } => {
+                self.outcome = if rolled_back { "rolled-back" } else { "failed" };
+                self.rolled_back = rolled_back;
+                self.reason = Some(reason.clone());
+                let tail = match (rolled_back, &self.before) {
+                    (true, Some(before)) => {
+                        format!("; rolled back, {} keeps running", before.name())
+                    }
+                    (true, None) => "; rolled back".to_owned(),
+                    _ => String::new(),
+                };
+                Err(CliError::Other(format!("update failed: {reason}{tail}")))
+            }
+            Verdict::Skipped { reason } => {
+                self.outcome = "skipped";
+                self.reason = Some(reason.clone());
+                Err(CliError::Other(format!("the run was skipped: {reason}")))
+            }
+        }
+    }
+
+    fn failed(&mut self, reason: String, rolled_back: bool) -> CliError {
+        self.verdict(Verdict::Failed {
+            reason,
+            rolled_back,
+        })
+        .unwrap_err()
+    }
+}
+
 pub async fn update(
     overrides: &Overrides,
     args: UpdateArgs<'_>,
@@ -44,44 +165,89 @@ pub async fn update(
 ) -> Result<(), CliError> {
     check_args(&args, std::io::stdin().is_terminal())?;
     let target = target(overrides)?;
-    let (client, mut events) = connect_retrying(&target, Retry::HandoffOnly, PATIENCE).await?;
+    let (client, events) = connect_retrying(&target, Retry::HandoffOnly, PATIENCE).await?;
+    let api = client.hello().update_api();
+    let mut report = Report {
+        gateway: client.hello().product().name(),
+        before: Some(ProcessRef::of(&client)),
+        ..Report::default()
+    };
+    let result = match api {
+        UpdateApi::None => {
+            report.outcome = "not-started";
+            report.reason = Some("this gateway does not serve update.run".to_owned());
+            Err(CliError::Other(
+                "this gateway does not serve update.run".to_owned(),
+            ))
+        }
+        UpdateApi::Molt => molt(&target, client, events, &args, &mut report).await,
+        UpdateApi::Sentinel | UpdateApi::Runs => {
+            openclaw(&target, client, events, api, &args, &mut report).await
+        }
+    };
+    if args.json && !report.outcome.is_empty() {
+        write_out(out, &pretty(&report)?)?;
+    }
+    match result {
+        Ok(text) if !args.json => write_out(out, &text),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// moltd: dry run, run, successor, verification.
+async fn molt(
+    target: &Target,
+    client: Client,
+    mut events: Events,
+    args: &UpdateArgs<'_>,
+    report: &mut Report,
+) -> Result<String, CliError> {
     let before = ProcessRef::of(&client);
     let tag = args.tag.map(str::to_owned);
-
     let preview_params = UpdateRunParams {
         tag: tag.clone(),
         dry_run: Some(true),
         ..UpdateRunParams::default()
     };
-    let preview: UpdateRunResult =
-        call(&client, Method::UpdateRun, &preview_params, PREVIEW_TIMEOUT).await?;
-    let goal = preview.result.after.version.clone();
-    match preview.result.status {
-        UpdateStatus::Ok => {}
-        UpdateStatus::Skipped if preview.result.is_planned() => {}
-        UpdateStatus::Skipped => {
-            return already_there(&client, &before, goal, args.json, out).await;
+    let preview = call_run(&client, &preview_params, PREVIEW_TIMEOUT).await;
+    let preview = match preview {
+        Ok(preview) => preview,
+        Err(e) => {
+            report.outcome = "not-started";
+            report.reason = Some(e.to_string());
+            return Err(e);
         }
-        UpdateStatus::Error => {
-            return Err(CliError::Other(format!(
-                "the update cannot run: {}",
-                preview
-                    .result
-                    .reason
-                    .as_deref()
-                    .unwrap_or("the dry run failed")
-            )));
+    };
+    let goal = preview.after.clone();
+    match preview.outcome {
+        Outcome::Succeeded => {}
+        Outcome::Skipped if preview.planned => {}
+        Outcome::Skipped | Outcome::Running => {
+            return already_there(&client, &before, goal, report).await;
+        }
+        Outcome::Failed { .. } => {
+            print_failure(&preview.steps);
+            let reason = explain_failure(
+                preview.reason.as_deref().unwrap_or("the dry run failed"),
+                &preview.steps,
+            );
+            report.outcome = "not-started";
+            report.reason = Some(reason.clone());
+            return Err(CliError::Other(format!("the update cannot run: {reason}")));
         }
     }
     let goal_text = goal.clone().unwrap_or_else(|| "?".to_owned());
     if !args.yes {
+        let facts = Facts::read(client.hello(), None);
         let question = format!(
             "Update moltd {} → {goal_text}?\n{}.\nProceed? [y/N] ",
-            before.version,
-            format::restart_consequence(&client.hello().snapshot)
+            format::or_unknown(before.version.as_deref()),
+            format::restart_consequence(&facts, UpdateApi::Molt)
         );
         if !confirm(question).await {
             client.close().await;
+            report.outcome = "cancelled";
             return Err(CliError::Other("cancelled; nothing changed".to_owned()));
         }
     }
@@ -91,7 +257,472 @@ pub async fn update(
         tag,
         ..UpdateRunParams::default()
     };
-    let params_value = serde_json::to_value(&params).map_err(|e| CliError::Other(e.to_string()))?;
+    let (answer, still_open) = run_with_progress(&client, &mut events, &params).await;
+    let mut run_id = answer
+        .as_ref()
+        .ok()
+        .and_then(|a| a.as_ref())
+        .and_then(|a| a.run_id.clone())
+        .or(still_open.1);
+    report.run_id = run_id.clone();
+    match answer {
+        Ok(Some(answer)) => match answer.outcome {
+            Outcome::Succeeded | Outcome::Running => eprintln!("installed {goal_text}; restarting"),
+            Outcome::Skipped => return already_there(&client, &before, goal, report).await,
+            Outcome::Failed { .. } => {
+                print_failure(&answer.steps);
+                report.claim(None, goal.as_deref());
+                // The gateway's record says whether the swap was rolled back.
+                let live = live_of(&client);
+                if let Ok(status) = update_status(&client, run_id.as_ref()).await
+                    && let Some(Verdict::Failed {
+                        reason,
+                        rolled_back,
+                    }) = verdict(
+                        UpdateApi::Molt,
+                        run_id.as_ref(),
+                        goal.as_deref(),
+                        &status,
+                        &live,
+                        false,
+                    )
+                {
+                    let steps = status
+                        .record_for(run_id.as_ref())
+                        .map(|r| r.steps.clone())
+                        .unwrap_or_else(|| answer.steps.clone());
+                    return Err(report.failed(explain_failure(&reason, &steps), rolled_back));
+                }
+                let reason =
+                    explain_failure(answer.reason.as_deref().unwrap_or("error"), &answer.steps);
+                return Err(report.failed(reason, false));
+            }
+        },
+        // The restart took the socket before the answer came.
+        Ok(None) => {}
+        Err(e) => {
+            report.outcome = "failed";
+            report.reason = Some(e.to_string());
+            return Err(e);
+        }
+    }
+    report.claim(None, goal.as_deref());
+
+    // Wait for the old process to let go; a failed successor means it
+    // never does, and update.status says so.
+    let before_live = live_of(&client);
+    if still_open.0 && client.close_info().is_none() {
+        let mut poll = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                incoming = events.recv() => if let Incoming::Closed(_) = incoming { break },
+                _ = poll.tick() => {
+                    let Ok(status) = update_status(&client, run_id.as_ref()).await else {
+                        continue;
+                    };
+                    if let Some(found @ Verdict::Failed { .. }) = verdict(
+                        UpdateApi::Molt, run_id.as_ref(), goal.as_deref(), &status, &before_live, false,
+                    ) {
+                        print_failing_record(&status, run_id.as_ref());
+                        return report.verdict(found);
+                    }
+                }
+            }
+        }
+    }
+    let closed_at = Instant::now();
+    let (client, _events, outage) =
+        wait_for_successor(target, &before, closed_at, SUCCESSOR_PATIENCE).await?;
+    let after = ProcessRef::of(&client);
+    report.after = Some(after.clone());
+    report.outage(&outage);
+    eprintln!(
+        "handed off: {} → {}, gap {} ms",
+        before.name(),
+        after.name(),
+        outage.gap.as_millis()
+    );
+
+    let deadline = Instant::now() + VERIFY_PATIENCE;
+    let live = live_of(&client);
+    let found = loop {
+        let status = update_status(&client, run_id.as_ref()).await?;
+        if run_id.is_none() {
+            run_id = status.sentinel.as_ref().and_then(|s| s.run_id.clone());
+            report.run_id = run_id.clone();
+        }
+        if let Some(found) = verdict(
+            UpdateApi::Molt,
+            run_id.as_ref(),
+            goal.as_deref(),
+            &status,
+            &live,
+            true,
+        ) {
+            break found;
+        }
+        if Instant::now() >= deadline {
+            report.outcome = "failed";
+            let reason = format!(
+                "{} runs, but update.status has no verdict on the run after {}s",
+                after.name(),
+                VERIFY_PATIENCE.as_secs()
+            );
+            report.reason = Some(reason.clone());
+            return Err(CliError::Other(reason));
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    client.close().await;
+    report.verdict(found)
+}
+
+/// OpenClaw: no dry run; 2026.4.x answers after installing and restarts,
+/// 2026.9.x hands off to its updater.
+async fn openclaw(
+    target: &Target,
+    client: Client,
+    mut events: Events,
+    api: UpdateApi,
+    args: &UpdateArgs<'_>,
+    report: &mut Report,
+) -> Result<String, CliError> {
+    if args.tag.is_some() {
+        report.outcome = "not-started";
+        let reason = "this gateway resolves its target from its update channel; \
+                      --tag works with moltd only"
+            .to_owned();
+        report.reason = Some(reason.clone());
+        return Err(CliError::Usage(reason));
+    }
+    let before = ProcessRef::of(&client);
+    let latest = update_status(&client, None)
+        .await
+        .ok()
+        .and_then(|r| r.update_available.map(|a| a.latest))
+        .or_else(|| {
+            Facts::read(client.hello(), None)
+                .update_available
+                .map(|a| a.latest)
+        });
+    if !args.yes {
+        let facts = Facts::read(client.hello(), None);
+        let question = format!(
+            "Update openclaw {} → the channel's latest ({})?\n{}.\nProceed? [y/N] ",
+            format::or_unknown(before.version.as_deref()),
+            latest.as_deref().unwrap_or("resolved when it runs"),
+            format::restart_consequence(&facts, api)
+        );
+        if !confirm(question).await {
+            client.close().await;
+            report.outcome = "cancelled";
+            return Err(CliError::Other("cancelled; nothing changed".to_owned()));
+        }
+    }
+    // OpenClaw's update.run takes note and timeoutMs, nothing of moltd's.
+    let params = UpdateRunParams {
+        note: args.note.map(str::to_owned),
+        ..UpdateRunParams::default()
+    };
+    let (answer, (still_open, event_run)) = run_with_progress(&client, &mut events, &params).await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => {
+            report.outcome = "failed";
+            report.reason = Some(e.to_string());
+            return Err(e);
+        }
+    };
+    report.run_id = answer.as_ref().and_then(|a| a.run_id.clone()).or(event_run);
+    if let Some(answer) = &answer {
+        report.advice = answer.message.clone();
+        for step in &answer.steps {
+            let took = step.duration_ms.map(format::millis).unwrap_or_default();
+            eprintln!("  {} {took}", step.name);
+        }
+    }
+    match api {
+        UpdateApi::Runs => {
+            let Some(answer) = answer else {
+                report.outcome = "failed";
+                let reason = "the gateway closed before it admitted the run".to_owned();
+                report.reason = Some(reason.clone());
+                return Err(CliError::Other(reason));
+            };
+            if !answer.handed_off() {
+                return not_started(&answer, report);
+            }
+            eprintln!(
+                "run {} handed to the updater{}",
+                answer.run_id.as_ref().map_or("?", |id| id.as_str()),
+                answer
+                    .handoff
+                    .as_ref()
+                    .and_then(|h| h.pid)
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default()
+            );
+            follow_run(target, client, events, &before, report).await
+        }
+        _ => {
+            let claimed = match &answer {
+                Some(answer) => match answer.outcome {
+                    Outcome::Succeeded | Outcome::Running => answer.after.clone(),
+                    Outcome::Skipped | Outcome::Failed { .. } => {
+                        return not_started(answer, report);
+                    }
+                },
+                None => None,
+            };
+            eprintln!(
+                "installed {}; the gateway restarts",
+                claimed.as_deref().unwrap_or("the new version")
+            );
+            // It restarts itself a moment after it answers.
+            if still_open && client.close_info().is_none() {
+                loop {
+                    if let Incoming::Closed(_) = events.recv().await {
+                        break;
+                    }
+                }
+            }
+            let closed_at = Instant::now();
+            let (client, _events, outage) =
+                wait_for_successor(target, &before, closed_at, OPENCLAW_RESTART_PATIENCE).await?;
+            let after = ProcessRef::of(&client);
+            report.after = Some(after.clone());
+            report.outage(&outage);
+            eprintln!(
+                "back: {} → {}, gap {}, port dark {}",
+                before.name(),
+                after.name(),
+                format::gap(outage.gap),
+                outage.dark.map_or_else(|| "never".to_owned(), format::gap)
+            );
+            let live = live_of(&client);
+            let status = update_status(&client, None).await.unwrap_or_default();
+            // What the run installed, from its answer; else the sentinel's.
+            match &claimed {
+                Some(version) => report.claim(None, Some(version)),
+                None => report.claim(status.sentinel.as_ref(), None),
+            }
+            client.close().await;
+            let found = verdict(
+                UpdateApi::Sentinel,
+                None,
+                claimed.as_deref(),
+                &status,
+                &live,
+                true,
+            )
+            .or_else(|| {
+                // No sentinel: the answer's claim against the process.
+                let claimed = claimed.clone()?;
+                Some(match live.version() {
+                    Some(running) if running != claimed => Verdict::Mismatch {
+                        claimed,
+                        running: running.to_owned(),
+                    },
+                    Some(running) => Verdict::Verified {
+                        version: running.to_owned(),
+                        pid: live.pid,
+                    },
+                    None => return None,
+                })
+            });
+            // A failure OpenClaw reports can leave the new tree installed
+            // under the old process: say that plainly too.
+            let found = found.map(|found| match (found, &claimed, live.version()) {
+                (
+                    Verdict::Failed {
+                        reason,
+                        rolled_back,
+                    },
+                    Some(claimed),
+                    Some(running),
+                ) if claimed != running => Verdict::Failed {
+                    reason: format!("{reason}: install says {claimed}, process runs {running}"),
+                    rolled_back,
+                },
+                (found, ..) => found,
+            });
+            match found {
+                Some(found) => report.verdict(found),
+                None => {
+                    report.outcome = "failed";
+                    let reason = "the gateway reported no version to verify".to_owned();
+                    report.reason = Some(reason.clone());
+                    Err(CliError::Other(reason))
+                }
+            }
+        }
+    }
+}
+
+/// OpenClaw 2026.9.x: reads the run record until it is final, across the
+/// restart, then judges it against the process that answers.
+async fn follow_run(
+    target: &Target,
+    mut client: Client,
+    mut events: Events,
+    before: &ProcessRef,
+    report: &mut Report,
+) -> Result<String, CliError> {
+    let Some(run_id) = report.run_id.clone() else {
+        report.outcome = "failed";
+        let reason = "the gateway named no run to follow".to_owned();
+        report.reason = Some(reason.clone());
+        return Err(CliError::Other(reason));
+    };
+    let deadline = Instant::now() + RUN_PATIENCE;
+    let mut restarted = false;
+    let mut phase = String::new();
+    let mut poll = tokio::time::interval(RUN_POLL);
+    loop {
+        tokio::select! {
+            incoming = events.recv() => match incoming {
+                Incoming::Event { event: GatewayEvent::UpdateRunChanged(changed), .. }
+                    if changed.run_id == run_id =>
+                {
+                    let now = changed.phase.clone().unwrap_or_default();
+                    if now != phase {
+                        eprintln!("  {now} ({})", changed.status.as_deref().unwrap_or("?"));
+                        phase = now;
+                    }
+                    continue;
+                }
+                Incoming::Closed(close) => {
+                    eprintln!("gateway closed ({close}); waiting for it to come back");
+                    let closed_at = Instant::now();
+                    let (next, next_events, outage) = wait_for_successor(
+                        target, before, closed_at, OPENCLAW_RESTART_PATIENCE,
+                    )
+                    .await?;
+                    restarted = true;
+                    report.outage(&outage);
+                    report.after = Some(ProcessRef::of(&next));
+                    (client, events) = (next, next_events);
+                    continue;
+                }
+                _ => continue,
+            },
+            _ = poll.tick() => {}
+        }
+        let record = match client
+            .call_named(
+                RUNS_GET,
+                Some(json!({ "runId": run_id })),
+                client.request_timeout(),
+            )
+            .await
+        {
+            Ok(value) => value.get("run").and_then(Claim::from_record),
+            // The gateway is going away; the close comes next.
+            Err(RequestError::Disconnected { .. } | RequestError::Timeout { .. }) => continue,
+            Err(RequestError::Gateway(shape)) => {
+                tracing::debug!(%shape, "update.runs.get refused; retrying");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(record) = record.filter(Claim::is_done) {
+            let live = live_of(&client);
+            report.after = Some(ProcessRef::of(&client));
+            report.claim(Some(&record), None);
+            if report.advice.is_none() {
+                report.advice = record.next_action.clone();
+            }
+            if let Some(step) = record.failing_step() {
+                print_failure(std::slice::from_ref(step));
+            }
+            // Nothing to install, and the process runs what the channel
+            // offers: up to date, as moltd's `already up to date`.
+            if record.outcome == Outcome::Skipped
+                && record.target_version().is_some()
+                && record.target_version() == live.version()
+            {
+                client.close().await;
+                let version = live.version().unwrap_or_default().to_owned();
+                report.ok = true;
+                report.outcome = "up-to-date";
+                report.up_to_date = Some(true);
+                report.reason = record.reason.clone();
+                report.running = report.after.clone();
+                return Ok(format!(
+                    "already up to date: v{version} runs{} ({})",
+                    live.pid.map(|p| format!(" as pid {p}")).unwrap_or_default(),
+                    record.reason.as_deref().unwrap_or("skipped")
+                ));
+            }
+            let status = UpdateReport {
+                run: Some(record),
+                ..UpdateReport::default()
+            };
+            let found = verdict(
+                UpdateApi::Runs,
+                Some(&run_id),
+                None,
+                &status,
+                &live,
+                restarted,
+            );
+            client.close().await;
+            return match found {
+                Some(found) => report.verdict(found),
+                None => {
+                    report.outcome = "failed";
+                    let reason = "the run ended but the gateway reported no version".to_owned();
+                    report.reason = Some(reason.clone());
+                    Err(CliError::Other(reason))
+                }
+            };
+        }
+        if Instant::now() >= deadline {
+            report.outcome = "failed";
+            let reason = format!(
+                "run {run_id} is not final after {} minutes",
+                RUN_PATIENCE.as_secs() / 60
+            );
+            report.reason = Some(reason.clone());
+            return Err(CliError::Other(reason));
+        }
+    }
+}
+
+/// OpenClaw did not start (or ran nothing): its reason and its advice.
+fn not_started(answer: &RunAnswer, report: &mut Report) -> Result<String, CliError> {
+    let reason = answer
+        .reason
+        .clone()
+        .unwrap_or_else(|| "the gateway did not start the update".to_owned());
+    report.reason = Some(reason.clone());
+    report.advice = answer.message.clone();
+    report.outcome = match answer.outcome {
+        Outcome::Failed { .. } => "failed",
+        _ => "not-started",
+    };
+    let advice = answer
+        .message
+        .as_deref()
+        .map(|m| format!("\n{m}"))
+        .unwrap_or_default();
+    Err(CliError::Other(format!(
+        "the gateway did not update: {reason}{advice}"
+    )))
+}
+
+/// Sends `update.run` and prints progress on stderr until it answers.
+/// Returns the answer (`None`: the socket closed first) and whether the
+/// session is still open, with a run id named by an event.
+async fn run_with_progress(
+    client: &Client,
+    events: &mut Events,
+    params: &UpdateRunParams,
+) -> (Result<Option<RunAnswer>, CliError>, (bool, Option<RunId>)) {
+    let params_value = match serde_json::to_value(params) {
+        Ok(v) => v,
+        Err(e) => return (Err(CliError::Other(e.to_string())), (true, None)),
+    };
     let timeout = crate::net::timeout_for(Method::UpdateRun, Some(&params_value), PATIENCE);
     let run = client.request_with_timeout(Method::UpdateRun, Some(params_value), timeout);
     tokio::pin!(run);
@@ -99,7 +730,7 @@ pub async fn update(
     let mut still_open = true;
     let answer = loop {
         tokio::select! {
-            result = &mut run => break Some(result),
+            result = &mut run => break result,
             incoming = events.recv(), if still_open => match incoming {
                 Incoming::Event { event: GatewayEvent::UpdateProgress(p), .. } => {
                     run_id.get_or_insert(p.run_id.clone());
@@ -109,114 +740,62 @@ pub async fn update(
                         eprintln!("  {} {}{took}{exit}", step.name, step.state);
                     }
                 }
+                Incoming::Event { event: GatewayEvent::UpdateRunChanged(c), .. } => {
+                    run_id.get_or_insert(c.run_id.clone());
+                    eprintln!("  {} ({})", c.phase.as_deref().unwrap_or("?"), c.status.as_deref().unwrap_or("?"));
+                }
                 Incoming::Closed(_) => still_open = false,
                 _ => {}
             },
         }
     };
-    match answer {
-        Some(Ok(value)) => {
-            let result: UpdateRunResult = decode(Method::UpdateRun, value)?;
-            run_id = Some(result.run_id.clone());
-            match result.result.status {
-                UpdateStatus::Ok => eprintln!("installed {goal_text}; restarting"),
-                UpdateStatus::Skipped => {
-                    return already_there(&client, &before, goal, args.json, out).await;
-                }
-                UpdateStatus::Error => {
-                    print_failure(&result);
-                    return Err(CliError::Other(format!(
-                        "update {} failed: {}; {} keeps running",
-                        result.run_id,
-                        result.result.reason.as_deref().unwrap_or("error"),
-                        before.version
-                    )));
-                }
-            }
-        }
-        // The restart took the socket before the answer came.
-        Some(Err(RequestError::Disconnected { .. })) | None => {}
-        Some(Err(e)) => return Err(e.into()),
-    }
-
-    // Wait for the old process to let go; a failed successor means it
-    // never does, and update.status says so.
-    if still_open && client.close_info().is_none() {
-        let mut poll = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                incoming = events.recv() => if let Incoming::Closed(_) = incoming { break },
-                _ = poll.tick() => {
-                    let params = UpdateStatusParams { run_id: run_id.clone() };
-                    let Ok(status) = client.call::<_, UpdateStatusResult>(Method::UpdateStatus, &params).await else {
-                        continue;
-                    };
-                    if let Some(Verdict::Failed { reason, rolled_back }) =
-                        verdict(run_id.as_ref(), goal.as_deref(), &status, Some(before.pid))
-                    {
-                        return Err(failed(&reason, rolled_back, &before));
-                    }
-                }
-            }
-        }
-    }
-    let closed_at = Instant::now();
-    let (client, _events, gap) =
-        wait_for_successor(&target, &before, closed_at, SUCCESSOR_PATIENCE).await?;
-    let after = ProcessRef::of(&client);
-    eprintln!(
-        "handed off: pid {} v{} → pid {} v{}, gap {} ms",
-        before.pid,
-        before.version,
-        after.pid,
-        after.version,
-        gap.as_millis()
-    );
-
-    let deadline = Instant::now() + VERIFY_PATIENCE;
-    let found = loop {
-        let params = UpdateStatusParams {
-            run_id: run_id.clone(),
-        };
-        let status: UpdateStatusResult = client.call(Method::UpdateStatus, &params).await?;
-        if let Some(found) = verdict(run_id.as_ref(), goal.as_deref(), &status, Some(after.pid)) {
-            break found;
-        }
-        if Instant::now() >= deadline {
-            return Err(CliError::Other(format!(
-                "pid {} v{} runs, but update.status has no verdict on the run after {}s",
-                after.pid,
-                after.version,
-                VERIFY_PATIENCE.as_secs()
-            )));
-        }
-        tokio::time::sleep(POLL).await;
+    let answer = match answer {
+        Ok(value) => RunAnswer::from_value(&value).map(Some).map_err(|problem| {
+            CliError::Request(RequestError::Decode {
+                method: Method::UpdateRun.as_str().to_owned(),
+                problem,
+            })
+        }),
+        Err(RequestError::Disconnected { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
     };
-    client.close().await;
-    match found {
-        Verdict::Verified { version, pid } => {
-            let text = if args.json {
-                pretty(&json!({
-                    "ok": true,
-                    "runId": run_id,
-                    "before": before,
-                    "after": after,
-                    "gapMs": gap.as_millis() as u64,
-                    "verified": {"version": version, "pid": pid},
-                }))?
-            } else {
-                format!("verified: v{version} runs as pid {pid}")
-            };
-            write_out(out, &text)
-        }
-        Verdict::Failed {
-            reason,
-            rolled_back,
-        } => Err(failed(&reason, rolled_back, &before)),
-        Verdict::Skipped { reason } => {
-            Err(CliError::Other(format!("the run was skipped: {reason}")))
-        }
-    }
+    (answer, (still_open, run_id))
+}
+
+async fn call_run(
+    client: &Client,
+    params: &UpdateRunParams,
+    timeout: Duration,
+) -> Result<RunAnswer, CliError> {
+    let params = serde_json::to_value(params).map_err(|e| CliError::Other(e.to_string()))?;
+    let value = client
+        .request_with_timeout(Method::UpdateRun, Some(params), timeout)
+        .await?;
+    RunAnswer::from_value(&value).map_err(|problem| {
+        CliError::Request(RequestError::Decode {
+            method: Method::UpdateRun.as_str().to_owned(),
+            problem,
+        })
+    })
+}
+
+/// `update.status` (moltd with the run id), read leniently.
+async fn update_status(client: &Client, run_id: Option<&RunId>) -> Result<UpdateReport, CliError> {
+    let params = match (client.hello().update_api(), run_id) {
+        (UpdateApi::Molt, Some(id)) => json!({ "runId": id }),
+        _ => json!({}),
+    };
+    let value = client.request(Method::UpdateStatus, Some(params)).await?;
+    UpdateReport::from_value(&value).map_err(|problem| {
+        CliError::Request(RequestError::Decode {
+            method: Method::UpdateStatus.as_str().to_owned(),
+            problem,
+        })
+    })
+}
+
+fn live_of(client: &Client) -> Live {
+    Live::of(client.hello(), &Facts::read(client.hello(), None))
 }
 
 /// Refuses bad input before anything is sent.
@@ -247,49 +826,66 @@ async fn already_there(
     client: &Client,
     before: &ProcessRef,
     goal: Option<String>,
-    json: bool,
-    out: &mut impl Write,
-) -> Result<(), CliError> {
-    let status: UpdateStatusResult = client
-        .call(Method::UpdateStatus, &UpdateStatusParams::default())
-        .await?;
-    if goal.as_ref().is_some_and(|g| *g != status.running_version) {
-        return Err(CliError::Other(format!(
-            "skipped, but {} runs, not {}",
-            status.running_version,
+    report: &mut Report,
+) -> Result<String, CliError> {
+    let status = update_status(client, None).await?;
+    let running = status
+        .running_version
+        .clone()
+        .or_else(|| before.version.clone())
+        .unwrap_or_default();
+    if goal.as_ref().is_some_and(|g| *g != running) {
+        report.outcome = "mismatch";
+        let reason = format!(
+            "skipped, but {running} runs, not {}",
             goal.unwrap_or_default()
-        )));
+        );
+        report.reason = Some(reason.clone());
+        return Err(CliError::Other(reason));
     }
-    let text = if json {
-        pretty(&json!({"ok": true, "upToDate": true, "running": before}))?
-    } else {
-        format!(
-            "already up to date: v{} runs as pid {}",
-            status.running_version, before.pid
-        )
-    };
-    write_out(out, &text)
+    report.ok = true;
+    report.outcome = "up-to-date";
+    report.up_to_date = Some(true);
+    report.running = Some(before.clone());
+    Ok(format!(
+        "already up to date: v{running} runs{}",
+        before
+            .pid
+            .map(|p| format!(" as pid {p}"))
+            .unwrap_or_default()
+    ))
 }
 
-fn failed(reason: &str, rolled_back: bool, before: &ProcessRef) -> CliError {
-    let tail = if rolled_back {
-        format!("; rolled back, v{} keeps running", before.version)
-    } else {
-        String::new()
-    };
-    CliError::Other(format!("update failed: {reason}{tail}"))
-}
-
-/// The failing step's command and the tail of its output, on stderr.
-fn print_failure(result: &UpdateRunResult) {
-    let Some(step) = result.result.steps.iter().find(|s| s.failed()) else {
+/// The failing step's command and its output, on stderr: the head from
+/// its first line (where tools say what went wrong), then the tails.
+fn print_failure(steps: &[Step]) {
+    let Some(step) = steps.iter().find(|s| s.failed) else {
         return;
     };
-    eprintln!("step {} failed: {}", step.name, step.command);
+    eprintln!(
+        "step {} failed: {}",
+        step.name,
+        step.command.as_deref().unwrap_or("")
+    );
+    let mut shown: Vec<&str> = Vec::new();
     for text in [&step.stderr_head, &step.stderr_tail, &step.stdout_tail] {
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if lines.is_empty() || lines == shown {
+            continue;
+        }
+        for line in &lines {
             eprintln!("  {line}");
         }
+        shown = lines;
+    }
+    if let Some(detail) = &step.detail {
+        eprintln!("  {detail}");
+    }
+}
+
+fn print_failing_record(status: &UpdateReport, run_id: Option<&RunId>) {
+    if let Some(record) = status.record_for(run_id) {
+        print_failure(&record.steps);
     }
 }
 
@@ -304,19 +900,6 @@ async fn confirm(question: String) -> bool {
     })
     .await;
     matches!(answer, Ok(Ok(line)) if matches!(line.trim().to_lowercase().as_str(), "y" | "yes"))
-}
-
-async fn call<T: DeserializeOwned>(
-    client: &Client,
-    method: Method,
-    params: &impl serde::Serialize,
-    timeout: Duration,
-) -> Result<T, CliError> {
-    let params = serde_json::to_value(params).map_err(|e| CliError::Other(e.to_string()))?;
-    let value = client
-        .request_with_timeout(method, Some(params), timeout)
-        .await?;
-    decode(method, value)
 }
 
 #[cfg(test)]

@@ -204,6 +204,6 @@ pub(super) fn close_info_from(frame: Option<&CloseFrame>, by: ClosedBy) -> Close
     match frame {
         Some(frame) => CloseInfo::new(u16::from(frame.code), frame.reason.as_str(), by),
         // A close frame without a status code.
-        None => CloseInfo::new(1005, "", by),
+        None => CloseInfo::new(code::NO_STATUS, "", by),
     }
 }

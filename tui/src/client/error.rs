@@ -4,21 +4,9 @@ use std::time::Duration;
 use molt_protocol::ErrorShape;
 use molt_protocol::error::{ErrorCode, UnavailableReason};
 
-/// Close codes with a meaning in the gateway protocol.
-pub mod code {
-    pub const NORMAL: u16 = 1000;
-    /// The gateway stops.
-    pub const GOING_AWAY: u16 = 1001;
-    /// No close frame at all: the TCP connection dropped.
-    pub const ABNORMAL: u16 = 1006;
-    /// Policy violation: auth failure at the handshake, or a slow consumer.
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    /// The process hands off to its successor.
-    pub const SERVICE_RESTART: u16 = 1012;
-    /// Closed by this client: nothing heard for two tick intervals.
-    pub const TICK_TIMEOUT: u16 = 4000;
-}
+/// Close codes with a meaning in the gateway protocol (molt-protocol's).
+pub use molt_protocol::close as code;
+pub use molt_protocol::close::CloseKind;
 
 /// Who ended the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,25 +24,6 @@ pub struct CloseInfo {
     pub by: ClosedBy,
 }
 
-/// What a close means for the caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseKind {
-    Normal,
-    /// 1012: the successor process serves next; reconnect at once.
-    HandOff,
-    /// 1001: the gateway stops.
-    Stopping,
-    /// 1008: refused by policy (at the handshake: auth failure).
-    Refused,
-    /// 1009: a frame was over the limit.
-    TooBig,
-    /// The server went silent (4000, closed by us).
-    Silent,
-    /// The connection dropped without a close frame.
-    Dropped,
-    Other,
-}
-
 impl CloseInfo {
     pub fn new(code: u16, reason: impl Into<String>, by: ClosedBy) -> Self {
         Self {
@@ -70,32 +39,13 @@ impl CloseInfo {
     }
 
     pub fn kind(&self) -> CloseKind {
-        match self.code {
-            code::NORMAL => CloseKind::Normal,
-            code::SERVICE_RESTART => CloseKind::HandOff,
-            code::GOING_AWAY => CloseKind::Stopping,
-            code::POLICY => CloseKind::Refused,
-            code::TOO_BIG => CloseKind::TooBig,
-            code::TICK_TIMEOUT => CloseKind::Silent,
-            code::ABNORMAL => CloseKind::Dropped,
-            _ => CloseKind::Other,
-        }
+        CloseKind::of(self.code)
     }
 }
 
 impl fmt::Display for CloseInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind() {
-            CloseKind::Normal => "closed",
-            CloseKind::HandOff => "handing off to a new process",
-            CloseKind::Stopping => "gateway stopping",
-            CloseKind::Refused => "refused",
-            CloseKind::TooBig => "frame too big",
-            CloseKind::Silent => "gateway silent",
-            CloseKind::Dropped => "connection lost",
-            CloseKind::Other => "closed",
-        };
-        write!(f, "{} {what}", self.code)?;
+        write!(f, "{} {}", self.code, self.kind().describe())?;
         if !self.reason.is_empty() {
             write!(f, ": {}", self.reason)?;
         }
@@ -110,6 +60,10 @@ pub enum ConnectError {
     /// or the URL is wrong.
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// Nothing listens on the port: the connection was refused. While a
+    /// gateway restarts, these attempts measure how long its port is dark.
+    #[error("cannot reach {url}: connection refused")]
+    Refused { url: String },
     /// The token was refused. Retrying with the same token cannot help.
     #[error("authentication failed: {message}")]
     AuthFailed { message: String },
@@ -146,6 +100,15 @@ impl ConnectError {
             ),
             _ => false,
         }
+    }
+
+    /// Worth another attempt soon: a handoff, or a refusal the gateway
+    /// marks retryable (OpenClaw answers `UNAVAILABLE` `startup-sidecars`,
+    /// `retryable: true`, while it finishes starting).
+    pub fn is_transient(&self) -> bool {
+        self.is_handoff()
+            || matches!(self, Self::Rejected(error)
+                if error.retryable == Some(true) || error.code == ErrorCode::Unavailable)
     }
 
     /// Classifies an error answer to `connect`. moltd closes with 1008 for a
@@ -189,19 +152,13 @@ pub enum RequestError {
     Gateway(ErrorShape),
     /// No answer in time. The gateway may still act on the request.
     #[error("no answer to {method} within {}s", timeout.as_secs_f32())]
-    Timeout {
-        method: &'static str,
-        timeout: Duration,
-    },
+    Timeout { method: String, timeout: Duration },
     /// The connection ended (or was never up) before an answer came.
     #[error("not connected{}", close.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
     Disconnected { close: Option<CloseInfo> },
     /// The answer did not have the expected shape.
     #[error("unexpected {method} result: {problem}")]
-    Decode {
-        method: &'static str,
-        problem: String,
-    },
+    Decode { method: String, problem: String },
 }
 
 impl RequestError {

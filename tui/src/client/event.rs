@@ -7,6 +7,11 @@ use molt_protocol::method::RestartScheduled;
 use molt_protocol::update::UpdateAvailable;
 use serde_json::Value;
 
+use crate::peer::RunChanged;
+
+/// OpenClaw 2026.9.x: a durable update run moved on.
+pub const UPDATE_RUN_CHANGED: &str = "update.run.changed";
+
 /// A server event with its payload decoded.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GatewayEvent {
@@ -18,6 +23,8 @@ pub enum GatewayEvent {
     UpdateAvailable(UpdateAvailable),
     ConfigChanged(ConfigChanged),
     LogsLine(LogsLine),
+    /// OpenClaw 2026.9.x `update.run.changed`.
+    UpdateRunChanged(RunChanged),
     /// An event this console does not know (a newer gateway), or one whose
     /// payload did not decode; kept rather than dropped so nothing is lost.
     Other {
@@ -39,6 +46,9 @@ impl GatewayEvent {
             Some(EventName::UpdateAvailable) => decode(payload).map(Self::UpdateAvailable),
             Some(EventName::ConfigChanged) => decode(payload).map(Self::ConfigChanged),
             Some(EventName::LogsLine) => decode(payload).map(Self::LogsLine),
+            None if frame.event == UPDATE_RUN_CHANGED => RunChanged::from_value(&payload)
+                .map(Self::UpdateRunChanged)
+                .ok_or_else(|| "runId: missing".to_owned()),
             Some(EventName::ConnectChallenge) | None => {
                 return Self::Other {
                     name: frame.event,
@@ -65,6 +75,7 @@ impl GatewayEvent {
             Self::UpdateAvailable(_) => EventName::UpdateAvailable.as_str(),
             Self::ConfigChanged(_) => EventName::ConfigChanged.as_str(),
             Self::LogsLine(_) => EventName::LogsLine.as_str(),
+            Self::UpdateRunChanged(_) => UPDATE_RUN_CHANGED,
             Self::Other { name, .. } => name,
         }
     }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use molt_protocol::handshake::{
-    ClientInfo, ConnectAuth, ConnectParams, HelloOk, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ClientInfo, ConnectAuth, ConnectParams, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use molt_protocol::ids::RequestId;
 use molt_protocol::{ClientFrame, Method, RequestFrame, Scope, ServerFrame};
@@ -38,15 +38,24 @@ use tokio_tungstenite::tungstenite::{self, Message};
 pub use error::{CloseInfo, CloseKind, ClosedBy, ConnectError, RequestError, code};
 pub use event::GatewayEvent;
 
+use crate::peer::Hello;
 use driver::{Driver, Outgoing};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The `client.id` molt sends in `connect`.
-pub const CLIENT_ID: &str = "molt-console";
+/// The `client.id` molt sends in `connect`: one of OpenClaw's
+/// `GATEWAY_CLIENT_IDS` (any other id is refused there; moltd takes any).
+/// `gateway-client` with mode `backend` is the identity OpenClaw grants an
+/// operator's scopes to on a direct loopback connection with the gateway
+/// token and no device identity, in 2026.4.x as in 2026.9.x (checked
+/// against both: `cli`/`cli` gets no scopes from 2026.4.26, and
+/// `openclaw-tui` needs a device identity).
+pub const CLIENT_ID: &str = "gateway-client";
+/// The `client.mode` that goes with [`CLIENT_ID`].
+pub const CLIENT_MODE: &str = "backend";
 
-/// How the client presents itself (`client.mode`).
+/// Which part of molt connects, for the gateway's logs (`displayName`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientMode {
     /// The interactive console.
@@ -60,6 +69,14 @@ impl ClientMode {
         match self {
             Self::Tui => "tui",
             Self::Cli => "cli",
+        }
+    }
+
+    /// `client.displayName`: `molt console` or `molt cli`.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Tui => "molt console",
+            Self::Cli => "molt cli",
         }
     }
 }
@@ -94,9 +111,10 @@ impl ConnectOptions {
             max_protocol: PROTOCOL_VERSION,
             client: ClientInfo {
                 id: CLIENT_ID.to_owned(),
+                display_name: Some(self.mode.display_name().to_owned()),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 platform: std::env::consts::OS.to_owned(),
-                mode: self.mode.as_str().to_owned(),
+                mode: CLIENT_MODE.to_owned(),
             },
             role: "operator".to_owned(),
             scopes: vec![Scope::Read.as_str().into(), Scope::Admin.as_str().into()],
@@ -130,7 +148,7 @@ pub struct Client {
 
 struct Inner {
     tx: mpsc::UnboundedSender<Outgoing>,
-    hello: HelloOk,
+    hello: Hello,
     url: String,
     request_timeout: Duration,
     next_id: AtomicU64,
@@ -190,8 +208,10 @@ impl Client {
         let (events_tx, events_rx) = mpsc::channel(driver::EVENT_BUFFER);
         let (closed_tx, closed_rx) = watch::channel(None);
         // Two silent tick intervals mean the server (or the path) is gone.
-        let silence = Duration::from_millis(hello.policy.tick_interval_ms.max(1000) * 2)
-            + Duration::from_secs(1);
+        let tick = hello
+            .tick_interval_ms
+            .unwrap_or(molt_protocol::handshake::TICK_INTERVAL_MS);
+        let silence = Duration::from_millis(tick.max(1000) * 2) + Duration::from_secs(1);
         let driver = Driver::new(ws, rx, events_tx, closed_tx, silence);
         // Ends when the socket closes or every Client clone is gone.
         tokio::spawn(driver.run());
@@ -215,7 +235,7 @@ impl Client {
     }
 
     /// The gateway's `hello-ok`, including its status snapshot.
-    pub fn hello(&self) -> &HelloOk {
+    pub fn hello(&self) -> &Hello {
         &self.inner.hello
     }
 
@@ -249,6 +269,17 @@ impl Client {
         params: Option<Value>,
         timeout: Duration,
     ) -> Result<Value, RequestError> {
+        self.call_named(method.as_str(), params, timeout).await
+    }
+
+    /// A request by method name: for methods of another gateway (OpenClaw
+    /// 2026.9.x's `update.runs.get`) that moltd does not serve.
+    pub async fn call_named(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Value, RequestError> {
         let id = RequestId(
             self.inner
                 .next_id
@@ -257,7 +288,7 @@ impl Client {
         );
         let text = ClientFrame::Req(RequestFrame {
             id: id.clone(),
-            method: method.as_str().to_owned(),
+            method: method.to_owned(),
             params,
         })
         .to_text();
@@ -273,7 +304,7 @@ impl Client {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(disconnected()),
             Err(_) => Err(RequestError::Timeout {
-                method: method.as_str(),
+                method: method.to_owned(),
                 timeout,
             }),
         }
@@ -286,13 +317,13 @@ impl Client {
         params: &P,
     ) -> Result<R, RequestError> {
         let params = serde_json::to_value(params).map_err(|e| RequestError::Decode {
-            method: method.as_str(),
+            method: method.as_str().to_owned(),
             problem: e.to_string(),
         })?;
         let params = (!params.is_null()).then_some(params);
         let value = self.request(method, params).await?;
         molt_protocol::frame::decode(value).map_err(|problem| RequestError::Decode {
-            method: method.as_str(),
+            method: method.as_str().to_owned(),
             problem,
         })
     }
@@ -321,7 +352,7 @@ impl fmt::Debug for Client {
 /// The request id of `connect`; later requests count up from 1.
 const CONNECT_ID: &str = "connect";
 
-async fn handshake(options: &ConnectOptions) -> Result<(Ws, HelloOk), ConnectError> {
+async fn handshake(options: &ConnectOptions) -> Result<(Ws, Hello), ConnectError> {
     let unreachable = |reason: String| ConnectError::Unreachable {
         url: options.url.clone(),
         reason,
@@ -335,6 +366,13 @@ async fn handshake(options: &ConnectOptions) -> Result<(Ws, HelloOk), ConnectErr
                 {
                     ConnectError::AuthFailed {
                         message: format!("HTTP {} on upgrade", response.status()),
+                    }
+                }
+                tungstenite::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    ConnectError::Refused {
+                        url: options.url.clone(),
                     }
                 }
                 tungstenite::Error::Io(io) => unreachable(io.to_string()),
@@ -372,7 +410,7 @@ async fn handshake(options: &ConnectOptions) -> Result<(Ws, HelloOk), ConnectErr
         return Err(ConnectError::from_rejection(error));
     }
     let payload = response.payload.unwrap_or(Value::Null);
-    let hello: HelloOk = molt_protocol::frame::decode(payload)
+    let hello = Hello::from_payload(payload)
         .map_err(|e| ConnectError::Handshake(format!("unexpected hello-ok: {e}")))?;
     Ok((ws, hello))
 }
@@ -421,8 +459,12 @@ mod tests {
         let options = ConnectOptions::new("ws://x", Some("t".into()), ClientMode::Tui);
         let params = options.connect_params();
         assert_eq!((params.min_protocol, params.max_protocol), (3, 4));
-        assert_eq!(params.client.id, "molt-console");
-        assert_eq!(params.client.mode, "tui");
+        // What OpenClaw accepts (GATEWAY_CLIENT_IDS / GATEWAY_CLIENT_MODES).
+        assert_eq!(params.client.id, "gateway-client");
+        assert_eq!(params.client.mode, "backend");
+        assert!(molt_protocol::handshake::OPENCLAW_CLIENT_IDS.contains(&CLIENT_ID));
+        assert!(molt_protocol::handshake::OPENCLAW_CLIENT_MODES.contains(&CLIENT_MODE));
+        assert_eq!(params.client.display_name.as_deref(), Some("molt console"));
         assert_eq!(params.client.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(params.role, "operator");
         assert_eq!(params.scopes, ["operator.read", "operator.admin"]);

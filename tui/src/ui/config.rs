@@ -6,9 +6,11 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use super::theme::Theme;
 use crate::app::{App, ConfigRow};
 use crate::format;
+use crate::peer::KillSwitch;
 
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let block = Block::bordered().title(Line::styled(" Config ", theme.heading()));
+    let width = usize::from(block.inner(area).width);
     let view = &app.config;
     let mut lines = Vec::new();
     match &view.loaded {
@@ -32,7 +34,9 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 }
                 lines.push(line);
                 if let Some(note) = note {
-                    lines.push(Line::styled(format!("{:20}{note}", ""), theme.warn()));
+                    for part in super::update::wrap_words(&note, width.saturating_sub(20)) {
+                        lines.push(Line::styled(format!("{:20}{part}", ""), theme.warn()));
+                    }
                 }
             }
             if let Some(error) = view.editing.as_ref().and_then(|e| e.error.as_ref()) {
@@ -53,11 +57,11 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 ),
                 theme.dim(),
             ));
-            lines.push(Line::styled(
-                "  Enter toggles; the channel cycles stable → beta → dev; the timeout takes \
-                 ms or 30s / 5m / 1h (0 waits for pending work forever).",
-                theme.dim(),
-            ));
+            let help = "Enter toggles; the channel cycles stable → beta → dev; the timeout \
+                        takes ms or 30s / 5m / 1h (0 waits for pending work forever).";
+            for part in super::update::wrap_words(help, width.saturating_sub(2)) {
+                lines.push(Line::styled(format!("  {part}"), theme.dim()));
+            }
         }
     }
     if let Some(error) = &view.error {
@@ -78,13 +82,43 @@ fn value(app: &App, row: ConfigRow) -> (String, Option<String>) {
     };
     let on_off = |b: bool| if b { "on" } else { "off" }.to_owned();
     match row {
-        ConfigRow::AutoUpdate => (on_off(loaded.auto_enabled()), None),
-        ConfigRow::Channel => (format::channel(loaded.channel()).to_owned(), None),
+        ConfigRow::AutoUpdate => {
+            // OpenClaw reports whether its schedule applies updates (or no
+            // schedule at all while OPENCLAW_NO_AUTO_UPDATE is set); the
+            // config alone cannot say.
+            let facts = app.facts();
+            let in_force = facts.and_then(|f| f.auto.enabled);
+            let reported = facts.is_some_and(|f| f.auto.kill_switch != KillSwitch::NotReported);
+            let note = match (loaded.auto_enabled(), in_force) {
+                (true, Some(false)) => Some(
+                    "the gateway's schedule says automatic updates are off: something blocks \
+                     them (OPENCLAW_NO_AUTO_UPDATE, update.checkOnStart false, no service \
+                     manager to restart it, or an external supervisor)"
+                        .to_owned(),
+                ),
+                (true, None) if !reported => Some(
+                    "not in force: the gateway reports no update schedule, as when \
+                     OPENCLAW_NO_AUTO_UPDATE or update.checkOnStart false stops automatic \
+                     updates"
+                        .to_owned(),
+                ),
+                _ => None,
+            };
+            (on_off(loaded.auto_enabled()), note)
+        }
+        ConfigRow::Channel => (loaded.channel(), None),
         ConfigRow::CheckOnStart => (on_off(loaded.check_on_start()), None),
         ConfigRow::KillSwitch => match app.kill_switch() {
             None => ("unknown".to_owned(), None),
-            Some((false, _)) => ("off (unset)".to_owned(), None),
-            Some((true, source)) => (
+            Some(KillSwitch::NotReported) => (
+                "not reported".to_owned(),
+                Some(format!(
+                    "this gateway does not report it: {}",
+                    app.kill_switch_advice()
+                )),
+            ),
+            Some(KillSwitch::Off) => ("off (unset)".to_owned(), None),
+            Some(KillSwitch::On { source }) => (
                 format!("ON{}", format::env_source(source)),
                 Some("automatic updates and their restarts are blocked".to_owned()),
             ),

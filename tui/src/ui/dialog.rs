@@ -7,6 +7,7 @@ use super::theme::Theme;
 use super::update::labeled;
 use crate::app::{App, Choice, Dialog, Field, Preview, TextInput};
 use crate::format;
+use crate::peer::UpdateApi;
 
 /// The confirm dialog over the Update screen.
 pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -22,8 +23,20 @@ pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area
             theme.warn(),
         ),
         Preview::Failed(problem) => labeled(theme, 0, "target", problem.clone(), theme.error()),
+        Preview::Unplanned { latest } => labeled(
+            theme,
+            0,
+            "target",
+            match latest {
+                Some(latest) => {
+                    format!("{current} → the channel's latest ({latest} when last checked)")
+                }
+                None => format!("{current} → the channel's latest (resolved when it runs)"),
+            },
+            theme.ok(),
+        ),
         Preview::Ready(result) => {
-            let target = result.result.after.version.as_deref().unwrap_or("?");
+            let target = result.after.as_deref().unwrap_or("?");
             let text = match dialog.blocker() {
                 None => format!("{current} → {target}"),
                 Some(blocker) => blocker,
@@ -36,14 +49,24 @@ pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area
             labeled(theme, 0, "target", text, style)
         }
     });
-    lines.push(field_line(
-        theme,
-        "version/tag",
-        &dialog.tag,
-        "channel default",
-        "t",
-        dialog.editing.as_ref().filter(|e| e.field == Field::Target),
-    ));
+    if app.update_api() == UpdateApi::Molt {
+        lines.push(field_line(
+            theme,
+            "version/tag",
+            &dialog.tag,
+            "channel default",
+            "t",
+            dialog.editing.as_ref().filter(|e| e.field == Field::Target),
+        ));
+    } else {
+        lines.push(labeled(
+            theme,
+            0,
+            "version/tag",
+            "the gateway's update channel",
+            theme.dim(),
+        ));
+    }
     lines.push(field_line(
         theme,
         "note",
@@ -56,23 +79,33 @@ pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area
         lines.push(labeled(theme, 0, "", error.clone(), theme.error()));
     }
     lines.push(Line::raw(""));
-    if let Some(snap) = &app.status {
-        lines.push(Line::raw(format!(
-            "{}.",
-            format::restart_consequence(&snap.status)
-        )));
-        lines.push(Line::raw(
-            "This console reconnects too and shows the handoff.",
-        ));
+    let inner = usize::from(area.width.saturating_sub(4).min(76).saturating_sub(4));
+    if let Some(facts) = app.facts() {
+        let text = format!(
+            "{}. This console reconnects too and shows the handoff.",
+            format::restart_consequence(facts, app.update_api())
+        );
+        // Wrapped here, so the dialog is as tall as what it shows.
+        for part in super::update::wrap_words(&text, inner) {
+            lines.push(Line::raw(part));
+        }
     }
     lines.push(Line::raw(""));
     lines.push(buttons(dialog.choice, theme));
     if let Some(refusal) = &dialog.refusal {
-        lines.push(Line::styled(refusal.clone(), theme.error()));
+        for part in super::update::wrap_words(refusal, inner) {
+            lines.push(Line::styled(part, theme.error()));
+        }
     }
 
     let width = area.width.saturating_sub(4).min(76);
-    let height = (lines.len() as u16 + 4).min(area.height);
+    // Borders, and each line as many rows as it wraps to.
+    let text_width = usize::from(width.saturating_sub(4)).max(1);
+    let rows: usize = lines
+        .iter()
+        .map(|l| l.width().max(1).div_ceil(text_width))
+        .sum();
+    let height = u16::try_from(rows + 2).unwrap_or(u16::MAX).min(area.height);
     let [row_area] = Layout::vertical([Constraint::Length(height)])
         .flex(Flex::Center)
         .areas(area);
@@ -84,7 +117,10 @@ pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area
         Paragraph::new(lines).wrap(Wrap { trim: false }).block(
             Block::bordered()
                 .padding(Padding::horizontal(1))
-                .title(Line::styled(" Update moltd? ", theme.heading())),
+                .title(Line::styled(
+                    format!(" Update {}? ", app.product().name()),
+                    theme.heading(),
+                )),
         ),
         popup,
     );

@@ -29,7 +29,14 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
         Span::styled(state, style),
     ]);
     let right = match &app.server {
-        Some(server) => format!("moltd {}  protocol {} ", server.version, server.protocol),
+        Some(server) => format!(
+            "{} {}  protocol {} ",
+            server.product.name(),
+            server.version.as_deref().unwrap_or("?"),
+            server
+                .protocol
+                .map_or_else(|| "?".to_owned(), |p| p.to_string())
+        ),
         None => String::new(),
     };
     let [left_area, right_area] =

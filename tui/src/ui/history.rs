@@ -7,13 +7,22 @@ use super::theme::Theme;
 use super::update::row;
 use crate::app::App;
 use crate::format;
-use molt_protocol::update::{RunPhase, RunRecord, RunTrigger};
+use crate::peer::{Claim, Outcome};
 
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let block = Block::bordered().title(Line::styled(" History ", theme.heading()));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let view = &app.history;
+    if let Some(unserved) = &view.unserved {
+        frame.render_widget(
+            Paragraph::new(unserved.clone())
+                .style(theme.dim())
+                .wrap(Wrap { trim: false }),
+            inner,
+        );
+        return;
+    }
     let runs = match (&view.runs, &view.error) {
         (_, Some(error)) => {
             let text = vec![
@@ -63,38 +72,39 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     }
 }
 
-fn run_row<'a>(run: &RunRecord, now: Option<u64>, theme: &Theme) -> Line<'a> {
-    let at = run.finished_at.unwrap_or(run.updated_at);
-    let when = now
-        .map(|now| format::ago_short(at, now))
-        .unwrap_or_default();
-    let took = run
-        .finished_at
-        .map(|end| format::millis(end.saturating_sub(run.requested_at)))
-        .unwrap_or_else(|| "-".to_owned());
-    let version = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".to_owned());
+fn run_row<'a>(run: &Claim, now: Option<u64>, theme: &Theme) -> Line<'a> {
+    let at = run.finished_at.or(run.updated_at);
+    let when = match (now, at) {
+        (Some(now), Some(at)) => format::ago_short(at, now),
+        _ => String::new(),
+    };
+    let took = match (run.finished_at, run.requested_at) {
+        (Some(end), Some(start)) => format::millis(end.saturating_sub(start)),
+        _ => "-".to_owned(),
+    };
     let versions = format!(
         "{} → {}",
-        version(&run.before.version),
+        run.before.as_deref().unwrap_or("?"),
         run.target_version().unwrap_or("?")
     );
-    let by = match (run.trigger, &run.actor) {
-        (RunTrigger::Auto, _) => "auto".to_owned(),
-        (RunTrigger::Manual, Some(actor)) => actor.clone(),
-        (RunTrigger::Manual, None) => "manual".to_owned(),
+    let by = match (run.trigger.as_deref(), &run.actor) {
+        (Some("manual") | None, Some(actor)) => actor.clone(),
+        (Some(trigger), _) => trigger.to_owned(),
+        (None, None) => "?".to_owned(),
     };
-    let style = match run.phase {
-        RunPhase::Verified => theme.ok(),
-        RunPhase::Failed | RunPhase::RolledBack => theme.error(),
-        RunPhase::Skipped => theme.value(),
-        _ => theme.warn(),
+    let style = match run.outcome {
+        Outcome::Succeeded => theme.ok(),
+        Outcome::Failed { .. } => theme.error(),
+        Outcome::Skipped => theme.value(),
+        Outcome::Running => theme.warn(),
     };
+    let id = run
+        .run_id
+        .as_ref()
+        .map_or_else(|| "?".to_owned(), |id| id.to_string());
     Line::from(vec![
-        Span::raw(format!(
-            " {when:<8} {:<10} ",
-            clip(&run.run_id.to_string(), 10)
-        )),
-        Span::styled(format!("{:<12}", format::run_phase(run.phase)), style),
+        Span::raw(format!(" {when:<8} {:<10} ", clip(&id, 10))),
+        Span::styled(format!("{:<12}", clip(&format::outcome(run), 12)), style),
         Span::raw(format!(" {versions:<17} {took:>8}  {by}")),
     ])
 }
@@ -109,16 +119,23 @@ fn clip(text: &str, width: usize) -> String {
     }
 }
 
-fn details<'a>(run: &RunRecord, theme: &Theme) -> Vec<Line<'a>> {
+fn details<'a>(run: &Claim, theme: &Theme) -> Vec<Line<'a>> {
     let plain = theme.value();
     let mut lines = vec![Line::raw("")];
+    let id = run
+        .run_id
+        .as_ref()
+        .map_or_else(|| "?".to_owned(), |id| id.to_string());
     lines.push(row(
         theme,
         "run",
-        format!("{} ({})", run.run_id, run.mode),
+        match &run.mode {
+            Some(mode) => format!("{id} ({mode})"),
+            None => id,
+        },
         theme.heading(),
     ));
-    if let Some(tag) = &run.target.tag {
+    if let Some(tag) = &run.target_tag {
         lines.push(row(theme, "target tag", tag.clone(), plain));
     }
     if let Some(note) = &run.note {
@@ -128,21 +145,18 @@ fn details<'a>(run: &RunRecord, theme: &Theme) -> Vec<Line<'a>> {
         lines.push(row(theme, "reason", reason.clone(), theme.warn()));
     }
     for step in &run.steps {
-        let failed = step.failed();
+        let failed = step.failed;
         let exit = match step.exit_code {
             Some(code) if code != 0 => format!("  exit {code}"),
             _ => String::new(),
         };
+        let took = step.duration_ms.map(format::millis).unwrap_or_default();
         lines.push(Line::from(vec![
             Span::styled(
                 format!("    {} ", if failed { "✗" } else { "✓" }),
                 if failed { theme.error() } else { theme.ok() },
             ),
-            Span::raw(format!(
-                "{:<14}{:>9}{exit}",
-                step.name,
-                format::millis(step.duration_ms)
-            )),
+            Span::raw(format!("{:<14}{took:>9}{exit}", step.name)),
         ]));
     }
     lines

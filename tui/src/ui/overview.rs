@@ -7,8 +7,8 @@ use ratatui::widgets::{Block, Paragraph, Wrap};
 use super::theme::Theme;
 use crate::app::{App, ConnState};
 use crate::format;
-use molt_protocol::status::{RestartPhase, StatusResult};
-use molt_protocol::update::RunPhase;
+use crate::peer::{Facts, KillSwitch, Outcome};
+use molt_protocol::status::RestartPhase;
 
 const LABEL_WIDTH: usize = 13;
 
@@ -26,7 +26,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let inner_height = area.height.saturating_sub(2) as usize;
     let paragraph = match &app.status {
         Some(snapshot) => {
-            let mut lines = status_lines(app, &snapshot.status, theme);
+            let mut lines = status_lines(app, &snapshot.facts, theme);
             if let Some(problem) = connection_problem(app) {
                 // Old data must not look live; the reason must stand out.
                 for line in &mut lines {
@@ -63,84 +63,106 @@ fn row<'a>(theme: &Theme, label: &'a str, value: impl Into<String>, style: Style
     ])
 }
 
-fn status_lines<'a>(app: &'a App, s: &'a StatusResult, theme: &Theme) -> Vec<Line<'a>> {
+fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme) -> Vec<Line<'a>> {
     let now = app.gateway_now_ms();
     let plain = theme.value();
+    let unknown = theme.dim();
     let mut lines = vec![Line::styled("Gateway", theme.heading())];
-    lines.push(row(
-        theme,
-        "version",
-        format!(
-            "{} ({}, protocol {})",
-            s.version, s.build.profile, s.build.protocol
-        ),
-        theme.ok(),
-    ));
+    let version = match (&s.version, &s.profile, s.build_protocol) {
+        (Some(v), Some(profile), Some(protocol)) => format!("{v} ({profile}, protocol {protocol})"),
+        (Some(v), _, _) => v.clone(),
+        (None, _, _) => format::UNKNOWN.to_owned(),
+    };
+    lines.push(row(theme, "version", version, theme.ok()));
     if let Some(notice) = &app.version_notice {
         lines.push(row(theme, "", notice.clone(), theme.warn()));
+    }
+    if let Some(build) = &s.build_id {
+        lines.push(row(theme, "build", build.clone(), plain));
+    }
+    if let Some(boot) = &s.boot_id {
+        lines.push(row(theme, "boot id", boot.clone(), plain));
     }
     let uptime = app
         .uptime()
         .map(format::duration)
         .unwrap_or_else(|| "?".into());
     let conns = match s.connections {
-        1 => "1 connection".to_owned(),
-        n => format!("{n} connections"),
+        Some(1) => ", 1 connection".to_owned(),
+        Some(n) => format!(", {n} connections"),
+        None => String::new(),
     };
     lines.push(row(
         theme,
         "pid",
-        format!("{}, up {uptime}, {conns}", s.pid),
+        format!("{}, up {uptime}{conns}", format::or_unknown(s.pid)),
         plain,
     ));
-    lines.push(row(theme, "listen", s.listen.clone(), plain));
-    lines.push(row(
-        theme,
-        "install",
-        format!("{} ({})", s.install.surface.as_str(), s.install.source),
-        plain,
-    ));
-    if let Some(root) = &s.install.root {
+    lines.push(match &s.listen {
+        Some(listen) => row(theme, "listen", listen.clone(), plain),
+        None => row(theme, "listen", format::UNKNOWN, unknown),
+    });
+    lines.push(match &s.install {
+        Some(install) => row(
+            theme,
+            "install",
+            match &install.source {
+                Some(source) => format!("{} ({source})", install.kind),
+                None => install.kind.clone(),
+            },
+            plain,
+        ),
+        None => row(theme, "install", format::UNKNOWN, unknown),
+    });
+    if let Some(root) = s.install.as_ref().and_then(|i| i.root.as_ref()) {
         lines.push(row(theme, "root", root.clone(), plain));
     }
-    lines.push(row(
-        theme,
-        "supervisor",
-        format::supervisor(&s.supervisor),
-        plain,
-    ));
+    lines.push(match &s.supervisor {
+        Some(supervisor) => row(theme, "supervisor", format::supervisor(supervisor), plain),
+        None => row(theme, "supervisor", format::UNKNOWN, unknown),
+    });
 
     lines.push(Line::raw(""));
     lines.push(Line::styled("Restart", theme.heading()));
-    lines.push(row(
-        theme,
-        "strategy",
-        format::strategy(s.restart.strategy),
-        plain,
-    ));
-    let phase_style = if s.restart.phase == RestartPhase::Idle {
-        plain
-    } else {
-        theme.warn()
-    };
-    lines.push(row(
-        theme,
-        "phase",
-        format::restart_phase(&s.restart, now),
-        phase_style,
-    ));
-    let pending_style = if s.pending_work.total() == 0 {
-        plain
-    } else {
-        theme.warn()
-    };
-    lines.push(row(
-        theme,
-        "pending",
-        format::pending(&s.pending_work),
-        pending_style,
-    ));
-    if let Some(failure) = &s.restart.last_failure {
+    match &s.restart {
+        Some(restart) => {
+            lines.push(row(
+                theme,
+                "strategy",
+                format::strategy(restart.strategy),
+                plain,
+            ));
+            let phase_style = if restart.phase == RestartPhase::Idle {
+                plain
+            } else {
+                theme.warn()
+            };
+            lines.push(row(
+                theme,
+                "phase",
+                format::restart_phase(restart, now),
+                phase_style,
+            ));
+        }
+        None => {
+            lines.push(row(theme, "strategy", format::UNKNOWN, unknown));
+            lines.push(row(theme, "phase", format::UNKNOWN, unknown));
+        }
+    }
+    lines.push(match &s.pending_work {
+        Some(work) => row(
+            theme,
+            "pending",
+            format::pending(work),
+            if work.total() == 0 {
+                plain
+            } else {
+                theme.warn()
+            },
+        ),
+        None => row(theme, "pending", format::UNKNOWN, unknown),
+    });
+    if let Some(failure) = s.restart.as_ref().and_then(|r| r.last_failure.as_ref()) {
         let when = now
             .map(|now| format!(", {}", format::relative(failure.at, now)))
             .unwrap_or_default();
@@ -171,17 +193,23 @@ fn status_lines<'a>(app: &'a App, s: &'a StatusResult, theme: &Theme) -> Vec<Lin
         format::auto_update(&s.auto, now),
         plain,
     ));
-    lines.push(match format::kill_switch(&s.auto) {
-        Some(text) => row(theme, "kill switch", text, theme.warn()),
-        None => row(theme, "kill switch", "off", plain),
+    lines.push(match (s.auto.kill_switch, format::kill_switch(&s.auto)) {
+        (KillSwitch::NotReported, _) => row(
+            theme,
+            "kill switch",
+            "not reported by this gateway (Config says how to set it)",
+            unknown,
+        ),
+        (_, Some(text)) => row(theme, "kill switch", text, theme.warn()),
+        (_, None) => row(theme, "kill switch", "off", plain),
     });
     match &s.latest_run {
         Some(run) => {
-            let style = match run.phase {
-                RunPhase::Verified => theme.ok(),
-                RunPhase::Failed | RunPhase::RolledBack => theme.error(),
-                RunPhase::Skipped => plain,
-                _ => theme.warn(),
+            let style = match run.outcome {
+                Outcome::Succeeded => theme.ok(),
+                Outcome::Failed { .. } => theme.error(),
+                Outcome::Skipped => plain,
+                Outcome::Running => theme.warn(),
             };
             lines.push(row(theme, "latest run", format::run(run, now), style));
         }
@@ -234,7 +262,7 @@ fn waiting_lines<'a>(app: &'a App, theme: &Theme) -> Vec<Line<'a>> {
                 "Retrying on its own (attempt {attempt}); r retries now."
             )));
             lines.push(Line::raw(
-                "Is moltd running? Check `systemctl status moltd` or its log.",
+                "Is the gateway running? Check its service (`systemctl status moltd`) or its log.",
             ));
         }
         ConnState::Incompatible { message } => {

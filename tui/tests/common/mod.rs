@@ -125,9 +125,17 @@ pub fn hello(status: StatusResult) -> HelloOk {
             version: status.version.clone(),
             conn_id: ConnId::from("c-1"),
         },
+        // What moltd advertises: every method it serves, every event.
         features: Features {
-            methods: vec!["status".into()],
-            events: vec!["tick".into()],
+            methods: molt_protocol::Method::ALL
+                .iter()
+                .filter(|m| **m != molt_protocol::Method::Connect)
+                .map(|m| m.as_str().to_owned())
+                .collect(),
+            events: molt_protocol::event::EventName::ALL
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect(),
         },
         snapshot: status,
         auth: GrantedAuth {
@@ -140,8 +148,9 @@ pub fn hello(status: StatusResult) -> HelloOk {
 
 pub fn connected(status: StatusResult) -> Event {
     Event::Net(NetEvent::Connected {
-        hello: Box::new(hello(status)),
+        hello: Box::new(hello(status).into()),
         handoff_gap: None,
+        outage: None,
     })
 }
 
@@ -348,8 +357,9 @@ pub fn successor_connected(version: &str, gap_ms: u64) -> Event {
     successor.pid = SUCCESSOR_PID;
     successor.version = version.into();
     Event::Net(NetEvent::Connected {
-        hello: Box::new(hello(successor)),
+        hello: Box::new(hello(successor).into()),
         handoff_gap: Some(Duration::from_millis(gap_ms)),
+        outage: None,
     })
 }
 

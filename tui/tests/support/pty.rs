@@ -25,6 +25,16 @@ impl Console {
     /// `molt` with no flags in a `rows`×`cols` terminal; `env` on top of a
     /// clean environment (no gateway variables of the developer's).
     pub fn start(rows: u16, cols: u16, env: &[(&str, &std::ffi::OsStr)]) -> Console {
+        Self::start_with(rows, cols, &[], env)
+    }
+
+    /// `molt <args>` in a `rows`×`cols` terminal.
+    pub fn start_with(
+        rows: u16,
+        cols: u16,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Console {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows,
@@ -34,6 +44,7 @@ impl Console {
             })
             .unwrap();
         let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_molt"));
+        command.args(args);
         for var in GATEWAY_ENV {
             command.env_remove(var);
         }

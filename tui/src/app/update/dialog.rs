@@ -1,9 +1,7 @@
 //! The confirm dialog and its text fields.
 
-use molt_protocol::method::UpdateRunResult;
-use molt_protocol::update::UpdateStatus;
-
 use crate::app::keymap::TextKey;
+use crate::peer::{Outcome, RunAnswer};
 
 /// Longest note or target the console sends.
 pub(super) use molt_protocol::method::{MAX_DIST_TAG as MAX_TAG, MAX_UPDATE_NOTE as MAX_NOTE};
@@ -58,11 +56,17 @@ impl TextInput {
     }
 }
 
-/// What the dry run said the update would do.
+/// What the update would do, as far as the gateway tells before it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Preview {
     Resolving,
-    Ready(Box<UpdateRunResult>),
+    /// moltd's dry run: the exact target.
+    Ready(Box<RunAnswer>),
+    /// OpenClaw takes no dry run and resolves the target from its channel
+    /// when it runs; `latest` is what it last reported available.
+    Unplanned {
+        latest: Option<String>,
+    },
     Failed(String),
 }
 
@@ -103,7 +107,7 @@ impl Dialog {
     /// The version the run would install, once resolved.
     pub fn target(&self) -> Option<&str> {
         match &self.preview {
-            Preview::Ready(result) => result.result.after.version.as_deref(),
+            Preview::Ready(result) => result.after.as_deref(),
             _ => None,
         }
     }
@@ -113,38 +117,36 @@ impl Dialog {
         match &self.preview {
             Preview::Resolving => Some("still resolving the target".to_owned()),
             Preview::Failed(problem) => Some(problem.clone()),
-            Preview::Ready(result) => match result.result.status {
-                UpdateStatus::Ok => None,
-                UpdateStatus::Skipped if result.result.is_planned() => None,
-                UpdateStatus::Skipped => Some(format!(
+            Preview::Unplanned { .. } => None,
+            Preview::Ready(result) => match result.outcome {
+                Outcome::Succeeded => None,
+                Outcome::Skipped if result.planned => None,
+                Outcome::Skipped | Outcome::Running => Some(format!(
                     "nothing to do: {}",
-                    result.result.reason.as_deref().unwrap_or("skipped")
+                    result.reason.as_deref().unwrap_or("skipped")
                 )),
-                UpdateStatus::Error => Some(format!(
+                Outcome::Failed { .. } => Some(format!(
                     "the dry run failed: {}",
-                    result.result.reason.as_deref().unwrap_or("error")
+                    crate::peer::explain_failure(
+                        result.reason.as_deref().unwrap_or("error"),
+                        &result.steps
+                    )
                 )),
             },
         }
     }
 }
 
-/// A version (`1.2.3`, `v1.2.3-beta.1`) or a dist-tag (`latest`, `beta`).
+/// A version (`1.2.3`, `v1.2.3-beta.1`) or a dist-tag (`latest`, `beta`),
+/// by the rule moltd applies ([`molt_protocol::tag::parse_tag`]); empty
+/// means the channel's default.
 pub fn validate_tag(tag: &str) -> Result<(), String> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_');
-    if tag.len() > MAX_TAG {
-        return Err(format!("at most {MAX_TAG} characters"));
+    if tag.is_empty() {
+        return Ok(());
     }
-    match tag.chars().next() {
-        None => Ok(()),
-        Some(first) if !first.is_ascii_alphanumeric() => {
-            Err("must start with a letter or digit".to_owned())
-        }
-        Some(_) if !tag.chars().all(ok_char) => {
-            Err("only letters, digits and . - + _ (a version or a dist-tag)".to_owned())
-        }
-        Some(_) => Ok(()),
-    }
+    molt_protocol::tag::parse_tag(tag)
+        .map(|_| ())
+        .map_err(|e| e.reason)
 }
 
 #[cfg(test)]

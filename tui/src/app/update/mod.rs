@@ -1,5 +1,6 @@
 //! The Update screen: the confirm dialog, the live run, the handoff that
-//! follows and the verdict from `update.status`.
+//! follows and the verdict — for moltd and for both OpenClaw update
+//! generations (see [`UpdateApi`]).
 
 mod dialog;
 mod run;
@@ -9,22 +10,25 @@ use molt_protocol::Method;
 use molt_protocol::error::UnavailableReason;
 use molt_protocol::event::UpdateProgress;
 use molt_protocol::ids::RunId;
-use molt_protocol::method::{
-    UpdateCheckResult, UpdateRunParams, UpdateRunResult, UpdateStatusParams, UpdateStatusResult,
-};
-use molt_protocol::update::{RunPhase, UpdateStatus};
-use serde_json::Value;
+use molt_protocol::method::{UpdateCheckResult, UpdateRunParams, UpdateStatusParams};
+use molt_protocol::update::RunPhase;
+use serde_json::{Value, json};
 
 pub use dialog::{Choice, Dialog, Field, Preview, TextInput, validate_tag};
 pub use run::{RunStage, RunView, StepView, UpdateView};
-pub use verdict::{Verdict, record_for, verdict};
 
 use super::keymap::TextKey;
 use super::{App, Command, ConnState, Level, request};
 use crate::client::RequestError;
 use crate::net::Purpose;
+use crate::peer::{Claim, Outcome, RunAnswer, RunChanged, UpdateApi, UpdateReport};
 use dialog::{MAX_NOTE, MAX_TAG};
-use verdict::judge;
+use verdict::{judge, judge_record};
+
+/// OpenClaw 2026.9.x's `update.runs.get`.
+pub const RUNS_GET: &str = "update.runs.get";
+/// OpenClaw 2026.9.x's `update.hold`: defers an automatic-update campaign.
+pub const HOLD: &str = "update.hold";
 
 /// The run that holds the install, from `UNAVAILABLE` `update-in-progress`.
 fn running_id(shape: &molt_protocol::ErrorShape) -> Option<RunId> {
@@ -35,23 +39,43 @@ fn running_id(shape: &molt_protocol::ErrorShape) -> Option<RunId> {
     id.as_str().map(RunId::from)
 }
 
-use super::decode;
-
 impl App {
     pub(super) fn open_update_dialog(&mut self) -> Vec<Command> {
         if self.update.running() {
             self.set_notice(Level::Warn, "an update is already running");
             return Vec::new();
         }
-        let current = self.status.as_ref().map(|s| s.status.version.clone());
+        let current = self.facts().and_then(|f| f.version.clone());
         let mut dialog = Dialog::new(current);
         if self.conn != ConnState::Connected {
             dialog.preview = Preview::Failed("not connected to the gateway".to_owned());
             self.update.dialog = Some(dialog);
             return Vec::new();
         }
-        self.update.dialog = Some(dialog);
-        self.request_preview()
+        match self.update_api() {
+            UpdateApi::Molt => {
+                self.update.dialog = Some(dialog);
+                self.request_preview()
+            }
+            UpdateApi::None => {
+                dialog.preview =
+                    Preview::Failed("this gateway does not serve update.run".to_owned());
+                self.update.dialog = Some(dialog);
+                Vec::new()
+            }
+            UpdateApi::Sentinel | UpdateApi::Runs => {
+                let latest = self
+                    .update
+                    .status
+                    .as_ref()
+                    .and_then(|r| r.update_available.as_ref())
+                    .or(self.facts().and_then(|f| f.update_available.as_ref()))
+                    .map(|a| a.latest.clone());
+                dialog.preview = Preview::Unplanned { latest };
+                self.update.dialog = Some(dialog);
+                Vec::new()
+            }
+        }
     }
 
     fn request_preview(&mut self) -> Vec<Command> {
@@ -72,25 +96,95 @@ impl App {
     }
 
     pub(super) fn request_update_status(&mut self) -> Vec<Command> {
+        if !self.serves(Method::UpdateStatus.as_str()) {
+            return Vec::new();
+        }
         if self.update.status_in_flight {
             self.update.status_wanted = true;
             return Vec::new();
         }
         self.update.status_in_flight = true;
         self.update.status_wanted = false;
-        let run_id = self.update.run.as_ref().and_then(|r| r.run_id.clone());
-        let params = serde_json::to_value(UpdateStatusParams { run_id }).ok();
+        // Only moltd takes a run id; OpenClaw refuses unknown params.
+        let params = match self.update_api() {
+            UpdateApi::Molt => {
+                let run_id = self.update.run.as_ref().and_then(|r| r.run_id.clone());
+                serde_json::to_value(UpdateStatusParams { run_id }).ok()
+            }
+            _ => Some(json!({})),
+        };
         vec![request(Purpose::UpdateStatus, Method::UpdateStatus, params)]
     }
 
-    pub(super) fn update_edit(&mut self, field: Field) -> Vec<Command> {
-        if let Some(dialog) = &mut self.update.dialog {
-            let text = match field {
-                Field::Note => dialog.note.clone(),
-                _ => dialog.tag.clone(),
-            };
-            dialog.editing = Some(TextInput::new(field, text));
+    /// OpenClaw 2026.9.x: the run record of the run followed.
+    fn request_run_record(&mut self) -> Vec<Command> {
+        let Some(run_id) = self.update.run.as_ref().and_then(|r| r.run_id.clone()) else {
+            return Vec::new();
+        };
+        if self.update.run_get_in_flight || self.conn != ConnState::Connected {
+            return Vec::new();
         }
+        self.update.run_get_in_flight = true;
+        vec![Command::Net(crate::net::NetCommand::Call {
+            purpose: Purpose::RunRecord,
+            method: RUNS_GET.to_owned(),
+            params: Some(json!({ "runId": run_id })),
+        })]
+    }
+
+    /// `p` on the Update screen: hold OpenClaw's automatic-update campaign.
+    pub(super) fn hold_campaign(&mut self) -> Vec<Command> {
+        if !self
+            .hello
+            .as_ref()
+            .is_some_and(|h| h.features.methods.is_some() && h.features.serves(HOLD))
+        {
+            self.set_notice(Level::Warn, "this gateway does not serve update.hold");
+            return Vec::new();
+        }
+        if self.conn != ConnState::Connected {
+            self.set_notice(Level::Warn, "not connected to the gateway");
+            return Vec::new();
+        }
+        vec![Command::Net(crate::net::NetCommand::Call {
+            purpose: Purpose::Hold,
+            method: HOLD.to_owned(),
+            params: Some(json!({})),
+        })]
+    }
+
+    pub(super) fn on_hold(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
+        match result {
+            Ok(value) if value.get("ok").and_then(Value::as_bool) == Some(true) => {
+                self.set_notice(Level::Info, "automatic update held (update.hold)");
+            }
+            Ok(_) => self.set_notice(
+                Level::Warn,
+                "update.hold: nothing to hold (no campaign, already held, or applying)",
+            ),
+            Err(error) => self.set_notice(Level::Error, format!("update.hold: {error}")),
+        }
+        self.request_update_status()
+    }
+
+    pub(super) fn update_edit(&mut self, field: Field) -> Vec<Command> {
+        let molt = self.update_api() == UpdateApi::Molt;
+        let Some(dialog) = &mut self.update.dialog else {
+            return Vec::new();
+        };
+        if field == Field::Target && !molt {
+            dialog.refusal = Some(
+                "this gateway resolves the target from its update channel; \
+                 a version cannot be chosen here"
+                    .to_owned(),
+            );
+            return Vec::new();
+        }
+        let text = match field {
+            Field::Note => dialog.note.clone(),
+            _ => dialog.tag.clone(),
+        };
+        dialog.editing = Some(TextInput::new(field, text));
         Vec::new()
     }
 
@@ -161,20 +255,10 @@ impl App {
             tag: (!dialog.tag.is_empty()).then(|| dialog.tag.clone()),
             ..UpdateRunParams::default()
         };
-        let status = self.status.as_ref().map(|s| &s.status);
-        self.update.run = Some(RunView {
-            run_id: None,
-            stage: RunStage::Starting,
-            ours: true,
-            from_pid: status.map(|s| s.pid),
-            from_version: status.map(|s| s.version.clone()),
-            target: dialog.target().map(str::to_owned),
-            note,
-            steps: Vec::new(),
-            restart: None,
-            started_at: self.now,
-            warning: None,
-        });
+        let mut run = RunView::new(self.now, true, self.live());
+        run.target = dialog.target().map(str::to_owned);
+        run.note = note;
+        self.update.run = Some(run);
         self.handoff = None;
         vec![request(
             Purpose::UpdateRun,
@@ -183,20 +267,39 @@ impl App {
         )]
     }
 
-    /// While waiting for a verdict, ask again each tick.
+    /// While a run goes on, ask again each tick: moltd and OpenClaw
+    /// 2026.4.x once the restart is under way, OpenClaw 2026.9.x's run
+    /// record throughout.
     pub(super) fn update_tick(&mut self) -> Vec<Command> {
-        let waiting = self.update.run.as_ref().is_some_and(|r| {
-            matches!(r.stage, RunStage::Restarting | RunStage::Verifying) && r.run_id.is_some()
-        });
-        if waiting && self.conn == ConnState::Connected {
-            return self.request_update_status();
+        if self.conn != ConnState::Connected {
+            return Vec::new();
         }
-        Vec::new()
+        let Some(run) = &self.update.run else {
+            return Vec::new();
+        };
+        if run.stage.is_done() {
+            return Vec::new();
+        }
+        match self.update_api() {
+            UpdateApi::Runs if run.run_id.is_some() => self.request_run_record(),
+            UpdateApi::Sentinel
+                if matches!(run.stage, RunStage::Restarting | RunStage::Verifying) =>
+            {
+                self.request_update_status()
+            }
+            _ if matches!(run.stage, RunStage::Restarting | RunStage::Verifying)
+                && run.run_id.is_some() =>
+            {
+                self.request_update_status()
+            }
+            _ => Vec::new(),
+        }
     }
 
     pub(super) fn update_on_closed(&mut self) {
         self.update.status_in_flight = false;
         self.update.status_wanted = false;
+        self.update.run_get_in_flight = false;
         if let Some(dialog) = &mut self.update.dialog
             && dialog.preview == Preview::Resolving
         {
@@ -213,12 +316,17 @@ impl App {
     }
 
     pub(super) fn update_on_connected(&mut self) -> Vec<Command> {
+        let api = self.update_api();
         let Some(run) = &mut self.update.run else {
             return Vec::new();
         };
         if matches!(run.stage, RunStage::Reconnecting | RunStage::Restarting) {
             run.stage = RunStage::Verifying;
-            return self.request_update_status();
+            run.restarted = true;
+            return match api {
+                UpdateApi::Runs => self.request_run_record(),
+                _ => self.request_update_status(),
+            };
         }
         Vec::new()
     }
@@ -239,20 +347,10 @@ impl App {
                 return Vec::new();
             }
             // Someone else's run (auto-update, another console): follow it.
-            let status = self.status.as_ref().map(|s| &s.status);
-            self.update.run = Some(RunView {
-                run_id: Some(progress.run_id.clone()),
-                stage: RunStage::Running,
-                ours: false,
-                from_pid: status.map(|s| s.pid),
-                from_version: status.map(|s| s.version.clone()),
-                target: None,
-                note: None,
-                steps: Vec::new(),
-                restart: None,
-                started_at: now,
-                warning: None,
-            });
+            let mut run = RunView::new(now, false, self.live());
+            run.run_id = Some(progress.run_id.clone());
+            run.stage = RunStage::Running;
+            self.update.run = Some(run);
         }
         let Some(run) = &mut self.update.run else {
             return Vec::new();
@@ -297,6 +395,47 @@ impl App {
         }
     }
 
+    /// OpenClaw 2026.9.x `update.run.changed`: ours, or one started
+    /// elsewhere (a campaign, another client), moved on.
+    pub(super) fn on_run_changed(&mut self, changed: RunChanged) -> Vec<Command> {
+        let now = self.now;
+        let ours = match &mut self.update.run {
+            Some(run) if run.run_id.is_none() && !run.stage.is_done() && run.ours => {
+                run.run_id = Some(changed.run_id.clone());
+                true
+            }
+            Some(run) => run.run_id.as_ref() == Some(&changed.run_id),
+            None => false,
+        };
+        if !ours {
+            if self.update.running() || changed.status.as_deref().is_none_or(|s| s != "running") {
+                return self.request_history_if_shown();
+            }
+            let mut run = RunView::new(now, false, self.live());
+            run.run_id = Some(changed.run_id.clone());
+            run.stage = RunStage::Running;
+            self.update.run = Some(run);
+        }
+        let Some(run) = &mut self.update.run else {
+            return Vec::new();
+        };
+        if changed.phase.is_some() {
+            run.phase = changed.phase.clone();
+        }
+        if run.stage == RunStage::Starting {
+            run.stage = RunStage::Running;
+        }
+        if changed.phase.as_deref() == Some("restarting") && run.stage == RunStage::Running {
+            run.stage = RunStage::Restarting;
+        }
+        if changed.is_terminal() {
+            let mut commands = self.request_run_record();
+            commands.extend(self.request_history_if_shown());
+            return commands;
+        }
+        Vec::new()
+    }
+
     pub(super) fn on_update_preview(
         &mut self,
         result: Result<Value, RequestError>,
@@ -306,9 +445,9 @@ impl App {
         };
         dialog.preview = match result
             .map_err(|e| e.to_string())
-            .and_then(|v| decode::<UpdateRunResult>(Method::UpdateRun, v))
+            .and_then(|v| RunAnswer::from_value(&v))
         {
-            Ok(result) => Preview::Ready(Box::new(result)),
+            Ok(answer) => Preview::Ready(Box::new(answer)),
             Err(problem) => Preview::Failed(problem),
         };
         Vec::new()
@@ -316,14 +455,15 @@ impl App {
 
     pub(super) fn on_update_run(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
         let now = self.now;
+        let api = self.update_api();
         let Some(run) = self.update.run.as_mut().filter(|r| r.ours) else {
             return Vec::new();
         };
         let answer = match result {
-            Ok(value) => decode::<UpdateRunResult>(Method::UpdateRun, value),
+            Ok(value) => RunAnswer::from_value(&value),
             Err(RequestError::Disconnected { .. }) => {
                 // The restart may have closed the socket before the answer
-                // came; the successor's update.status tells what happened.
+                // came; the successor tells what happened.
                 if !run.stage.is_done() {
                     run.stage = RunStage::Reconnecting;
                 }
@@ -362,27 +502,46 @@ impl App {
                 return commands;
             }
         };
-        run.run_id = Some(answer.run_id.clone());
-        run.record_steps(&answer.result.steps, now);
-        if answer.result.after.version.is_some() {
-            run.target = answer.result.after.version.clone();
+        if answer.run_id.is_some() {
+            run.run_id = answer.run_id.clone();
+        }
+        run.record_steps(&answer.steps, now);
+        if answer.after.is_some() {
+            run.target = answer.after.clone();
         }
         run.restart = answer.restart.clone();
-        let reason = answer.result.reason.clone();
-        match answer.result.status {
-            UpdateStatus::Ok => {
+        if answer.message.is_some() {
+            run.advice = answer.message.clone();
+        }
+        let reason = answer.reason.clone();
+        if answer.handed_off() {
+            // OpenClaw 2026.9.x: acknowledged, not done. The run record
+            // follows it through the updater and the restart.
+            if let Some(handoff) = &answer.handoff {
+                run.phase = Some(match handoff.pid {
+                    Some(pid) => format!("handed to the updater (pid {pid})"),
+                    None => "handed to the updater".to_owned(),
+                });
+            }
+            if matches!(run.stage, RunStage::Starting | RunStage::Running) {
+                run.stage = RunStage::Running;
+            }
+            return self.request_run_record();
+        }
+        match answer.outcome {
+            Outcome::Succeeded | Outcome::Running => {
                 if matches!(run.stage, RunStage::Starting | RunStage::Running) {
                     run.stage = RunStage::Restarting;
                 }
                 Vec::new()
             }
-            UpdateStatus::Skipped => {
+            Outcome::Skipped => {
                 run.stage = RunStage::Skipped {
                     reason: reason.unwrap_or_else(|| "skipped".to_owned()),
                 };
                 self.request_history_if_shown()
             }
-            UpdateStatus::Error => {
+            Outcome::Failed { .. } => {
                 let failing = run.failing_step().map(|s| s.name.clone());
                 let reason = match (reason, failing) {
                     (Some(reason), _) => reason,
@@ -393,7 +552,11 @@ impl App {
                     reason,
                     rolled_back: false,
                 };
-                let mut commands = self.request_update_status();
+                let mut commands = if api == UpdateApi::Molt {
+                    self.request_update_status()
+                } else {
+                    Vec::new()
+                };
                 commands.extend(self.request_history_if_shown());
                 commands
             }
@@ -406,37 +569,70 @@ impl App {
         if self.update.status_wanted && self.conn == ConnState::Connected {
             commands = self.request_update_status();
         }
-        let answer = match result
+        let report = match result
             .map_err(|e| e.to_string())
-            .and_then(|v| decode::<UpdateStatusResult>(Method::UpdateStatus, v))
+            .and_then(|v| UpdateReport::from_value(&v))
         {
-            Ok(answer) => answer,
+            Ok(report) => report,
             Err(problem) => {
                 self.update.status_error = Some(problem);
                 return commands;
             }
         };
         self.update.status_error = None;
-        let pid = self.status.as_ref().map(|s| s.status.pid);
+        let api = self.update_api();
+        let live = self.live().unwrap_or_default();
         let now = self.now;
         let mut finished = false;
         if let Some(run) = &mut self.update.run {
             let was_done = run.stage.is_done();
-            judge(run, &answer, pid, now);
+            judge(run, api, &report, &live, now);
             finished = !was_done && run.stage.is_done();
         }
-        self.update.status = Some(answer);
+        self.update.status = Some(report);
         if finished {
             commands.extend(self.request_history_if_shown());
         }
         commands
     }
 
+    /// OpenClaw 2026.9.x `update.runs.get`.
+    pub(super) fn on_run_record(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
+        self.update.run_get_in_flight = false;
+        let api = self.update_api();
+        let live = self.live().unwrap_or_default();
+        let now = self.now;
+        let record = match result {
+            Ok(value) => value.get("run").and_then(Claim::from_record),
+            Err(RequestError::Disconnected { .. }) => return Vec::new(),
+            Err(error) => {
+                self.update.status_error = Some(format!("{RUNS_GET}: {error}"));
+                return Vec::new();
+            }
+        };
+        let Some(run) = &mut self.update.run else {
+            return Vec::new();
+        };
+        let Some(record) = record else {
+            run.warning = Some(format!("{RUNS_GET}: the gateway knows no such run"));
+            return Vec::new();
+        };
+        let was_done = run.stage.is_done();
+        judge_record(run, api, record.clone(), &live, now);
+        self.update.record = Some(record);
+        if !was_done && run.stage.is_done() {
+            let mut commands = self.request_history_if_shown();
+            commands.extend(self.request_update_status());
+            return commands;
+        }
+        Vec::new()
+    }
+
     pub(super) fn on_update_check(&mut self, result: Result<Value, RequestError>) -> Vec<Command> {
         self.update.check = Some(
             result
                 .map_err(|e| e.to_string())
-                .and_then(|v| decode::<UpdateCheckResult>(Method::UpdateCheck, v)),
+                .and_then(|v| super::decode::<UpdateCheckResult>(Method::UpdateCheck, v)),
         );
         self.request_status(true)
     }

@@ -1,25 +1,16 @@
-//! The verdict on a run, read from `update.status`.
+//! The verdict on a run, from what the gateway claims and what its live
+//! process reports (see [`crate::peer::verdict`]).
 
 use std::time::Instant;
 
-use molt_protocol::ids::RunId;
-use molt_protocol::method::UpdateStatusResult;
-use molt_protocol::update::{RunPhase, RunRecord, UpdateStatus};
-
 use super::run::{RunStage, RunView};
-
-/// What `update.status` says about a run once it says something final.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Verified { version: String, pid: u32 },
-    Failed { reason: String, rolled_back: bool },
-    Skipped { reason: String },
-}
+use crate::peer::{self, Claim, Live, UpdateApi, UpdateReport, Verdict};
 
 impl From<Verdict> for RunStage {
     fn from(verdict: Verdict) -> Self {
         match verdict {
             Verdict::Verified { version, pid } => RunStage::Verified { version, pid },
+            Verdict::Mismatch { claimed, running } => RunStage::Mismatch { claimed, running },
             Verdict::Failed {
                 reason,
                 rolled_back,
@@ -32,95 +23,57 @@ impl From<Verdict> for RunStage {
     }
 }
 
-/// The run record `update.status` holds for `run_id` (any when `None`).
-pub fn record_for<'a>(
-    run_id: Option<&RunId>,
-    answer: &'a UpdateStatusResult,
-) -> Option<&'a RunRecord> {
-    answer
-        .run
-        .as_ref()
-        .or(answer.last_run.as_ref())
-        .filter(|r| run_id.is_none_or(|id| *id == r.run_id))
-}
-
-/// Reads the verdict on `run_id`: the sentinel's proof first, then the run
-/// record. `None` while the run is still going. `target` is the version
-/// the run installs, `pid` the answering process's.
-pub fn verdict(
-    run_id: Option<&RunId>,
-    target: Option<&str>,
-    answer: &UpdateStatusResult,
-    pid: Option<u32>,
-) -> Option<Verdict> {
-    let same = |id: Option<&RunId>| run_id.is_none() || id == run_id;
-    if let Some(sentinel) = answer.sentinel.as_ref().filter(|s| same(s.run_id.as_ref())) {
-        if sentinel.rolled_back || sentinel.status == UpdateStatus::Error {
-            return Some(Verdict::Failed {
-                reason: sentinel
-                    .stats
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| "the update failed".to_owned()),
-                rolled_back: sentinel.rolled_back,
-            });
-        }
-        if let Some(verified) = &sentinel.verified {
-            let expected = target.or(sentinel.stats.after.version.as_deref());
-            return Some(match (&verified.mismatch, expected) {
-                (Some(mismatch), _) => Verdict::Failed {
-                    reason: format!("verification failed: {mismatch}"),
-                    rolled_back: false,
-                },
-                (None, Some(expected)) if expected != verified.running_version => Verdict::Failed {
-                    reason: format!(
-                        "running {} but the update installed {expected}",
-                        verified.running_version
-                    ),
-                    rolled_back: false,
-                },
-                _ => Verdict::Verified {
-                    version: verified.running_version.clone(),
-                    pid: verified.pid,
-                },
-            });
-        }
-    }
-    let record = record_for(run_id, answer)?;
-    let reason = record.reason.clone().filter(|r| !r.is_empty());
-    match record.phase {
-        RunPhase::Verified => Some(Verdict::Verified {
-            version: answer.running_version.clone(),
-            pid: pid.unwrap_or(record.owner.pid),
-        }),
-        RunPhase::Failed | RunPhase::RolledBack => Some(Verdict::Failed {
-            reason: reason.unwrap_or_else(|| "the update failed".to_owned()),
-            rolled_back: record.phase == RunPhase::RolledBack,
-        }),
-        RunPhase::Skipped => Some(Verdict::Skipped {
-            reason: reason.unwrap_or_else(|| "skipped".to_owned()),
-        }),
-        _ => None,
-    }
-}
-
-/// Applies `update.status` to `run`: step output, target, and the verdict.
+/// Applies an `update.status` answer to `run`: step output, target,
+/// phase, and the verdict once there is one.
 pub(super) fn judge(
     run: &mut RunView,
-    answer: &UpdateStatusResult,
-    pid: Option<u32>,
+    api: UpdateApi,
+    report: &UpdateReport,
+    live: &Live,
     now: Instant,
 ) {
-    if let Some(record) = record_for(run.run_id.as_ref(), answer) {
-        run.record_steps(&record.steps, now);
-        if run.target.is_none() {
-            run.target = record.target_version().map(str::to_owned);
-        }
-        if record.phase == RunPhase::Restarting && run.stage == RunStage::Running {
-            run.stage = RunStage::Restarting;
-        }
+    if let Some(record) = report.record_for(run.run_id.as_ref()) {
+        absorb(run, record, now);
     }
-    if let Some(verdict) = verdict(run.run_id.as_ref(), run.target.as_deref(), answer, pid) {
+    if let Some(verdict) = peer::verdict(
+        api,
+        run.run_id.as_ref(),
+        run.target.as_deref(),
+        report,
+        live,
+        run.restarted,
+    ) {
         run.stage = verdict.into();
+    }
+}
+
+/// Applies one run record (`update.runs.get`) to `run`.
+pub(super) fn judge_record(
+    run: &mut RunView,
+    api: UpdateApi,
+    record: Claim,
+    live: &Live,
+    now: Instant,
+) {
+    let report = UpdateReport {
+        run: Some(record),
+        ..UpdateReport::default()
+    };
+    judge(run, api, &report, live, now);
+}
+
+fn absorb(run: &mut RunView, record: &Claim, now: Instant) {
+    run.record_steps(&record.steps, now);
+    if run.target.is_none() {
+        run.target = record.target_version().map(str::to_owned);
+    }
+    if record.phase.is_some() {
+        run.phase = record.phase.clone();
+    }
+    if record.next_action.is_some() {
+        run.advice = record.next_action.clone();
+    }
+    if record.phase.as_deref() == Some("restarting") && run.stage == RunStage::Running {
+        run.stage = RunStage::Restarting;
     }
 }

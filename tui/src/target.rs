@@ -1,7 +1,8 @@
-//! Finds the gateway to talk to: the same state dir, config and lock file
-//! `moltd` uses, so `molt` with no flags reaches the local daemon.
+//! The gateway to talk to, found the way `moltd` finds its files: the
+//! rules (state dir, config path, file names, the config's port, the lock
+//! record) are molt-protocol's; this module only reads the files they name.
 //!
-//! Discovery is re-run on every reconnect attempt: a daemon restarted with
+//! Resolution is re-run on every reconnect attempt: a daemon restarted with
 //! `--port 0` comes back on a new port, and only its lock file knows which.
 
 use std::ffi::OsString;
@@ -9,11 +10,9 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use molt_protocol::lock::{LockContent, LockRecord};
+use molt_protocol::state::{self, DEFAULT_PORT};
 use serde_json::Value;
-
-/// The port `moltd` listens on when nothing says otherwise.
-pub const DEFAULT_PORT: u16 = 18789;
 
 /// What the operator passed on the command line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,9 +45,9 @@ impl Env {
             std::env::var_os(name).filter(|v| !v.is_empty())
         }
         Self {
-            state_dir: var_os("OPENCLAW_STATE_DIR"),
-            config_path: var_os("OPENCLAW_CONFIG_PATH"),
-            gateway_token: var_os("OPENCLAW_GATEWAY_TOKEN").and_then(|v| v.into_string().ok()),
+            state_dir: var_os(state::STATE_DIR_ENV),
+            config_path: var_os(state::CONFIG_PATH_ENV),
+            gateway_token: var_os(state::GATEWAY_TOKEN_ENV).and_then(|v| v.into_string().ok()),
             home: directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()),
         }
     }
@@ -107,8 +106,8 @@ impl fmt::Debug for Target {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
-    #[error("no state dir: pass --state-dir or set OPENCLAW_STATE_DIR (no home directory found)")]
-    NoStateDir,
+    #[error(transparent)]
+    NoStateDir(#[from] state::NoHome),
     #[error("cannot read config {path}: {source}")]
     ReadConfig { path: PathBuf, source: io::Error },
     #[error("config {path} is not valid JSON5: {problem}")]
@@ -123,32 +122,29 @@ pub enum DiscoverError {
     BadUrl { url: String, problem: String },
 }
 
-/// The state dir: `--state-dir`, else `$OPENCLAW_STATE_DIR`, else `~/.openclaw`.
+/// The state dir by moltd's rule ([`state::state_dir`]): `--state-dir`,
+/// else `$OPENCLAW_STATE_DIR`, else `~/.openclaw`, `~` expanded.
 pub fn state_dir(overrides: &Overrides, env: &Env) -> Result<PathBuf, DiscoverError> {
-    if let Some(dir) = &overrides.state_dir {
-        return Ok(dir.clone());
-    }
-    if let Some(dir) = &env.state_dir {
-        return Ok(PathBuf::from(dir));
-    }
-    env.home
-        .as_ref()
-        .map(|home| home.join(".openclaw"))
-        .ok_or(DiscoverError::NoStateDir)
+    Ok(state::state_dir(
+        overrides.state_dir.as_deref(),
+        env.state_dir.as_deref(),
+        env.home.as_deref(),
+    )?)
 }
 
-/// The config path: `$OPENCLAW_CONFIG_PATH`, else `<state>/openclaw.json`.
-pub fn config_path(state_dir: &Path, env: &Env) -> PathBuf {
-    env.config_path
-        .as_ref()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| state_dir.join("openclaw.json"))
+/// The config path by moltd's rule ([`state::config_path`]).
+pub fn config_path(state_dir: &Path, env: &Env) -> Result<PathBuf, DiscoverError> {
+    Ok(state::config_path(
+        state_dir,
+        env.config_path.as_deref(),
+        env.home.as_deref(),
+    )?)
 }
 
 /// Resolves URL and token from flags, env, the lock file and the config.
 pub fn discover(overrides: &Overrides, env: &Env) -> Result<Target, DiscoverError> {
     let state_dir = state_dir(overrides, env)?;
-    let config_path = config_path(&state_dir, env);
+    let config_path = config_path(&state_dir, env)?;
     let config = GatewayConfig::load(&config_path)?;
     let mut warnings = Vec::new();
 
@@ -156,14 +152,13 @@ pub fn discover(overrides: &Overrides, env: &Env) -> Result<Target, DiscoverErro
         Some(url) => (normalize_url(url)?, UrlSource::Flag),
         None => {
             let host = config.connect_host();
-            let lock_path = state_dir.join("gateway.lock");
+            let lock_path = state_dir.join(state::LOCK_FILE);
             match read_lock(&lock_path) {
-                Ok(Some(lock)) if process_alive(lock.pid) => (
-                    ws_url(&host, lock.port),
-                    UrlSource::LockFile { pid: lock.pid },
-                ),
+                Ok(Some((lock, port))) if process_alive(lock.pid) => {
+                    (ws_url(&host, port), UrlSource::LockFile { pid: lock.pid })
+                }
                 Ok(found) => {
-                    if let Some(lock) = found {
+                    if let Some((lock, _)) = found {
                         warnings.push(format!(
                             "{}: stale (pid {} is not running)",
                             lock_path.display(),
@@ -249,14 +244,11 @@ impl GatewayConfig {
     fn from_value(root: &Value) -> Result<Self, (&'static str, String)> {
         let gateway = root.get("gateway");
         let get = |key: &str| gateway.and_then(|g| g.get(key)).filter(|v| !v.is_null());
+        // moltd's own rule; 0 ("any free port") names no port to dial.
         let port = match get("port") {
             None => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p != 0)
-                    .ok_or(("gateway.port", format!("must be a port 1-65535, got {v}")))?,
-            ),
+            Some(v) => Some(state::parse_port(v).map_err(|e| ("gateway.port", e.to_string()))?)
+                .filter(|p| *p != 0),
         };
         let string = |key: &'static str, v: Option<&Value>| match v {
             None => Ok(None),
@@ -288,31 +280,19 @@ impl GatewayConfig {
     }
 }
 
-/// The content of `<state>/gateway.lock`.
-#[derive(Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-struct LockInfo {
-    pid: u32,
-    port: u16,
-    #[serde(default)]
-    version: Option<String>,
-}
-
-/// `Ok(None)` when there is no lock file (no daemon ran here yet).
-fn read_lock(path: &Path) -> Result<Option<LockInfo>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+/// The lock record and its bound port; `Ok(None)` when there is no lock
+/// file (no daemon ran here yet), it is still empty, or the daemon holds
+/// it but has not bound yet.
+fn read_lock(path: &Path) -> Result<Option<(LockRecord, u16)>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read: {e}")),
     };
-    // The daemon may hold the lock before it has written the content.
-    if text.trim().is_empty() {
-        return Ok(None);
+    match LockRecord::parse(&bytes)? {
+        LockContent::Empty => Ok(None),
+        LockContent::Record(lock) => Ok(lock.bound_port().map(|port| (lock, port))),
     }
-    let lock: LockInfo =
-        serde_json::from_str(&text).map_err(|e| format!("not a valid lock record: {e}"))?;
-    // Port 0: the daemon holds the lock but has not bound yet.
-    Ok((lock.port != 0).then_some(lock))
 }
 
 /// Whether `pid` names a live process. Probing the flock instead would race
@@ -417,7 +397,7 @@ mod tests {
         assert_eq!(state_dir(&flags, &env).unwrap(), PathBuf::from("/tmp/x"));
         assert!(matches!(
             state_dir(&Overrides::default(), &Env::default()),
-            Err(DiscoverError::NoStateDir)
+            Err(DiscoverError::NoStateDir(_))
         ));
     }
 
@@ -590,6 +570,59 @@ mod tests {
         write(&path, r#"{"gateway":{"auth":{"token":42}}}"#);
         let err = discover(&Overrides::default(), &env_with_state(tmp.path())).unwrap_err();
         assert!(err.to_string().contains("gateway.auth.token"), "{err}");
+    }
+
+    #[test]
+    fn a_port_moltd_accepts_is_a_port_molt_dials() {
+        let tmp = tempfile::tempdir().unwrap();
+        // JSON5 written by JavaScript tools: moltd reads 18790.0 as 18790.
+        write(
+            &tmp.path().join("openclaw.json"),
+            "{ gateway: { port: 18790.0 } }",
+        );
+        let target = discover(&Overrides::default(), &env_with_state(tmp.path())).unwrap();
+        assert_eq!(target.url, "ws://127.0.0.1:18790");
+        assert_eq!(target.url_source, UrlSource::Config);
+        // 0 ("any free port") names no port to dial: the default, as moltd's
+        // lock file is the only one who knows.
+        write(
+            &tmp.path().join("openclaw.json"),
+            r#"{"gateway":{"port":0}}"#,
+        );
+        let target = discover(&Overrides::default(), &env_with_state(tmp.path())).unwrap();
+        assert_eq!(target.url_source, UrlSource::Default);
+    }
+
+    #[test]
+    fn a_tilde_in_the_state_dir_is_the_home_directory() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(home.path().join("gw")).unwrap();
+        write(
+            &home.path().join("gw/openclaw.json"),
+            r#"{"gateway":{"port":20001,"auth":{"token":"t"}}}"#,
+        );
+        let env = Env {
+            home: Some(home.path().to_path_buf()),
+            ..Env::default()
+        };
+        let flags = Overrides {
+            state_dir: Some("~/gw".into()),
+            ..Overrides::default()
+        };
+        let target = discover(&flags, &env).unwrap();
+        assert_eq!(target.state_dir, home.path().join("gw"));
+        assert_eq!(target.url, "ws://127.0.0.1:20001");
+        assert_eq!(target.token.as_deref(), Some("t"));
+        let from_env = Env {
+            state_dir: Some("~/gw".into()),
+            ..env
+        };
+        assert_eq!(
+            discover(&Overrides::default(), &from_env)
+                .unwrap()
+                .state_dir,
+            home.path().join("gw")
+        );
     }
 
     #[test]

@@ -1,0 +1,74 @@
+//! WebSocket close codes with a meaning in the gateway protocol, and what a
+//! client should make of each. `moltd` closes with them; `molt` decides
+//! from them whether to wait for a successor, back off or stop retrying.
+//! OpenClaw uses the same codes (1012 for a restart, 1008 for a refused
+//! handshake, 4000 for a client's tick timeout).
+
+/// A normal close (also: the client went away before `connect`).
+pub const NORMAL: u16 = 1000;
+/// The gateway stops (SIGTERM), or a client stayed silent too long.
+pub const GOING_AWAY: u16 = 1001;
+/// No protocol version in common.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// A binary frame.
+pub const UNSUPPORTED_DATA: u16 = 1003;
+/// A close frame without a status code (never sent, only received).
+pub const NO_STATUS: u16 = 1005;
+/// No close frame at all: the TCP connection dropped (never sent).
+pub const ABNORMAL: u16 = 1006;
+/// Policy: a refused handshake (auth, role, bad params), a handshake
+/// timeout, a slow consumer.
+pub const POLICY: u16 = 1008;
+/// A frame over the limit.
+pub const TOO_BIG: u16 = 1009;
+/// This process hands off to its successor; reconnect at once.
+pub const SERVICE_RESTART: u16 = 1012;
+/// Closed by a client that heard nothing for two tick intervals.
+pub const TICK_TIMEOUT: u16 = 4000;
+
+/// What a close means for a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseKind {
+    Normal,
+    /// 1012: the successor process serves next; reconnect at once.
+    HandOff,
+    /// 1001: the gateway stops.
+    Stopping,
+    /// 1008: refused by policy (at the handshake: usually auth).
+    Refused,
+    /// 1009: a frame was over the limit.
+    TooBig,
+    /// The server went silent (4000, closed by the client).
+    Silent,
+    /// The connection dropped without a close frame.
+    Dropped,
+    Other,
+}
+
+impl CloseKind {
+    pub fn of(code: u16) -> CloseKind {
+        match code {
+            NORMAL => CloseKind::Normal,
+            SERVICE_RESTART => CloseKind::HandOff,
+            GOING_AWAY => CloseKind::Stopping,
+            POLICY => CloseKind::Refused,
+            TOO_BIG => CloseKind::TooBig,
+            TICK_TIMEOUT => CloseKind::Silent,
+            ABNORMAL => CloseKind::Dropped,
+            _ => CloseKind::Other,
+        }
+    }
+
+    /// In words, for a status line: `1012 handing off to a new process`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CloseKind::Normal | CloseKind::Other => "closed",
+            CloseKind::HandOff => "handing off to a new process",
+            CloseKind::Stopping => "gateway stopping",
+            CloseKind::Refused => "refused",
+            CloseKind::TooBig => "frame too big",
+            CloseKind::Silent => "gateway silent",
+            CloseKind::Dropped => "connection lost",
+        }
+    }
+}
