@@ -24,16 +24,44 @@ use crate::lifecycle::{Lifecycle, StopReason};
 
 /// What an update expects of the handoff its restart causes: the successor
 /// must report `version`; a failed handoff (this process keeps serving)
-/// hands the reason to `on_failure`, which rolls the install back on the
+/// hands the failure to `on_failure`, which rolls the install back on the
 /// blocking pool before `done` is told.
 pub struct HandoffExpectation {
     pub version: String,
-    pub on_failure: Box<dyn FnOnce(String) + Send>,
+    pub on_failure: Box<dyn FnOnce(&HandoffFailure) + Send>,
     /// Told how the handoff ended, after any rollback: `Ok(successor pid)`
     /// (sent before this process drains; `None` when the supervisor starts
-    /// the successor) or `Err(reason)`. Dropped unanswered when a newer
+    /// the successor) or the failure. Dropped unanswered when a newer
     /// expectation replaces this one or the request is refused.
-    pub done: tokio::sync::oneshot::Sender<Result<Option<u32>, String>>,
+    pub done: tokio::sync::oneshot::Sender<HandoffOutcome>,
+}
+
+/// How a handoff with an expectation ended.
+pub type HandoffOutcome = Result<Option<u32>, Arc<HandoffFailure>>;
+
+/// Why a restart did not hand off: this process keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffFailure {
+    #[error("no stable entrypoint to start a successor from")]
+    NoEntrypoint,
+    #[error("cannot pass the listener and lock on: {0}")]
+    Fds(io::Error),
+    /// It did not start, or did not get ready.
+    #[error(transparent)]
+    Successor(#[from] respawn::SuccessorFailure),
+    /// It got ready running another version than the one expected: old
+    /// code over a new tree, or the reverse.
+    #[error("successor pid {pid} runs version {running}, expected {expected}; stopped it")]
+    WrongVersion {
+        pid: u32,
+        running: String,
+        expected: String,
+    },
+    #[error("systemd did not take pid {pid} as the service's main process ({source}); stopped it")]
+    NotMainPid { pid: u32, source: io::Error },
+    /// The exec strategy's check of the entrypoint failed.
+    #[error("{0}")]
+    ExecPreflight(String),
 }
 
 impl std::fmt::Debug for HandoffExpectation {
@@ -224,7 +252,8 @@ async fn execute(
         }
         RestartStrategy::Exec => super::exec::preflight(engine.successor.as_ref())
             .await
-            .map(|()| None),
+            .map(|()| None)
+            .map_err(HandoffFailure::ExecPreflight),
     };
     match result {
         Ok(successor_pid) => {
@@ -234,19 +263,21 @@ async fn execute(
             lifecycle.stop(StopReason::restart(&fire.reason, engine.strategy));
             Outcome::HandedOff
         }
-        Err(reason) => {
+        Err(failure) => {
+            let reason = failure.to_string();
             tracing::error!(%reason, "restart failed; this process keeps serving");
             *engine.last_failure.lock() = Some(RestartFailure {
                 at: unix_ms(),
                 reason: reason.clone(),
             });
             if let Some(expectation) = expectation {
+                let failure = Arc::new(failure);
                 let rollback = expectation.on_failure;
-                let why = reason.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || rollback(why)).await {
+                let why = Arc::clone(&failure);
+                if let Err(e) = tokio::task::spawn_blocking(move || rollback(&why)).await {
                     tracing::error!("the rollback after a failed handoff panicked: {e}");
                 }
-                let _ = expectation.done.send(Err(reason.clone()));
+                let _ = expectation.done.send(Err(failure));
             }
             Outcome::Failed { reason }
         }
@@ -259,14 +290,12 @@ async fn respawn(
     host: &impl Host,
     engine: &RestartEngine,
     expected_version: Option<&str>,
-) -> Result<u32, String> {
+) -> Result<u32, HandoffFailure> {
     let spec = engine
         .successor
         .as_ref()
-        .ok_or("no stable entrypoint to start a successor from")?;
-    let (listener, lock) = host
-        .handoff_fds()
-        .map_err(|e| format!("cannot pass the listener and lock on: {e}"))?;
+        .ok_or(HandoffFailure::NoEntrypoint)?;
+    let (listener, lock) = host.handoff_fds().map_err(HandoffFailure::Fds)?;
     let timeouts = ReadyTimeouts::from_idle(engine.successor_timeout);
     // systemd must know the process it is told about as its own child.
     let parentage = match engine.takeover {
@@ -282,30 +311,30 @@ async fn respawn(
         parentage,
         timeouts,
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if let Some(expected) = expected_version
         && successor.version != expected
     {
-        let reason = format!(
-            "successor pid {} runs version {}, expected {expected}; stopped it",
-            successor.pid, successor.version
-        );
+        let failure = HandoffFailure::WrongVersion {
+            pid: successor.pid,
+            running: successor.version.clone(),
+            expected: expected.to_owned(),
+        };
         successor.stop().await;
-        return Err(reason);
+        return Err(failure);
     }
     if engine.takeover == Takeover::SystemdMainPid {
         let status = format!(
             "READY {} {} {}",
             successor.addr, successor.version, successor.pid
         );
-        if let Err(e) = crate::supervisor::hand_over_main_pid(successor.pid, &status).await {
-            let reason = format!(
-                "systemd did not take pid {} as the service's main process ({e}); stopped it",
-                successor.pid
-            );
+        if let Err(source) = crate::supervisor::hand_over_main_pid(successor.pid, &status).await {
+            let failure = HandoffFailure::NotMainPid {
+                pid: successor.pid,
+                source,
+            };
             successor.stop().await;
-            return Err(reason);
+            return Err(failure);
         }
     }
     tracing::info!(
@@ -342,7 +371,7 @@ mod tests {
         }
     }
 
-    type Outcome = tokio::sync::oneshot::Receiver<Result<Option<u32>, String>>;
+    type Outcome = tokio::sync::oneshot::Receiver<HandoffOutcome>;
 
     fn engine(strategy: RestartStrategy) -> Arc<RestartEngine> {
         let scheduler = Scheduler::new(1, strategy, DEFAULT_DEFERRAL_TIMEOUT_MS);
@@ -360,7 +389,7 @@ mod tests {
         let (done, outcome) = tokio::sync::oneshot::channel();
         let expectation = HandoffExpectation {
             version: "2.0.0".to_owned(),
-            on_failure: Box::new(move |reason| *rolled_back.lock() = Some(reason)),
+            on_failure: Box::new(move |failure| *rolled_back.lock() = Some(failure.to_string())),
             done,
         };
         let request = RestartRequest {
@@ -397,7 +426,7 @@ mod tests {
         assert!(!lifecycle.is_stopping(), "a hold defers the restart");
         *host.0.lock() = PendingWork::default();
         // Supervised: the supervisor starts the successor, so no pid.
-        assert_eq!(outcome.await.unwrap(), Ok(None));
+        assert_eq!(outcome.await.unwrap().ok(), Some(None));
         driver.await.unwrap();
         let why = lifecycle.stop_reason();
         assert_eq!(why.reason, "restart: update.run");
@@ -420,8 +449,12 @@ mod tests {
             None,
         ));
 
-        let reason = outcome.await.unwrap().unwrap_err();
-        assert!(reason.contains("no stable entrypoint"), "{reason}");
+        let failure = outcome.await.unwrap().unwrap_err();
+        assert!(
+            matches!(*failure, HandoffFailure::NoEntrypoint),
+            "{failure}"
+        );
+        let reason = failure.to_string();
         assert_eq!(
             rolled_back.lock().as_deref(),
             Some(reason.as_str()),
