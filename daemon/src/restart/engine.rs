@@ -285,7 +285,9 @@ async fn execute(
 }
 
 /// Starts the successor; its pid once it proved itself and, under
-/// systemd, once systemd follows it as the service's main process.
+/// systemd, once systemd follows it as the service's main process. Only
+/// then is it accepted (and claims the gateway); a successor that fails a
+/// check is rejected and stopped, and leaves no trace.
 async fn respawn(
     host: &impl Host,
     engine: &RestartEngine,
@@ -320,7 +322,7 @@ async fn respawn(
             running: successor.version.clone(),
             expected: expected.to_owned(),
         };
-        successor.stop().await;
+        successor.reject(&failure.to_string()).await;
         return Err(failure);
     }
     if engine.takeover == Takeover::SystemdMainPid {
@@ -333,7 +335,7 @@ async fn respawn(
                 pid: successor.pid,
                 source,
             };
-            successor.stop().await;
+            successor.reject(&failure.to_string()).await;
             return Err(failure);
         }
     }
@@ -341,7 +343,7 @@ async fn respawn(
         pid = successor.pid, version = %successor.version, addr = %successor.addr,
         "successor ready; handing off"
     );
-    Ok(successor.pid)
+    Ok(successor.accept())
 }
 
 /// The successor to start: the stable entrypoint with this process's args.
