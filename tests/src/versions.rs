@@ -2,6 +2,13 @@
 //! (`MOLT_VERSION`), so each one is a build: done once in a target dir of
 //! its own, and cached by a fingerprint of the sources so later runs reuse
 //! it until the code changes.
+//!
+//! Tests never build: a build of the workspace takes minutes on a busy
+//! machine, under the test runner's kill timeout. `scripts/test` runs
+//! `cargo run -p molt-e2e --bin build-versions` first, which builds (and
+//! packs) every version in [`SUITE`]; a test only looks its build up
+//! ([`moltd_binary`], [`packed_moltd`]) and fails saying that command when
+//! it is missing. Benchmarks build what they need ([`moltd_release_binary`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,29 +18,65 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::tools::repo_root;
+use crate::updates::{NEW, OLD};
 
-/// The moltd binary stamped with `version`, building it if needed.
+/// Every version the test suite runs moltd at.
+pub const SUITE: &[&str] = &[OLD, NEW];
+
+/// How to build [`SUITE`] for the current sources.
+pub const BUILD_HINT: &str = "cargo run -p molt-e2e --bin build-versions (scripts/test runs it)";
+
+/// The debug moltd binary stamped with `version`, built beforehand (see
+/// the module header).
 pub fn moltd_binary(version: &str) -> Result<PathBuf> {
+    let root = repo_root();
+    let cached = cached_binary(&root, version, false)?;
+    if !cached.is_file() {
+        bail!(
+            "moltd {version} is not built for the current sources ({} is missing): run `{BUILD_HINT}`",
+            cached.display()
+        );
+    }
+    Ok(cached)
+}
+
+/// Builds the debug moltd binary stamped with `version`, unless it is
+/// built already: for `build-versions`, never for a test.
+pub fn build_moltd_binary(version: &str) -> Result<PathBuf> {
     build(version, false)
 }
 
-/// The same as an optimized build, for benchmarks.
+/// The same as an optimized build, for benchmarks (built if needed).
 pub fn moltd_release_binary(version: &str) -> Result<PathBuf> {
     build(version, true)
+}
+
+/// Where the build of `version` for the current sources lives.
+fn cached_binary(root: &Path, version: &str, release: bool) -> Result<PathBuf> {
+    let fingerprint = source_fingerprint(root)?;
+    Ok(target_dir(root, release)
+        .join("bins")
+        .join(fingerprint)
+        .join(version)
+        .join("moltd"))
+}
+
+fn target_dir(root: &Path, release: bool) -> PathBuf {
+    root.join("target").join(if release {
+        "bench-versions"
+    } else {
+        "e2e-versions"
+    })
 }
 
 fn build(version: &str, release: bool) -> Result<PathBuf> {
     let root = repo_root();
     let profile = if release { "release" } else { "debug" };
-    let target = root.join("target").join(if release {
-        "bench-versions"
-    } else {
-        "e2e-versions"
-    });
+    let target = target_dir(&root, release);
     std::fs::create_dir_all(&target)?;
     let bins = target.join("bins");
     let fingerprint = source_fingerprint(&root)?;
-    let cached = bins.join(&fingerprint).join(version).join("moltd");
+    let cached = cached_binary(&root, version, release)?;
     if cached.is_file() {
         return Ok(cached);
     }
@@ -78,6 +121,10 @@ fn build(version: &str, release: bool) -> Result<PathBuf> {
 /// once and kept beside the cached binary.
 pub fn packed_moltd(version: &str, package: &str) -> Result<PathBuf> {
     let binary = moltd_binary(version)?;
+    pack_beside(&binary, version, package)
+}
+
+fn pack_beside(binary: &Path, version: &str, package: &str) -> Result<PathBuf> {
     let dir = binary.parent().expect("cache path has a parent");
     let name = package.trim_start_matches('@').replace('/', "-");
     let cached = dir.join(format!("{name}-{version}.tgz"));
@@ -86,9 +133,21 @@ pub fn packed_moltd(version: &str, package: &str) -> Result<PathBuf> {
     }
     // Packed in a private dir and renamed: parallel tests may race here.
     let work = tempfile::tempdir_in(dir)?;
-    let tarball = crate::pack_moltd(&binary, version, work.path(), package)?;
+    let tarball = crate::pack_moltd(binary, version, work.path(), package)?;
     std::fs::rename(&tarball, &cached)?;
     Ok(cached)
+}
+
+/// Builds and packs every version of [`SUITE`] (as [`crate::DEFAULT_PACKAGE`])
+/// for the current sources; the paths of the packages.
+pub fn build_suite() -> Result<Vec<PathBuf>> {
+    SUITE
+        .iter()
+        .map(|version| {
+            let binary = build_moltd_binary(version)?;
+            pack_beside(&binary, version, crate::DEFAULT_PACKAGE)
+        })
+        .collect()
 }
 
 /// Hash of everything moltd is built from.
