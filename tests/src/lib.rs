@@ -12,8 +12,11 @@
 //! * [`process`], [`http`], [`memory`], [`ports`]: small helpers (commands
 //!   with deadlines, HTTP/1.1, a process's resident memory, an address
 //!   that refuses connections).
+//! * [`gate`]: a named pipe a process waits on, to act at a precise point
+//!   of a run.
 
 pub mod client;
+pub mod gate;
 pub mod global_install;
 pub mod http;
 pub mod memory;
@@ -32,6 +35,7 @@ pub mod versions;
 pub use global_install::{GlobalInstall, PackageManager, install_global};
 pub use npm_package::{
     DEFAULT_PACKAGE, dist_tag_add, pack_moltd, publish, write_fake_moltd, write_moltd_that_claims,
+    write_moltd_that_waits,
 };
 pub use registry::Registry;
 pub use tools::Tools;

@@ -74,8 +74,26 @@ pub fn write_moltd_that_claims(path: &Path, version: &str, real: &Path) -> Resul
     )
 }
 
+/// Writes at `path` a moltd that says it is `version` when asked
+/// (`--version`) and otherwise waits on the named pipe `gate` (until a
+/// test opens and closes it), then exits 1: it installs and verifies, and
+/// hangs at start until the test lets it die.
+pub fn write_moltd_that_waits(path: &Path, version: &str, gate: &Path) -> Result<()> {
+    write_script(
+        path,
+        &format!(
+            "#!/bin/sh\n\
+             case \"$1\" in\n  \
+               --version) echo 'moltd {version}' ;;\n  \
+               *) cat '{}' >/dev/null; echo 'fake moltd {version}: cannot start' >&2; exit 1 ;;\n\
+             esac\n",
+            gate.display()
+        ),
+    )
+}
+
 /// An executable script at `path`, its directory made first.
-fn write_script(path: &Path, script: &str) -> Result<()> {
+pub(crate) fn write_script(path: &Path, script: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
