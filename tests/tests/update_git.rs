@@ -350,3 +350,77 @@ async fn a_successor_that_dies_at_start_restores_head_branch_and_binary() {
     assert!(!state.join("update-backup.json").exists());
     assert_eq!(serving(&state), [moltd.first.pid]);
 }
+
+#[tokio::test]
+async fn a_stop_before_the_restart_fires_leaves_the_update_for_the_next_start_to_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repos = repos(tmp.path());
+    let (state, mut moltd) = start_from_checkout(tmp.path(), &repos);
+    let addr: std::net::SocketAddr = moltd.first.addr.parse().unwrap();
+
+    // An operator hold defers the update's restart; then the gateway is
+    // stopped.
+    let mut c = client(&moltd.first).await;
+    c.request(
+        "gateway.hold.acquire",
+        json!({"reason": "backup", "ttlMs": 120_000}),
+    )
+    .await
+    .into_result::<HoldAcquireResult>()
+    .unwrap();
+    let result = update_run(&mut c, json!({})).await.unwrap();
+    assert!(result.ok, "{result:#?}");
+    c.event("restart.deferred").await;
+    Moltd::signal(moltd.first.pid, "TERM");
+    let exit = moltd.wait_exit(READY_WAIT).expect("moltd stops");
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "nothing serves"
+    );
+
+    // The build stands, and what the update left tells the next start
+    // what to verify.
+    let tagged = git(
+        &repos.checkout,
+        &["rev-parse", &format!("v{NEW}^{{commit}}")],
+    );
+    assert_eq!(git(&repos.checkout, &["rev-parse", "HEAD"]), tagged);
+    assert_eq!(version_of(&entrypoint(&repos)), format!("moltd {NEW}"));
+    let sentinel: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("restart-sentinel.json")).unwrap())
+            .unwrap();
+    assert_eq!(sentinel["payload"]["status"], "ok");
+    assert_eq!(sentinel["payload"]["runId"], json!(result.run_id));
+    assert_eq!(sentinel["payload"]["verified"], serde_json::Value::Null);
+    assert!(
+        state.join("update-backup.json").is_file(),
+        "the undo record stays"
+    );
+    let previous = entrypoint(&repos).with_file_name("moltd.molt-previous");
+    assert_eq!(version_of(&previous), format!("moltd {OLD}"));
+
+    // The next start runs the new build and verifies it.
+    let mut cmd = command(&entrypoint(&repos), &state, &["--port", "0"]);
+    cmd.env("MOLT_TEST_BINS", &repos.bins);
+    let next = Moltd::spawn(cmd);
+    assert_eq!(next.first.version, NEW);
+    let status = update_status(&mut client(&next.first).await).await;
+    let run = status.last_run.unwrap();
+    assert_eq!((run.run_id, run.phase), (result.run_id, RunPhase::Verified));
+    let verified = status.sentinel.unwrap().verified.unwrap();
+    assert_eq!(
+        (verified.running_version.as_str(), verified.pid),
+        (NEW, next.first.pid)
+    );
+    assert!(
+        !state.join("update-backup.json").exists(),
+        "retired once verified"
+    );
+    assert!(!previous.exists(), "the previous binary is retired");
+}
+
+fn version_of(binary: &Path) -> String {
+    let out = Command::new(binary).arg("--version").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
