@@ -24,7 +24,7 @@ use crate::updates::{NEW, OLD};
 pub const SUITE: &[&str] = &[OLD, NEW];
 
 /// How to build [`SUITE`] for the current sources.
-pub const BUILD_HINT: &str = "cargo run -p molt-e2e --bin build-versions (scripts/test runs it)";
+pub const BUILD_HINT: &str = "cargo run -p molt-e2e --bin build-versions";
 
 /// The debug moltd binary stamped with `version`, built beforehand (see
 /// the module header).
@@ -33,7 +33,8 @@ pub fn moltd_binary(version: &str) -> Result<PathBuf> {
     let cached = cached_binary(&root, version, false)?;
     if !cached.is_file() {
         bail!(
-            "moltd {version} is not built for the current sources ({} is missing): run `{BUILD_HINT}`",
+            "moltd {version} is not built for the current sources ({} is missing): run \
+             `{BUILD_HINT}` (scripts/test runs it before the tests)",
             cached.display()
         );
     }
