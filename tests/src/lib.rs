@@ -7,6 +7,8 @@
 //! * [`versions`]: moltd built at a given version, cached.
 //! * [`moltd`], [`client`], [`restarts`]: the real moltd as a child
 //!   process, a raw protocol client, handoff probes.
+//! * [`supervisor`]: a supervisor moltd cannot hand a process to (a
+//!   script that starts it again after every exit and runs the rescue).
 //! * [`systemd`]: a real systemd 252 in a throwaway machine, and moltd in
 //!   it under the shipped units.
 //! * [`process`], [`http`], [`memory`], [`ports`]: small helpers (commands
@@ -26,6 +28,7 @@ pub mod ports;
 pub mod process;
 pub mod registry;
 pub mod restarts;
+pub mod supervisor;
 pub mod systemd;
 pub mod tools;
 pub mod tree;

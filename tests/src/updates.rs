@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::client::Client;
 use crate::gate::Gate;
 use crate::moltd::{Moltd, Ready, command, write_config};
+use crate::supervisor::Supervised;
 use crate::{
     DEFAULT_PACKAGE, GlobalInstall, PackageManager, Registry, install_global, pack_moltd, publish,
     versions,
@@ -184,6 +185,21 @@ impl UpdateFixture {
         std::fs::create_dir_all(&state)?;
         write_config(&state, config);
         Ok((state.clone(), self.restart_moltd(global, &state, args)?))
+    }
+
+    /// Starts moltd from the install's bin entrypoint on its own state dir
+    /// under a [`crate::supervisor`] script, as `--supervisor runit`.
+    pub fn start_supervised(&self, global: &GlobalInstall, config: Value) -> Result<Supervised> {
+        let state = self.state_dir(global);
+        std::fs::create_dir_all(&state)?;
+        write_config(&state, config);
+        crate::supervisor::start(
+            &self.tmp.path().join("supervisor"),
+            &global.bin,
+            &state,
+            &["--port", "0", "--supervisor", "runit"],
+            self.moltd_env(global.manager)?,
+        )
     }
 
     /// The state dir [`Self::start_moltd`] uses for `global`.
