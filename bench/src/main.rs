@@ -7,6 +7,7 @@
 mod client;
 mod console;
 mod daemon;
+mod hostile;
 mod moltd;
 mod report;
 mod restart;
@@ -54,6 +55,10 @@ enum Suite {
     /// The console in a pty: start → first frame, and successor READY →
     /// its pid on screen after a forced restart.
     Console(console::Args),
+    /// Hostile clients: a client that pipelines without reading, a
+    /// pre-auth flood, a handoff with many clients, requests across
+    /// handoffs by clients that follow the protocol and ones that do not.
+    Hostile(hostile::Args),
     /// Every suite with its defaults.
     All,
 }
@@ -87,6 +92,7 @@ fn run(cli: Cli) -> Result<()> {
         Suite::Restart(args) => restart_suites(&moltd, &header.version, &args)?,
         Suite::Update(args) => vec![update::run(&args)?],
         Suite::Console(args) => vec![console::run(&moltd, !cli.no_build, &args)?],
+        Suite::Hostile(args) => vec![hostile::run(&moltd, &args)?],
         Suite::All => {
             let mut all = vec![daemon::run(&moltd, &daemon::Args::defaults())?];
             all.extend(restart_suites(
@@ -94,6 +100,7 @@ fn run(cli: Cli) -> Result<()> {
                 &header.version,
                 &restart::Args::defaults(),
             )?);
+            all.push(hostile::run(&moltd, &hostile::Args::defaults())?);
             all.push(update::run(&update::Args::defaults())?);
             all.push(console::run(
                 &moltd,

@@ -40,6 +40,7 @@ use crate::logging::LogHub;
 use crate::paths::StatePaths;
 use crate::restart::engine::{self, Host, RestartEngine};
 use crate::restart::scheduler::RequesterId;
+use crate::update::check::CheckFlight;
 use crate::update::context::{RunContext, SystemSteps};
 use crate::update::runs::RunStore;
 use crate::update::{UpdateSlot, resume};
@@ -118,6 +119,9 @@ struct Inner {
     /// In-flight requests per connection number.
     in_flight_by_conn: Mutex<HashMap<u64, u32>>,
     update_slot: Arc<UpdateSlot>,
+    /// The registry check in flight, shared by `update.check` callers and
+    /// the auto-updater.
+    check_flight: CheckFlight,
     /// The newest version the last check found, if newer than this one.
     update_available: Mutex<Option<UpdateAvailable>>,
     events: EventBus,
@@ -129,7 +133,12 @@ struct Inner {
     sessions_stop: CancellationToken,
     /// Request handlers, drained on stop.
     requests: TaskTracker,
+    /// Cancelled at the first accepted connection.
+    accepted: CancellationToken,
 }
+
+/// How long the start-up clean-up waits for a first connection.
+pub const CLEANUP_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -158,6 +167,7 @@ impl Gateway {
                 auto: parts.auto,
                 in_flight_by_conn: Mutex::new(HashMap::new()),
                 update_slot: Arc::default(),
+                check_flight: CheckFlight::default(),
                 update_available: Mutex::new(None),
                 events: EventBus::default(),
                 holds: Mutex::new(Holds::default()),
@@ -166,6 +176,7 @@ impl Gateway {
                 lifecycle: Arc::default(),
                 sessions_stop: CancellationToken::new(),
                 requests: TaskTracker::new(),
+                accepted: CancellationToken::new(),
             }),
         }
     }
@@ -264,17 +275,43 @@ impl Gateway {
         }
     }
 
-    /// At start, once serving: finishes what a predecessor's update left
-    /// (on the blocking pool: it reads and writes state files).
+    /// At start: finishes what a predecessor's update left (on the
+    /// blocking pool: it reads and writes state files), and leaves the
+    /// clean-up of big trees for once a client was accepted.
     pub async fn resume_updates(&self) {
         let gw = self.clone();
         let resumed = tokio::task::spawn_blocking(move || {
-            resume::resume(gw.runs(), gw.paths(), gw.install(), gw.identity());
+            resume::resume(gw.runs(), gw.paths(), gw.install(), gw.identity())
         })
         .await;
-        if let Err(e) = resumed {
-            tracing::error!("resuming the update state did not finish: {e}");
+        match resumed {
+            Ok(cleanup) => self.clean_up_once_serving(cleanup),
+            Err(e) => tracing::error!("resuming the update state did not finish: {e}"),
         }
+    }
+
+    /// Runs `cleanup` after the first accepted connection (or
+    /// [`CLEANUP_AFTER`] of serving with none), never before: removing a
+    /// big leftover tree must not keep the port from answering.
+    fn clean_up_once_serving(&self, cleanup: resume::Cleanup) {
+        let accepted = self.inner.accepted.clone();
+        let stopping = self.stopping().clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                () = stopping.cancelled() => return,
+                () = accepted.cancelled() => {}
+                () = tokio::time::sleep(CLEANUP_AFTER) => {}
+            }
+            if let Err(e) = tokio::task::spawn_blocking(move || cleanup.run()).await {
+                tracing::warn!("the start-up clean-up did not finish: {e}");
+            }
+        });
+    }
+
+    /// The one registry check that runs at a time.
+    pub fn check_flight(&self) -> &CheckFlight {
+        &self.inner.check_flight
     }
 
     pub fn update_available(&self) -> Option<UpdateAvailable> {
@@ -335,6 +372,7 @@ impl Gateway {
 
     /// Counts a connection for as long as the guard lives.
     pub fn connection_guard(&self) -> CountGuard {
+        self.inner.accepted.cancel();
         CountGuard::new(self.clone(), |inner| &inner.connections)
     }
 

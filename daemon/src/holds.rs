@@ -1,10 +1,12 @@
 //! Operator maintenance holds: pending work that defers restarts until it
-//! is released or its TTL runs out.
+//! is released or its TTL runs out. Bounded: at most [`MAX_HOLDS`] live
+//! holds, each reason at most [`HOLD_REASON`] long.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use molt_protocol::ids::HoldId;
+use molt_protocol::limits::{HOLD_REASON, MAX_HOLDS, TooLong};
 
 /// The longest hold one request may take.
 pub const MAX_HOLD_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -27,6 +29,10 @@ pub enum HoldError {
     BadTtl,
     #[error("reason must not be empty")]
     EmptyReason,
+    #[error(transparent)]
+    TooLong(#[from] TooLong),
+    #[error("at most {MAX_HOLDS} holds may be live at once; release one first")]
+    TooMany,
 }
 
 impl Holds {
@@ -41,6 +47,11 @@ impl Holds {
         }
         if reason.trim().is_empty() {
             return Err(HoldError::EmptyReason);
+        }
+        HOLD_REASON.check(reason)?;
+        self.expire(now);
+        if self.active.len() >= MAX_HOLDS {
+            return Err(HoldError::TooMany);
         }
         self.next += 1;
         let id = HoldId(format!("hold-{}", self.next));
@@ -111,5 +122,24 @@ mod tests {
             Err(HoldError::EmptyReason)
         );
         assert_eq!(holds.active(t0), 0);
+    }
+
+    #[test]
+    fn holds_are_bounded_in_number_and_reason_length() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let mut holds = Holds::default();
+        let long = "r".repeat(HOLD_REASON.max_chars + 1);
+        assert_eq!(
+            holds.acquire(t0, &long, ttl).unwrap_err().to_string(),
+            "reason must be at most 200 characters, got 201"
+        );
+        for _ in 0..MAX_HOLDS {
+            holds.acquire(t0, "x", ttl).unwrap();
+        }
+        assert_eq!(holds.acquire(t0, "x", ttl), Err(HoldError::TooMany));
+        assert_eq!(holds.active(t0), MAX_HOLDS as u32);
+        // Expired holds make room again.
+        assert!(holds.acquire(t0 + ttl, "x", ttl).is_ok());
     }
 }

@@ -7,8 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 mod capped;
+mod throttled;
+mod one_line;
 
 pub use capped::MAX_LOG_FILE_BYTES;
+pub use throttled::{THROTTLE_WINDOW, Throttled};
 use tokio::sync::broadcast;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::fmt::MakeWriter;
@@ -186,7 +189,11 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     match format {
-        LogFormat::Text => fmt::layer().with_ansi(ansi).with_writer(writer).boxed(),
+        LogFormat::Text => fmt::layer()
+            .with_ansi(ansi)
+            .fmt_fields(one_line::OneLine)
+            .with_writer(writer)
+            .boxed(),
         LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
@@ -291,6 +298,27 @@ mod tests {
             event["timestamp"]
                 .as_str()
                 .is_some_and(|t| t.ends_with('Z'))
+        );
+        assert!(rx.try_recv().is_err(), "one line per event");
+    }
+
+    #[test]
+    fn a_line_break_in_a_field_or_message_cannot_start_a_line() {
+        let hub = LogHub::default();
+        let mut rx = hub.subscribe();
+        let subscriber =
+            tracing_subscriber::registry().with(vec![layer(LogFormat::Text, hub.clone(), false)]);
+        let forged = "x\n2026-01-01T00:00:00Z  INFO moltd: READY forged";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(reason = %forged, "hold {forged} acquired");
+        });
+        let line = rx.try_recv().unwrap();
+        assert!(
+            line.ends_with(
+                "hold x\\n2026-01-01T00:00:00Z  INFO moltd: READY forged acquired \
+                 reason=x\\n2026-01-01T00:00:00Z  INFO moltd: READY forged"
+            ),
+            "{line}"
         );
         assert!(rx.try_recv().is_err(), "one line per event");
     }

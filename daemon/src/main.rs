@@ -196,6 +196,9 @@ fn rescue(paths: &StatePaths, env: &dyn Fn(&str) -> Option<String>) -> ExitCode 
 }
 
 /// Installs the handlers now; the future completes on SIGTERM or SIGINT.
+/// A second signal during the drain ends the process at once (128 + the
+/// signal's number, as a shell reports a death by signal), taking a
+/// successor that is starting along.
 fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -204,5 +207,14 @@ fn stop_signal() -> std::io::Result<impl Future<Output = ()>> {
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
             _ = int.recv() => tracing::info!("SIGINT: stopping"),
         }
+        tokio::spawn(async move {
+            let (name, code) = tokio::select! {
+                _ = term.recv() => ("SIGTERM", 143),
+                _ = int.recv() => ("SIGINT", 130),
+            };
+            eprintln!("moltd: second {name} while stopping: exiting now");
+            molt_daemon::restart::respawn::kill_starting();
+            std::process::exit(code);
+        });
     })
 }

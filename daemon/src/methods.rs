@@ -8,11 +8,11 @@ use molt_protocol::error::{ErrorCode, ErrorShape, UnavailableReason};
 use molt_protocol::event::{ConfigChanged, EventName};
 use molt_protocol::handshake::{Features, GrantedAuth, HelloOk, Policy, ServerInfo};
 use molt_protocol::ids::ConnId;
+use molt_protocol::limits::{self, TextLimit};
 use molt_protocol::method::{
     ConfigGetResult, ConfigPatchParams, ConfigPatchResult, HealthResult, HoldAcquireParams,
     HoldAcquireResult, HoldReleaseParams, HoldReleaseResult, LogsTailParams, LogsTailResult,
-    MAX_RESTART_REASON, Method, NoAutoUpdateSetParams, NoAutoUpdateSetResult, RestartRequestParams,
-    RestartScheduled,
+    Method, NoAutoUpdateSetParams, NoAutoUpdateSetResult, RestartRequestParams, RestartScheduled,
 };
 use molt_protocol::{Request, Scope};
 use serde::Serialize;
@@ -92,7 +92,7 @@ pub async fn dispatch(
             to_value(UpdateHistoryResult { runs })
         }
         Request::HoldAcquire(params) => hold_acquire(gw, params),
-        Request::HoldRelease(params) => to_value(hold_release(gw, params)),
+        Request::HoldRelease(params) => to_value(hold_release(gw, params)?),
         Request::LogsTail(params) => logs_tail(gw, flags, params).await,
         Request::NoAutoUpdateSet(params) => {
             on_blocking_pool(gw, move |gw| no_auto_update_set(gw, params)).await
@@ -183,14 +183,16 @@ fn refused_error(refused: &Refused) -> ErrorShape {
 async fn update_check(
     gw: &Gateway,
 ) -> Result<molt_protocol::method::UpdateCheckResult, ErrorShape> {
-    let checked = check::check(&gw.run_context()).await.map_err(check_error)?;
+    let checked = check::check(&gw.run_context(), gw.check_flight())
+        .await
+        .map_err(|e| check_error(&e))?;
     gw.announce_update(checked.update_available.clone());
     Ok(checked)
 }
 
 /// Why `update.check` could not answer, as the wire states it: the
 /// registry not answering may pass, a wrong install will not.
-fn check_error(error: CheckError) -> ErrorShape {
+fn check_error(error: &CheckError) -> ErrorShape {
     let message = error.to_string();
     match error {
         CheckError::Query(_) => {
@@ -213,6 +215,9 @@ async fn update_status(
     gw: &Gateway,
     params: UpdateStatusParams,
 ) -> Result<UpdateStatusResult, ErrorShape> {
+    if let Some(run_id) = &params.run_id {
+        within(&limits::RUN_ID, run_id.as_str())?;
+    }
     let (store, sentinel_path) = (gw.runs().clone(), gw.paths().sentinel_path.clone());
     let (run, sentinel, last_run) = blocking(move || {
         let run = match &params.run_id {
@@ -286,11 +291,10 @@ fn restart_request(
     let reason = params
         .reason
         .unwrap_or_else(|| "gateway.restart.request".to_owned());
-    if reason.trim().is_empty() || reason.len() > MAX_RESTART_REASON {
-        return Err(ErrorShape::invalid_request(format!(
-            "reason must be 1..={MAX_RESTART_REASON} characters"
-        )));
+    if reason.trim().is_empty() {
+        return Err(ErrorShape::invalid_request("reason must not be blank"));
     }
+    within(&limits::RESTART_REASON, &reason)?;
     let request = RestartRequest {
         reason,
         delay_ms: params.delay_ms,
@@ -405,10 +409,19 @@ fn hold_acquire(gw: &Gateway, params: HoldAcquireParams) -> Result<Value, ErrorS
     })
 }
 
-fn hold_release(gw: &Gateway, params: HoldReleaseParams) -> HoldReleaseResult {
+fn hold_release(gw: &Gateway, params: HoldReleaseParams) -> Result<HoldReleaseResult, ErrorShape> {
+    within(&limits::HOLD_ID, params.hold_id.as_str())?;
     let released = gw.holds().release(Instant::now(), &params.hold_id);
     tracing::info!(hold_id = %params.hold_id, released, "hold release");
-    HoldReleaseResult { released }
+    Ok(HoldReleaseResult { released })
+}
+
+/// A client string within its limit, else `INVALID_REQUEST` naming the
+/// field and the limit.
+fn within(limit: &TextLimit, value: &str) -> Result<(), ErrorShape> {
+    limit
+        .check(value)
+        .map_err(|e| ErrorShape::invalid_request(e.to_string()))
 }
 
 async fn logs_tail(
@@ -471,18 +484,18 @@ mod tests {
 
     #[test]
     fn a_registry_that_does_not_answer_may_pass_and_a_wrong_install_will_not() {
-        let unreachable = check_error(CheckError::Query("check failed (exit 1)".into()));
+        let unreachable = check_error(&CheckError::Query("check failed (exit 1)".into()));
         assert_eq!(unreachable.code, ErrorCode::Unavailable);
         assert_eq!(unreachable.retry_after_ms, Some(30_000));
         assert_eq!(
             unreachable.message,
             "update check failed: check failed (exit 1)"
         );
-        let unmanaged = check_error(CheckError::NotUpdatable(InstallMode::Unmanaged));
+        let unmanaged = check_error(&CheckError::NotUpdatable(InstallMode::Unmanaged));
         assert_eq!(unmanaged.code, ErrorCode::InvalidRequest);
         assert_eq!(unmanaged.retry_after_ms, None);
         assert_eq!(
-            check_error(CheckError::ToolMissing(InstallMode::Npm)).code,
+            check_error(&CheckError::ToolMissing(InstallMode::Npm)).code,
             ErrorCode::Internal
         );
     }

@@ -332,7 +332,7 @@ async fn prepare_with(
         }
         (inherited, _) => match adoptable(inherited, addr) {
             Some(listener) => adopt_listener(listener, addr)?,
-            None => TcpListener::bind(addr).await.map_err(|source| {
+            None => listen(addr).map_err(|source| {
                 if source.kind() == io::ErrorKind::AddrInUse {
                     StartError::PortBusy { host, port }
                 } else {
@@ -472,6 +472,23 @@ fn adoptable(
 /// any port).
 fn same_address(have: SocketAddr, wanted: SocketAddr) -> bool {
     (wanted.port() == 0 || wanted.port() == have.port()) && wanted.ip() == have.ip()
+}
+
+/// Connections the kernel queues for us (clamped to `net.core.somaxconn`):
+/// while a stop drains, or an exec replaces the image, nobody accepts, and
+/// an overflowing queue silently drops connection attempts.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds and listens on `addr` with [`LISTEN_BACKLOG`], as the shipped
+/// socket unit does (`Backlog=4096`).
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
 }
 
 fn adopt_listener(

@@ -369,3 +369,50 @@ async fn sigusr1_schedules_a_restart() {
     assert_ne!(next.pid, first.pid);
     assert_eq!(status(&next).await.pid, next.pid);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_request_is_lost_across_fifty_handoffs_for_a_client_that_follows_the_protocol() {
+    use common::restarts::{Calls, IGNORING_WINDOW, Manners, call_in_a_loop};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const HANDOFFS: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    moltd::write_config(
+        dir.path(),
+        json!({"gateway": {"reload": {"cooldownMs": 0}}}),
+    );
+    let mut moltd = moltd::start(dir.path(), RESPAWN);
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = [Manners::Cooperating; 8]
+        .into_iter()
+        .chain([Manners::Ignoring; 2])
+        .map(|manners| {
+            let (addr, stop) = (moltd.first.addr.clone(), Arc::clone(&stop));
+            (manners, tokio::spawn(call_in_a_loop(addr, manners, stop)))
+        })
+        .collect();
+
+    let mut current = moltd.first.clone();
+    for _ in 0..HANDOFFS {
+        force_restart(&mut client(&current).await).await;
+        current = moltd.next_ready(READY_WAIT).expect("successor READY");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for (manners, caller) in callers {
+        let calls: Calls = caller.await.unwrap();
+        println!("{manners:?}: {calls:?}");
+        assert!(calls.connections > 1, "{manners:?} moved: {calls:?}");
+        match manners {
+            Manners::Cooperating => assert_eq!(calls.lost(), 0, "{calls:?}"),
+            Manners::Ignoring => {
+                // Only what it sent after the close frame: the tail of a
+                // connection, never a request before an answered one.
+                assert_eq!(calls.holes, 0, "{calls:?}");
+                assert!(
+                    calls.lost() <= calls.connections * IGNORING_WINDOW as u64,
+                    "{calls:?}"
+                );
+            }
+        }
+    }
+}

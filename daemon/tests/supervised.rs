@@ -41,7 +41,14 @@ fn activated(state: &Path, socket: &TcpListener) -> Command {
 /// A loopback socket the test holds for the whole test, as systemd holds
 /// the one of `moltd.socket`.
 fn socket_unit() -> (TcpListener, SocketAddr) {
-    let socket = TcpListener::bind("127.0.0.1:0").unwrap();
+    use socket2::{Domain, Socket, Type};
+    // As the shipped unit's Backlog=: connections queue while moltd
+    // restarts and nobody accepts.
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).unwrap();
+    socket.listen(molt_daemon::start::LISTEN_BACKLOG).unwrap();
+    let socket = TcpListener::from(socket);
     let addr = socket.local_addr().unwrap();
     (socket, addr)
 }
@@ -442,8 +449,12 @@ async fn an_exec_restart_keeps_the_pid_and_the_port() {
         "the new image records itself in the lock file"
     );
 
-    let (ok, refused) = probe.finish().counts();
-    assert_eq!(refused, 0, "connections refused across the exec");
+    let probed = probe.finish();
+    let (ok, refused) = probed.counts();
+    assert_eq!(
+        refused, 0,
+        "connections refused across the exec: {probed:?}"
+    );
     assert!(ok > 0);
     assert_eq!(moltd::serving(state), vec![first.pid]);
 }

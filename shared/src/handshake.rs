@@ -12,8 +12,9 @@ pub const MIN_PROTOCOL_VERSION: u32 = 3;
 pub const PRE_AUTH_MAX_PAYLOAD: usize = 64 * 1024;
 /// Frame limit after the handshake (`policy.maxPayload`).
 pub const MAX_PAYLOAD: usize = 25 * 1024 * 1024;
-/// Bytes a connection may have queued for sending before it is dropped.
-pub const MAX_BUFFERED_BYTES: usize = 50 * 1024 * 1024;
+/// Bytes a connection may have queued for sending before it is dropped
+/// (OpenClaw advertises 50 MiB; moltd keeps a slow client's cost small).
+pub const MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
 /// Interval of `tick` events.
 pub const TICK_INTERVAL_MS: u64 = 15_000;
 /// Time a client has to complete the handshake.

@@ -15,6 +15,8 @@ pub mod frame;
 pub mod handshake;
 /// Newtype identifiers (request, connection, run, hold).
 pub mod ids;
+/// Bounds on client-supplied strings and counts.
+pub mod limits;
 /// Method names, typed params and results.
 pub mod method;
 /// Operator scopes and which method needs which.

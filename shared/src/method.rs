@@ -53,6 +53,9 @@ methods! {
     LogsTail = "logs.tail", Read;
 }
 
+/// The longest method name an error repeats back.
+const MAX_METHOD_NAME: usize = 64;
+
 impl Method {
     pub fn from_name(name: &str) -> Option<Method> {
         Method::ALL.iter().copied().find(|m| m.as_str() == name)
@@ -99,12 +102,7 @@ pub struct ConfigPatchResult {
     pub restart: Option<RestartScheduled>,
 }
 
-/// The longest `reason` a restart request may give, in bytes.
-pub const MAX_RESTART_REASON: usize = 200;
-/// The longest `note` an update run may carry, in characters.
-pub const MAX_UPDATE_NOTE: usize = 1000;
-/// The longest dist-tag `tag` may name, in characters.
-pub const MAX_DIST_TAG: usize = 64;
+pub use crate::limits::{MAX_DIST_TAG, MAX_RESTART_REASON, MAX_UPDATE_NOTE};
 
 /// `gateway.restart.request` params.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -337,7 +335,12 @@ impl Request {
     /// `INVALID_REQUEST` errors that name the method or the field.
     pub fn from_frame(frame: &RequestFrame) -> Result<Request, ErrorShape> {
         let method = Method::from_name(&frame.method).ok_or_else(|| {
-            ErrorShape::invalid_request(format!("unknown method: {}", frame.method))
+            // The name is repeated, not stored: cut to what a name can be.
+            let mut shown: String = frame.method.chars().take(MAX_METHOD_NAME).collect();
+            if shown.len() < frame.method.len() {
+                shown.push('…');
+            }
+            ErrorShape::invalid_request(format!("unknown method: {shown}"))
         })?;
         let params = frame.params.clone();
         Ok(match method {

@@ -110,6 +110,15 @@ impl Client {
         id
     }
 
+    /// Like [`Client::send_request`], `None` when the connection is gone.
+    pub async fn try_send_request(&mut self, method: &str, params: Value) -> Option<String> {
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        let frame = json!({"type": "req", "id": id, "method": method, "params": params});
+        self.ws.send(Message::text(frame.to_string())).await.ok()?;
+        Some(id)
+    }
+
     pub async fn request(&mut self, method: &str, params: Value) -> ResponseFrame {
         let id = self.send_request(method, params).await;
         self.response(&id).await
@@ -135,6 +144,26 @@ impl Client {
                 None => panic!("closed while waiting for response {id}"),
             }
         }
+    }
+
+    /// The response with this id, or `None` if the connection closes
+    /// first; events on the way are kept.
+    pub async fn try_response(&mut self, id: &str) -> Option<ResponseFrame> {
+        loop {
+            match self.frame().await? {
+                ServerFrame::Res(res) if res.id.as_str() == id => return Some(res),
+                ServerFrame::Res(res) => panic!("unexpected response {res:?}"),
+                ServerFrame::Event(e) => {
+                    self.events
+                        .push((e.event, e.payload.unwrap_or_default(), e.seq))
+                }
+            }
+        }
+    }
+
+    /// Whether an event with this name has been seen (and kept).
+    pub fn has_event(&self, name: &str) -> bool {
+        self.events.iter().any(|(n, _, _)| n == name)
     }
 
     /// The next event with this name.

@@ -77,6 +77,100 @@ pub async fn wait_for_failure(ready: &Ready) -> String {
     }
 }
 
+/// How a calling client treats the `shutdown` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manners {
+    /// As the protocol asks: at `shutdown` it sends nothing more, waits
+    /// for the answers it is owed, and moves to the successor. One request
+    /// at a time.
+    Cooperating,
+    /// Ignores `shutdown` and keeps [`IGNORING_WINDOW`] requests in
+    /// flight until the connection closes under it.
+    Ignoring,
+}
+
+/// Requests an [`Manners::Ignoring`] client keeps in flight.
+pub const IGNORING_WINDOW: usize = 4;
+
+/// What a calling client saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Calls {
+    pub sent: u64,
+    pub answered: u64,
+    /// Connections it used (the first one included).
+    pub connections: u64,
+    /// Unanswered requests sent before an answered one on the same
+    /// connection: a hole, which a server that answers everything it read
+    /// never leaves.
+    pub holes: u64,
+}
+
+impl Calls {
+    pub fn lost(&self) -> u64 {
+        self.sent - self.answered
+    }
+}
+
+/// Calls `health` on whichever process serves at `addr` until `stop` is
+/// set, reconnecting when a connection ends (or, cooperating, at
+/// `shutdown`).
+pub async fn call_in_a_loop(addr: String, manners: Manners, stop: Arc<AtomicBool>) -> Calls {
+    use molt_protocol::frame::ServerFrame;
+    let ready = Ready {
+        addr,
+        version: String::new(),
+        pid: 0,
+    };
+    let window = match manners {
+        Manners::Cooperating => 1,
+        Manners::Ignoring => IGNORING_WINDOW,
+    };
+    let mut calls = Calls::default();
+    while !stop.load(Ordering::Relaxed) {
+        let mut c = client(&ready).await;
+        calls.connections += 1;
+        // Request id → the order it was sent in on this connection.
+        let mut outstanding = std::collections::HashMap::new();
+        let (mut order, mut last_answered) = (0u64, 0u64);
+        let mut moving = false;
+        loop {
+            moving |= manners == Manners::Cooperating && c.has_event("shutdown");
+            while outstanding.len() < window && !moving && !stop.load(Ordering::Relaxed) {
+                let Some(id) = c.try_send_request("health", json!({})).await else {
+                    break; // closed under us; what is outstanding says the rest
+                };
+                order += 1;
+                outstanding.insert(id, order);
+                calls.sent += 1;
+            }
+            if outstanding.is_empty() {
+                break; // moving on, or stopping
+            }
+            match c.frame().await {
+                Some(ServerFrame::Res(res)) => {
+                    let sent_as = outstanding
+                        .remove(res.id.as_str())
+                        .unwrap_or_else(|| panic!("an answer to no request: {res:?}"));
+                    calls.answered += 1;
+                    last_answered = last_answered.max(sent_as);
+                }
+                Some(ServerFrame::Event(e)) => {
+                    c.events
+                        .push((e.event, e.payload.unwrap_or_default(), e.seq));
+                }
+                None => {
+                    calls.holes += outstanding
+                        .values()
+                        .filter(|&&sent_as| sent_as < last_answered)
+                        .count() as u64;
+                    break;
+                }
+            }
+        }
+    }
+    calls
+}
+
 /// How often the prober connects.
 pub const PROBE_EVERY: Duration = Duration::from_millis(1);
 

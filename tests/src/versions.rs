@@ -6,9 +6,10 @@
 //! Tests never build: a build of the workspace takes minutes on a busy
 //! machine, under the test runner's kill timeout. `scripts/test` runs
 //! `cargo run -p molt-e2e --bin build-versions` first, which builds (and
-//! packs) every version in [`SUITE`]; a test only looks its build up
-//! ([`moltd_binary`], [`packed_moltd`]) and fails saying that command when
-//! it is missing. Benchmarks build what they need ([`moltd_release_binary`]).
+//! packs) every version in [`SUITE`], plain and with fault injection; a
+//! test only looks its build up ([`moltd_binary`], [`packed_moltd`],
+//! [`moltd_binary_with_faults`]) and fails saying that command when it is
+//! missing. Benchmarks build what they need ([`moltd_release_binary`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -29,8 +30,35 @@ pub const BUILD_HINT: &str = "cargo run -p molt-e2e --bin build-versions";
 /// The debug moltd binary stamped with `version`, built beforehand (see
 /// the module header).
 pub fn moltd_binary(version: &str) -> Result<PathBuf> {
+    look_up(version, false)
+}
+
+/// [`moltd_binary`] with the `fault-injection` feature: it SIGKILLs itself
+/// inside the swap when told to (`MOLT_FAULT_KILL_SWAP_OP`, see
+/// `daemon/src/update/swap/faults.rs`). Built beforehand too.
+pub fn moltd_binary_with_faults(version: &str) -> Result<PathBuf> {
+    look_up(version, true)
+}
+
+/// The variable that makes a [`moltd_binary_with_faults`] build die before
+/// the swap's N-th operation.
+pub const KILL_SWAP_OP: &str = "MOLT_FAULT_KILL_SWAP_OP";
+
+/// Builds the debug moltd binary stamped with `version` (with the
+/// `fault-injection` feature if `faults`), unless it is built already:
+/// for `build-versions`, never for a test.
+pub fn build_moltd_binary(version: &str, faults: bool) -> Result<PathBuf> {
+    build(version, false, faults)
+}
+
+/// The same as an optimized build, for benchmarks (built if needed).
+pub fn moltd_release_binary(version: &str) -> Result<PathBuf> {
+    build(version, true, false)
+}
+
+fn look_up(version: &str, faults: bool) -> Result<PathBuf> {
     let root = repo_root();
-    let cached = cached_binary(&root, version, false)?;
+    let cached = cached_binary(&root, version, false, faults)?;
     if !cached.is_file() {
         bail!(
             "moltd {version} is not built for the current sources ({} is missing): run \
@@ -41,24 +69,18 @@ pub fn moltd_binary(version: &str) -> Result<PathBuf> {
     Ok(cached)
 }
 
-/// Builds the debug moltd binary stamped with `version`, unless it is
-/// built already: for `build-versions`, never for a test.
-pub fn build_moltd_binary(version: &str) -> Result<PathBuf> {
-    build(version, false)
-}
-
-/// The same as an optimized build, for benchmarks (built if needed).
-pub fn moltd_release_binary(version: &str) -> Result<PathBuf> {
-    build(version, true)
-}
-
 /// Where the build of `version` for the current sources lives.
-fn cached_binary(root: &Path, version: &str, release: bool) -> Result<PathBuf> {
+fn cached_binary(root: &Path, version: &str, release: bool, faults: bool) -> Result<PathBuf> {
     let fingerprint = source_fingerprint(root)?;
+    let build_name = if faults {
+        format!("{version}+faults")
+    } else {
+        version.to_owned()
+    };
     Ok(target_dir(root, release)
         .join("bins")
         .join(fingerprint)
-        .join(version)
+        .join(build_name)
         .join("moltd"))
 }
 
@@ -70,14 +92,14 @@ fn target_dir(root: &Path, release: bool) -> PathBuf {
     })
 }
 
-fn build(version: &str, release: bool) -> Result<PathBuf> {
+fn build(version: &str, release: bool, faults: bool) -> Result<PathBuf> {
     let root = repo_root();
     let profile = if release { "release" } else { "debug" };
     let target = target_dir(&root, release);
     std::fs::create_dir_all(&target)?;
     let bins = target.join("bins");
     let fingerprint = source_fingerprint(&root)?;
-    let cached = cached_binary(&root, version, release)?;
+    let cached = cached_binary(&root, version, release, faults)?;
     if cached.is_file() {
         return Ok(cached);
     }
@@ -92,6 +114,12 @@ fn build(version: &str, release: bool) -> Result<PathBuf> {
     let output = Command::new(cargo)
         .args(["build", "--quiet", "-p", "molt-daemon", "--bin", "moltd"])
         .args(release.then_some("--release"))
+        .args(
+            faults
+                .then_some(["--features", "fault-injection"])
+                .into_iter()
+                .flatten(),
+        )
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", &target)
         .env("MOLT_VERSION", version)
@@ -121,11 +149,15 @@ fn build(version: &str, release: bool) -> Result<PathBuf> {
 /// The npm package of [`moltd_binary`]`(version)` named `package`, packed
 /// once and kept beside the cached binary.
 pub fn packed_moltd(version: &str, package: &str) -> Result<PathBuf> {
-    let binary = moltd_binary(version)?;
-    pack_beside(&binary, version, package)
+    pack_cached(&moltd_binary(version)?, version, package)
 }
 
-fn pack_beside(binary: &Path, version: &str, package: &str) -> Result<PathBuf> {
+/// The npm package of [`moltd_binary_with_faults`]`(version)`.
+pub fn packed_moltd_with_faults(version: &str, package: &str) -> Result<PathBuf> {
+    pack_cached(&moltd_binary_with_faults(version)?, version, package)
+}
+
+fn pack_cached(binary: &Path, version: &str, package: &str) -> Result<PathBuf> {
     let dir = binary.parent().expect("cache path has a parent");
     let name = package.trim_start_matches('@').replace('/', "-");
     let cached = dir.join(format!("{name}-{version}.tgz"));
@@ -139,16 +171,18 @@ fn pack_beside(binary: &Path, version: &str, package: &str) -> Result<PathBuf> {
     Ok(cached)
 }
 
-/// Builds and packs every version of [`SUITE`] (as [`crate::DEFAULT_PACKAGE`])
-/// for the current sources; the paths of the packages.
+/// Builds and packs every version of [`SUITE`] (as [`crate::DEFAULT_PACKAGE`]),
+/// plain and with fault injection, for the current sources; the paths of
+/// the packages.
 pub fn build_suite() -> Result<Vec<PathBuf>> {
-    SUITE
-        .iter()
-        .map(|version| {
-            let binary = build_moltd_binary(version)?;
-            pack_beside(&binary, version, crate::DEFAULT_PACKAGE)
-        })
-        .collect()
+    let mut packages = Vec::new();
+    for faults in [false, true] {
+        for version in SUITE {
+            let binary = build_moltd_binary(version, faults)?;
+            packages.push(pack_cached(&binary, version, crate::DEFAULT_PACKAGE)?);
+        }
+    }
+    Ok(packages)
 }
 
 /// Hash of everything moltd is built from.

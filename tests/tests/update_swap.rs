@@ -201,7 +201,12 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
         std::fs::canonicalize(stage::staged_binary(&install, &stage))?,
         std::fs::canonicalize(stage::staged_root(&install, &stage))?.join("bin/moltd")
     );
-    let backup = swap::swap(&install, &stage, "run-1")?;
+    let backup = swap::swap(
+        &install,
+        &stage,
+        "run-1",
+        &fx.tmp.path().join("update-swap.json"),
+    )?;
     stage::cleanup_stage(&stage);
     assert!(!stage.exists());
     assert_eq!(
@@ -249,7 +254,13 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
     };
     if let Some(taken) = &taken {
         std::fs::create_dir(taken)?;
-        let err = swap::swap(&install, &stage, "taken").unwrap_err();
+        let err = swap::swap(
+            &install,
+            &stage,
+            "taken",
+            &fx.tmp.path().join("update-swap.json"),
+        )
+        .unwrap_err();
         assert!(matches!(err, SwapError::Preflight(_)), "{manager}: {err}");
         std::fs::remove_dir(taken)?;
         assert_eq!(version_via(&global.bin)?, format!("moltd {V1}"));
@@ -267,13 +278,19 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
     let backup = loop {
         let fail_at = steps.len();
         let mut seen = Vec::new();
-        let result = swap::swap_with_faults(&install, &stage, "run-2", &mut |step| {
-            seen.push(step.to_owned());
-            if seen.len() == fail_at + 1 {
-                return Err(std::io::Error::other(format!("injected at {step}")));
-            }
-            Ok(())
-        });
+        let result = swap::swap_with_faults(
+            &install,
+            &stage,
+            "run-2",
+            &fx.tmp.path().join("update-swap.json"),
+            &mut |step| {
+                seen.push(step.to_owned());
+                if seen.len() == fail_at + 1 {
+                    return Err(std::io::Error::other(format!("injected at {step}")));
+                }
+                Ok(())
+            },
+        );
         match result {
             Ok(backup) => {
                 stage::cleanup_stage(&stage);
@@ -315,7 +332,12 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
 
     // Downgrade v2 → v1 the same way, and back.
     let stage = fx.staged(&install, manager, V1)?;
-    let down = swap::swap(&install, &stage, "run-3")?;
+    let down = swap::swap(
+        &install,
+        &stage,
+        "run-3",
+        &fx.tmp.path().join("update-swap.json"),
+    )?;
     stage::cleanup_stage(&stage);
     assert_eq!(
         version_via(&global.bin)?,
@@ -333,7 +355,12 @@ fn swap_cycle(manager: PackageManager) -> Result<()> {
 
     // Retiring: the newest backup stays for a manual rollback, older go.
     let stage = fx.staged(&install, manager, V1)?;
-    let down = swap::swap(&install, &stage, "run-4")?;
+    let down = swap::swap(
+        &install,
+        &stage,
+        "run-4",
+        &fx.tmp.path().join("update-swap.json"),
+    )?;
     stage::cleanup_stage(&stage);
     swap::discard(&down);
     if let Some(previous) = &down.previous_tree {

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::Gateway;
 use crate::autoupdate::{ApplyOutcome, AutoUpdater, Hooks, Live};
 use crate::clock::unix_ms;
-use crate::update::{check, flow};
+use crate::update::flow;
 
 struct GatewayHooks<C, A> {
     gw: Gateway,
@@ -91,8 +91,11 @@ pub fn spawn_with_update_engine(gw: &Gateway) -> Option<JoinHandle<()>> {
     spawn(
         gw,
         move || {
-            let ctx = check_gw.run_context();
-            async move { check::latest(&ctx).await.map_err(|e| e.to_string()) }
+            let (ctx, gw) = (check_gw.run_context(), check_gw.clone());
+            async move {
+                let found = gw.check_flight().latest(&ctx).await;
+                found.map_err(|e| e.to_string())
+            }
         },
         move |version| {
             let ctx = apply_gw.run_context();

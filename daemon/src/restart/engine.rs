@@ -59,6 +59,10 @@ pub enum HandoffFailure {
     },
     #[error("systemd did not take pid {pid} as the service's main process ({source}); stopped it")]
     NotMainPid { pid: u32, source: io::Error },
+    /// This gateway was asked to stop while the successor started: nothing
+    /// may go on serving.
+    #[error("this gateway was asked to stop while successor pid {pid} started; stopped it")]
+    Stopping { pid: u32 },
     /// The exec strategy's check of the entrypoint failed.
     #[error("{0}")]
     ExecPreflight(String),
@@ -245,15 +249,19 @@ async fn execute(
     let expectation = fire.expectation;
     let expected = expectation.as_ref().map(|e| e.version.clone());
     let result = match engine.strategy {
-        RestartStrategy::Respawn => respawn(host, engine, expected.as_deref()).await.map(Some),
+        RestartStrategy::Respawn => respawn(host, lifecycle, engine, expected.as_deref())
+            .await
+            .map(Some),
         RestartStrategy::Supervised => {
             crate::supervisor::notify_stopping();
             Ok(None)
         }
-        RestartStrategy::Exec => super::exec::preflight(engine.successor.as_ref())
-            .await
-            .map(|()| None)
-            .map_err(HandoffFailure::ExecPreflight),
+        RestartStrategy::Exec => {
+            super::exec::preflight(engine.successor.as_ref(), expected.as_deref())
+                .await
+                .map(|()| None)
+                .map_err(HandoffFailure::ExecPreflight)
+        }
     };
     match result {
         Ok(successor_pid) => {
@@ -290,6 +298,7 @@ async fn execute(
 /// check is rejected and stopped, and leaves no trace.
 async fn respawn(
     host: &impl Host,
+    lifecycle: &Lifecycle,
     engine: &RestartEngine,
     expected_version: Option<&str>,
 ) -> Result<u32, HandoffFailure> {
@@ -322,6 +331,13 @@ async fn respawn(
             running: successor.version.clone(),
             expected: expected.to_owned(),
         };
+        successor.reject(&failure.to_string()).await;
+        return Err(failure);
+    }
+    // Asked to stop while the successor started: nothing may go on
+    // serving after that, so it goes too.
+    if lifecycle.is_stopping() {
+        let failure = HandoffFailure::Stopping { pid: successor.pid };
         successor.reject(&failure.to_string()).await;
         return Err(failure);
     }
@@ -434,6 +450,50 @@ mod tests {
         assert_eq!(why.reason, "restart: update.run");
         assert_eq!(why.close_code, crate::lifecycle::CLOSE_SERVICE_RESTART);
         assert_eq!(*rolled_back.lock(), None);
+    }
+
+    #[tokio::test]
+    async fn an_exec_into_another_version_is_refused_and_rolled_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let entrypoint = dir.path().join("moltd");
+        std::fs::write(&entrypoint, "#!/bin/sh\necho moltd 1.0.0\n").unwrap();
+        std::fs::set_permissions(&entrypoint, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let scheduler = Scheduler::new(1, RestartMode::Exec, DEFAULT_DEFERRAL_TIMEOUT_MS);
+        let spec = SuccessorSpec {
+            entrypoint,
+            args: Vec::new(),
+        };
+        let engine = Arc::new(RestartEngine::new(
+            scheduler,
+            RestartMode::Exec,
+            Some(spec),
+            Duration::from_secs(5),
+        ));
+        let lifecycle: Arc<Lifecycle> = Arc::default();
+        let rolled_back = Arc::default();
+        // The update installed 2.0.0; the entrypoint runs 1.0.0.
+        let outcome = update_restart(&engine, Arc::clone(&rolled_back));
+        let driver = tokio::spawn(drive(
+            Arc::clone(&engine),
+            FakeHost::default(),
+            EventBus::default(),
+            Arc::clone(&lifecycle),
+            None,
+        ));
+        let failure = outcome.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&*failure, HandoffFailure::ExecPreflight(reason) if reason.contains("expected 2.0.0")),
+            "{failure}"
+        );
+        let reason = failure.to_string();
+        assert_eq!(rolled_back.lock().as_deref(), Some(reason.as_str()));
+        assert!(
+            !lifecycle.is_stopping(),
+            "no exec: this process keeps serving"
+        );
+        lifecycle.stop(StopReason::stop());
+        driver.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -147,9 +147,17 @@ pub async fn start_successor(
     if parentage == Parentage::Detached {
         detach(command.as_std_mut());
     }
-    let mut spawned = command.spawn().map_err(spawn_failed)?;
+    let mut spawned = spawn_when_not_busy(|| command.spawn(), |_| {})
+        .await
+        .map_err(spawn_failed)?;
     // Our copies of the successor's ends must close, or EOF never comes.
     drop(command);
+    // Until READY is in, a start that is given up (its future dropped, or
+    // a second stop signal) takes the successor with it.
+    let mut starting = Starting::default();
+    if parentage == Parentage::Ours {
+        starting.add(spawned.id());
+    }
     let mut child = match parentage {
         Parentage::Ours => Some(spawned),
         Parentage::Detached => {
@@ -177,10 +185,12 @@ pub async fn start_successor(
             line = lines.next_line() => match line {
                 Ok(Some(line)) => {
                     if reports.note(&line) {
+                        starting.add(reports.successor_pid);
                         idle_deadline = Instant::now() + timeouts.idle;
                     } else if line.starts_with("READY ") {
                         match parse_ready(&line) {
                             Some((addr, version, pid)) => {
+                                starting.disarm();
                                 return Ok(Successor { pid, addr, version, child, verdict: Some(verdict) });
                             }
                             None => break SuccessorFailure::BadReady(line),
@@ -232,7 +242,85 @@ pub async fn start_successor(
         let _ = child.start_kill();
         let _ = child.wait().await;
     }
+    // Reaped above: its pid may name another process by now.
+    starting.disarm();
     Err(failure)
+}
+
+/// A successor that is starting, killed when the start is given up before
+/// READY (dropped mid-way, or [`kill_starting`]). Held by pidfd, so a pid
+/// reused after the successor died is never signalled.
+#[derive(Default)]
+struct Starting {
+    pids: Vec<(u32, OwnedFd)>,
+}
+
+/// The successor starting now, for a forced exit, which runs no drop.
+static STARTING: parking_lot::Mutex<Vec<u32>> = parking_lot::Mutex::new(Vec::new());
+
+impl Starting {
+    fn add(&mut self, pid: Option<u32>) {
+        let Some(pid) = pid.filter(|pid| !self.pids.iter().any(|(p, _)| p == pid)) else {
+            return;
+        };
+        let Some(raw) = rustix::process::Pid::from_raw(pid as i32) else {
+            return;
+        };
+        if let Ok(pidfd) = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+            self.pids.push((pid, pidfd));
+            STARTING.lock().push(pid);
+        }
+    }
+
+    /// Forgets the successor: it is ready, or already reaped.
+    fn disarm(&mut self) {
+        let pids: Vec<u32> = self.pids.drain(..).map(|(pid, _)| pid).collect();
+        STARTING.lock().retain(|pid| !pids.contains(pid));
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        for (_, pidfd) in &self.pids {
+            let _ = rustix::process::pidfd_send_signal(pidfd, rustix::process::Signal::KILL);
+        }
+        self.disarm();
+    }
+}
+
+/// Kills a successor that is starting right now (a forced exit).
+pub fn kill_starting() {
+    for pid in STARTING.lock().drain(..) {
+        kill_pid(pid);
+    }
+}
+
+/// Spawn attempts while the executable is busy (ETXTBSY).
+pub const BUSY_ATTEMPTS: u32 = 20;
+
+/// `spawn`, again while it fails with ETXTBSY: an entrypoint the update
+/// just wrote can still be open for writing in a process that forked
+/// meanwhile (the fd lives until that child execs). Up to
+/// [`BUSY_ATTEMPTS`], backing off 5 ms doubling to 200 ms (about 3 s in
+/// all); `busy` hears each failed attempt.
+pub async fn spawn_when_not_busy<T>(
+    mut spawn: impl FnMut() -> io::Result<T>,
+    mut busy: impl FnMut(u32),
+) -> io::Result<T> {
+    let mut backoff = Duration::from_millis(5);
+    let mut attempt = 1;
+    loop {
+        match spawn() {
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy && attempt < BUSY_ATTEMPTS => {
+                tracing::debug!(attempt, "the entrypoint is busy (ETXTBSY); retrying");
+                busy(attempt);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(200));
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Makes the spawned process fork once more and exit, so that what execs

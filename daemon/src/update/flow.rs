@@ -6,9 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use molt_protocol::ids::RunId;
-use molt_protocol::method::{
-    MAX_UPDATE_NOTE, UPDATE_STEP_TIMEOUT_MS, UpdateRunParams, UpdateRunResult,
-};
+use molt_protocol::limits::{SESSION_KEY, TooLong, UPDATE_NOTE, UPDATE_TAG};
+use molt_protocol::method::{UPDATE_STEP_TIMEOUT_MS, UpdateRunParams, UpdateRunResult};
 use molt_protocol::status::SupervisorKind;
 use molt_protocol::update::{
     Channel, InstallMode, RunPhase, RunRecord, RunTarget, RunTrigger, VersionRef,
@@ -50,6 +49,16 @@ pub enum Refused {
 }
 
 pub fn plan(params: &UpdateRunParams, default_channel: Channel) -> Result<Plan, Refused> {
+    let too_long = |e: TooLong| Refused::InvalidParams(e.to_string());
+    for (limit, value) in [
+        (&UPDATE_NOTE, &params.note),
+        (&UPDATE_TAG, &params.tag),
+        (&SESSION_KEY, &params.session_key),
+    ] {
+        if let Some(value) = value {
+            limit.check(value).map_err(too_long)?;
+        }
+    }
     let tag = params
         .tag
         .as_deref()
@@ -63,13 +72,6 @@ pub fn plan(params: &UpdateRunParams, default_channel: Channel) -> Result<Plan, 
             "timeoutMs must be between {} and {}, got {ms}",
             UPDATE_STEP_TIMEOUT_MS.start(),
             UPDATE_STEP_TIMEOUT_MS.end()
-        )));
-    }
-    if let Some(note) = &params.note
-        && note.chars().count() > MAX_UPDATE_NOTE
-    {
-        return Err(Refused::InvalidParams(format!(
-            "note must be at most {MAX_UPDATE_NOTE} characters"
         )));
     }
     Ok(Plan {
@@ -131,6 +133,14 @@ pub async fn run(ctx: &RunContext, request: RunRequest) -> Result<UpdateRunResul
         return Ok(run.end(unknown.into()).await);
     };
 
+    if plan.dry_run {
+        // A plan only reads: it takes neither this process's slot nor the
+        // install's lease, so it answers while a run holds them and never
+        // holds up a real run.
+        let ended = plan_only(ctx, &mut run, &plan, &root).await;
+        return Ok(run.end(ended).await);
+    }
+
     let Some(_slot) = ctx.slot.try_claim(&run_id) else {
         return Err(Refused::Busy(ctx.slot.current()));
     };
@@ -182,9 +192,34 @@ async fn prepare(
             .unwrap_or_else(|| git::DEFAULT_BUILD.map(str::to_owned).to_vec());
         return git::prepare(run, plan, Path::new(root), Path::new(entrypoint), build).await;
     }
+    let (install, package, tool) = package_install(ctx, entrypoint)?;
+    package::prepare(run, plan, install, &package, &tool, &ctx.version).await
+}
+
+/// A dry run: what the run would install, or why not; never a change.
+async fn plan_only(ctx: &RunContext, run: &mut Run, plan: &Plan, root: &str) -> Ended {
+    if ctx.install.surface == InstallMode::Git {
+        return git::plan_only(run, plan, Path::new(root)).await;
+    }
+    let entrypoint = ctx.install.entrypoint.as_deref().unwrap_or_default();
+    match package_install(ctx, entrypoint) {
+        Ok((install, package, tool)) => {
+            package::plan_only(run, plan, &install, &package, &tool, &ctx.version).await
+        }
+        Err(failure) => failure.into(),
+    }
+}
+
+/// The package install behind `entrypoint`, the package to install and
+/// the manager to install it with.
+fn package_install(
+    ctx: &RunContext,
+    entrypoint: &str,
+) -> Result<(layout::Install, String, std::path::PathBuf), Failure> {
     let install =
         layout::locate(Path::new(entrypoint)).map_err(|e| Failure::Layout(e.to_string()))?;
-    let package = settings
+    let package = ctx
+        .settings
         .package
         .clone()
         .unwrap_or_else(|| install.package.clone());
@@ -192,7 +227,7 @@ async fn prepare(
         .steps
         .tool(install.mode)
         .ok_or(Failure::ToolMissing(install.mode))?;
-    package::prepare(run, plan, install, &package, &tool, &ctx.version).await
+    Ok((install, package, tool))
 }
 
 /// Why this install cannot be updated from here, before anything changes.

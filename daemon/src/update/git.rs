@@ -157,29 +157,12 @@ pub async fn prepare(
     )
     .await
     .map_err(|e| Failure::FetchFailed(e.to_string()))?;
-    let (reference, commit) = resolve(run, root, plan.channel, plan.tag.as_ref()).await?;
-    let version = version_at(run, root, &commit).await?;
-    run.record.target.version = Some(version.to_string());
-    run.record.after = VersionRef::new(version.to_string());
-    let head = run
-        .command(
-            "head",
-            git_argv(root, &["rev-parse", "HEAD"]),
-            Vec::new(),
-            None,
-        )
-        .await
-        .map_err(|e| Failure::GitFailed(e.to_string()))?;
-    let head = head.trim().to_owned();
-    if head == commit {
-        return Err(Failure::UpToDate.into());
-    }
-    if plan.dry_run {
-        return Err(Failure::DryRun {
-            would: format!("build {reference} ({commit}), version {version}"),
-        }
-        .into());
-    }
+    let Target {
+        commit,
+        version,
+        head,
+        ..
+    } = target(run, root, plan).await?;
     let branch = run
         .command(
             "branch",
@@ -218,6 +201,61 @@ pub async fn prepare(
         undo: Undo::Git(undo),
         forced: false,
     })
+}
+
+/// What a run would build, and from which commit.
+struct Target {
+    reference: String,
+    commit: String,
+    version: semver::Version,
+    /// The commit checked out now.
+    head: String,
+}
+
+/// Resolves the run's ref in the refs fetched so far, and the version a
+/// build of it reports; up to date when HEAD is that commit. Reads only.
+async fn target(run: &mut Run, root: &Path, plan: &Plan) -> Result<Target, Failure> {
+    let (reference, commit) = resolve(run, root, plan.channel, plan.tag.as_ref()).await?;
+    let version = version_at(run, root, &commit).await?;
+    run.record.target.version = Some(version.to_string());
+    run.record.after = VersionRef::new(version.to_string());
+    let head = run
+        .command(
+            "head",
+            git_argv(root, &["rev-parse", "HEAD"]),
+            Vec::new(),
+            None,
+        )
+        .await
+        .map_err(|e| Failure::GitFailed(e.to_string()))?;
+    let head = head.trim().to_owned();
+    if head == commit {
+        return Err(Failure::UpToDate);
+    }
+    Ok(Target {
+        reference,
+        commit,
+        version,
+        head,
+    })
+}
+
+/// A dry run: what a run would build, from the tags and branches already
+/// fetched. It does not fetch: a fetch writes refs, and a dry run changes
+/// nothing (and may run beside a real run).
+pub async fn plan_only(run: &mut Run, plan: &Plan, root: &Path) -> Ended {
+    match target(run, root, plan).await {
+        Ok(Target {
+            reference,
+            commit,
+            version,
+            ..
+        }) => Failure::DryRun {
+            would: format!("build {reference} ({commit}), version {version}"),
+        }
+        .into(),
+        Err(failure) => failure.into(),
+    }
 }
 
 async fn checkout_build_verify(

@@ -140,6 +140,12 @@ pub fn undo_path(paths: &StatePaths) -> PathBuf {
     paths.state_dir.join("update-backup.json")
 }
 
+/// The swap's intent journal (see `swap/journal.rs`): present only while
+/// a swap runs, or after a crash inside one until the next start resolves it.
+pub fn journal_path(paths: &StatePaths) -> PathBuf {
+    paths.state_dir.join("update-swap.json")
+}
+
 pub fn write_undo(path: &Path, undo: &Undo) -> io::Result<()> {
     let bytes = serde_json::to_vec_pretty(undo).map_err(io::Error::other)?;
     fsutil::write_atomic(path, &bytes)

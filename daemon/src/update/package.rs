@@ -31,6 +31,43 @@ pub async fn resolve(
         .map_err(|e| Failure::ResolveFailed(e.in_package(package).to_string()))
 }
 
+/// The one version the run would install; up to date when it runs.
+async fn target(
+    run: &mut Run,
+    plan: &Plan,
+    install: &Install,
+    package: &str,
+    tool: &Path,
+    running: &str,
+) -> Result<semver::Version, Failure> {
+    let version = resolve(run, install, tool, package, plan.channel, plan.tag.as_ref()).await?;
+    run.record.target.version = Some(version.to_string());
+    run.record.after = VersionRef::new(version.to_string());
+    if version.to_string() == running {
+        return Err(Failure::UpToDate);
+    }
+    Ok(version)
+}
+
+/// A dry run: resolve only (a metadata query), and say what would be
+/// installed.
+pub async fn plan_only(
+    run: &mut Run,
+    plan: &Plan,
+    install: &Install,
+    package: &str,
+    tool: &Path,
+    running: &str,
+) -> Ended {
+    match target(run, plan, install, package, tool, running).await {
+        Ok(version) => Failure::DryRun {
+            would: format!("install {package}@{version}"),
+        }
+        .into(),
+        Err(failure) => failure.into(),
+    }
+}
+
 /// Everything up to and including the swap. Nothing live changes unless
 /// the swap succeeds; a failed swap restores what was there.
 pub async fn prepare(
@@ -41,26 +78,7 @@ pub async fn prepare(
     tool: &Path,
     running: &str,
 ) -> Result<Prepared, Ended> {
-    let version = resolve(
-        run,
-        &install,
-        tool,
-        package,
-        plan.channel,
-        plan.tag.as_ref(),
-    )
-    .await?;
-    run.record.target.version = Some(version.to_string());
-    run.record.after = VersionRef::new(version.to_string());
-    if version.to_string() == running {
-        return Err(Failure::UpToDate.into());
-    }
-    if plan.dry_run {
-        return Err(Failure::DryRun {
-            would: format!("install {package}@{version}"),
-        }
-        .into());
-    }
+    let version = target(run, plan, &install, package, tool, running).await?;
 
     let live = install.clone();
     let stage = tokio::task::spawn_blocking(move || stage::stage_dir(&live))
@@ -102,7 +120,8 @@ async fn install_and_swap(
     .map_err(|e| Failure::VerifyFailed(e.to_string()))?;
     let tag = run.record.run_id.as_str().to_owned();
     let (live, staged) = (install.clone(), stage.to_path_buf());
-    run.internal("swap", move || swap::swap(&live, &staged, &tag))
+    let journal = super::journal_path(run.paths());
+    run.internal("swap", move || swap::swap(&live, &staged, &tag, &journal))
         .await
         .map_err(|e| Failure::SwapFailed(e.to_string()))
 }

@@ -59,6 +59,11 @@ impl Run {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// The state dir's files (the swap journal lives there).
+    pub fn paths(&self) -> &crate::paths::StatePaths {
+        &self.ctx.paths
+    }
+
     pub async fn set_phase(&mut self, phase: RunPhase) {
         advance(&mut self.record, phase);
         self.save().await;

@@ -1,9 +1,13 @@
-//! At start, once serving: finish what a predecessor started. The sentinel
-//! is checked against the version this process runs (never the disk), the
-//! run it names ends, runs whose owner died are resolved, and stages an
-//! interrupted update left behind are removed.
+//! At start, once serving: finish what a predecessor started. A swap a
+//! crash interrupted is finished or reversed (`swap/journal.rs`), the
+//! sentinel is checked against the version this process runs (never the
+//! disk), the run it names ends, and runs whose owner died are resolved:
+//! small files and renames, done before the gateway takes requests. What
+//! only frees disk (stages an interrupted update left, retired install
+//! trees) can take long on a big tree, so it is handed back as a
+//! [`Cleanup`] the gateway runs once it serves.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use molt_protocol::status::InstallInfo;
 use molt_protocol::update::{RunPhase, RunRecord, UpdateStatus};
@@ -13,32 +17,116 @@ use super::lease::{self, Lease};
 use super::owner::{current_owner, process_owner};
 use super::runs::{RunStore, new_run_id};
 use super::sentinel;
-use super::{read_undo, stage, undo_path};
+use super::swap::{self, Recovered};
+use super::{Undo, journal_path, read_undo, stage, undo_path};
 use crate::clock::unix_ms;
 use crate::identity::Identity;
 use crate::install::layout;
 use crate::paths::StatePaths;
 
-/// Verifies the sentinel and resolves open runs. Problems are logged, never
-/// fatal: the gateway serves either way. Blocking.
-pub fn resume(store: &RunStore, paths: &StatePaths, install: &InstallInfo, id: &Identity) {
-    verify_sentinel(store, paths, id);
+/// Finishes an interrupted swap, verifies the sentinel and resolves open
+/// runs; returns the clean-up for later. Problems are logged, never fatal:
+/// the gateway serves either way. Blocking.
+pub fn resume(
+    store: &RunStore,
+    paths: &StatePaths,
+    install: &InstallInfo,
+    id: &Identity,
+) -> Cleanup {
+    finish_interrupted_swap(paths, id);
+    let retire = verify_sentinel(store, paths, id);
     resolve_orphans(store, id);
-    remove_leftover_stages(install);
+    Cleanup {
+        retire,
+        install: install.clone(),
+        journal: journal_path(paths),
+    }
 }
 
-fn verify_sentinel(store: &RunStore, paths: &StatePaths, id: &Identity) {
-    let now = unix_ms();
-    let Some(mut doc) = sentinel::read_or_quarantine(&paths.sentinel_path) else {
-        return;
+/// Start-up work that only frees disk, for once the gateway serves.
+#[derive(Debug)]
+pub struct Cleanup {
+    /// A verified update's undo record: its older backups go.
+    retire: Option<Undo>,
+    install: InstallInfo,
+    journal: PathBuf,
+}
+
+impl Cleanup {
+    /// Removes leftover stages and retired trees. Blocking.
+    pub fn run(self) {
+        if let Some(undo) = self.retire {
+            undo.retire();
+        }
+        remove_leftover_stages(&self.install, &self.journal);
+    }
+}
+
+/// A swap that a crash interrupted (its journal is still there) is
+/// finished or reversed by the version this process runs, under the
+/// install's lease. A failure leaves tree and journal for a person.
+fn finish_interrupted_swap(paths: &StatePaths, id: &Identity) {
+    let path = journal_path(paths);
+    let journal = match swap::read_journal(&path) {
+        Ok(Some(journal)) => journal,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!("cannot read the swap journal, the install is left as it is: {e}");
+            return;
+        }
     };
+    let lease = match Lease::acquire(
+        &lease::lease_path(journal.root()),
+        new_run_id(),
+        current_owner(),
+    ) {
+        Ok(lease) => lease,
+        Err(e) => {
+            tracing::warn!("an interrupted swap waits for the install's lease: {e}");
+            return;
+        }
+    };
+    let (from, to) = journal.versions();
+    match swap::recover(&journal, &id.version) {
+        Ok(Recovered::Completed(_)) => {
+            tracing::warn!(
+                run = journal.tag(),
+                ?from,
+                ?to,
+                "finished a swap interrupted by a crash"
+            );
+            swap::clear_after_recovery(&path);
+        }
+        Ok(Recovered::Reversed) => {
+            tracing::warn!(
+                run = journal.tag(),
+                ?from,
+                ?to,
+                "reversed a swap interrupted by a crash"
+            );
+            swap::clear_after_recovery(&path);
+        }
+        Err(e) => tracing::error!(
+            journal = %path.display(),
+            "a swap interrupted by a crash needs a person: {e}; the journal names every path"
+        ),
+    }
+    if let Err(e) = lease.release() {
+        tracing::warn!("releasing the update lease: {e}");
+    }
+}
+
+/// Verifies the sentinel; the undo record of a verified update, to retire.
+fn verify_sentinel(store: &RunStore, paths: &StatePaths, id: &Identity) -> Option<Undo> {
+    let now = unix_ms();
+    let mut doc = sentinel::read_or_quarantine(&paths.sentinel_path)?;
     let payload = &mut doc.payload;
     if payload.kind != "update" || payload.verified.is_some() {
-        return;
+        return None;
     }
     if sentinel::is_stale(payload, now, None) {
         tracing::info!(run_id = ?payload.run_id, "the update sentinel is older than a day; not applied");
-        return;
+        return None;
     }
     let outcome = sentinel::verify(payload, &id.version, id.pid, now);
     let ok = payload.status == UpdateStatus::Ok;
@@ -61,16 +149,20 @@ fn verify_sentinel(store: &RunStore, paths: &StatePaths, id: &Identity) {
         };
         finish(store, run, phase, reason);
     }
-    if ok {
-        // The new version serves: what only served a rollback goes (the
-        // previous package tree stays for a manual one).
-        match read_undo(&undo_path(paths)) {
-            Ok(Some(undo)) => undo.retire(),
-            Ok(None) => {}
-            Err(e) => tracing::warn!("cannot read the update backup record: {e}"),
-        }
-        let _ = std::fs::remove_file(undo_path(paths));
+    if !ok {
+        return None;
     }
+    // The new version serves: what only served a rollback goes (the
+    // previous package tree stays for a manual one), once serving.
+    let undo = match read_undo(&undo_path(paths)) {
+        Ok(undo) => undo,
+        Err(e) => {
+            tracing::warn!("cannot read the update backup record: {e}");
+            None
+        }
+    };
+    let _ = std::fs::remove_file(undo_path(paths));
+    undo
 }
 
 /// Runs left open by a process that is gone: verified if their goal
@@ -98,9 +190,14 @@ fn resolve_orphans(store: &RunStore, id: &Identity) {
 }
 
 /// Stages of an update that was killed mid-install, removed under the
-/// install's lease (so never one a live update is writing).
-fn remove_leftover_stages(install: &InstallInfo) {
+/// install's lease (so never one a live update is writing), and never
+/// while a swap journal is unresolved (a stage may hold the previous tree).
+fn remove_leftover_stages(install: &InstallInfo, journal: &Path) {
     if !install.surface.is_package_manager() {
+        return;
+    }
+    if journal.exists() {
+        tracing::warn!(journal = %journal.display(), "leftover stages stay: an interrupted swap is unresolved");
         return;
     }
     let (Some(root), Some(entrypoint)) = (&install.root, &install.entrypoint) else {

@@ -51,15 +51,21 @@ use ops::{apply, check_rollback_state, retired_paths, sync_dirs, undo};
 use plan::set_dependency;
 use plan::{Plan, plan_pnpm, plan_tree, valid_tag};
 
+/// Test builds only: SIGKILL at a chosen operation of the swap.
+#[cfg(feature = "fault-injection")]
+mod faults;
 /// Small file operations the swap is made of: atomic replaces, renames
 /// that never overwrite, and reads of what is there.
 mod files;
+/// The intent journal a crash mid-swap is finished or reversed from.
+mod journal;
 /// Carrying out a planned step, recording it, and undoing what was done.
 mod ops;
 /// What a swap will do, worked out before anything live changes.
 mod plan;
 
 pub(crate) use files::lexical;
+pub use journal::{Journal, Recovered, clear_after_recovery, read as read_journal, recover};
 
 /// The bin entrypoint as a state that can be restored exactly.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,19 +159,32 @@ pub enum SwapError {
 }
 
 /// Makes the verified `stage` the live install. `backup_tag` (e.g. the run
-/// id) names the backup; letters, digits, `.`, `_`, `-` only.
-pub fn swap(install: &Install, stage: &Path, backup_tag: &str) -> Result<Backup, SwapError> {
-    swap_with_faults(install, stage, backup_tag, &mut |_| Ok(()))
+/// id) names the backup; letters, digits, `.`, `_`, `-` only. `journal`
+/// (in the state dir) records the plan before the first operation and is
+/// cleared once the tree is whole again; see [`journal`].
+pub fn swap(
+    install: &Install,
+    stage: &Path,
+    backup_tag: &str,
+    journal: &Path,
+) -> Result<Backup, SwapError> {
+    #[cfg(feature = "fault-injection")]
+    let mut fault = faults::kill_before_op();
+    #[cfg(not(feature = "fault-injection"))]
+    let mut fault = |_: &str| Ok(());
+    swap_with_faults(install, stage, backup_tag, journal, &mut fault)
 }
 
 /// [`swap`] with a hook called before each mutating step with the step's
-/// name; an error from it fails that step. For tests that prove every
-/// partial swap is undone.
+/// name; an error from it fails that step. It is called once more after
+/// the last step (`swapped`), where an error changes nothing. For tests
+/// that prove every partial swap is undone.
 #[doc(hidden)]
 pub fn swap_with_faults(
     install: &Install,
     stage: &Path,
     backup_tag: &str,
+    journal_path: &Path,
     fault: &mut dyn FnMut(&str) -> io::Result<()>,
 ) -> Result<Backup, SwapError> {
     if !valid_tag(backup_tag) {
@@ -201,11 +220,22 @@ pub fn swap_with_faults(
         displaced: Vec::new(),
         files: Vec::new(),
     };
+    // Recorded as intended before anything live changes: a crash from
+    // here on is finished or reversed at the next start.
+    journal::write(
+        journal_path,
+        &journal::Journal::new(backup.clone(), ops.clone()),
+    )?;
     for op in ops {
         if let Err((step, source)) = apply(op, &mut backup, fault) {
             tracing::warn!(%step, "swap failed: {source}; undoing");
             return match undo(&backup) {
-                Ok(()) => Err(SwapError::Failed { step, source }),
+                Ok(()) => {
+                    sync_dirs(&backup);
+                    journal::clear(journal_path);
+                    Err(SwapError::Failed { step, source })
+                }
+                // The journal stays: the next start puts back what it can.
                 Err(restore) => Err(SwapError::RestoreFailed {
                     step,
                     source,
@@ -216,6 +246,8 @@ pub fn swap_with_faults(
         }
     }
     sync_dirs(&backup);
+    let _ = fault("swapped");
+    journal::clear(journal_path);
     tracing::info!(
         package = %backup.package, from = ?backup.previous_version, to = ?backup.new_version,
         "install swapped"

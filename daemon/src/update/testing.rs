@@ -84,6 +84,37 @@ pub fn npm_stage(install: &Install, version: &str) -> PathBuf {
 
 type Effect = Box<dyn Fn(&StepSpec) + Send + Sync>;
 
+/// Holds a step until the test opens it, counting who waits there.
+pub struct Gate {
+    entered: tokio::sync::watch::Sender<usize>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            entered: tokio::sync::watch::Sender::new(0),
+            open: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    /// Waits until `n` steps have reached the gate.
+    pub async fn entered(&self, n: usize) {
+        let mut entered = self.entered.subscribe();
+        entered.wait_for(|e| *e >= n).await.unwrap();
+    }
+
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    async fn pass(&self) {
+        self.entered.send_modify(|e| *e += 1);
+        let mut open = self.open.subscribe();
+        open.wait_for(|o| *o).await.unwrap();
+    }
+}
+
 /// Answers each command by its step name: an exit code and stdout (exit 0
 /// and no output for a step it was not told about), after running the
 /// step's effect on disk if it has one.
@@ -91,6 +122,7 @@ type Effect = Box<dyn Fn(&StepSpec) + Send + Sync>;
 pub struct FakeSteps {
     answers: Mutex<HashMap<String, (i32, String)>>,
     effects: Mutex<HashMap<String, Effect>>,
+    gates: Mutex<HashMap<String, Arc<Gate>>>,
     ran: Mutex<Vec<StepSpec>>,
     tool: Option<PathBuf>,
 }
@@ -115,6 +147,12 @@ impl FakeSteps {
         self.effects
             .lock()
             .insert(step.to_owned(), Box::new(effect));
+        self
+    }
+
+    /// Every `step` waits at `gate` before it answers.
+    pub fn gated(self, step: &str, gate: Arc<Gate>) -> Self {
+        self.gates.lock().insert(step.to_owned(), gate);
         self
     }
 
@@ -167,7 +205,13 @@ impl StepRunner for FakeSteps {
                 "boom".to_owned()
             },
         };
-        Box::pin(async move { (record, Some(stdout)) })
+        let gate = self.gates.lock().get(&spec.name).cloned();
+        Box::pin(async move {
+            if let Some(gate) = gate {
+                gate.pass().await;
+            }
+            (record, Some(stdout))
+        })
     }
 }
 

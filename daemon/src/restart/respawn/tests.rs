@@ -186,3 +186,32 @@ async fn a_missing_entrypoint_is_a_spawn_failure() {
     let err = start(&spec, Parentage::Ours, quick()).await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/moltd"), "{err}");
 }
+
+#[tokio::test]
+async fn a_busy_entrypoint_is_spawned_once_it_is_free_and_not_retried_forever() {
+    let (_dir, spec) = script("exit 0");
+    let open_for_writing = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&spec.entrypoint)
+            .unwrap()
+    };
+    // Still open for writing, as right after an update wrote it: ETXTBSY.
+    let mut writer = Some(open_for_writing());
+    let run = || std::process::Command::new(&spec.entrypoint).status();
+    let status = spawn_when_not_busy(run, |attempt| {
+        if attempt == 2 {
+            writer.take();
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    assert!(writer.is_none(), "the first attempts found it busy");
+
+    let _held = open_for_writing();
+    let mut busy = 0;
+    let err = spawn_when_not_busy(run, |_| busy += 1).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::ExecutableFileBusy);
+    assert_eq!(busy, BUSY_ATTEMPTS - 1, "bounded");
+}

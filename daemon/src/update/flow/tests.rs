@@ -13,8 +13,10 @@ use molt_protocol::update::{Channel, InstallMode, ReasonCode, RunPhase, RunTrigg
 
 use super::*;
 use crate::install::layout::Install;
+use crate::update::lease::{Lease, lease_path};
+use crate::update::owner::current_owner;
 use crate::update::testing::{
-    FakeRestarter, FakeSteps, Handoff, PACKAGE, RUNNING, context, installed, npm_install,
+    FakeRestarter, FakeSteps, Gate, Handoff, PACKAGE, RUNNING, context, installed, npm_install,
     write_binary,
 };
 
@@ -346,4 +348,73 @@ async fn a_git_build_that_reports_another_version_is_verify_failed_and_rolled_ba
         "the previous binary is back"
     );
     assert!(restarter.requests.lock().is_empty(), "no restart");
+}
+
+fn dry_run() -> UpdateRunParams {
+    UpdateRunParams {
+        dry_run: Some(true),
+        ..UpdateRunParams::default()
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_answers_with_the_plan_while_a_run_holds_the_slot_and_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let install = npm_install(&dir.path().join("prefix"), RUNNING);
+    let steps = Arc::new(FakeSteps::with_tool().answer("resolve", 0, METADATA_2_0));
+    let ctx = over(&install, dir.path(), &steps);
+    let other = RunId::from("run-other");
+    let _slot = ctx.slot.try_claim(&other).unwrap();
+    let lease = Lease::acquire(&lease_path(&install.root), other.clone(), current_owner()).unwrap();
+
+    let planned = run(&ctx, request(dry_run())).await.unwrap();
+    assert_eq!(planned.result.status, UpdateStatus::Skipped);
+    assert_eq!(
+        planned.result.reason.as_deref(),
+        Some("dry-run: would install @molt/moltd@2.0.0")
+    );
+    assert_eq!(
+        run(&ctx, request(UpdateRunParams::default())).await,
+        Err(Refused::Busy(Some(other))),
+        "a real run still waits its turn"
+    );
+    lease.release().unwrap();
+}
+
+#[tokio::test]
+async fn a_dry_run_never_holds_up_a_real_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let install = npm_install(&dir.path().join("prefix"), RUNNING);
+    let gate = Gate::new();
+    let steps = Arc::new(
+        FakeSteps::with_tool()
+            .answer("resolve", 0, METADATA_2_0)
+            .gated("resolve", Arc::clone(&gate)),
+    );
+    let ctx = over(&install, dir.path(), &steps);
+    let planning = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { run(&ctx, request(dry_run())).await })
+    };
+    // The dry run waits in its metadata query...
+    gate.entered(1).await;
+    let real = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { run(&ctx, request(UpdateRunParams::default())).await })
+    };
+    // ...while the real run takes the slot and the lease and gets as far.
+    gate.entered(2).await;
+    let running = ctx.slot.current().expect("the real run holds the slot");
+    gate.open();
+    let planned = planning.await.unwrap().unwrap();
+    assert!(
+        planned
+            .result
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("dry-run: ")),
+        "{planned:#?}"
+    );
+    let real = real.await.unwrap().expect("the real run was not refused");
+    assert_eq!(real.run_id, running);
 }

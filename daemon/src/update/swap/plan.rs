@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use molt_protocol::update::InstallMode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::files::*;
 use super::{Change, Displaced, FileChange, Shim, SwapError};
@@ -23,7 +23,8 @@ pub(super) struct Plan {
 }
 
 /// One mutation of the live tree.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
 pub(super) enum Op {
     /// npm/bun: staged root ⇄ live root, then park the previous tree.
     ExchangeRoot {

@@ -10,6 +10,14 @@ use super::*;
 
 use crate::update::testing::{npm_install, npm_stage};
 
+/// A journal path of its own, outside the trees compared.
+fn journal() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "molt-swap-journal-{}.json",
+        crate::fsutil::random_suffix()
+    ))
+}
+
 /// Every path under `dir` with its kind and content or link target.
 fn tree(dir: &Path) -> BTreeMap<String, String> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
@@ -58,7 +66,7 @@ fn every_partial_swap_is_undone_in_both_rename_modes() {
             let stage = npm_stage(&install, "2.0.0");
             let fail_at = failures.len();
             let mut calls = 0;
-            let result = swap_with_faults(&install, &stage, "t", &mut |_| {
+            let result = swap_with_faults(&install, &stage, "t", &journal(), &mut |_| {
                 calls += 1;
                 if calls == fail_at + 1 {
                     return Err(io::Error::other("injected"));
@@ -113,7 +121,7 @@ fn a_missing_or_wrong_shim_is_made_right_and_restored() {
         }
         let before = tree(tmp.path());
         let stage = npm_stage(&install, "2.0.0");
-        let backup = swap(&install, &stage, "t").unwrap();
+        let backup = swap(&install, &stage, "t", &journal()).unwrap();
         assert_eq!(
             fs::read_link(&install.entrypoint).unwrap(),
             Path::new("../lib/node_modules/@molt/moltd/bin/moltd")
@@ -136,7 +144,10 @@ fn refusals_change_nothing() {
     let before = without_stage(tree(tmp.path()));
     for tag in ["", "../x", "a/b", ".hidden", &"x".repeat(65)] {
         assert!(
-            matches!(swap(&install, &stage, tag), Err(SwapError::Preflight(_))),
+            matches!(
+                swap(&install, &stage, tag, &journal()),
+                Err(SwapError::Preflight(_))
+            ),
             "{tag:?}"
         );
     }
@@ -145,7 +156,7 @@ fn refusals_change_nothing() {
             .join("lib/node_modules/@molt/.moltd.molt-backup-t"),
     )
     .unwrap();
-    let err = swap(&install, &stage, "t").unwrap_err();
+    let err = swap(&install, &stage, "t", &journal()).unwrap_err();
     assert!(matches!(err, SwapError::Preflight(_)), "{err}");
     fs::remove_dir(
         tmp.path()
@@ -153,14 +164,14 @@ fn refusals_change_nothing() {
     )
     .unwrap();
     fs::remove_dir_all(stage.join("lib")).unwrap();
-    let err = swap(&install, &stage, "t").unwrap_err();
+    let err = swap(&install, &stage, "t", &journal()).unwrap_err();
     assert!(err.to_string().contains("staged package root"), "{err}");
     let git = Install {
         mode: InstallMode::Git,
         ..install.clone()
     };
     assert!(matches!(
-        swap(&git, &stage, "t"),
+        swap(&git, &stage, "t", &journal()),
         Err(SwapError::Preflight(_))
     ));
     assert_eq!(before, without_stage(tree(tmp.path())));
@@ -170,7 +181,7 @@ fn refusals_change_nothing() {
 fn rollback_refuses_a_tree_that_changed_since() {
     let tmp = tempfile::tempdir().unwrap();
     let install = npm_install(tmp.path(), "1.0.0");
-    let backup = swap(&install, &npm_stage(&install, "2.0.0"), "t").unwrap();
+    let backup = swap(&install, &npm_stage(&install, "2.0.0"), "t", &journal()).unwrap();
     // Someone ran the manager by hand afterwards.
     crate::update::testing::write_package(&install.root, "3.0.0");
     let err = rollback(&install, &backup).unwrap_err();
@@ -191,7 +202,7 @@ fn rollback_refuses_a_tree_that_changed_since() {
 fn discard_keeps_only_the_last_backup() {
     let tmp = tempfile::tempdir().unwrap();
     let install = npm_install(tmp.path(), "1.0.0");
-    let first = swap(&install, &npm_stage(&install, "2.0.0"), "a").unwrap();
+    let first = swap(&install, &npm_stage(&install, "2.0.0"), "a", &journal()).unwrap();
     discard(&first);
     assert!(first.previous_tree.as_ref().unwrap().is_dir(), "kept");
     let leftover = tmp
@@ -203,7 +214,7 @@ fn discard_keeps_only_the_last_backup() {
         .join("lib/node_modules/@molt/.other.molt-backup-a");
     fs::create_dir(&unrelated).unwrap();
 
-    let second = swap(&install, &npm_stage(&install, "3.0.0"), "b").unwrap();
+    let second = swap(&install, &npm_stage(&install, "3.0.0"), "b", &journal()).unwrap();
     discard(&second);
     assert!(second.previous_tree.as_ref().unwrap().is_dir(), "kept");
     assert!(!first.previous_tree.as_ref().unwrap().exists(), "retired");
@@ -290,4 +301,90 @@ fn relative_link_targets_resolve_lexically() {
         Path::new("/p/global/5/.pnpm/x/node_modules/@molt/moltd")
     );
     assert_eq!(lexical(Path::new("/a/./b/../c")), Path::new("/a/c"));
+}
+
+/// A crash (here: a panic out of the hook, which skips every undo and
+/// leaves the journal) before each operation, then the next start: the
+/// new version running finishes the swap, the previous one reverses it,
+/// in both rename modes.
+#[test]
+fn a_crash_at_any_operation_is_finished_or_reversed_by_the_version_that_runs() {
+    for no_exchange in [false, true] {
+        NO_EXCHANGE.set(no_exchange);
+        let mut crash_at = 1;
+        loop {
+            let mut crashed_before = Vec::new();
+            for running in ["2.0.0", "1.0.0"] {
+                let tmp = tempfile::tempdir().unwrap();
+                let install = npm_install(tmp.path(), "1.0.0");
+                let before = tree(tmp.path());
+                let state = tempfile::tempdir().unwrap();
+                let journal = state.path().join("update-swap.json");
+                let stage = npm_stage(&install, "2.0.0");
+                let mut calls = 0;
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    swap_with_faults(&install, &stage, "t", &journal, &mut |step| {
+                        calls += 1;
+                        if calls == crash_at {
+                            panic!("crash before {step}");
+                        }
+                        Ok(())
+                    })
+                }));
+                if result.is_ok() {
+                    assert!(!journal.exists(), "a finished swap clears its journal");
+                    continue;
+                }
+                crashed_before.push(running);
+                let found = read_journal(&journal)
+                    .unwrap()
+                    .expect("the journal survives");
+                match recover(&found, running).unwrap() {
+                    Recovered::Completed(backup) => {
+                        assert_eq!(running, "2.0.0");
+                        assert_eq!(live_version(&install).as_deref(), Some("2.0.0"));
+                        let parked = backup.previous_tree.clone().unwrap();
+                        assert_eq!(version_of(&parked).as_deref(), Some("1.0.0"), "kept");
+                        // What it returns undoes it like any swap's backup.
+                        rollback(&install, &backup).unwrap();
+                        assert_eq!(before, without_stage(tree(tmp.path())));
+                    }
+                    Recovered::Reversed => {
+                        assert_eq!(running, "1.0.0");
+                        assert_eq!(before, without_stage(tree(tmp.path())), "at {crash_at}");
+                    }
+                }
+            }
+            if crashed_before.is_empty() {
+                break;
+            }
+            crash_at += 1;
+        }
+        // Before the exchange, the park, and after the last operation;
+        // without RENAME_EXCHANGE also before the second rename.
+        let points = if no_exchange { 4 } else { 3 };
+        assert_eq!(crash_at, points + 1, "no_exchange: {no_exchange}");
+    }
+    NO_EXCHANGE.set(false);
+}
+
+#[test]
+fn a_journal_left_by_a_crash_blocks_the_next_swap_and_a_stranger_version_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let install = npm_install(tmp.path(), "1.0.0");
+    let journal = tmp.path().join("update-swap.json");
+    let stage = npm_stage(&install, "2.0.0");
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        swap_with_faults(&install, &stage, "t", &journal, &mut |_| panic!("crash"))
+    }));
+    let found = read_journal(&journal).unwrap().unwrap();
+    assert!(matches!(
+        swap(&install, &npm_stage(&install, "2.0.0"), "u", &journal),
+        Err(SwapError::Preflight(m)) if m.contains("interrupted swap")
+    ));
+    assert!(matches!(
+        recover(&found, "9.9.9"),
+        Err(SwapError::Diverged(m)) if m.contains("runs 9.9.9")
+    ));
+    assert_eq!(live_version(&install).as_deref(), Some("1.0.0"));
 }

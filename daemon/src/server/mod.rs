@@ -1,5 +1,7 @@
-//! The accept loop: one task per connection, a connection cap, backoff on
-//! accept errors, and an orderly drain on stop.
+//! The accept loop: one task per connection, a connection cap, a bound on
+//! unauthenticated connections (per peer and in all, see
+//! [`session::admission`]), backoff on accept errors, refusals logged at a
+//! bounded rate, and an orderly drain on stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +13,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::gateway::Gateway;
 use crate::lifecycle::StopReason;
-use crate::session;
+use crate::logging::{THROTTLE_WINDOW, Throttled};
+use crate::session::{self, admission::Admission};
 
-/// Connections served at once; more are closed at accept.
-pub const MAX_CONNECTIONS: usize = 512;
+static OVER_LIMIT: Throttled = Throttled::new("connection limit reached; closing new connections");
+static EVICTED: Throttled =
+    Throttled::new("too many unauthenticated connections; evicted the oldest");
+
+/// Connections served at once; more are closed at accept. Twice the
+/// unauthenticated bound, so a flood leaves room for real sessions.
+pub const MAX_CONNECTIONS: usize = 1024;
 /// How long a stop waits for in-flight requests before closing sessions.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -24,8 +32,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn serve(listener: TcpListener, gw: Gateway, shutdown: impl Future<Output = ()>) {
     let stop = gw.stopping().clone();
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Admission::default();
     let sessions = TaskTracker::new();
     let mut backoff = Duration::from_millis(10);
+    let mut summaries = tokio::time::interval(THROTTLE_WINDOW);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -34,6 +44,13 @@ pub async fn serve(listener: TcpListener, gw: Gateway, shutdown: impl Future<Out
             () = &mut shutdown => {
                 gw.stop(StopReason::stop());
                 break;
+            }
+            _ = summaries.tick() => {
+                for throttled in [&OVER_LIMIT, &EVICTED] {
+                    throttled.flush();
+                }
+                session::flush_throttled_logs();
+                continue;
             }
             accepted = listener.accept() => accepted,
         };
@@ -54,14 +71,20 @@ pub async fn serve(listener: TcpListener, gw: Gateway, shutdown: impl Future<Out
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; closing new connection");
+            OVER_LIMIT.note(format_args!(
+                "{MAX_CONNECTIONS} connections, refused {peer}"
+            ));
             drop(stream);
             continue;
         };
+        let (pending, evicted) = admission.admit(peer.ip(), std::time::Instant::now());
+        if evicted > 0 {
+            EVICTED.note(format_args!("{evicted} for {peer}"));
+        }
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
         sessions.spawn(async move {
-            session::serve_connection(stream, peer, gw).await;
+            session::serve_connection(stream, peer, pending, gw).await;
             drop(permit);
         });
     }
@@ -76,18 +99,22 @@ pub async fn serve(listener: TcpListener, gw: Gateway, shutdown: impl Future<Out
             restart_expected_ms: why.restart_expected_ms,
         },
     );
+    // Each session answers what it has read and closes once its client is
+    // done (see session); the request tracker also covers work that
+    // outlives its connection (an update run).
     gw.requests().close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, gw.requests().wait())
-        .await
-        .is_err()
-    {
+    sessions.close();
+    let drained = async {
+        sessions.wait().await;
+        gw.requests().wait().await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!("in-flight requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
     }
     if !gw.stop_reason().exec_after {
         gw.release_listener();
     }
     gw.sessions_stop().cancel();
-    sessions.close();
     if tokio::time::timeout(Duration::from_secs(5), sessions.wait())
         .await
         .is_err()
