@@ -31,6 +31,10 @@ impl Ready {
     pub fn url(&self) -> String {
         format!("ws://{}", self.addr)
     }
+
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        self.addr.parse().expect("READY names a socket address")
+    }
 }
 
 /// Variables that would leak the developer's own gateway (or supervisor)

@@ -356,7 +356,7 @@ async fn a_stop_before_the_restart_fires_leaves_the_update_for_the_next_start_to
     let tmp = tempfile::tempdir().unwrap();
     let repos = repos(tmp.path());
     let (state, mut moltd) = start_from_checkout(tmp.path(), &repos);
-    let addr: std::net::SocketAddr = moltd.first.addr.parse().unwrap();
+    let addr = moltd.first.socket_addr();
 
     // An operator hold defers the update's restart; then the gateway is
     // stopped.

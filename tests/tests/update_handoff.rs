@@ -3,12 +3,12 @@
 //! the run, the sentinel, the undo record and `gateway.lock` say after it,
 //! and which process serves.
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use molt_e2e::gate::{Gate, Held};
-use molt_e2e::moltd::{Moltd, alive, lock_holder, serving};
+use molt_e2e::moltd::{alive, lock_holder, serving};
 use molt_e2e::restarts::{Probe, READY_WAIT, client, force_restart};
 use molt_e2e::tree::{same_tree, snapshot};
 use molt_e2e::updates::{
@@ -20,14 +20,6 @@ use molt_protocol::method::{HealthResult, UpdateRunResult};
 use molt_protocol::status::{RestartPhase, StatusResult};
 use molt_protocol::update::{RunPhase, RunTrigger, UpdateStatus};
 use serde_json::json;
-
-fn addr(moltd: &Moltd) -> SocketAddr {
-    moltd
-        .first
-        .addr
-        .parse()
-        .expect("READY names a socket address")
-}
 
 /// The pid in "successor pid <pid> runs version …".
 fn successor_pid(reason: &str) -> u32 {
@@ -50,7 +42,7 @@ async fn a_successor_running_another_version_is_stopped_before_it_claims_anythin
     let (state, mut moltd) = fx.start_moltd(&global, json!({})).unwrap();
     let old = moltd.first.clone();
     let before = snapshot(&global.prefix).unwrap();
-    let probe = Probe::start(addr(&moltd));
+    let probe = Probe::start(old.socket_addr());
 
     let mut c = client(&old).await;
     let result = update_run(&mut c, json!({"tag": "3.0.0"})).await.unwrap();
@@ -123,6 +115,23 @@ async fn reached(gate: &Gate) -> Held {
         .unwrap()
 }
 
+/// The answer of a run that swapped and then put the previous version
+/// back, byte for byte, for a reason starting with `code`; the reason.
+fn assert_put_back(
+    result: &UpdateRunResult,
+    code: &str,
+    before: &BTreeMap<String, String>,
+    prefix: &Path,
+) -> String {
+    assert!(!result.ok, "{result:#?}");
+    assert_eq!(result.result.status, UpdateStatus::Error);
+    let reason = result.result.reason.clone().unwrap();
+    assert!(reason.starts_with(code), "{reason}");
+    assert_eq!(step_names(result), ["resolve", "install", "verify", "swap"]);
+    same_tree(before, &snapshot(prefix).unwrap()).unwrap();
+    reason
+}
+
 /// The update's own files in the state dir, which a run that ends without
 /// a handoff must not leave behind.
 fn assert_nothing_left_to_act_on(state: &Path) {
@@ -144,21 +153,12 @@ async fn a_sentinel_that_cannot_be_written_puts_the_previous_version_back_withou
 
     let mut c = client(&moltd.first).await;
     let result = update_run(&mut c, json!({})).await.unwrap();
-    assert!(!result.ok, "{result:#?}");
-    assert_eq!(result.result.status, UpdateStatus::Error);
     assert_eq!(result.restart, None, "no restart");
-    let reason = result.result.reason.clone().unwrap();
-    assert!(reason.starts_with("sentinel-failed: "), "{reason}");
-    // The swap had happened: the previous version is back, byte for byte.
-    assert_eq!(
-        step_names(&result),
-        ["resolve", "install", "verify", "swap"]
-    );
-    same_tree(&before, &snapshot(&global.prefix).unwrap()).unwrap();
+    let reason = assert_put_back(&result, "sentinel-failed: ", &before, &global.prefix);
+    assert_nothing_left_to_act_on(&state);
     let run = &update_history(&mut c).await[0];
     assert_eq!(run.phase, RunPhase::RolledBack, "{run:#?}");
     assert_eq!(run.reason.as_deref(), Some(reason.as_str()));
-    assert_nothing_left_to_act_on(&state);
     let health: HealthResult = c.request("health", json!({})).await.into_result().unwrap();
     assert_eq!(
         (health.version.as_str(), health.pid),
@@ -263,15 +263,7 @@ async fn an_update_whose_restart_is_refused_puts_the_previous_version_back() {
         .await
         .into_result()
         .unwrap();
-    assert!(!result.ok, "{result:#?}");
-    assert_eq!(result.result.status, UpdateStatus::Error);
-    let reason = result.result.reason.clone().unwrap();
-    assert!(reason.starts_with("restart-rejected: "), "{reason}");
-    assert_eq!(
-        step_names(&result),
-        ["resolve", "install", "verify", "swap"]
-    );
-    same_tree(&before, &snapshot(&global.prefix).unwrap()).unwrap();
+    let reason = assert_put_back(&result, "restart-rejected: ", &before, &global.prefix);
     assert_nothing_left_to_act_on(&state);
 
     // The operator's successor goes on, finds a pipe where `.env` should

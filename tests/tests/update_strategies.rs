@@ -9,14 +9,15 @@
 //! update's answer is `ok` once the restart is under way, and what happens
 //! next is the supervisor's (supervised) or the new binary's (exec).
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use molt_e2e::PackageManager;
-use molt_e2e::moltd::{Moltd, command, serving};
+use molt_e2e::moltd::{Moltd, Ready, command, serving};
 use molt_e2e::restarts::{Probe, READY_WAIT, client};
+use molt_e2e::supervisor::Supervised;
 use molt_e2e::tree::{same_tree, snapshot};
 use molt_e2e::updates::{NEW, OLD, UpdateFixture, update_run, update_status};
+use molt_protocol::ids::RunId;
 use molt_protocol::status::{RestartStrategy, StatusResult};
 use molt_protocol::update::{RunPhase, UpdateStatus};
 use serde_json::{Value, json};
@@ -39,6 +40,29 @@ async fn strategy(moltd: &Moltd) -> RestartStrategy {
     status.restart.strategy
 }
 
+/// The next moltd the supervisor started, another process than `old`.
+fn restarted(supervised: &mut Supervised, old: &Ready) -> Ready {
+    let next = supervised
+        .moltd
+        .next_ready(READY_WAIT)
+        .expect("the supervisor starts moltd again");
+    assert_ne!(next.pid, old.pid);
+    next
+}
+
+/// `ready` runs the new version and verified the update's run.
+async fn assert_verified(ready: &Ready, run_id: &RunId) {
+    assert_eq!(ready.version, NEW);
+    let status = update_status(&mut client(ready).await).await;
+    let run = status.last_run.unwrap();
+    assert_eq!((&run.run_id, run.phase), (run_id, RunPhase::Verified));
+    let verified = status.sentinel.unwrap().verified.unwrap();
+    assert_eq!(
+        (verified.running_version.as_str(), verified.pid),
+        (NEW, ready.pid)
+    );
+}
+
 #[tokio::test]
 async fn supervised_an_update_exits_and_the_supervisor_starts_the_new_version() {
     let fx = UpdateFixture::start().unwrap();
@@ -56,20 +80,8 @@ async fn supervised_an_update_exits_and_the_supervisor_starts_the_new_version() 
     assert!(result.ok, "{result:#?}");
     assert_eq!(result.restart.unwrap().mode, RestartStrategy::Supervised);
 
-    let next = supervised
-        .moltd
-        .next_ready(READY_WAIT)
-        .expect("the supervisor starts the new version");
-    assert_eq!(next.version, NEW);
-    assert_ne!(next.pid, old.pid);
-    let status = update_status(&mut client(&next).await).await;
-    let run = status.last_run.unwrap();
-    assert_eq!((run.run_id, run.phase), (result.run_id, RunPhase::Verified));
-    let verified = status.sentinel.unwrap().verified.unwrap();
-    assert_eq!(
-        (verified.running_version.as_str(), verified.pid),
-        (NEW, next.pid)
-    );
+    let next = restarted(&mut supervised, &old);
+    assert_verified(&next, &result.run_id).await;
     // The version that worked stands by: a new version that keeps dying
     // after this is rolled back by it (tests/tests/update_rescue.rs).
     assert_eq!(
@@ -99,12 +111,8 @@ async fn supervised_a_version_that_dies_at_start_is_rolled_back_by_the_rescue_st
 
     // The supervisor starts 3.0.0, which dies, three times; the rescue
     // step after the third puts 1.0.0 back, and the next start serves.
-    let next = supervised
-        .moltd
-        .next_ready(READY_WAIT)
-        .expect("the supervisor starts the previous version again");
+    let next = restarted(&mut supervised, &old);
     assert_eq!(next.version, OLD);
-    assert_ne!(next.pid, old.pid);
 
     let mut c = client(&next).await;
     let status = update_status(&mut c).await;
@@ -166,7 +174,7 @@ async fn exec_an_update_replaces_the_process_image_in_place() {
     let mut moltd = start_exec(&fx, &global, Exec::Env);
     let old = moltd.first.clone();
     assert_eq!(strategy(&moltd).await, RestartStrategy::Exec);
-    let probe = Probe::start(old.addr.parse().unwrap());
+    let probe = Probe::start(old.socket_addr());
 
     let mut c = client(&old).await;
     let result = update_run(&mut c, json!({})).await.unwrap();
@@ -183,14 +191,7 @@ async fn exec_an_update_replaces_the_process_image_in_place() {
     let (connected, refused) = probe.finish().counts();
     assert_eq!(refused, 0, "the listener stays open across exec");
     assert!(connected > 0);
-    let status = update_status(&mut client(&next).await).await;
-    let run = status.last_run.unwrap();
-    assert_eq!((run.run_id, run.phase), (result.run_id, RunPhase::Verified));
-    let verified = status.sentinel.unwrap().verified.unwrap();
-    assert_eq!(
-        (verified.running_version.as_str(), verified.pid),
-        (NEW, old.pid)
-    );
+    assert_verified(&next, &result.run_id).await;
 }
 
 /// FINDING (reported, not fixed here): exec's preflight runs the new
@@ -216,9 +217,8 @@ async fn exec_a_version_that_dies_at_start_takes_the_gateway_down() {
     // The exec'd 3.0.0 refuses its arguments and exits: nothing serves.
     let exit = moltd.wait_exit(READY_WAIT).expect("the process ends");
     assert_eq!(exit.code(), Some(2), "the broken build's exit");
-    let addr: SocketAddr = old.addr.parse().unwrap();
     assert!(
-        std::net::TcpStream::connect(addr).is_err(),
+        std::net::TcpStream::connect(old.socket_addr()).is_err(),
         "the port is dark"
     );
     assert!(serving(&state).is_empty());

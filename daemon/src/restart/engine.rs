@@ -420,6 +420,21 @@ mod tests {
         outcome
     }
 
+    /// Drives `engine` for a gateway without pending work until
+    /// `lifecycle` stops.
+    fn spawn_driver(
+        engine: &Arc<RestartEngine>,
+        lifecycle: &Arc<Lifecycle>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(drive(
+            Arc::clone(engine),
+            FakeHost::default(),
+            EventBus::default(),
+            Arc::clone(lifecycle),
+            None,
+        ))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_restart_waits_out_pending_work_then_stops_and_tells_its_request() {
         let engine = engine(RestartMode::Supervised);
@@ -474,13 +489,7 @@ mod tests {
         let rolled_back = Arc::default();
         // The update installed 2.0.0; the entrypoint runs 1.0.0.
         let outcome = update_restart(&engine, Arc::clone(&rolled_back));
-        let driver = tokio::spawn(drive(
-            Arc::clone(&engine),
-            FakeHost::default(),
-            EventBus::default(),
-            Arc::clone(&lifecycle),
-            None,
-        ));
+        let driver = spawn_driver(&engine, &lifecycle);
         let failure = outcome.await.unwrap().unwrap_err();
         assert!(
             matches!(&*failure, HandoffFailure::ExecPreflight(reason) if reason.contains("expected 2.0.0")),
@@ -503,13 +512,7 @@ mod tests {
         let lifecycle: Arc<Lifecycle> = Arc::default();
         let rolled_back = Arc::default();
         let outcome = update_restart(&engine, Arc::clone(&rolled_back));
-        let driver = tokio::spawn(drive(
-            Arc::clone(&engine),
-            FakeHost::default(),
-            EventBus::default(),
-            Arc::clone(&lifecycle),
-            None,
-        ));
+        let driver = spawn_driver(&engine, &lifecycle);
 
         let failure = outcome.await.unwrap().unwrap_err();
         assert!(
