@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 mod capped;
-mod throttled;
 mod one_line;
+mod throttled;
 
 pub use capped::MAX_LOG_FILE_BYTES;
 pub use throttled::{THROTTLE_WINDOW, Throttled};
