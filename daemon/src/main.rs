@@ -95,9 +95,13 @@ async fn run(
             return ExitCode::FAILURE;
         }
     };
-    // The predecessor hears first; READY on stdout then means the handoff
-    // is fully announced.
-    prepared.announce_ready();
+    // The predecessor hears first and judges this process; READY on
+    // stdout then means the handoff is done. Not accepted, it goes before
+    // it claims or starts anything.
+    if let Err(e) = prepared.announce_ready().await {
+        tracing::error!("{e}");
+        return ExitCode::from(e.exit_code() as u8);
+    }
     // A successor inherits its predecessor's stdout, which may be closed
     // (`moltd | head -1`): READY there is a courtesy, never a reason to die.
     {

@@ -19,7 +19,7 @@ use crate::lock::{GatewayLock, LockError, LockInfo};
 use crate::logging::LogHub;
 use crate::paths::{PathsError, StatePaths};
 use crate::restart::engine::{RestartEngine, Takeover};
-use crate::restart::inherit::{Inherited, ReadyPipe};
+use crate::restart::inherit::{Inherited, NotAccepted, ReadyPipe, VERDICT_WAIT, VerdictPipe};
 use crate::restart::respawn::SuccessorSpec;
 use crate::restart::scheduler::Scheduler;
 use crate::{install, server, supervisor};
@@ -39,7 +39,8 @@ pub const EXIT_CONFIG: i32 = 78;
     after_help = "Prints `READY <addr> <version> <pid>` on stdout once it serves.\n\
                   Exit codes: 0 stopped cleanly (or handed off to its successor), 1 unexpected \
                   error, 2 bad flags, 78 refused to start (config, lock or port held, unsafe \
-                  bind, port not allowed) - do not restart."
+                  bind, port not allowed, or a successor its predecessor did not accept) - do not \
+                  restart."
 )]
 pub struct Options {
     /// Port to listen on (0 = any free port; the READY line tells which).
@@ -118,6 +119,10 @@ pub enum StartError {
         path: PathBuf,
         source: Box<PatchError>,
     },
+    /// A successor its predecessor did not accept: it goes without having
+    /// claimed anything.
+    #[error(transparent)]
+    NotAccepted(#[from] NotAccepted),
 }
 
 impl StartError {
@@ -157,6 +162,8 @@ pub struct Prepared {
     listener: TcpListener,
     addr: SocketAddr,
     ready_pipe: Option<ReadyPipe>,
+    /// The predecessor's verdict on this process, after READY.
+    verdict: Option<VerdictPipe>,
     /// The lock came from a predecessor (a respawn or this pid before an
     /// exec), whose details it still names until this process claims it.
     lock_inherited: bool,
@@ -183,19 +190,27 @@ impl Prepared {
         .to_string()
     }
 
-    /// Announces readiness: in `gateway.lock`, to the predecessor waiting
-    /// on the handoff pipe, and to systemd.
-    pub fn announce_ready(&mut self) {
+    /// Announces readiness: to the predecessor waiting on the handoff
+    /// pipe first; once it accepted this process (or died mid-handoff),
+    /// in `gateway.lock` and to systemd. A successor that was not accepted
+    /// has claimed nothing and must exit without serving or starting any
+    /// work: its predecessor serves on (docs/design.md, "Restart rules").
+    pub async fn announce_ready(&mut self) -> Result<(), StartError> {
         let line = self.ready_line();
+        if let Some(pipe) = self.ready_pipe.take() {
+            pipe.ready(&line);
+        }
+        if let Some(verdict) = self.verdict.take() {
+            let accepted = verdict.wait(VERDICT_WAIT).await?;
+            tracing::info!(?accepted, "taking over from the predecessor");
+        }
         if std::mem::take(&mut self.lock_inherited)
             && let Err(e) = self.gateway.claim_lock()
         {
             tracing::warn!("cannot record this process in the lock file: {e}");
         }
-        if let Some(pipe) = self.ready_pipe.take() {
-            pipe.ready(&line);
-        }
         crate::supervisor::notify_ready(&line);
+        Ok(())
     }
 
     /// Serves until `shutdown` completes or the gateway stops itself.
@@ -221,9 +236,11 @@ impl Prepared {
 /// handoff pipe, so that it can report why its successor did not start.
 pub async fn prepare(options: &Options, mut launch: Launch) -> Result<Prepared, StartError> {
     let mut ready_pipe = launch.inherited.ready.take();
+    let verdict = launch.inherited.verdict.take();
     match prepare_with(options, launch, &mut ready_pipe).await {
         Ok(prepared) => Ok(Prepared {
             ready_pipe,
+            verdict,
             ..prepared
         }),
         Err(e) => {
@@ -409,6 +426,7 @@ async fn prepare_with(
         listener,
         addr,
         ready_pipe: None,
+        verdict: None,
         lock_inherited,
         sigusr1: Some(sigusr1),
     })

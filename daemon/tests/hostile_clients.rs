@@ -13,6 +13,7 @@ use common::moltd::{self, Moltd};
 use common::restarts::client;
 use common::{Client, TOKEN};
 use futures_util::SinkExt;
+use molt_daemon::restart::inherit::HANDOFF_ENV;
 use molt_e2e::memory::memory;
 use molt_protocol::error::ErrorCode;
 use molt_protocol::status::StatusResult;
@@ -225,15 +226,18 @@ async fn an_operator_gets_in_while_junk_connections_flood_the_port() {
 
 /// The live processes started as a handoff successor of `from`.
 fn successors_of(from: u32) -> Vec<u32> {
-    let mark = format!("MOLT_HANDOFF=lock=4,ready=5,from={from},");
+    let handoff = format!("{HANDOFF_ENV}=");
+    let from = format!(",from={from},");
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
         .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| String::from_utf8_lossy(&env).contains(&mark))
-                && moltd::alive(pid)
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                String::from_utf8_lossy(&env)
+                    .split('\0')
+                    .any(|var| var.starts_with(&handoff) && var.contains(&from))
+            }) && moltd::alive(pid)
         })
         .collect()
 }

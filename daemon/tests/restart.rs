@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::moltd::{self, Moltd, Ready};
 use common::restarts::{Probe, READY_WAIT, client, force_restart, status, wait_for_failure};
+use molt_e2e::supervisor;
 use serde_json::{Value, json};
 
 const RESPAWN: &[&str] = &["--port", "0", "--restart-mode", "respawn"];
@@ -275,27 +276,8 @@ async fn changing_the_listen_address_restarts_onto_the_new_one() {
     assert!(std::net::TcpStream::connect(&first.addr).is_err());
 }
 
-/// A supervisor that restarts moltd on exit 0 and stops on 78.
-fn supervisor_script(dir: &Path, state: &Path, name: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let script = dir.join(format!("supervise-{name}.sh"));
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             while true; do\n\
-               {moltd} --state-dir {state} --port 0 --supervisor test-script\n\
-               code=$?\n\
-               [ $code -eq 0 ] || exit $code\n\
-             done\n",
-            moltd = moltd::MOLTD,
-            state = state.display(),
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
+/// moltd under a supervisor it cannot hand a process to.
+const SUPERVISED: &[&str] = &["--port", "0", "--supervisor", "test-script"];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn under_a_supervisor_a_conflict_ends_in_exactly_one_serving_process() {
@@ -304,9 +286,16 @@ async fn under_a_supervisor_a_conflict_ends_in_exactly_one_serving_process() {
         dir.path(),
         json!({"gateway": {"reload": {"cooldownMs": 0}}}),
     );
-    let script = supervisor_script(dir.path(), dir.path(), "first");
-    let mut supervised = Moltd::start_from(&script, dir.path(), &[]);
-    let first = supervised.first.clone();
+    let moltd = Path::new(moltd::MOLTD);
+    let mut supervised = supervisor::start(
+        &dir.path().join("first"),
+        moltd,
+        dir.path(),
+        SUPERVISED,
+        vec![],
+    )
+    .unwrap();
+    let first = supervised.moltd.first.clone();
     assert_eq!(
         status(&first).await.restart.strategy,
         molt_protocol::status::RestartStrategy::Supervised
@@ -315,12 +304,14 @@ async fn under_a_supervisor_a_conflict_ends_in_exactly_one_serving_process() {
     // A restart exits 0 and the supervisor starts the next one.
     force_restart(&mut client(&first).await).await;
     let next = supervised
+        .moltd
         .next_ready(READY_WAIT)
         .expect("restarted by the supervisor");
     assert_ne!(next.pid, first.pid);
 
     // A second supervisor on the same state dir stops on 78, no loop.
-    let rival = supervisor_script(dir.path(), dir.path(), "rival");
+    let rival =
+        supervisor::script(&dir.path().join("rival"), moltd, dir.path(), SUPERVISED).unwrap();
     let out = moltd::command(&rival, dir.path(), &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("holds"));

@@ -33,6 +33,11 @@ impl ReadyLine {
     pub fn url(&self) -> String {
         format!("ws://{}", self.addr)
     }
+
+    /// The bound address; `None` if the line named something else.
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        self.addr.parse().ok()
+    }
 }
 
 impl fmt::Display for ReadyLine {

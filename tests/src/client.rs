@@ -126,8 +126,15 @@ impl Client {
 
     /// The response with this id; events on the way are kept.
     pub async fn response(&mut self, id: &str) -> ResponseFrame {
+        self.response_within(id, WAIT).await
+    }
+
+    /// [`Client::response`] for a request the server may work on without
+    /// a frame for longer than [`WAIT`] (an `update.run` whose package
+    /// manager runs): `wait` bounds each silence instead.
+    pub async fn response_within(&mut self, id: &str, wait: Duration) -> ResponseFrame {
         loop {
-            match self.frame().await {
+            match self.frame_within(wait).await {
                 Some(ServerFrame::Res(res)) if res.id.as_str() == id => return res,
                 Some(ServerFrame::Res(res)) => panic!("unexpected response {res:?}"),
                 Some(ServerFrame::Event(e)) => {
@@ -161,11 +168,17 @@ impl Client {
 
     /// The next event with this name.
     pub async fn event(&mut self, name: &str) -> Value {
+        self.event_within(name, WAIT).await
+    }
+
+    /// [`Client::event`], with `wait` bounding each silence (see
+    /// [`Client::response_within`]).
+    pub async fn event_within(&mut self, name: &str, wait: Duration) -> Value {
         if let Some(pos) = self.events.iter().position(|(n, _, _)| n == name) {
             return self.events.remove(pos).1;
         }
         loop {
-            match self.frame().await {
+            match self.frame_within(wait).await {
                 Some(ServerFrame::Event(e)) if e.event == name => {
                     return e.payload.unwrap_or_default();
                 }
@@ -181,8 +194,12 @@ impl Client {
 
     /// The next server frame, or None once closed.
     pub async fn frame(&mut self) -> Option<ServerFrame> {
+        self.frame_within(WAIT).await
+    }
+
+    async fn frame_within(&mut self, wait: Duration) -> Option<ServerFrame> {
         loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next())
+            let message = tokio::time::timeout(wait, self.ws.next())
                 .await
                 .expect("server answers in time");
             match message {

@@ -9,13 +9,18 @@
 //!   process, a raw protocol client, handoff probes.
 //! * [`openclaw`]: the real OpenClaw gateway (pinned npm package), its port
 //!   slots and a registry that serves it.
+//! * [`supervisor`]: a supervisor moltd cannot hand a process to (a
+//!   script that starts it again after every exit and runs the rescue).
 //! * [`systemd`]: a real systemd 252 in a throwaway machine, and moltd in
 //!   it under the shipped units.
 //! * [`process`], [`http`], [`memory`], [`ports`]: small helpers (commands
 //!   with deadlines, HTTP/1.1, a process's resident memory, an address
 //!   that refuses connections).
+//! * [`gate`]: a named pipe a process waits on, to act at a precise point
+//!   of a run.
 
 pub mod client;
+pub mod gate;
 pub mod global_install;
 pub mod http;
 pub mod memory;
@@ -26,6 +31,7 @@ pub mod ports;
 pub mod process;
 pub mod registry;
 pub mod restarts;
+pub mod supervisor;
 pub mod systemd;
 pub mod tools;
 pub mod tree;
@@ -35,6 +41,7 @@ pub mod versions;
 pub use global_install::{GlobalInstall, PackageManager, install_global};
 pub use npm_package::{
     DEFAULT_PACKAGE, dist_tag_add, pack_moltd, publish, write_fake_moltd, write_moltd_that_claims,
+    write_moltd_that_waits,
 };
 pub use registry::Registry;
 pub use tools::Tools;

@@ -184,6 +184,19 @@ pub fn serving(state: &Path) -> Vec<u32> {
     pids
 }
 
+/// The pid `gateway.lock` in `state` names: the process that claimed the
+/// gateway last.
+pub fn lock_holder(state: &Path) -> u32 {
+    let path = state.join("gateway.lock");
+    let text = std::fs::read_to_string(&path).expect("gateway.lock is readable");
+    let info: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text:?}", path.display()));
+    info["pid"]
+        .as_u64()
+        .and_then(|pid| u32::try_from(pid).ok())
+        .unwrap_or_else(|| panic!("{} names no pid: {text}", path.display()))
+}
+
 /// Replaces `path` atomically with a shell script.
 pub fn replace_with_script(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt;

@@ -45,37 +45,47 @@ pub fn pack_moltd(binary: &Path, version: &str, out_dir: &Path, package: &str) -
 /// `moltd <version>` for `--version` (and for no arguments), exits 2
 /// otherwise.
 pub fn write_fake_moltd(path: &Path, version: &str) -> Result<()> {
-    write_script(
-        path,
-        &format!(
-            "#!/bin/sh\n\
-             case \"$1\" in\n  \
-               --version|'') echo 'moltd {version}' ;;\n  \
-               *) echo \"fake moltd {version}: unknown argument $1\" >&2; exit 2 ;;\n\
-             esac\n"
-        ),
-    )
+    let refuse = format!("echo \"fake moltd {version}: unknown argument $1\" >&2; exit 2");
+    write_stand_in(path, "--version|''", version, &refuse)
 }
 
 /// Writes at `path` a moltd that says it is `version` when asked
 /// (`--version`) but runs `real`, another build: old code over a new tree,
 /// the mixed state a handoff must catch.
 pub fn write_moltd_that_claims(path: &Path, version: &str, real: &Path) -> Result<()> {
+    let run = format!("exec {} \"$@\"", real.display());
+    write_stand_in(path, "--version", version, &run)
+}
+
+/// Writes at `path` a moltd that says it is `version` when asked
+/// (`--version`) and otherwise waits on the named pipe `gate` (until a
+/// test opens and closes it), then exits 1: it installs and verifies, and
+/// hangs at start until the test lets it die.
+pub fn write_moltd_that_waits(path: &Path, version: &str, gate: &Path) -> Result<()> {
+    let wait = format!(
+        "cat '{}' >/dev/null; echo 'fake moltd {version}: cannot start' >&2; exit 1",
+        gate.display()
+    );
+    write_stand_in(path, "--version", version, &wait)
+}
+
+/// A script that prints `moltd <version>` when its first argument matches
+/// `asked` (a `case` pattern) and runs `otherwise` for anything else.
+fn write_stand_in(path: &Path, asked: &str, version: &str, otherwise: &str) -> Result<()> {
     write_script(
         path,
         &format!(
             "#!/bin/sh\n\
              case \"$1\" in\n  \
-               --version) echo 'moltd {version}' ;;\n  \
-               *) exec {} \"$@\" ;;\n\
-             esac\n",
-            real.display()
+               {asked}) echo 'moltd {version}' ;;\n  \
+               *) {otherwise} ;;\n\
+             esac\n"
         ),
     )
 }
 
 /// An executable script at `path`, its directory made first.
-fn write_script(path: &Path, script: &str) -> Result<()> {
+pub(crate) fn write_script(path: &Path, script: &str) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

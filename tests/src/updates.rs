@@ -5,14 +5,19 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use molt_protocol::method::{UpdateHistoryResult, UpdateRunResult, UpdateStatusResult};
+use molt_protocol::method::{
+    LogsTailResult, UpdateHistoryResult, UpdateRunResult, UpdateStatusResult,
+};
 use molt_protocol::update::RunRecord;
 use serde_json::{Value, json};
 
 use crate::client::Client;
+use crate::gate::Gate;
 use crate::moltd::{Moltd, Ready, command, write_config};
+use crate::supervisor::Supervised;
 use crate::{
     DEFAULT_PACKAGE, GlobalInstall, PackageManager, Registry, install_global, pack_moltd, publish,
     versions,
@@ -26,6 +31,8 @@ pub const NEW: &str = "2.0.0";
 pub struct UpdateFixture {
     pub tmp: tempfile::TempDir,
     pub registry: Registry,
+    /// Put first on moltd's `PATH` by [`Self::gate_installs`].
+    gate_bin: Option<PathBuf>,
 }
 
 impl UpdateFixture {
@@ -40,7 +47,11 @@ impl UpdateFixture {
                 None,
             )?;
         }
-        Ok(UpdateFixture { tmp, registry })
+        Ok(UpdateFixture {
+            tmp,
+            registry,
+            gate_bin: None,
+        })
     }
 
     /// A registry with these `(version, binary)` builds published in
@@ -48,7 +59,11 @@ impl UpdateFixture {
     pub fn start_with(builds: &[(&str, PathBuf)]) -> Result<UpdateFixture> {
         let tmp = tempfile::tempdir()?;
         let registry = Registry::start(tmp.path())?;
-        let fixture = UpdateFixture { tmp, registry };
+        let fixture = UpdateFixture {
+            tmp,
+            registry,
+            gate_bin: None,
+        };
         for (version, binary) in builds {
             fixture.publish_binary(binary, version, None)?;
         }
@@ -77,6 +92,38 @@ impl UpdateFixture {
         self.publish_binary(&path, version, Some("broken"))
     }
 
+    /// Publishes a build of `version` (dist-tag `broken`) that answers
+    /// `--version` and otherwise waits on `gate`, then dies: it installs
+    /// and verifies, and the test acts while its start hangs.
+    pub fn publish_broken_behind(&self, version: &str, gate: &Gate) -> Result<()> {
+        let path = self.tmp.path().join(format!("broken-{version}/moltd"));
+        crate::write_moltd_that_waits(&path, version, gate.path())?;
+        self.publish_binary(&path, version, Some("broken"))
+    }
+
+    /// Puts a gate in front of the update's install step: the moltd this
+    /// fixture starts from now on finds an `npm` first on its `PATH` that
+    /// waits on the returned gate for `npm install` and runs the real npm
+    /// for everything else (and for the install once the gate opens).
+    pub fn gate_installs(&mut self) -> Result<Gate> {
+        let dir = self.tmp.path().join("gate-bin");
+        std::fs::create_dir_all(&dir)?;
+        let gate = Gate::new(&self.tmp.path().join("install.gate"))?;
+        let npm = self.registry.tools().npm.clone();
+        crate::npm_package::write_script(
+            &dir.join("npm"),
+            &format!(
+                "#!/bin/sh\n\
+                 [ \"$1\" = install ] && cat '{gate}' >/dev/null\n\
+                 exec '{npm}' \"$@\"\n",
+                gate = gate.path().display(),
+                npm = npm.display(),
+            ),
+        )?;
+        self.gate_bin = Some(dir);
+        Ok(gate)
+    }
+
     /// A canonical prefix, so paths compare as moltd sees them.
     pub fn prefix(&self, manager: PackageManager) -> Result<PathBuf> {
         Ok(std::fs::canonicalize(self.tmp.path())?.join(format!("prefix-{manager}")))
@@ -103,13 +150,14 @@ impl UpdateFixture {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         let prefix = self.prefix(manager)?;
-        let mut path = vec![
+        let mut path: Vec<PathBuf> = self.gate_bin.iter().cloned().collect();
+        path.push(
             manager
                 .bin_path(&prefix)
                 .parent()
                 .map(Path::to_path_buf)
                 .unwrap_or_default(),
-        ];
+        );
         path.extend(std::env::split_paths(&self.registry.tools().path_env()));
         env.push(("PATH".into(), std::env::join_paths(path)?));
         let dir = self.registry.dir();
@@ -139,6 +187,21 @@ impl UpdateFixture {
         Ok((state.clone(), self.restart_moltd(global, &state, args)?))
     }
 
+    /// Starts moltd from the install's bin entrypoint on its own state dir
+    /// under a [`crate::supervisor`] script, as `--supervisor runit`.
+    pub fn start_supervised(&self, global: &GlobalInstall, config: Value) -> Result<Supervised> {
+        let state = self.state_dir(global);
+        std::fs::create_dir_all(&state)?;
+        write_config(&state, config);
+        crate::supervisor::start(
+            &self.tmp.path().join("supervisor"),
+            &global.bin,
+            &state,
+            &["--port", "0", "--supervisor", "runit"],
+            self.moltd_env(global.manager)?,
+        )
+    }
+
     /// The state dir [`Self::start_moltd`] uses for `global`.
     pub fn state_dir(&self, global: &GlobalInstall) -> PathBuf {
         self.tmp.path().join(format!("state-{}", global.manager))
@@ -159,12 +222,18 @@ impl UpdateFixture {
     }
 }
 
+/// How long an update may go without a frame to its client: the package
+/// manager's install runs silently, longer than the client's usual bound
+/// on a busy machine.
+pub const UPDATE_WAIT: Duration = Duration::from_secs(60);
+
 /// `update.run` with `params`; the decoded result or the server's error.
 pub async fn update_run(
     client: &mut Client,
     params: Value,
 ) -> Result<UpdateRunResult, molt_protocol::error::ErrorShape> {
-    client.request("update.run", params).await.into_result()
+    let id = client.send_request("update.run", params).await;
+    client.response_within(&id, UPDATE_WAIT).await.into_result()
 }
 
 /// `update.history`: the runs, newest first.
@@ -202,4 +271,25 @@ pub async fn serving_client(ready: &Ready) -> Client {
         ..ready.clone()
     })
     .await
+}
+
+/// Waits for a log line containing every one of `needles` (the tail so
+/// far, then lines as they are written).
+pub async fn log_line(c: &mut Client, needles: &[&str]) -> String {
+    let matches = |line: &str| needles.iter().all(|n| line.contains(n));
+    let tail: LogsTailResult = c
+        .request("logs.tail", json!({"lines": 2000, "follow": true}))
+        .await
+        .into_result()
+        .unwrap();
+    if let Some(line) = tail.lines.into_iter().find(|l| matches(l)) {
+        return line;
+    }
+    loop {
+        let event = c.event("logs.line").await;
+        let line = event["line"].as_str().unwrap_or_default().to_owned();
+        if matches(&line) {
+            return line;
+        }
+    }
 }

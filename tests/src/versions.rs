@@ -2,6 +2,14 @@
 //! (`MOLT_VERSION`), so each one is a build: done once in a target dir of
 //! its own, and cached by a fingerprint of the sources so later runs reuse
 //! it until the code changes.
+//!
+//! Tests never build: a build of the workspace takes minutes on a busy
+//! machine, under the test runner's kill timeout. `scripts/test` runs
+//! `cargo run -p molt-e2e --bin build-versions` first, which builds (and
+//! packs) every version in [`SUITE`], plain and with fault injection; a
+//! test only looks its build up ([`moltd_binary`], [`packed_moltd`],
+//! [`moltd_binary_with_faults`]) and fails saying that command when it is
+//! missing. Benchmarks build what they need ([`moltd_release_binary`]).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,45 +19,87 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::tools::repo_root;
+use crate::updates::{NEW, OLD};
 
-/// The moltd binary stamped with `version`, building it if needed.
+/// Every version the test suite runs moltd at.
+pub const SUITE: &[&str] = &[OLD, NEW];
+
+/// How to build [`SUITE`] for the current sources.
+pub const BUILD_HINT: &str = "cargo run -p molt-e2e --bin build-versions";
+
+/// The debug moltd binary stamped with `version`, built beforehand (see
+/// the module header).
 pub fn moltd_binary(version: &str) -> Result<PathBuf> {
-    build(version, false, false)
-}
-
-/// The same as an optimized build, for benchmarks.
-pub fn moltd_release_binary(version: &str) -> Result<PathBuf> {
-    build(version, true, false)
+    look_up(version, false)
 }
 
 /// [`moltd_binary`] with the `fault-injection` feature: it SIGKILLs itself
 /// inside the swap when told to (`MOLT_FAULT_KILL_SWAP_OP`, see
-/// `daemon/src/update/swap/faults.rs`).
+/// `daemon/src/update/swap/faults.rs`). Built beforehand too.
 pub fn moltd_binary_with_faults(version: &str) -> Result<PathBuf> {
-    build(version, false, true)
+    look_up(version, true)
 }
 
 /// The variable that makes a [`moltd_binary_with_faults`] build die before
 /// the swap's N-th operation.
 pub const KILL_SWAP_OP: &str = "MOLT_FAULT_KILL_SWAP_OP";
 
-fn build(version: &str, release: bool, faults: bool) -> Result<PathBuf> {
+/// Builds the debug moltd binary stamped with `version` (with the
+/// `fault-injection` feature if `faults`), unless it is built already:
+/// for `build-versions`, never for a test.
+pub fn build_moltd_binary(version: &str, faults: bool) -> Result<PathBuf> {
+    build(version, false, faults)
+}
+
+/// The same as an optimized build, for benchmarks (built if needed).
+pub fn moltd_release_binary(version: &str) -> Result<PathBuf> {
+    build(version, true, false)
+}
+
+fn look_up(version: &str, faults: bool) -> Result<PathBuf> {
     let root = repo_root();
-    let profile = if release { "release" } else { "debug" };
-    let target = root.join("target").join(if release {
-        "bench-versions"
-    } else {
-        "e2e-versions"
-    });
-    std::fs::create_dir_all(&target)?;
-    let bins = target.join("bins");
-    let fingerprint = source_fingerprint(&root)?;
+    let cached = cached_binary(&root, version, false, faults)?;
+    if !cached.is_file() {
+        bail!(
+            "moltd {version} is not built for the current sources ({} is missing): run \
+             `{BUILD_HINT}` (scripts/test runs it before the tests)",
+            cached.display()
+        );
+    }
+    Ok(cached)
+}
+
+/// Where the build of `version` for the current sources lives.
+fn cached_binary(root: &Path, version: &str, release: bool, faults: bool) -> Result<PathBuf> {
+    let fingerprint = source_fingerprint(root)?;
     let build_name = if faults {
         format!("{version}+faults")
     } else {
         version.to_owned()
     };
-    let cached = bins.join(&fingerprint).join(build_name).join("moltd");
+    Ok(target_dir(root, release)
+        .join("bins")
+        .join(fingerprint)
+        .join(build_name)
+        .join("moltd"))
+}
+
+fn target_dir(root: &Path, release: bool) -> PathBuf {
+    root.join("target").join(if release {
+        "bench-versions"
+    } else {
+        "e2e-versions"
+    })
+}
+
+fn build(version: &str, release: bool, faults: bool) -> Result<PathBuf> {
+    let root = repo_root();
+    let profile = if release { "release" } else { "debug" };
+    let target = target_dir(&root, release);
+    std::fs::create_dir_all(&target)?;
+    let bins = target.join("bins");
+    let fingerprint = source_fingerprint(&root)?;
+    let cached = cached_binary(&root, version, release, faults)?;
     if cached.is_file() {
         return Ok(cached);
     }
@@ -119,6 +169,20 @@ fn pack_cached(binary: &Path, version: &str, package: &str) -> Result<PathBuf> {
     let tarball = crate::pack_moltd(binary, version, work.path(), package)?;
     std::fs::rename(&tarball, &cached)?;
     Ok(cached)
+}
+
+/// Builds and packs every version of [`SUITE`] (as [`crate::DEFAULT_PACKAGE`]),
+/// plain and with fault injection, for the current sources; the paths of
+/// the packages.
+pub fn build_suite() -> Result<Vec<PathBuf>> {
+    let mut packages = Vec::new();
+    for faults in [false, true] {
+        for version in SUITE {
+            let binary = build_moltd_binary(version, faults)?;
+            packages.push(pack_cached(&binary, version, crate::DEFAULT_PACKAGE)?);
+        }
+    }
+    Ok(packages)
 }
 
 /// Hash of everything moltd is built from.

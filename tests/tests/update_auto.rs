@@ -5,12 +5,10 @@
 //! through `update.noAutoUpdate.set`, blocks it while hints go on.
 
 use molt_e2e::PackageManager;
-use molt_e2e::client::Client;
 use molt_e2e::moltd::{Moltd, command, write_config};
 use molt_e2e::restarts::{READY_WAIT, client, force_restart};
 use molt_e2e::tree::{same_tree, snapshot};
-use molt_e2e::updates::{NEW, OLD, UpdateFixture, update_history, update_status};
-use molt_protocol::method::LogsTailResult;
+use molt_e2e::updates::{NEW, OLD, UpdateFixture, log_line, update_history, update_status};
 use molt_protocol::status::{EnvSource, StatusResult};
 use molt_protocol::update::{RunPhase, RunTrigger};
 use serde_json::{Value, json};
@@ -21,27 +19,6 @@ fn auto_config() -> Value {
         "checkOnStart": true,
         "auto": {"enabled": true, "stableDelayHours": 0, "stableJitterHours": 0},
     }})
-}
-
-/// Waits for a log line containing every one of `needles` (the tail so
-/// far, then lines as they are written).
-async fn log_line(c: &mut Client, needles: &[&str]) -> String {
-    let matches = |line: &str| needles.iter().all(|n| line.contains(n));
-    let tail: LogsTailResult = c
-        .request("logs.tail", json!({"lines": 2000, "follow": true}))
-        .await
-        .into_result()
-        .unwrap();
-    if let Some(line) = tail.lines.into_iter().find(|l| matches(l)) {
-        return line;
-    }
-    loop {
-        let event = c.event("logs.line").await;
-        let line = event["line"].as_str().unwrap_or_default().to_owned();
-        if matches(&line) {
-            return line;
-        }
-    }
 }
 
 #[tokio::test]

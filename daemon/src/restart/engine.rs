@@ -24,16 +24,48 @@ use crate::lifecycle::{Lifecycle, StopReason};
 
 /// What an update expects of the handoff its restart causes: the successor
 /// must report `version`; a failed handoff (this process keeps serving)
-/// hands the reason to `on_failure`, which rolls the install back on the
+/// hands the failure to `on_failure`, which rolls the install back on the
 /// blocking pool before `done` is told.
 pub struct HandoffExpectation {
     pub version: String,
-    pub on_failure: Box<dyn FnOnce(String) + Send>,
+    pub on_failure: Box<dyn FnOnce(&HandoffFailure) + Send>,
     /// Told how the handoff ended, after any rollback: `Ok(successor pid)`
     /// (sent before this process drains; `None` when the supervisor starts
-    /// the successor) or `Err(reason)`. Dropped unanswered when a newer
+    /// the successor) or the failure. Dropped unanswered when a newer
     /// expectation replaces this one or the request is refused.
-    pub done: tokio::sync::oneshot::Sender<Result<Option<u32>, String>>,
+    pub done: tokio::sync::oneshot::Sender<HandoffOutcome>,
+}
+
+/// How a handoff with an expectation ended.
+pub type HandoffOutcome = Result<Option<u32>, Arc<HandoffFailure>>;
+
+/// Why a restart did not hand off: this process keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffFailure {
+    #[error("no stable entrypoint to start a successor from")]
+    NoEntrypoint,
+    #[error("cannot pass the listener and lock on: {0}")]
+    Fds(io::Error),
+    /// It did not start, or did not get ready.
+    #[error(transparent)]
+    Successor(#[from] respawn::SuccessorFailure),
+    /// It got ready running another version than the one expected: old
+    /// code over a new tree, or the reverse.
+    #[error("successor pid {pid} runs version {running}, expected {expected}; stopped it")]
+    WrongVersion {
+        pid: u32,
+        running: String,
+        expected: String,
+    },
+    #[error("systemd did not take pid {pid} as the service's main process ({source}); stopped it")]
+    NotMainPid { pid: u32, source: io::Error },
+    /// This gateway was asked to stop while the successor started: nothing
+    /// may go on serving.
+    #[error("this gateway was asked to stop while successor pid {pid} started; stopped it")]
+    Stopping { pid: u32 },
+    /// The exec strategy's check of the entrypoint failed.
+    #[error("{0}")]
+    ExecPreflight(String),
 }
 
 impl std::fmt::Debug for HandoffExpectation {
@@ -228,6 +260,7 @@ async fn execute(
             super::exec::preflight(engine.successor.as_ref(), expected.as_deref())
                 .await
                 .map(|()| None)
+                .map_err(HandoffFailure::ExecPreflight)
         }
     };
     match result {
@@ -238,19 +271,21 @@ async fn execute(
             lifecycle.stop(StopReason::restart(&fire.reason, engine.strategy));
             Outcome::HandedOff
         }
-        Err(reason) => {
+        Err(failure) => {
+            let reason = failure.to_string();
             tracing::error!(%reason, "restart failed; this process keeps serving");
             *engine.last_failure.lock() = Some(RestartFailure {
                 at: unix_ms(),
                 reason: reason.clone(),
             });
             if let Some(expectation) = expectation {
+                let failure = Arc::new(failure);
                 let rollback = expectation.on_failure;
-                let why = reason.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || rollback(why)).await {
+                let why = Arc::clone(&failure);
+                if let Err(e) = tokio::task::spawn_blocking(move || rollback(&why)).await {
                     tracing::error!("the rollback after a failed handoff panicked: {e}");
                 }
-                let _ = expectation.done.send(Err(reason.clone()));
+                let _ = expectation.done.send(Err(failure));
             }
             Outcome::Failed { reason }
         }
@@ -258,20 +293,20 @@ async fn execute(
 }
 
 /// Starts the successor; its pid once it proved itself and, under
-/// systemd, once systemd follows it as the service's main process.
+/// systemd, once systemd follows it as the service's main process. Only
+/// then is it accepted (and claims the gateway); a successor that fails a
+/// check is rejected and stopped, and leaves no trace.
 async fn respawn(
     host: &impl Host,
     lifecycle: &Lifecycle,
     engine: &RestartEngine,
     expected_version: Option<&str>,
-) -> Result<u32, String> {
+) -> Result<u32, HandoffFailure> {
     let spec = engine
         .successor
         .as_ref()
-        .ok_or("no stable entrypoint to start a successor from")?;
-    let (listener, lock) = host
-        .handoff_fds()
-        .map_err(|e| format!("cannot pass the listener and lock on: {e}"))?;
+        .ok_or(HandoffFailure::NoEntrypoint)?;
+    let (listener, lock) = host.handoff_fds().map_err(HandoffFailure::Fds)?;
     let timeouts = ReadyTimeouts::from_idle(engine.successor_timeout);
     // systemd must know the process it is told about as its own child.
     let parentage = match engine.takeover {
@@ -287,47 +322,44 @@ async fn respawn(
         parentage,
         timeouts,
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     if let Some(expected) = expected_version
         && successor.version != expected
     {
-        let reason = format!(
-            "successor pid {} runs version {}, expected {expected}; stopped it",
-            successor.pid, successor.version
-        );
-        successor.stop().await;
-        return Err(reason);
+        let failure = HandoffFailure::WrongVersion {
+            pid: successor.pid,
+            running: successor.version.clone(),
+            expected: expected.to_owned(),
+        };
+        successor.reject(&failure.to_string()).await;
+        return Err(failure);
     }
     // Asked to stop while the successor started: nothing may go on
     // serving after that, so it goes too.
     if lifecycle.is_stopping() {
-        let reason = format!(
-            "this gateway was asked to stop while successor pid {} started; stopped it",
-            successor.pid
-        );
-        successor.stop().await;
-        return Err(reason);
+        let failure = HandoffFailure::Stopping { pid: successor.pid };
+        successor.reject(&failure.to_string()).await;
+        return Err(failure);
     }
     if engine.takeover == Takeover::SystemdMainPid {
         let status = format!(
             "READY {} {} {}",
             successor.addr, successor.version, successor.pid
         );
-        if let Err(e) = crate::supervisor::hand_over_main_pid(successor.pid, &status).await {
-            let reason = format!(
-                "systemd did not take pid {} as the service's main process ({e}); stopped it",
-                successor.pid
-            );
-            successor.stop().await;
-            return Err(reason);
+        if let Err(source) = crate::supervisor::hand_over_main_pid(successor.pid, &status).await {
+            let failure = HandoffFailure::NotMainPid {
+                pid: successor.pid,
+                source,
+            };
+            successor.reject(&failure.to_string()).await;
+            return Err(failure);
         }
     }
     tracing::info!(
         pid = successor.pid, version = %successor.version, addr = %successor.addr,
         "successor ready; handing off"
     );
-    Ok(successor.pid)
+    Ok(successor.accept())
 }
 
 /// The successor to start: the stable entrypoint with this process's args.
@@ -357,7 +389,7 @@ mod tests {
         }
     }
 
-    type Outcome = tokio::sync::oneshot::Receiver<Result<Option<u32>, String>>;
+    type Outcome = tokio::sync::oneshot::Receiver<HandoffOutcome>;
 
     fn engine(strategy: RestartStrategy) -> Arc<RestartEngine> {
         let scheduler = Scheduler::new(1, strategy, DEFAULT_DEFERRAL_TIMEOUT_MS);
@@ -375,7 +407,7 @@ mod tests {
         let (done, outcome) = tokio::sync::oneshot::channel();
         let expectation = HandoffExpectation {
             version: "2.0.0".to_owned(),
-            on_failure: Box::new(move |reason| *rolled_back.lock() = Some(reason)),
+            on_failure: Box::new(move |failure| *rolled_back.lock() = Some(failure.to_string())),
             done,
         };
         let request = RestartRequest {
@@ -386,6 +418,21 @@ mod tests {
         };
         engine.request(request).unwrap();
         outcome
+    }
+
+    /// Drives `engine` for a gateway without pending work until
+    /// `lifecycle` stops.
+    fn spawn_driver(
+        engine: &Arc<RestartEngine>,
+        lifecycle: &Arc<Lifecycle>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(drive(
+            Arc::clone(engine),
+            FakeHost::default(),
+            EventBus::default(),
+            Arc::clone(lifecycle),
+            None,
+        ))
     }
 
     #[tokio::test(start_paused = true)]
@@ -412,7 +459,7 @@ mod tests {
         assert!(!lifecycle.is_stopping(), "a hold defers the restart");
         *host.0.lock() = PendingWork::default();
         // Supervised: the supervisor starts the successor, so no pid.
-        assert_eq!(outcome.await.unwrap(), Ok(None));
+        assert_eq!(outcome.await.unwrap().ok(), Some(None));
         driver.await.unwrap();
         let why = lifecycle.stop_reason();
         assert_eq!(why.reason, "restart: update.run");
@@ -442,15 +489,13 @@ mod tests {
         let rolled_back = Arc::default();
         // The update installed 2.0.0; the entrypoint runs 1.0.0.
         let outcome = update_restart(&engine, Arc::clone(&rolled_back));
-        let driver = tokio::spawn(drive(
-            Arc::clone(&engine),
-            FakeHost::default(),
-            EventBus::default(),
-            Arc::clone(&lifecycle),
-            None,
-        ));
-        let reason = outcome.await.unwrap().unwrap_err();
-        assert!(reason.contains("expected 2.0.0"), "{reason}");
+        let driver = spawn_driver(&engine, &lifecycle);
+        let failure = outcome.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&*failure, HandoffFailure::ExecPreflight(reason) if reason.contains("expected 2.0.0")),
+            "{failure}"
+        );
+        let reason = failure.to_string();
         assert_eq!(rolled_back.lock().as_deref(), Some(reason.as_str()));
         assert!(
             !lifecycle.is_stopping(),
@@ -467,16 +512,14 @@ mod tests {
         let lifecycle: Arc<Lifecycle> = Arc::default();
         let rolled_back = Arc::default();
         let outcome = update_restart(&engine, Arc::clone(&rolled_back));
-        let driver = tokio::spawn(drive(
-            Arc::clone(&engine),
-            FakeHost::default(),
-            EventBus::default(),
-            Arc::clone(&lifecycle),
-            None,
-        ));
+        let driver = spawn_driver(&engine, &lifecycle);
 
-        let reason = outcome.await.unwrap().unwrap_err();
-        assert!(reason.contains("no stable entrypoint"), "{reason}");
+        let failure = outcome.await.unwrap().unwrap_err();
+        assert!(
+            matches!(*failure, HandoffFailure::NoEntrypoint),
+            "{failure}"
+        );
+        let reason = failure.to_string();
         assert_eq!(
             rolled_back.lock().as_deref(),
             Some(reason.as_str()),

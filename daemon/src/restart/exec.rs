@@ -70,7 +70,7 @@ pub fn exec_successor(
     let fds = HandoffFds {
         listener,
         lock,
-        ready: None,
+        pipes: None,
     };
     if let Err(e) = hand_off_to(&mut command, fds, std::process::id(), supervisor) {
         return io::Error::other(e.to_string());

@@ -1,7 +1,9 @@
 //! The predecessor's side of a handoff: start the successor through the
-//! stable entrypoint with the listener, the lock and a readiness pipe, and
-//! wait for it to prove it serves. The port never closes: both processes
-//! hold the same listening socket until the predecessor exits.
+//! stable entrypoint with the listener, the lock, a readiness pipe and a
+//! verdict pipe, and wait for it to prove it serves; the caller judges it
+//! and gives the verdict ([`Successor::accept`], [`Successor::reject`]).
+//! The port never closes: both processes hold the same listening socket
+//! until the predecessor exits.
 
 use std::ffi::OsString;
 use std::io;
@@ -16,7 +18,7 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use super::inherit::{HandoffFds, READY_FD, hand_off_to};
+use super::inherit::{HandoffFds, HandoffPipes, READY_FD, VerdictSender, hand_off_to};
 
 /// How to start the successor.
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ pub struct Successor {
     /// Kept so the successor is not killed or reaped by accident; it
     /// outlives this process. `None` when detached.
     pub child: Option<Child>,
+    /// It waits for this before it claims anything; taken by the verdict.
+    verdict: Option<VerdictSender>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +126,8 @@ pub async fn start_successor(
         source,
     };
     let (reader, writer) = io::pipe().map_err(spawn_failed)?;
+    let (verdict_reader, verdict_writer) = io::pipe().map_err(spawn_failed)?;
+    let verdict = VerdictSender::new(verdict_writer);
     let mut command = Command::new(&spec.entrypoint);
     command
         .args(&spec.args)
@@ -131,7 +137,10 @@ pub async fn start_successor(
     let fds = HandoffFds {
         listener,
         lock,
-        ready: Some(OwnedFd::from(writer)),
+        pipes: Some(HandoffPipes {
+            ready: OwnedFd::from(writer),
+            verdict: OwnedFd::from(verdict_reader),
+        }),
     };
     hand_off_to(command.as_std_mut(), fds, own_pid, supervisor)
         .map_err(|e| spawn_failed(io::Error::other(e.to_string())))?;
@@ -141,7 +150,7 @@ pub async fn start_successor(
     let mut spawned = spawn_when_not_busy(|| command.spawn(), |_| {})
         .await
         .map_err(spawn_failed)?;
-    // Our copy of the write end must close, or EOF never comes.
+    // Our copies of the successor's ends must close, or EOF never comes.
     drop(command);
     // Until READY is in, a start that is given up (its future dropped, or
     // a second stop signal) takes the successor with it.
@@ -182,7 +191,7 @@ pub async fn start_successor(
                         match parse_ready(&line) {
                             Some((addr, version, pid)) => {
                                 starting.disarm();
-                                return Ok(Successor { pid, addr, version, child });
+                                return Ok(Successor { pid, addr, version, child, verdict: Some(verdict) });
                             }
                             None => break SuccessorFailure::BadReady(line),
                         }
@@ -363,7 +372,25 @@ fn format_pid(mut pid: u32, line: &mut [u8; 38]) -> usize {
 }
 
 impl Successor {
-    /// Stops a successor that came up wrong (e.g. the wrong version).
+    /// It passed every check: it claims the gateway and serves. Its pid.
+    pub fn accept(mut self) -> u32 {
+        if let Some(verdict) = self.verdict.take() {
+            verdict.accept();
+        }
+        self.pid
+    }
+
+    /// It came up wrong (e.g. the wrong version): it hears why, claims
+    /// nothing, and is stopped.
+    pub async fn reject(mut self, reason: &str) {
+        if let Some(verdict) = self.verdict.take() {
+            verdict.reject(reason);
+        }
+        self.stop().await;
+    }
+
+    /// Stops a successor that came up wrong; unless rejected first, it
+    /// hears that the handoff was abandoned.
     pub async fn stop(self) {
         kill_pid(self.pid);
         match self.child {

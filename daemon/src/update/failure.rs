@@ -9,6 +9,7 @@ use molt_protocol::status::EnvSource;
 use molt_protocol::update::{InstallMode, ReasonCode, RunPhase, UpdateStatus};
 
 use crate::autoupdate::kill_switch::NO_AUTO_UPDATE_ENV;
+use crate::restart::engine::HandoffFailure;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
@@ -75,6 +76,10 @@ pub enum Failure {
     /// The successor did not take over; `0` says how it failed.
     #[error("restart-unhealthy: {0}")]
     RestartUnhealthy(String),
+    /// The successor came up running another version than the update
+    /// installed; `0` says which.
+    #[error("restart-version-mismatch: {0}")]
+    RestartVersionMismatch(String),
     #[error("owner-died: the process running this update stopped before it finished")]
     OwnerDied,
     #[error(
@@ -88,6 +93,19 @@ pub enum Failure {
         window_min: u64,
         last_exit: String,
     },
+}
+
+impl From<&HandoffFailure> for Failure {
+    /// A successor that ran the wrong version is told apart from one that
+    /// did not come up at all.
+    fn from(handoff: &HandoffFailure) -> Self {
+        match handoff {
+            HandoffFailure::WrongVersion { .. } => {
+                Self::RestartVersionMismatch(handoff.to_string())
+            }
+            _ => Self::RestartUnhealthy(handoff.to_string()),
+        }
+    }
 }
 
 fn source_name(source: EnvSource) -> &'static str {
@@ -125,6 +143,7 @@ impl Failure {
             Self::BuildFailed(_) => ReasonCode::BuildFailed,
             Self::BackupFailed(_) => ReasonCode::BackupFailed,
             Self::RestartUnhealthy(_) => ReasonCode::RestartUnhealthy,
+            Self::RestartVersionMismatch(_) => ReasonCode::RestartVersionMismatch,
             Self::OwnerDied => ReasonCode::OwnerDied,
             Self::CrashLoop { .. } => ReasonCode::CrashLoop,
         }
@@ -228,6 +247,12 @@ mod tests {
                 changes: " M a.rs".into(),
             },
             Failure::OwnerDied,
+            Failure::from(&HandoffFailure::NoEntrypoint),
+            Failure::from(&HandoffFailure::WrongVersion {
+                pid: 7,
+                running: "1.0.0".into(),
+                expected: "2.0.0".into(),
+            }),
             Failure::CrashLoop {
                 new_version: "0.3.0".into(),
                 previous_version: "0.1.0".into(),
@@ -241,6 +266,16 @@ mod tests {
             assert_eq!(ReasonCode::of(&reason), Some(failure.code()), "{reason}");
         }
         assert_eq!(Failure::UpToDate.to_string(), "up-to-date");
+        assert_eq!(
+            Failure::from(&HandoffFailure::WrongVersion {
+                pid: 7,
+                running: "1.0.0".into(),
+                expected: "2.0.0".into(),
+            })
+            .to_string(),
+            "restart-version-mismatch: successor pid 7 runs version 1.0.0, expected 2.0.0; \
+             stopped it"
+        );
         assert_eq!(
             Failure::KillSwitch(EnvSource::ProcessEnv).to_string(),
             "kill-switch: OPENCLAW_NO_AUTO_UPDATE was set (process env) while the update ran; \

@@ -22,7 +22,7 @@ use super::record::{self, Run};
 use super::{Plan, Prepared, Undo, rescue, sentinel, undo_path, write_undo};
 use crate::clock::unix_ms;
 use crate::paths::StatePaths;
-use crate::restart::engine::{HandoffExpectation, RestartRequest};
+use crate::restart::engine::{HandoffExpectation, HandoffFailure, RestartRequest};
 use crate::restart::scheduler::RequesterId;
 
 /// The reason a run's restart reports.
@@ -87,9 +87,9 @@ pub async fn restart(
         let ctx = ctx.clone();
         let record = run.record.clone();
         // The engine runs this on the blocking pool.
-        move |reason: String| {
+        move |handoff: &HandoffFailure| {
             if let Some(undo) = undo.lock().take() {
-                roll_back(&ctx, record, &undo, &reason);
+                roll_back(&ctx, record, &undo, Failure::from(handoff));
             }
         }
     };
@@ -148,7 +148,10 @@ pub async fn restart(
         async move {
             let outcome = tokio::select! {
                 biased;
-                outcome = done_rx => outcome.unwrap_or_else(|_| Err("the restart was dropped".to_owned())),
+                outcome = done_rx => match outcome {
+                    Ok(done) => done.map_err(NotHandedOff::Failed),
+                    Err(_) => Err(NotHandedOff::Dropped),
+                },
                 // Stopped before the restart fired: the swap stands and the
                 // sentinel has the next start verify it.
                 () = cancel.cancelled() => Ok(None),
@@ -180,17 +183,18 @@ pub async fn restart(
     }
     match wait.await {
         Ok(_) => answer(true, run.result(UpdateStatus::Ok, None), sentinel_ref),
-        Err(_) => {
+        Err(failed) => {
             let path = paths.sentinel_path.clone();
             let written = blocking(move || sentinel::read(&path)).await;
             let payload = written
                 .ok()
                 .flatten()
                 .map_or(sentinel_ref.payload, |s| s.payload);
-            let result = run.result(
-                UpdateStatus::Error,
-                Some(ReasonCode::RestartUnhealthy.to_string()),
-            );
+            let code = match &failed {
+                NotHandedOff::Failed(handoff) => Failure::from(&**handoff).code(),
+                NotHandedOff::Dropped => ReasonCode::RestartUnhealthy,
+            };
+            let result = run.result(UpdateStatus::Error, Some(code.to_string()));
             let sentinel = SentinelRef {
                 path: sentinel_ref.path,
                 payload,
@@ -221,6 +225,16 @@ fn sentinel_payload(run: &Run) -> SentinelPayload {
         verified: None,
         rolled_back: false,
     }
+}
+
+/// Why a handoff an update waited for did not happen.
+#[derive(Debug, thiserror::Error)]
+enum NotHandedOff {
+    #[error("{0}")]
+    Failed(Arc<HandoffFailure>),
+    /// The restart engine dropped the request unanswered.
+    #[error("the restart was dropped")]
+    Dropped,
 }
 
 /// Blocking file work that failed, or did not finish.
@@ -293,10 +307,10 @@ async fn abandon(
     run.end(Ended::after_change(failure, restored)).await
 }
 
-/// Puts the previous version back after the new one failed to take over,
-/// and says so in the sentinel and the run. Blocking: the restart engine
-/// calls it on the blocking pool.
-fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, reason: &str) {
+/// Puts the previous version back after the new one failed to take over
+/// (`failure` says how), and says so in the sentinel and the run.
+/// Blocking: the restart engine calls it on the blocking pool.
+fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, failure: Failure) {
     let paths = &ctx.paths;
     let restored = undo.roll_back();
     if let Err(e) = &restored {
@@ -304,12 +318,17 @@ fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, reason: &str)
     }
     let _ = std::fs::remove_file(undo_path(paths));
     rescue::disarm(paths);
+    let code = failure.code();
+    let ended = Ended::after_change(failure, restored);
     match sentinel::read(&paths.sentinel_path) {
         Ok(Some(mut doc)) => {
             doc.payload.status = UpdateStatus::Error;
-            doc.payload.stats.reason = Some(ReasonCode::RestartUnhealthy.to_string());
-            doc.payload.rolled_back = restored.is_ok();
-            doc.payload.doctor_hint = Some(format!("the new version did not take over: {reason}"));
+            doc.payload.stats.reason = Some(code.to_string());
+            doc.payload.rolled_back = ended.rollback == Rollback::Done;
+            doc.payload.doctor_hint = Some(format!(
+                "the new version did not take over: {}",
+                ended.reason()
+            ));
             doc.payload.ts = unix_ms();
             if let Err(e) = sentinel::write(&paths.sentinel_path, &doc) {
                 tracing::error!("cannot record the rollback in the sentinel: {e}");
@@ -318,13 +337,8 @@ fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, reason: &str)
         Ok(None) => {}
         Err(e) => tracing::error!("cannot record the rollback in the sentinel: {e}"),
     }
-    record.reason = Some(Failure::RestartUnhealthy(reason.to_owned()).to_string());
-    let phase = if restored.is_ok() {
-        RunPhase::RolledBack
-    } else {
-        RunPhase::Failed
-    };
-    record::advance(&mut record, phase);
+    record.reason = Some(ended.reason());
+    record::advance(&mut record, ended.phase().0);
     if let Err(e) = ctx.runs.record(&record) {
         tracing::error!("cannot record the rollback: {e}");
     }

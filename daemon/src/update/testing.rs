@@ -24,7 +24,7 @@ use crate::config::Settings;
 use crate::events::EventBus;
 use crate::install::layout::Install;
 use crate::paths::StatePaths;
-use crate::restart::engine::{HandoffExpectation, RestartRequest};
+use crate::restart::engine::{HandoffExpectation, HandoffFailure, RestartRequest};
 use crate::restart::scheduler::{Rejected, RequesterId, Scheduled};
 
 /// The version the fake gateway runs.
@@ -221,7 +221,7 @@ pub enum Handoff {
     /// The successor proved itself.
     Succeeds,
     /// The successor failed: the rollback runs, then the failure is told.
-    Fails(String),
+    Fails(Arc<HandoffFailure>),
     /// Another restart is in flight.
     Rejected,
     /// Scheduled; nothing fires while the test runs.
@@ -290,13 +290,13 @@ impl Restarter for FakeRestarter {
             Handoff::Succeeds => {
                 let _ = expectation.done.send(Ok(Some(4242)));
             }
-            Handoff::Fails(reason) => {
+            Handoff::Fails(failure) => {
                 tokio::spawn(async move {
-                    let (rollback, why) = (expectation.on_failure, reason.clone());
-                    tokio::task::spawn_blocking(move || rollback(why))
+                    let (rollback, why) = (expectation.on_failure, Arc::clone(&failure));
+                    tokio::task::spawn_blocking(move || rollback(&why))
                         .await
                         .unwrap();
-                    let _ = expectation.done.send(Err(reason));
+                    let _ = expectation.done.send(Err(failure));
                 });
             }
             Handoff::Pending => self.pending.lock().push(expectation),

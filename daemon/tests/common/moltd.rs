@@ -6,8 +6,15 @@ pub use molt_e2e::moltd::*;
 
 pub const MOLTD: &str = env!("CARGO_BIN_EXE_moltd");
 
-/// Starts this package's moltd and waits for its first READY line.
+/// Starts this package's moltd and waits for its first READY line. A
+/// state dir without a config gets one that turns the registry check off
+/// and sets nothing else: moltd built in this checkout counts as a git
+/// install, whose check would ask the checkout's remote.
 pub fn start(state: &Path, args: &[&str]) -> Moltd {
+    let config = state.join("openclaw.json");
+    if !config.exists() {
+        std::fs::write(&config, r#"{"update": {"checkOnStart": false}}"#).unwrap();
+    }
     Moltd::start_from(Path::new(MOLTD), state, args)
 }
 

@@ -12,6 +12,8 @@ use molt_protocol::update::{ReasonCode, RunPhase, RunTrigger, UpdateStatus};
 
 use crate::autoupdate::KillSwitch;
 use crate::install::layout::Install;
+use crate::restart::engine::HandoffFailure;
+use crate::restart::respawn::SuccessorFailure;
 use crate::update::context::RunContext;
 use crate::update::flow::{RunRequest, run};
 use crate::update::lease::{Lease, lease_path};
@@ -115,11 +117,18 @@ async fn a_verified_successor_keeps_the_new_version_and_the_sentinel_to_verify()
     assert!(lease_is_free(&s.install.root), "released after the handoff");
 }
 
+/// A successor that exited 1 before it was ready.
+fn exited() -> Arc<HandoffFailure> {
+    use std::os::unix::process::ExitStatusExt;
+    Arc::new(HandoffFailure::Successor(SuccessorFailure::Exited {
+        status: Some(std::process::ExitStatus::from_raw(1 << 8)),
+        progress: "config".to_owned(),
+    }))
+}
+
 #[tokio::test]
 async fn a_failed_successor_is_rolled_back_while_this_process_serves() {
-    let s = setup(Handoff::Fails(
-        "successor exited (exit status: 1)".to_owned(),
-    ));
+    let s = setup(Handoff::Fails(exited()));
     let answer = update(&s.ctx, RunTrigger::Manual).await;
     assert!(!answer.ok);
     assert_eq!(answer.result.reason.as_deref(), Some("restart-unhealthy"));
@@ -141,10 +150,44 @@ async fn a_failed_successor_is_rolled_back_while_this_process_serves() {
     assert_eq!(stored.phase, RunPhase::RolledBack);
     assert_eq!(
         stored.reason.as_deref(),
-        Some("restart-unhealthy: successor exited (exit status: 1)")
+        Some(
+            "restart-unhealthy: successor exited before it was ready (exit status: 1); \
+             last progress: config"
+        )
     );
     assert_eq!(read_undo(&undo_path(&s.ctx.paths)).unwrap(), None);
     assert!(lease_is_free(&s.install.root));
+}
+
+#[tokio::test]
+async fn a_successor_running_another_version_is_rolled_back_as_a_version_mismatch() {
+    let s = setup(Handoff::Fails(Arc::new(HandoffFailure::WrongVersion {
+        pid: 4242,
+        running: "1.0.0".to_owned(),
+        expected: "2.0.0".to_owned(),
+    })));
+    let answer = update(&s.ctx, RunTrigger::Manual).await;
+    assert!(!answer.ok);
+    assert_eq!(
+        answer.result.reason.as_deref(),
+        Some("restart-version-mismatch")
+    );
+    assert_eq!(live_version(&s.install), "moltd 1.0.0", "never mixed");
+    let doc = sentinel::read(&s.ctx.paths.sentinel_path).unwrap().unwrap();
+    assert_eq!(
+        (doc.payload.status, doc.payload.stats.reason.as_deref()),
+        (UpdateStatus::Error, Some("restart-version-mismatch"))
+    );
+    assert!(doc.payload.rolled_back);
+    let stored = s.ctx.runs.get(&answer.run_id).unwrap();
+    assert_eq!(stored.phase, RunPhase::RolledBack);
+    assert_eq!(
+        stored.reason.as_deref(),
+        Some(
+            "restart-version-mismatch: successor pid 4242 runs version 1.0.0, expected 2.0.0; \
+             stopped it"
+        )
+    );
 }
 
 #[tokio::test]
