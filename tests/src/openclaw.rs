@@ -5,7 +5,7 @@
 //!   with its own lock file, and its packed tarball.
 //! * [`Gateway`]: `openclaw gateway run --allow-unconfigured --auth token
 //!   --token … --port P --bind loopback` under node 24 with `HOME` a scratch
-//!   dir, ready once its port accepts connections; every process it starts
+//!   dir, ready once it logs `gateway ready` and its port accepts connections; every process it starts
 //!   (its spawn broker, a detached updater) is killed on drop.
 //! * [`PortSlot`]: OpenClaw refuses `--port 0`, and derives more ports from
 //!   its own (browser control at +2, CDP up to +110). A slot is a base port
@@ -47,6 +47,9 @@ pub const PUBLIC_REGISTRY: &str = "https://registry.npmjs.org/";
 
 /// How long a gateway may take to listen: 5–30 s on an idle 2-core box,
 /// more while other tests run.
+/// What both pinned versions log once they accept handshakes.
+const READY_LINE: &str = "gateway ready";
+
 pub const LISTEN_PATIENCE: Duration = Duration::from_secs(180);
 
 const INSTALL_HINT: &str = "run `scripts/install-test-tools.sh` from the repository root \
@@ -208,7 +211,7 @@ impl Gateway {
             _slot: slot,
         };
         gateway.watchdog = Some(watchdog(gateway.child.id())?);
-        gateway.startup = gateway.wait_listening(LISTEN_PATIENCE, started)?;
+        gateway.startup = gateway.wait_ready(LISTEN_PATIENCE, started)?;
         Ok(gateway)
     }
 
@@ -222,28 +225,37 @@ impl Gateway {
         self.stdout = stdout;
         self.stderr = stderr;
         self.watchdog = Some(watchdog(self.child.id())?);
-        self.startup = self.wait_listening(LISTEN_PATIENCE, started)?;
+        self.startup = self.wait_ready(LISTEN_PATIENCE, started)?;
         Ok(self.startup)
     }
 
-    /// Waits until the port accepts a connection; fails (with the log) if
-    /// the process exits first or `patience` runs out.
-    pub fn wait_listening(&mut self, patience: Duration, since: Instant) -> Result<Duration> {
+    /// Waits until the port accepts a connection and the gateway logged
+    /// `gateway ready` (before that it answers every handshake "gateway
+    /// starting; retry shortly" while its plugins load, which can take
+    /// longer than a client's patience on a busy machine); fails (with the
+    /// log) if the process exits first or `patience` runs out.
+    pub fn wait_ready(&mut self, patience: Duration, since: Instant) -> Result<Duration> {
         let deadline = Instant::now() + patience;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!(
-                    "openclaw exited ({status}) before it listened on {}:\n{}",
+                    "openclaw exited ({status}) before it was ready on {}:\n{}",
                     self.port,
                     self.output()
                 );
             }
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
+            let ready = || {
+                self.stdout.snapshot().contains(READY_LINE)
+                    || self.stderr.snapshot().contains(READY_LINE)
+            };
+            if ready()
+                && TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()
+            {
                 return Ok(since.elapsed());
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "openclaw did not listen on {} within {patience:?}:\n{}",
+                    "openclaw was not ready on {} within {patience:?}:\n{}",
                     self.port,
                     self.output()
                 );

@@ -371,7 +371,15 @@ async fn kill_9_mid_install_is_resolved_at_the_next_start() {
     cmd.envs(fx.moltd_env(PackageManager::Npm).unwrap());
     let restarted = Moltd::spawn(cmd);
     assert_eq!(restarted.first.version, OLD, "nothing was swapped");
+    // Removing a leftover tree waits for the first connection (or a
+    // minute of serving): the port answers first.
+    assert!(stage.exists(), "the stage went before moltd served");
     let mut c = client(&restarted.first).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stage.exists() {
+        assert!(Instant::now() < deadline, "the leftover stage stays");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let runs = update_history(&mut c).await;
     let run = &runs[0];
     assert_eq!(run.phase, RunPhase::Failed, "{run:#?}");

@@ -382,7 +382,7 @@ async fn connect_loop(
                         if let Err(stop) = emit(out, NetEvent::AuthFailed { message }).await {
                             return stop;
                         }
-                        if let Err(stop) = wait(None, commands, out, cancel).await {
+                        if let Err(stop) = wait(None, false, commands, out, cancel).await {
                             return stop;
                         }
                         backoff.reset();
@@ -397,7 +397,7 @@ async fn connect_loop(
                         if let Err(stop) = emit(out, NetEvent::Incompatible { message }).await {
                             return stop;
                         }
-                        if let Err(stop) = wait(None, commands, out, cancel).await {
+                        if let Err(stop) = wait(None, false, commands, out, cancel).await {
                             return stop;
                         }
                         backoff.reset();
@@ -416,16 +416,17 @@ async fn connect_loop(
         if let Some(watch) = &mut outage {
             watch.last_delay = delay;
         }
+        let holding = backoff.in_handoff(now);
         let retrying = NetEvent::Retrying {
             attempt: backoff.attempt(),
             delay,
-            handoff: backoff.in_handoff(now),
+            handoff: holding,
             error,
         };
         if let Err(stop) = emit(out, retrying).await {
             return stop;
         }
-        if let Err(stop) = wait(Some(delay), commands, out, cancel).await {
+        if let Err(stop) = wait(Some(delay), holding, commands, out, cancel).await {
             return stop;
         }
     }
@@ -450,9 +451,12 @@ async fn emit(out: &mpsc::Sender<NetEvent>, event: NetEvent) -> Result<(), Stop>
 }
 
 /// Waits `delay` (or until told, with `None`), answering requests with
-/// "not connected" meanwhile. Returns early on `ReconnectNow`.
+/// "not connected" meanwhile, or, `holding` them during a handoff, leaving
+/// them for the successor (the handoff's patience bounds how long).
+/// Returns early on `ReconnectNow`.
 async fn wait(
     delay: Option<Duration>,
+    holding: bool,
     commands: &mut mpsc::UnboundedReceiver<NetCommand>,
     out: &mpsc::Sender<NetEvent>,
     cancel: &CancellationToken,
@@ -468,7 +472,7 @@ async fn wait(
         tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(Stop::Cancelled),
-            command = commands.recv() => match command {
+            command = commands.recv(), if !holding => match command {
                 None => return Err(Stop::AppGone),
                 Some(NetCommand::ReconnectNow) => return Ok(()),
                 Some(NetCommand::Request { purpose, .. } | NetCommand::Call { purpose, .. }) => {
@@ -504,7 +508,15 @@ async fn session(
                 client.close().await;
                 return Err(Stop::Cancelled);
             }
-            command = commands.recv() => match command {
+            // After `shutdown` the process only finishes what it read: once
+            // our answers are in, move to the successor. Commands wait in
+            // the channel for the next session, so none is sent into a
+            // closing connection (docs/protocol.md, "Limits and liveness").
+            () = std::future::ready(()), if restart_expected && requests.is_empty() => {
+                let close = client.close().await;
+                return Ok(Ended { close, restart_expected });
+            }
+            command = commands.recv(), if !restart_expected => match command {
                 None => {
                     client.close().await;
                     return Err(Stop::AppGone);

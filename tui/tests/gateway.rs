@@ -241,6 +241,62 @@ async fn network_task_reconnects_to_a_restarted_daemon_on_its_new_port() {
     net.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_task_moves_at_shutdown_and_loses_no_request_across_handoffs() {
+    use molt_e2e::moltd::Ready;
+    use molt_e2e::restarts::{client, force_restart};
+    const HANDOFFS: usize = 10;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let daemon = Daemon::start_with(&state, json!({"gateway": {"reload": {"cooldownMs": 0}}}));
+    let mut net = NetTask::start(&state, None);
+    let status = || NetCommand::Request {
+        purpose: Purpose::Status,
+        method: Method::Status,
+        params: None,
+    };
+
+    // One status request always outstanding, the next sent the moment
+    // its predecessor is answered, through every handoff.
+    let (mut pids, mut answered) = (Vec::new(), 0);
+    while pids.len() <= HANDOFFS {
+        match net.next().await {
+            NetEvent::Connected { hello, .. } => {
+                let pid = hello.snapshot["pid"].as_u64().unwrap() as u32;
+                pids.push(pid);
+                if pids.len() == 1 {
+                    net.commands.send(status()).unwrap();
+                }
+                if pids.len() <= HANDOFFS {
+                    let ready = Ready {
+                        addr: daemon.addr.clone(),
+                        version: daemon.version.clone(),
+                        pid,
+                    };
+                    force_restart(&mut client(&ready).await).await;
+                }
+            }
+            NetEvent::Response { purpose, result } => {
+                assert_eq!(purpose, Purpose::Status);
+                if let Err(error) = result {
+                    panic!("a status request was lost at a handoff: {error}");
+                }
+                answered += 1;
+                net.commands.send(status()).unwrap();
+            }
+            _ => {}
+        }
+    }
+    pids.dedup();
+    assert_eq!(
+        pids.len(),
+        HANDOFFS + 1,
+        "a new process each time: {pids:?}"
+    );
+    assert!(answered > 0);
+    net.stop().await;
+}
+
 #[tokio::test]
 async fn network_task_does_not_retry_a_refused_token_until_told() {
     let tmp = tempfile::tempdir().unwrap();

@@ -47,8 +47,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `moltd --port 0 --state-dir <dir>` and waits for its READY line.
     pub fn start(state_dir: &Path) -> Daemon {
+        Daemon::start_with(state_dir, serde_json::json!({}))
+    }
+
+    /// [`Daemon::start`] with `config` merged into the test config.
+    pub fn start_with(state_dir: &Path, config: serde_json::Value) -> Daemon {
         std::fs::create_dir_all(state_dir).expect("state dir");
-        molt_e2e::moltd::write_config(state_dir, serde_json::json!({}));
+        molt_e2e::moltd::write_config(state_dir, config);
         let mut command = molt_e2e::moltd::command(moltd_path(), state_dir, &["--port", "0"]);
         command.env("MOLT_LOG", "debug");
         let moltd = molt_e2e::moltd::Moltd::spawn(command);
