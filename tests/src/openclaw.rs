@@ -47,8 +47,9 @@ pub const PUBLIC_REGISTRY: &str = "https://registry.npmjs.org/";
 
 /// How long a gateway may take to listen: 5–30 s on an idle 2-core box,
 /// more while other tests run.
-/// What both pinned versions log once they accept handshakes.
-const READY_LINE: &str = "gateway ready";
+/// What both pinned versions log once they accept handshakes (`gateway
+/// ready`, which their logger prints under the subsystem's prefix).
+const READY_LINES: [&str; 2] = ["[gateway] ready", "gateway ready"];
 
 pub const LISTEN_PATIENCE: Duration = Duration::from_secs(180);
 
@@ -245,8 +246,10 @@ impl Gateway {
                 );
             }
             let ready = || {
-                self.stdout.snapshot().contains(READY_LINE)
-                    || self.stderr.snapshot().contains(READY_LINE)
+                let (stdout, stderr) = (self.stdout.snapshot(), self.stderr.snapshot());
+                READY_LINES
+                    .iter()
+                    .any(|line| stdout.contains(line) || stderr.contains(line))
             };
             if ready()
                 && TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()

@@ -197,6 +197,19 @@ fn status_the_console_and_config_on_openclaw_2026_9_with_the_kill_switch_set() {
         gateway.startup
     );
 
+    // The gateway publishes its update schedule (in `hello-ok`) when its
+    // start-up update step runs, a while after it accepts clients: wait
+    // until the summary shows one.
+    let deadline = std::time::Instant::now() + SCREEN_PATIENCE;
+    while String::from_utf8_lossy(&molt(&gateway, &["status"]).stdout)
+        .contains("auto-update  unknown")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no update schedule reported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let out = molt(&gateway, &["status", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let status = json_of(&out);
@@ -217,9 +230,9 @@ fn status_the_console_and_config_on_openclaw_2026_9_with_the_kill_switch_set() {
         .find_map(|l| l.strip_prefix("boot id      "))
         .unwrap_or_else(|| panic!("a boot id in\n{summary}"))
         .to_owned();
-    // With OPENCLAW_NO_AUTO_UPDATE set, 2026.9.6 reports no update schedule.
+    // With OPENCLAW_NO_AUTO_UPDATE set, 2026.9.6's schedule says off.
     assert!(
-        summary.contains("auto-update  unknown, channel unknown"),
+        summary.contains("auto-update  disabled, channel stable"),
         "{summary}"
     );
 
@@ -232,7 +245,7 @@ fn status_the_console_and_config_on_openclaw_2026_9_with_the_kill_switch_set() {
         format!("openclaw {NEW_OPENCLAW}  protocol 4"),
         format!("version      {NEW_OPENCLAW}"),
         format!("boot id      {boot}"),
-        "auto-update  unknown, channel unknown".to_owned(),
+        "auto-update  disabled, channel stable".to_owned(),
         "kill switch  not reported by this gateway".to_owned(),
     ] {
         assert_eq!(count(&screen, &line), 1, "{line}\n{screen}");
@@ -240,7 +253,7 @@ fn status_the_console_and_config_on_openclaw_2026_9_with_the_kill_switch_set() {
     c.press("4");
     c.wait_for("Config with auto-update configured but not in force", |s| {
         s.contains("auto-update       on")
-            && s.contains("not in force: the gateway reports no update schedule")
+            && s.contains("the gateway's schedule says automatic updates are off")
     });
     // The channel through config.patch with the hash it was read at.
     c.press("j");
