@@ -15,7 +15,7 @@ use std::time::Duration;
 use molt_e2e::moltd::{Moltd, command};
 use molt_e2e::restarts::{READY_WAIT, client};
 use molt_e2e::tree::no_stage_paths;
-use molt_e2e::updates::{NEW, OLD, UpdateFixture, update_history};
+use molt_e2e::updates::{NEW, OLD, UPDATE_WAIT, UpdateFixture, update_history};
 use molt_e2e::versions::{KILL_SWAP_OP, moltd_binary_with_faults};
 use molt_e2e::{GlobalInstall, PackageManager};
 use molt_protocol::update::RunPhase;
@@ -101,7 +101,8 @@ async fn a_kill_9_at_each_swap_operation_is_recovered(manager: PackageManager) {
             .await
             .expect("the request is sent");
         // Killed mid-swap, the connection closes without an answer.
-        if let Some(answer) = c.try_response(&id).await {
+        // An install says nothing until it ends: wait as long as one may take.
+        if let Some(answer) = c.try_response(&id, UPDATE_WAIT).await {
             // Past the last operation: the update went through.
             assert!(kill_at > 2, "{manager}: a swap has operations");
             let result: molt_protocol::method::UpdateRunResult = answer.into_result().unwrap();

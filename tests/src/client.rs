@@ -147,10 +147,10 @@ impl Client {
     }
 
     /// The response with this id, or `None` if the connection closes
-    /// first; events on the way are kept.
-    pub async fn try_response(&mut self, id: &str) -> Option<ResponseFrame> {
+    /// first; events on the way are kept. `wait` bounds each frame.
+    pub async fn try_response(&mut self, id: &str, wait: Duration) -> Option<ResponseFrame> {
         loop {
-            match self.frame().await? {
+            match self.frame_within(wait).await? {
                 ServerFrame::Res(res) if res.id.as_str() == id => return Some(res),
                 ServerFrame::Res(res) => panic!("unexpected response {res:?}"),
                 ServerFrame::Event(e) => {

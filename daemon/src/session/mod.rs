@@ -68,8 +68,10 @@ const SILENT_TICKS: u32 = 3;
 /// without a request.
 pub const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// While stopping: a session closes this long after the stop at most,
-/// once its requests are answered.
-pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+/// once its requests are answered. Long enough for a client on a loaded
+/// machine to read `shutdown` and stop: the one request it may send in
+/// between is read and answered, not lost to the close.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
 type Ws = WebSocketStream<Budgeted<TcpStream>>;
 type Source = futures_util::stream::SplitStream<Ws>;
