@@ -223,6 +223,7 @@ pub async fn drive(
                 events.send(EventName::RestartDeferred, deferred);
             }
             Some(Action::Fire(fire)) => {
+                events.send(EventName::RestartChanged, engine.info());
                 let outcome = execute(&host, &lifecycle, engine, fire).await;
                 let handed_off = outcome == Outcome::HandedOff;
                 engine
@@ -232,6 +233,9 @@ pub async fn drive(
                 if handed_off {
                     return;
                 }
+                // No close follows a failed restart: clients learn here
+                // that this process serves on, idle, and why.
+                events.send(EventName::RestartChanged, engine.info());
                 continue;
             }
             None => {}
