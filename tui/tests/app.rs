@@ -128,7 +128,7 @@ fn status_refreshes_every_second_while_a_restart_or_work_is_pending() {
 fn a_restart_that_ended_without_a_handoff_refreshes_status() {
     let base = Instant::now();
     let mut app = connected_app(idle_status(), base);
-    let changed = GatewayEvent::RestartChanged(idle_status().restart);
+    let changed = GatewayEvent::RestartChanged(Box::new(idle_status().restart));
     assert_eq!(
         app.handle(Event::Net(NetEvent::Gateway(changed))),
         status_request()

@@ -74,7 +74,7 @@ impl HandoffFailure {
     /// failed before READY and its output was relayed.
     pub fn successor_output(&self) -> Option<&StepRecord> {
         match self {
-            Self::Successor(start) => start.output.as_ref(),
+            Self::Successor(start) => start.output.as_deref(),
             _ => None,
         }
     }

@@ -118,7 +118,7 @@ pub struct StartFailure {
     pub failure: SuccessorFailure,
     /// Its start as a step, with the head and tail of its output, when
     /// the output was relayed ([`SuccessorSpec::capture_output`]).
-    pub output: Option<StepRecord>,
+    pub output: Option<Box<StepRecord>>,
 }
 
 impl SuccessorFailure {
@@ -174,7 +174,7 @@ pub async fn start_successor(
             let (stdout, stderr) = relay.finish(timeouts.idle).await;
             let mut argv = vec![spec.entrypoint.display().to_string()];
             argv.extend(spec.args.iter().map(|a| a.to_string_lossy().into_owned()));
-            Some(StepRecord {
+            Some(Box::new(StepRecord {
                 name: "restart".to_owned(),
                 command: crate::output::shell_quote(&argv),
                 argv,
@@ -186,7 +186,7 @@ pub async fn start_successor(
                 stdout_tail: stdout.tail_text(),
                 stderr_head: stderr.head_text(),
                 stderr_tail: stderr.tail_text(),
-            })
+            }))
         }
         None => None,
     };

@@ -20,7 +20,7 @@ pub enum GatewayEvent {
     Shutdown(Shutdown),
     RestartScheduled(RestartScheduled),
     RestartDeferred(RestartDeferred),
-    RestartChanged(RestartChanged),
+    RestartChanged(Box<RestartChanged>),
     UpdateProgress(UpdateProgress),
     UpdateAvailable(UpdateAvailable),
     ConfigChanged(ConfigChanged),
@@ -44,7 +44,9 @@ impl GatewayEvent {
             Some(EventName::Shutdown) => decode(payload).map(Self::Shutdown),
             Some(EventName::RestartScheduled) => decode(payload).map(Self::RestartScheduled),
             Some(EventName::RestartDeferred) => decode(payload).map(Self::RestartDeferred),
-            Some(EventName::RestartChanged) => decode(payload).map(Self::RestartChanged),
+            Some(EventName::RestartChanged) => {
+                decode(payload).map(|r| Self::RestartChanged(Box::new(r)))
+            }
             Some(EventName::UpdateProgress) => decode(payload).map(Self::UpdateProgress),
             Some(EventName::UpdateAvailable) => decode(payload).map(Self::UpdateAvailable),
             Some(EventName::ConfigChanged) => decode(payload).map(Self::ConfigChanged),

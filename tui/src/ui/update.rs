@@ -218,10 +218,8 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
     for step in &run.steps {
         lines.push(step_line(app, step, theme, name_width));
     }
-    if let Some(step) = run.failing_step() {
-        if let Some(record) = &step.record {
-            lines.extend(failed_step(record, theme, width));
-        }
+    if let Some(record) = run.failing_step().and_then(|s| s.record.as_ref()) {
+        lines.extend(failed_step(record, theme, width));
     }
     lines
 }

@@ -127,7 +127,7 @@ fn exited() -> Arc<HandoffFailure> {
             status: Some(std::process::ExitStatus::from_raw(1 << 8)),
             progress: "config".to_owned(),
         },
-        output: Some(successor_step()),
+        output: Some(Box::new(successor_step())),
     }))
 }
 
