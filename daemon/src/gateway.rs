@@ -52,6 +52,8 @@ pub mod auto;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub conn_id: ConnId,
+    /// The client's address, which names it to a person reading a run.
+    pub peer: std::net::SocketAddr,
     /// The connection's number, which identifies it to the restart
     /// scheduler (its own requests never defer its restart).
     pub conn: u64,

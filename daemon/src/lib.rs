@@ -32,6 +32,8 @@ pub mod lock;
 pub mod logging;
 /// Method handlers.
 pub mod methods;
+/// The head and tail of a command's output.
+pub mod output;
 /// Where the state files live, from flags and env.
 pub mod paths;
 /// Restarts: the scheduler, its driver and the handoff strategies.

@@ -158,7 +158,7 @@ async fn update_run(
     let request = RunRequest {
         params,
         trigger: RunTrigger::Manual,
-        actor: Some(caller.conn_id.to_string()),
+        actor: Some(format!("client {} ({})", caller.peer, caller.conn_id)),
         requester: Some(RequesterId(caller.conn)),
     };
     flow::run(&gw.run_context(), request)

@@ -34,6 +34,7 @@ events! {
     Shutdown = "shutdown";
     RestartScheduled = "restart.scheduled";
     RestartDeferred = "restart.deferred";
+    RestartChanged = "restart.changed";
     UpdateProgress = "update.progress";
     UpdateAvailable = "update.available";
     ConfigChanged = "config.changed";
@@ -56,6 +57,11 @@ pub struct Shutdown {
     #[serde(default)]
     pub restart_expected_ms: Option<u64>,
 }
+
+/// `restart.changed`: the restart engine's state after a restart fired or
+/// ended without a handoff (a failure keeps this process serving and
+/// sends no `shutdown`); the payload is `status.restart`.
+pub type RestartChanged = crate::status::RestartInfo;
 
 /// `restart.deferred`: a restart waits on pending work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

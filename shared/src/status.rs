@@ -174,6 +174,12 @@ pub struct RestartFailure {
     /// Unix ms.
     pub at: u64,
     pub reason: String,
+    /// The successor's start as a step: its command, exit and the head
+    /// and tail of what it printed before it failed. Absent when it said
+    /// nothing anyone kept (an older moltd, or the failure came before it
+    /// ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<crate::update::StepRecord>,
 }
 
 /// Where a setting came from.

@@ -100,7 +100,7 @@ impl Termination {
 }
 
 /// One step of an update, with the head and tail of its output.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
     pub name: String,

@@ -161,6 +161,7 @@ fn status() -> StatusResult {
             last_failure: Some(RestartFailure {
                 at: 1_700_000_007_000,
                 reason: "successor exited with status 1".into(),
+                successor: None,
             }),
         },
         pending_work: PendingWork {

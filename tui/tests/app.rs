@@ -6,12 +6,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use molt_console::app::{App, Command, ConnState, Event, Level, STATUS_REFRESH};
+use molt_console::app::{
+    App, Command, ConnState, Event, Level, STATUS_REFRESH, STATUS_REFRESH_IN_MOTION,
+};
 use molt_console::client::{GatewayEvent, RequestError};
 use molt_console::net::{NetCommand, NetEvent, Purpose};
 use molt_protocol::Method;
 use molt_protocol::event::Tick;
 use molt_protocol::method::RestartScheduled;
+use molt_protocol::status::{PendingWork, RestartPhase};
 
 fn key(c: char) -> Event {
     Event::Key(KeyEvent::from(KeyCode::Char(c)))
@@ -57,10 +60,20 @@ fn connect_hello_then_status() {
     assert_eq!(app.status_error, None);
 }
 
+/// A gateway with nothing scheduled and nothing pending.
+fn idle_status() -> molt_protocol::status::StatusResult {
+    let mut idle = status();
+    idle.restart.phase = RestartPhase::Idle;
+    idle.restart.reason = None;
+    idle.restart.fire_at = None;
+    idle.pending_work = PendingWork::default();
+    idle
+}
+
 #[test]
 fn status_refreshes_every_few_seconds_and_never_twice_at_once() {
     let base = Instant::now();
-    let mut app = connected_app(status(), base);
+    let mut app = connected_app(idle_status(), base);
     app.set_now(base + secs(1));
     assert!(app.handle(Event::Tick).is_empty(), "not due yet");
     app.set_now(base + STATUS_REFRESH);
@@ -83,8 +96,43 @@ fn status_refreshes_every_few_seconds_and_never_twice_at_once() {
             .is_empty()
     );
     // ...but the event's refresh runs once the answer is in.
-    assert_eq!(app.handle(status_response(&status())), status_request());
-    assert!(app.handle(status_response(&status())).is_empty());
+    assert_eq!(
+        app.handle(status_response(&idle_status())),
+        status_request()
+    );
+    assert!(app.handle(status_response(&idle_status())).is_empty());
+}
+
+/// A restart that fails without a handoff sends no close: while a restart
+/// is scheduled or work is pending, the status is read every second, so
+/// the screens see the gateway idle again within one.
+#[test]
+fn status_refreshes_every_second_while_a_restart_or_work_is_pending() {
+    let base = Instant::now();
+    let mut app = connected_app(status(), base);
+    app.set_now(base + STATUS_REFRESH_IN_MOTION);
+    assert_eq!(app.handle(Event::Tick), status_request());
+    assert!(app.handle(status_response(&idle_status())).is_empty());
+    assert_eq!(
+        app.facts().unwrap().restart.as_ref().unwrap().phase,
+        RestartPhase::Idle
+    );
+    // Idle again: back to the slow pace.
+    app.set_now(base + STATUS_REFRESH_IN_MOTION * 2);
+    assert!(app.handle(Event::Tick).is_empty());
+    app.set_now(base + STATUS_REFRESH_IN_MOTION + STATUS_REFRESH);
+    assert_eq!(app.handle(Event::Tick), status_request());
+}
+
+#[test]
+fn a_restart_that_ended_without_a_handoff_refreshes_status() {
+    let base = Instant::now();
+    let mut app = connected_app(idle_status(), base);
+    let changed = GatewayEvent::RestartChanged(Box::new(idle_status().restart));
+    assert_eq!(
+        app.handle(Event::Net(NetEvent::Gateway(changed))),
+        status_request()
+    );
 }
 
 #[test]

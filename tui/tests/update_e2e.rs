@@ -89,6 +89,10 @@ fn the_console_runs_an_update_and_shows_the_verified_new_version() {
         unique.len(),
         "a step listed twice: {steps:?}\n{screen}"
     );
+    // The restart is over: neither the shutdown's notice nor the
+    // scheduled restart is left.
+    assert_eq!(count(&screen, "back in ~"), 0, "{screen}");
+    assert_eq!(count(&screen, "respawn in"), 0, "{screen}");
     console.press("q");
     assert!(console.child.wait().unwrap().success());
 }
@@ -135,6 +139,14 @@ fn molt_update_exits_0_only_for_a_verified_new_version() {
     assert_eq!(json["before"]["version"], OLD, "{json:#}");
     assert_eq!(json["before"]["pid"], old_pid, "{json:#}");
     assert_eq!(json["claimed"]["version"], "3.0.0", "{json:#}");
+    // What the new version printed before it died.
+    assert_eq!(json["failedStep"]["name"], "restart", "{json:#}");
+    assert!(
+        json["failedStep"]["stderrTail"]
+            .as_str()
+            .is_some_and(|t| t.contains("fake moltd 3.0.0: unknown argument")),
+        "{json:#}"
+    );
 
     // Nothing to run: still an answer on stdout.
     let (code, json, stderr) = molt_update(&state, &["--tag", "9.9.9"]);
@@ -326,6 +338,84 @@ fn a_failing_git_fetch_is_named_by_its_first_line() {
         "{screen}"
     );
     console.press("\x1b");
+    console.press("q");
+    assert!(console.child.wait().unwrap().success());
+}
+
+/// An operator in an 80×24 terminal updates to a version that installs,
+/// then dies at start. moltd rolls back without a handoff; the console
+/// shows what the new version printed under its failed step, and the
+/// Update screen and the Overview show the gateway as it is now: the old
+/// pid and version, idle, nothing pending.
+#[test]
+fn a_version_that_dies_at_start_is_explained_and_no_screen_is_stale() {
+    let fx = UpdateFixture::start().unwrap();
+    fx.publish_broken("3.0.0").unwrap();
+    let global = fx.install(PackageManager::Npm, OLD).unwrap();
+    let (state, moltd) = fx.start_moltd(&global, json!({})).unwrap();
+    let old_pid = moltd.first.pid;
+
+    let mut console = Console::start(24, 80, &[("OPENCLAW_STATE_DIR", state.as_os_str())]);
+    console.wait_for("the overview", |s| {
+        s.contains("connected") && s.contains(&format!("pid          {old_pid},"))
+    });
+    console.press("u");
+    console.wait_for("the confirm dialog", |s| s.contains(NEW));
+    console.press("t");
+    console.press("3.0.0\r");
+    console.wait_for("the dialog resolved to the broken version", |s| {
+        s.contains(&format!("{OLD} → 3.0.0")) || s.contains(&format!("v{OLD} → v3.0.0"))
+    });
+    console.press("\t");
+    console.press("\r");
+    let said = "fake moltd 3.0.0: unknown argument";
+    console.wait_for("the rollback with what the new version printed", |s| {
+        s.contains("rolled back") && s.contains(said) && s.contains("✗ restart")
+    });
+    let screen = console.text();
+    for (line, times) in [
+        (format!("rolled back to {OLD}"), 1),
+        ("✗ restart".to_owned(), 1),
+        ("restart failed: ".to_owned(), 1),
+        (said.to_owned(), 1),
+        // The scheduled restart is over: no "respawn in 0 ms" left.
+        ("respawn in".to_owned(), 0),
+        ("back in ~".to_owned(), 0),
+    ] {
+        assert_eq!(count(&screen, &line), times, "{line:?} in\n{screen}");
+    }
+    let steps: Vec<&str> = screen
+        .lines()
+        .map(|l| l.trim_start_matches('│').trim())
+        .filter_map(|l| l.strip_prefix("✓ ").or(l.strip_prefix("✗ ")))
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
+    let mut unique = steps.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert!(steps.len() >= 4, "the run's steps: {steps:?}\n{screen}");
+    assert_eq!(steps.len(), unique.len(), "a step listed twice\n{screen}");
+
+    console.press("o");
+    console.wait_for("the overview of the gateway serving on, idle", |s| {
+        s.contains("phase        idle") && s.contains("pending      none")
+    });
+    let screen = console.text();
+    for (line, times) in [
+        (format!("version      {OLD}"), 1),
+        (format!("pid          {old_pid},"), 1),
+        ("phase        idle".to_owned(), 1),
+        ("pending      none".to_owned(), 1),
+        ("in flight".to_owned(), 0),
+        (
+            "last failure successor exited before it was ready".to_owned(),
+            1,
+        ),
+        (format!("it said    {said}"), 1),
+        ("rolled back".to_owned(), 1),
+    ] {
+        assert_eq!(count(&screen, &line), times, "{line:?} in\n{screen}");
+    }
     console.press("q");
     assert!(console.child.wait().unwrap().success());
 }

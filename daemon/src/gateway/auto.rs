@@ -111,7 +111,7 @@ async fn apply(ctx: &crate::update::context::RunContext, version: Version) -> Ap
             ..UpdateRunParams::default()
         },
         trigger: RunTrigger::Auto,
-        actor: None,
+        actor: Some("auto-updater".to_owned()),
         requester: None,
     };
     match flow::run(ctx, request).await {

@@ -11,6 +11,7 @@ use molt_protocol::event::EventName;
 use molt_protocol::status::{
     PendingWork, RestartFailure, RestartInfo, RestartStrategy, SupervisorKind,
 };
+use molt_protocol::update::StepRecord;
 use parking_lot::Mutex;
 use tokio::signal::unix::Signal;
 use tokio::sync::Notify;
@@ -48,7 +49,7 @@ pub enum HandoffFailure {
     Fds(io::Error),
     /// It did not start, or did not get ready.
     #[error(transparent)]
-    Successor(#[from] respawn::SuccessorFailure),
+    Successor(#[from] respawn::StartFailure),
     /// It got ready running another version than the one expected: old
     /// code over a new tree, or the reverse.
     #[error("successor pid {pid} runs version {running}, expected {expected}; stopped it")]
@@ -66,6 +67,17 @@ pub enum HandoffFailure {
     /// The exec strategy's check of the entrypoint failed.
     #[error("{0}")]
     ExecPreflight(String),
+}
+
+impl HandoffFailure {
+    /// The successor's start as a step, with what it printed, when it
+    /// failed before READY and its output was relayed.
+    pub fn successor_output(&self) -> Option<&StepRecord> {
+        match self {
+            Self::Successor(start) => start.output.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for HandoffExpectation {
@@ -211,6 +223,7 @@ pub async fn drive(
                 events.send(EventName::RestartDeferred, deferred);
             }
             Some(Action::Fire(fire)) => {
+                events.send(EventName::RestartChanged, engine.info());
                 let outcome = execute(&host, &lifecycle, engine, fire).await;
                 let handed_off = outcome == Outcome::HandedOff;
                 engine
@@ -220,6 +233,9 @@ pub async fn drive(
                 if handed_off {
                     return;
                 }
+                // No close follows a failed restart: clients learn here
+                // that this process serves on, idle, and why.
+                events.send(EventName::RestartChanged, engine.info());
                 continue;
             }
             None => {}
@@ -277,6 +293,7 @@ async fn execute(
             *engine.last_failure.lock() = Some(RestartFailure {
                 at: unix_ms(),
                 reason: reason.clone(),
+                successor: failure.successor_output().cloned(),
             });
             if let Some(expectation) = expectation {
                 let failure = Arc::new(failure);
@@ -313,8 +330,12 @@ async fn respawn(
         Takeover::SystemdMainPid => Parentage::Detached,
         Takeover::Plain => Parentage::Ours,
     };
+    let spec = SuccessorSpec {
+        capture_output: takes_output_back(expected_version),
+        ..spec.clone()
+    };
     let successor = respawn::start_successor(
-        spec,
+        &spec,
         listener,
         lock,
         std::process::id(),
@@ -362,11 +383,26 @@ async fn respawn(
     Ok(successor.accept())
 }
 
+/// Whether the successor takes its stdout and stderr back at READY, so its
+/// output can be relayed while it starts: this version and newer ones do.
+/// A plain restart runs the install this process came from.
+fn takes_output_back(expected_version: Option<&str>) -> bool {
+    let Some(expected) = expected_version else {
+        return true;
+    };
+    let parse = |v: &str| semver::Version::parse(v).ok();
+    match (parse(expected), parse(crate::identity::VERSION)) {
+        (Some(expected), Some(own)) => expected >= own,
+        _ => false,
+    }
+}
+
 /// The successor to start: the stable entrypoint with this process's args.
 pub fn successor_spec(entrypoint: Option<std::path::PathBuf>) -> Option<SuccessorSpec> {
     Some(SuccessorSpec {
         entrypoint: entrypoint?,
         args: std::env::args_os().skip(1).collect::<Vec<OsString>>(),
+        capture_output: false,
     })
 }
 
@@ -478,6 +514,7 @@ mod tests {
         let spec = SuccessorSpec {
             entrypoint,
             args: Vec::new(),
+            capture_output: false,
         };
         let engine = Arc::new(RestartEngine::new(
             scheduler,

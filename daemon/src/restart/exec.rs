@@ -91,6 +91,7 @@ mod tests {
         SuccessorSpec {
             entrypoint: path,
             args: Vec::new(),
+            capture_output: false,
         }
     }
 

@@ -7,7 +7,10 @@
 //! pipes are named in
 //! `MOLT_HANDOFF=lock=4,ready=5,verdict=6,from=<pid>,supervisor=<kind>`
 //! (no pipes after an exec, which has no one to report to; `supervisor`
-//! is the predecessor's, which a successor serves under too).
+//! is the predecessor's, which a successor serves under too). A
+//! predecessor that relays the successor's output (`restart/relay.rs`)
+//! adds `stdout=7,stderr=8`: its own stdout and stderr, which the
+//! successor takes back as fds 1 and 2 when it reports READY.
 //!
 //! The two pipes are the two halves of a handoff. The successor reports
 //! on `ready` (progress, then `READY <addr> <version> <pid>`); the
@@ -38,6 +41,8 @@ pub const LISTENER_FD: RawFd = 3;
 pub const LOCK_FD: RawFd = 4;
 pub const READY_FD: RawFd = 5;
 pub const VERDICT_FD: RawFd = 6;
+pub const STDOUT_FD: RawFd = 7;
+pub const STDERR_FD: RawFd = 8;
 
 /// How long a successor waits for its predecessor's verdict after READY.
 /// The predecessor needs a version comparison and, under systemd, one
@@ -92,11 +97,22 @@ impl Inherited {
         let spec = parse_handoff(value).map_err(|p| bad(p.to_owned()))?;
         let lock = adopt(spec.lock, &|target| same_file(target, lock_path))
             .map_err(|e| bad(format!("lock fd {}: {e}", spec.lock)))?;
+        let stdio = spec
+            .stdio
+            .map(|(out, err)| {
+                let take =
+                    |fd| adopt(fd, &|_| true).map_err(|e| bad(format!("stdio fd {fd}: {e}")));
+                Ok::<_, InheritError>((take(out)?, take(err)?))
+            })
+            .transpose()?;
         let ready = spec
             .ready
             .map(|fd| {
                 adopt(fd, &|target| target.to_string_lossy().starts_with("pipe:"))
-                    .map(|owned| ReadyPipe(PipeWriter::from(owned)))
+                    .map(|owned| ReadyPipe {
+                        pipe: PipeWriter::from(owned),
+                        stdio,
+                    })
                     .map_err(|e| bad(format!("ready fd {fd}: {e}")))
             })
             .transpose()?;
@@ -124,6 +140,8 @@ struct HandoffSpec {
     lock: RawFd,
     ready: Option<RawFd>,
     verdict: Option<RawFd>,
+    /// The predecessor's stdout and stderr, taken back at READY.
+    stdio: Option<(RawFd, RawFd)>,
     from: u32,
     supervisor: Option<SupervisorKind>,
 }
@@ -150,7 +168,16 @@ fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
     if verdict.is_some() && ready.is_none() {
         return Err("a verdict pipe comes with a readiness pipe");
     }
-    let fds: Vec<RawFd> = [Some(lock), ready, verdict].into_iter().flatten().collect();
+    let stdio = match (optional("stdout")?, optional("stderr")?) {
+        (Some(out), Some(err)) if ready.is_some() => Some((out, err)),
+        (None, None) => None,
+        _ => return Err("stdout and stderr come together, with a readiness pipe"),
+    };
+    let fds: Vec<RawFd> = [Some(lock), ready, verdict]
+        .into_iter()
+        .chain(stdio.iter().flat_map(|&(out, err)| [Some(out), Some(err)]))
+        .flatten()
+        .collect();
     let distinct = fds.iter().enumerate().all(|(i, fd)| !fds[..i].contains(fd));
     if fds.iter().any(|&fd| fd <= 2) || !distinct {
         return Err("fds must be distinct and above 2");
@@ -163,6 +190,7 @@ fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
         lock,
         ready,
         verdict,
+        stdio,
         from: number("from")?,
         supervisor,
     })
@@ -201,22 +229,34 @@ fn adopt(fd: RawFd, points_at: &dyn Fn(&Path) -> bool) -> io::Result<OwnedFd> {
 /// while starting, then one `READY <addr> <version> <pid>` line, or one
 /// `REFUSED <reason>` line before it exits.
 #[derive(Debug)]
-pub struct ReadyPipe(PipeWriter);
+pub struct ReadyPipe {
+    pipe: PipeWriter,
+    /// The predecessor's own stdout and stderr, when it relays ours.
+    stdio: Option<(OwnedFd, OwnedFd)>,
+}
 
 impl ReadyPipe {
     pub fn progress(&mut self, stage: &str) {
         // A vanished predecessor is not our failure; it gave up waiting.
-        let _ = writeln!(self.0, "PROGRESS {stage}");
+        let _ = writeln!(self.pipe, "PROGRESS {stage}");
     }
 
+    /// Takes back the predecessor's stdout and stderr, which outlive it,
+    /// then reports READY.
     pub fn ready(mut self, line: &str) {
-        let _ = writeln!(self.0, "{line}");
+        if let Some((out, err)) = self.stdio.take()
+            && let Err(e) =
+                rustix::stdio::dup2_stdout(&out).and_then(|()| rustix::stdio::dup2_stderr(&err))
+        {
+            tracing::warn!("cannot take back stdout and stderr from the predecessor: {e}");
+        }
+        let _ = writeln!(self.pipe, "{line}");
     }
 
     /// Why this process will not serve (it exits next).
     pub fn refused(mut self, reason: &str) {
         let reason = reason.replace(['\r', '\n'], " ");
-        let _ = writeln!(self.0, "REFUSED {reason}");
+        let _ = writeln!(self.pipe, "REFUSED {reason}");
     }
 }
 
@@ -355,6 +395,8 @@ pub struct HandoffPipes {
     pub ready: OwnedFd,
     /// The verdict pipe's read end.
     pub verdict: OwnedFd,
+    /// This process's stdout and stderr, when it relays the successor's.
+    pub stdio: Option<(OwnedFd, OwnedFd)>,
 }
 
 /// The fds a successor inherits the handoff through.
@@ -397,6 +439,17 @@ pub fn hand_off_to(
             parent_fd: pipes.verdict,
             child_fd: VERDICT_FD,
         });
+        if let Some((stdout, stderr)) = pipes.stdio {
+            handoff.push_str(&format!(",stdout={STDOUT_FD},stderr={STDERR_FD}"));
+            mappings.push(FdMapping {
+                parent_fd: stdout,
+                child_fd: STDOUT_FD,
+            });
+            mappings.push(FdMapping {
+                parent_fd: stderr,
+                child_fd: STDERR_FD,
+            });
+        }
     }
     handoff.push_str(&format!(",from={from},supervisor={}", supervisor.as_str()));
     command
@@ -419,9 +472,15 @@ mod tests {
                 lock: 4,
                 ready: Some(5),
                 verdict: Some(6),
+                stdio: None,
                 from: 77,
                 supervisor: None,
             })
+        );
+        assert_eq!(
+            parse_handoff("lock=4,ready=5,verdict=6,stdout=7,stderr=8,from=77").map(|s| s.stdio),
+            Ok(Some((7, 8))),
+            "a predecessor that relays the successor's output"
         );
         assert_eq!(
             parse_handoff("lock=4,ready=5,from=77").map(|s| s.verdict),
@@ -447,6 +506,10 @@ mod tests {
             "lock=1,ready=5,from=1",
             "lock=x,ready=5,from=1",
             "lock=4,ready=5,from=1,supervisor=upstart",
+            "lock=4,ready=5,stdout=7,from=1",
+            "lock=4,stdout=7,stderr=8,from=1",
+            "lock=4,ready=5,stdout=7,stderr=5,from=1",
+            "lock=4,ready=5,stdout=2,stderr=8,from=1",
         ] {
             assert!(parse_handoff(bad).is_err(), "{bad}");
         }

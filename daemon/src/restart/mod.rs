@@ -4,5 +4,6 @@
 pub mod engine;
 pub mod exec;
 pub mod inherit;
+pub mod relay;
 pub mod respawn;
 pub mod scheduler;

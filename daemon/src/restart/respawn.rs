@@ -18,7 +18,10 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+use molt_protocol::update::{StepRecord, Termination};
+
 use super::inherit::{HandoffFds, HandoffPipes, READY_FD, VerdictSender, hand_off_to};
+use super::relay::Relay;
 
 /// How to start the successor.
 #[derive(Debug, Clone)]
@@ -27,6 +30,12 @@ pub struct SuccessorSpec {
     /// install starts the new binary.
     pub entrypoint: PathBuf,
     pub args: Vec<OsString>,
+    /// Relay its stdout and stderr through this process until READY and
+    /// keep their head and tail, so a successor that dies at start leaves
+    /// its words in the failure. Only for a successor that takes its
+    /// output back at READY (this version or a newer one): an older one
+    /// would write into a pipe that closes with this process.
+    pub capture_output: bool,
 }
 
 /// How long the successor may take. Progress lines reset `idle`; `total`
@@ -102,6 +111,35 @@ pub enum SuccessorFailure {
     BadReady(String),
 }
 
+/// A successor that did not take over, and what it printed meanwhile.
+#[derive(Debug, thiserror::Error)]
+#[error("{failure}")]
+pub struct StartFailure {
+    pub failure: SuccessorFailure,
+    /// Its start as a step, with the head and tail of its output, when
+    /// the output was relayed ([`SuccessorSpec::capture_output`]).
+    pub output: Option<Box<StepRecord>>,
+}
+
+impl SuccessorFailure {
+    fn status(&self) -> Option<ExitStatus> {
+        match self {
+            Self::Exited { status, .. } | Self::Refused { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    fn termination(&self) -> Termination {
+        use std::os::unix::process::ExitStatusExt;
+        match self {
+            Self::Spawn { .. } => Termination::SpawnFailed,
+            Self::NotReady { .. } => Termination::TimedOut,
+            _ if self.status().and_then(|s| s.signal()).is_some() => Termination::Signaled,
+            _ => Termination::Exited,
+        }
+    }
+}
+
 fn exit(status: &Option<ExitStatus>) -> String {
     match status {
         Some(status) => status.to_string(),
@@ -120,6 +158,51 @@ pub async fn start_successor(
     supervisor: SupervisorKind,
     parentage: Parentage,
     timeouts: ReadyTimeouts,
+) -> Result<Successor, StartFailure> {
+    let started = Instant::now();
+    let mut relay = None;
+    let result = start(
+        spec, listener, lock, own_pid, supervisor, parentage, timeouts, &mut relay,
+    )
+    .await;
+    let failure = match result {
+        Ok(successor) => return Ok(successor),
+        Err(failure) => failure,
+    };
+    let output = match relay {
+        Some(relay) => {
+            let (stdout, stderr) = relay.finish(timeouts.idle).await;
+            let mut argv = vec![spec.entrypoint.display().to_string()];
+            argv.extend(spec.args.iter().map(|a| a.to_string_lossy().into_owned()));
+            Some(Box::new(StepRecord {
+                name: "restart".to_owned(),
+                command: crate::output::shell_quote(&argv),
+                argv,
+                cwd: None,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                exit_code: failure.status().and_then(|s| s.code()),
+                termination: failure.termination(),
+                stdout_head: stdout.head_text(),
+                stdout_tail: stdout.tail_text(),
+                stderr_head: stderr.head_text(),
+                stderr_tail: stderr.tail_text(),
+            }))
+        }
+        None => None,
+    };
+    Err(StartFailure { failure, output })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start(
+    spec: &SuccessorSpec,
+    listener: OwnedFd,
+    lock: OwnedFd,
+    own_pid: u32,
+    supervisor: SupervisorKind,
+    parentage: Parentage,
+    timeouts: ReadyTimeouts,
+    relay: &mut Option<Relay>,
 ) -> Result<Successor, SuccessorFailure> {
     let spawn_failed = |source| SuccessorFailure::Spawn {
         entrypoint: spec.entrypoint.display().to_string(),
@@ -134,12 +217,20 @@ pub async fn start_successor(
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
+    let stdio = if spec.capture_output {
+        let (ours, stdio) = Relay::plumb(&mut command).map_err(spawn_failed)?;
+        *relay = Some(ours);
+        Some(stdio)
+    } else {
+        None
+    };
     let fds = HandoffFds {
         listener,
         lock,
         pipes: Some(HandoffPipes {
             ready: OwnedFd::from(writer),
             verdict: OwnedFd::from(verdict_reader),
+            stdio,
         }),
     };
     hand_off_to(command.as_std_mut(), fds, own_pid, supervisor)
@@ -152,6 +243,9 @@ pub async fn start_successor(
         .map_err(spawn_failed)?;
     // Our copies of the successor's ends must close, or EOF never comes.
     drop(command);
+    if let Some(relay) = relay.as_mut() {
+        relay.start();
+    }
     // Until READY is in, a start that is given up (its future dropped, or
     // a second stop signal) takes the successor with it.
     let mut starting = Starting::default();

@@ -160,6 +160,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pend
     drop(pending);
     let caller = Caller {
         conn,
+        peer,
         conn_id: conn_id.clone(),
         scopes: granted.scopes.clone(),
     };

@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use molt_protocol::event::{EventName, UpdateProgress};
+use molt_protocol::event::{EventName, StepProgress, StepState, UpdateProgress};
 use molt_protocol::method::{SentinelRef, UpdateRunResult};
 use molt_protocol::status::SupervisorKind;
 use molt_protocol::update::{
     ReasonCode, RunPhase, RunRecord, RunTrigger, Sentinel, SentinelPayload, SentinelStats,
-    UpdateStatus,
+    StepRecord, UpdateStatus,
 };
 use parking_lot::Mutex;
 
@@ -89,7 +89,8 @@ pub async fn restart(
         // The engine runs this on the blocking pool.
         move |handoff: &HandoffFailure| {
             if let Some(undo) = undo.lock().take() {
-                roll_back(&ctx, record, &undo, Failure::from(handoff));
+                let output = handoff.successor_output().cloned();
+                roll_back(&ctx, record, &undo, Failure::from(handoff), output);
             }
         }
     };
@@ -308,9 +309,16 @@ async fn abandon(
 }
 
 /// Puts the previous version back after the new one failed to take over
-/// (`failure` says how), and says so in the sentinel and the run.
+/// (`failure` says how), and says so in the sentinel and the run, with
+/// the successor's start as the run's last step when its output was kept.
 /// Blocking: the restart engine calls it on the blocking pool.
-fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, failure: Failure) {
+fn roll_back(
+    ctx: &RunContext,
+    mut record: RunRecord,
+    undo: &Undo,
+    failure: Failure,
+    successor: Option<StepRecord>,
+) {
     let paths = &ctx.paths;
     let restored = undo.roll_back();
     if let Err(e) = &restored {
@@ -330,6 +338,7 @@ fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, failure: Fail
                 ended.reason()
             ));
             doc.payload.ts = unix_ms();
+            doc.payload.stats.steps.extend(successor.clone());
             if let Err(e) = sentinel::write(&paths.sentinel_path, &doc) {
                 tracing::error!("cannot record the rollback in the sentinel: {e}");
             }
@@ -338,6 +347,7 @@ fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, failure: Fail
         Err(e) => tracing::error!("cannot record the rollback in the sentinel: {e}"),
     }
     record.reason = Some(ended.reason());
+    record.steps.extend(successor.clone());
     record::advance(&mut record, ended.phase().0);
     if let Err(e) = ctx.runs.record(&record) {
         tracing::error!("cannot record the rollback: {e}");
@@ -347,7 +357,12 @@ fn roll_back(ctx: &RunContext, mut record: RunRecord, undo: &Undo, failure: Fail
         UpdateProgress {
             run_id: record.run_id.clone(),
             phase: record.phase,
-            step: None,
+            step: successor.map(|step| StepProgress {
+                name: step.name,
+                state: StepState::Failed,
+                duration_ms: Some(step.duration_ms),
+                exit_code: step.exit_code,
+            }),
         },
     );
 }

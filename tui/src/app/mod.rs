@@ -32,6 +32,8 @@ use keymap::{Action, Mode, TextKey};
 
 /// How often the overview refreshes `status` while connected.
 pub const STATUS_REFRESH: Duration = Duration::from_secs(5);
+/// How often while a restart, pending work or a run is under way.
+pub const STATUS_REFRESH_IN_MOTION: Duration = Duration::from_secs(1);
 
 /// Everything the main loop feeds the app.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +146,9 @@ pub enum Level {
 pub struct Notice {
     pub level: Level,
     pub text: String,
+    /// About the connection going away (an error, a `shutdown`): stale
+    /// once connected again.
+    pub until_connected: bool,
 }
 
 /// What `hello-ok` told about the server.
@@ -323,6 +328,7 @@ impl App {
         self.notice = Some(Notice {
             level,
             text: text.into(),
+            until_connected: level == Level::Error,
         });
         self.dirty = true;
     }
@@ -582,13 +588,38 @@ impl App {
         if self.screen == Screen::Logs {
             commands.extend(self.poll_logs());
         }
+        let every = if self.in_motion() {
+            STATUS_REFRESH_IN_MOTION
+        } else {
+            STATUS_REFRESH
+        };
         let due = self
             .last_status_request
-            .is_none_or(|at| self.now.saturating_duration_since(at) >= STATUS_REFRESH);
+            .is_none_or(|at| self.now.saturating_duration_since(at) >= every);
         if self.conn == ConnState::Connected && due {
             commands.extend(self.request_status(false));
         }
         commands
+    }
+
+    /// Whether the last status shows something about to change: a restart
+    /// scheduled or under way, pending work, a run in progress. A restart
+    /// that fails without a handoff sends no close, so only `status` says
+    /// it is over.
+    fn in_motion(&self) -> bool {
+        if self.update.busy() {
+            return true;
+        }
+        let Some(status) = &self.status else {
+            return false;
+        };
+        let facts = &status.facts;
+        let restarting = facts
+            .restart
+            .as_ref()
+            .is_some_and(|r| r.phase != molt_protocol::status::RestartPhase::Idle);
+        let pending = facts.pending_work.is_some_and(|p| p.total() > 0);
+        restarting || pending
     }
 
     /// Asks for `status` unless one is in flight; `again` queues one more
@@ -761,8 +792,7 @@ impl App {
             handoff.gap = Some(gap);
             let text = handoff.describe();
             self.set_notice(Level::Info, text);
-        } else if matches!(&self.notice, Some(n) if n.level == Level::Error) {
-            // Connection errors are stale once connected.
+        } else if self.notice.as_ref().is_some_and(|n| n.until_connected) {
             self.notice = None;
         }
         self.status = Some(StatusSnapshot {
@@ -796,6 +826,9 @@ impl App {
                     None => format!("gateway shutting down ({})", shutdown.reason),
                 };
                 self.set_notice(Level::Warn, text);
+                if let Some(notice) = &mut self.notice {
+                    notice.until_connected = true;
+                }
                 Vec::new()
             }
             GatewayEvent::UpdateProgress(progress) => {
@@ -817,6 +850,7 @@ impl App {
             }
             GatewayEvent::RestartScheduled(_)
             | GatewayEvent::RestartDeferred(_)
+            | GatewayEvent::RestartChanged(_)
             | GatewayEvent::UpdateAvailable(_) => self.request_status(true),
             GatewayEvent::LogsLine(line) => {
                 // Only the Logs screen shows lines: redraw only there.

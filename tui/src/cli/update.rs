@@ -86,6 +86,11 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     running: Option<ProcessRef>,
     advice: Option<String>,
+    /// The step that failed, with the head and tail of its output: for a
+    /// rollback after the restart, what the new version printed before it
+    /// died.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_step: Option<Value>,
 }
 
 impl Report {
@@ -147,6 +152,20 @@ impl Report {
                 Err(CliError::Other(format!("the run was skipped: {reason}")))
             }
         }
+    }
+
+    fn failed_step(&mut self, steps: &[Step]) {
+        self.failed_step = steps.iter().find(|s| s.failed).map(|step| {
+            json!({
+                "name": step.name,
+                "command": step.command,
+                "exitCode": step.exit_code,
+                "stdoutHead": step.stdout_head,
+                "stdoutTail": step.stdout_tail,
+                "stderrHead": step.stderr_head,
+                "stderrTail": step.stderr_tail,
+            })
+        });
     }
 
     fn failed(&mut self, reason: String, rolled_back: bool) -> CliError {
@@ -291,8 +310,13 @@ async fn molt(
                         .record_for(run_id.as_ref())
                         .map(|r| r.steps.clone())
                         .unwrap_or_else(|| answer.steps.clone());
+                    if steps.len() > answer.steps.len() {
+                        print_failure(&steps[answer.steps.len()..]);
+                    }
+                    report.failed_step(&steps);
                     return Err(report.failed(explain_failure(&reason, &steps), rolled_back));
                 }
+                report.failed_step(&answer.steps);
                 let reason =
                     explain_failure(answer.reason.as_deref().unwrap_or("error"), &answer.steps);
                 return Err(report.failed(reason, false));

@@ -1,6 +1,7 @@
 use molt_protocol::EventFrame;
 use molt_protocol::event::{
-    ConfigChanged, EventName, LogsLine, RestartDeferred, Shutdown, Tick, UpdateProgress,
+    ConfigChanged, EventName, LogsLine, RestartChanged, RestartDeferred, Shutdown, Tick,
+    UpdateProgress,
 };
 use molt_protocol::frame::decode;
 use molt_protocol::method::RestartScheduled;
@@ -19,6 +20,7 @@ pub enum GatewayEvent {
     Shutdown(Shutdown),
     RestartScheduled(RestartScheduled),
     RestartDeferred(RestartDeferred),
+    RestartChanged(Box<RestartChanged>),
     UpdateProgress(UpdateProgress),
     UpdateAvailable(UpdateAvailable),
     ConfigChanged(ConfigChanged),
@@ -42,6 +44,9 @@ impl GatewayEvent {
             Some(EventName::Shutdown) => decode(payload).map(Self::Shutdown),
             Some(EventName::RestartScheduled) => decode(payload).map(Self::RestartScheduled),
             Some(EventName::RestartDeferred) => decode(payload).map(Self::RestartDeferred),
+            Some(EventName::RestartChanged) => {
+                decode(payload).map(|r| Self::RestartChanged(Box::new(r)))
+            }
             Some(EventName::UpdateProgress) => decode(payload).map(Self::UpdateProgress),
             Some(EventName::UpdateAvailable) => decode(payload).map(Self::UpdateAvailable),
             Some(EventName::ConfigChanged) => decode(payload).map(Self::ConfigChanged),
@@ -71,6 +76,7 @@ impl GatewayEvent {
             Self::Shutdown(_) => EventName::Shutdown.as_str(),
             Self::RestartScheduled(_) => EventName::RestartScheduled.as_str(),
             Self::RestartDeferred(_) => EventName::RestartDeferred.as_str(),
+            Self::RestartChanged(_) => EventName::RestartChanged.as_str(),
             Self::UpdateProgress(_) => EventName::UpdateProgress.as_str(),
             Self::UpdateAvailable(_) => EventName::UpdateAvailable.as_str(),
             Self::ConfigChanged(_) => EventName::ConfigChanged.as_str(),

@@ -34,7 +34,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                 }
                 lines.push(line);
                 if let Some(note) = note {
-                    for part in super::update::wrap_words(&note, width.saturating_sub(20)) {
+                    for part in super::text::wrap_words(&note, width.saturating_sub(20)) {
                         lines.push(Line::styled(format!("{:20}{part}", ""), theme.warn()));
                     }
                 }
@@ -59,7 +59,7 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             ));
             let help = "Enter toggles; the channel cycles stable → beta → dev; the timeout \
                         takes ms or 30s / 5m / 1h (0 waits for pending work forever).";
-            for part in super::update::wrap_words(help, width.saturating_sub(2)) {
+            for part in super::text::wrap_words(help, width.saturating_sub(2)) {
                 lines.push(Line::styled(format!("  {part}"), theme.dim()));
             }
         }

@@ -3,8 +3,8 @@ use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Padding, Paragraph, Wrap};
 
+use super::text::labeled;
 use super::theme::Theme;
-use super::update::labeled;
 use crate::app::{App, Choice, Dialog, Field, Preview, TextInput};
 use crate::format;
 use crate::peer::UpdateApi;
@@ -86,14 +86,14 @@ pub fn render(app: &App, dialog: &Dialog, theme: &Theme, frame: &mut Frame, area
             format::restart_consequence(facts, app.update_api())
         );
         // Wrapped here, so the dialog is as tall as what it shows.
-        for part in super::update::wrap_words(&text, inner) {
+        for part in super::text::wrap_words(&text, inner) {
             lines.push(Line::raw(part));
         }
     }
     lines.push(Line::raw(""));
     lines.push(buttons(dialog.choice, theme));
     if let Some(refusal) = &dialog.refusal {
-        for part in super::update::wrap_words(refusal, inner) {
+        for part in super::text::wrap_words(refusal, inner) {
             lines.push(Line::styled(part, theme.error()));
         }
     }

@@ -3,8 +3,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
+use super::text::{failed_step, row, rows};
 use super::theme::Theme;
-use super::update::row;
 use crate::app::App;
 use crate::format;
 use crate::peer::{Claim, Outcome};
@@ -65,10 +65,8 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     }
     frame.render_widget(Paragraph::new(lines), list_area);
     if let Some(run) = view.selected_run() {
-        frame.render_widget(
-            Paragraph::new(details(run, theme)).wrap(Wrap { trim: false }),
-            detail_area,
-        );
+        let width = usize::from(detail_area.width);
+        frame.render_widget(Paragraph::new(details(run, theme, width)), detail_area);
     }
 }
 
@@ -88,8 +86,9 @@ fn run_row<'a>(run: &Claim, now: Option<u64>, theme: &Theme) -> Line<'a> {
         run.target_version().unwrap_or("?")
     );
     let by = match (run.trigger.as_deref(), &run.actor) {
-        (Some("manual") | None, Some(actor)) => actor.clone(),
-        (Some(trigger), _) => trigger.to_owned(),
+        (Some("auto"), _) => "auto-updater".to_owned(),
+        (_, Some(actor)) => actor.clone(),
+        (Some(trigger), None) => trigger.to_owned(),
         (None, None) => "?".to_owned(),
     };
     let style = match run.outcome {
@@ -119,7 +118,7 @@ fn clip(text: &str, width: usize) -> String {
     }
 }
 
-fn details<'a>(run: &Claim, theme: &Theme) -> Vec<Line<'a>> {
+fn details<'a>(run: &Claim, theme: &Theme, width: usize) -> Vec<Line<'a>> {
     let plain = theme.value();
     let mut lines = vec![Line::raw("")];
     let id = run
@@ -138,11 +137,14 @@ fn details<'a>(run: &Claim, theme: &Theme) -> Vec<Line<'a>> {
     if let Some(tag) = &run.target_tag {
         lines.push(row(theme, "target tag", tag.clone(), plain));
     }
+    if let Some(actor) = &run.actor {
+        lines.extend(rows(theme, "by", actor, plain, width));
+    }
     if let Some(note) = &run.note {
-        lines.push(row(theme, "note", note.clone(), plain));
+        lines.extend(rows(theme, "note", note, plain, width));
     }
     if let Some(reason) = &run.reason {
-        lines.push(row(theme, "reason", reason.clone(), theme.warn()));
+        lines.extend(rows(theme, "reason", reason, theme.warn(), width));
     }
     for step in &run.steps {
         let failed = step.failed;
@@ -158,6 +160,9 @@ fn details<'a>(run: &Claim, theme: &Theme) -> Vec<Line<'a>> {
             ),
             Span::raw(format!("{:<14}{took:>9}{exit}", step.name)),
         ]));
+    }
+    if let Some(step) = run.steps.iter().find(|s| s.failed) {
+        lines.extend(failed_step(step, theme, width));
     }
     lines
 }

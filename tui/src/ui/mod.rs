@@ -7,6 +7,7 @@ mod help;
 mod history;
 mod logs;
 mod overview;
+mod text;
 pub mod theme;
 mod update;
 

@@ -4,6 +4,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
+use super::text::rows_at;
 use super::theme::Theme;
 use crate::app::{App, ConnState};
 use crate::format;
@@ -26,7 +27,8 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let inner_height = area.height.saturating_sub(2) as usize;
     let paragraph = match &app.status {
         Some(snapshot) => {
-            let mut lines = status_lines(app, &snapshot.facts, theme);
+            let width = usize::from(area.width.saturating_sub(2));
+            let mut lines = status_lines(app, &snapshot.facts, theme, width);
             if let Some(problem) = connection_problem(app) {
                 // Old data must not look live; the reason must stand out.
                 for line in &mut lines {
@@ -63,7 +65,7 @@ fn row<'a>(theme: &Theme, label: &'a str, value: impl Into<String>, style: Style
     ])
 }
 
-fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme) -> Vec<Line<'a>> {
+fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> Vec<Line<'a>> {
     let now = app.gateway_now_ms();
     let plain = theme.value();
     let unknown = theme.dim();
@@ -166,12 +168,28 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme) -> Vec<Line<'a>> 
         let when = now
             .map(|now| format!(", {}", format::relative(failure.at, now)))
             .unwrap_or_default();
-        lines.push(row(
+        let at = (2, LABEL_WIDTH);
+        let reason = format!("{}{when}", failure.reason);
+        lines.extend(rows_at(
             theme,
+            at,
             "last failure",
-            format!("{}{when}", failure.reason),
+            &reason,
             theme.error(),
+            width,
         ));
+        // The successor's own last words, when moltd kept them.
+        if let Some(step) = &failure.successor {
+            let said: Vec<&str> = step
+                .stderr_tail
+                .lines()
+                .chain(step.stdout_tail.lines())
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            for line in said.iter().rev().take(2).rev() {
+                lines.extend(rows_at(theme, at, "  it said", line, theme.error(), width));
+            }
+        }
     }
 
     lines.push(Line::raw(""));

@@ -4,12 +4,11 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
+use super::text::{failed_step, row, rows};
 use super::theme::Theme;
 use crate::app::{App, RunStage, RunView, StepView};
 use crate::format;
 use crate::peer::{Claim, ClaimSource, Live, Outcome, UpdateApi};
-
-const LABEL: usize = 12;
 
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let block = Block::bordered().title(Line::styled(" Update ", theme.heading()));
@@ -24,87 +23,6 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
             .block(block),
         area,
     );
-}
-
-pub(super) fn row<'a>(
-    theme: &Theme,
-    label: &str,
-    value: impl Into<String>,
-    style: Style,
-) -> Line<'a> {
-    labeled(theme, 2, label, value, style)
-}
-
-/// `label` in its column at `indent`, then the value.
-pub(super) fn labeled<'a>(
-    theme: &Theme,
-    indent: usize,
-    label: &str,
-    value: impl Into<String>,
-    style: Style,
-) -> Line<'a> {
-    Line::from(vec![
-        Span::styled(format!("{:indent$}{label:<LABEL$}", ""), theme.label()),
-        Span::styled(value.into(), style),
-    ])
-}
-
-/// A labeled row whose value wraps under its own column instead of under
-/// the label: long values (the restart's consequence, a gateway's advice)
-/// stay inside the box and readable at any width.
-pub(super) fn rows<'a>(
-    theme: &Theme,
-    label: &str,
-    value: &str,
-    style: Style,
-    width: usize,
-) -> Vec<Line<'a>> {
-    let indent = 2 + LABEL;
-    // One column short of the border: text never touches the box edge.
-    let room = width.saturating_sub(indent + 1).max(10);
-    wrap_words(value, room)
-        .into_iter()
-        .enumerate()
-        .map(|(i, part)| {
-            let label = if i == 0 { label } else { "" };
-            labeled(theme, 2, label, part, style)
-        })
-        .collect()
-}
-
-/// Greedy word wrap to `width` columns; a word longer than a line is cut.
-pub(super) fn wrap_words(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        let mut word = word.to_owned();
-        loop {
-            let used = line.chars().count();
-            let need = word.chars().count() + usize::from(used > 0);
-            if used + need <= width {
-                if used > 0 {
-                    line.push(' ');
-                }
-                line.push_str(&word);
-                break;
-            }
-            if used > 0 {
-                lines.push(std::mem::take(&mut line));
-                continue;
-            }
-            // A word wider than the line: cut it.
-            let cut: String = word.chars().take(width).collect();
-            word = word.chars().skip(width).collect();
-            lines.push(cut);
-            if word.is_empty() {
-                break;
-            }
-        }
-    }
-    if !line.is_empty() || lines.is_empty() {
-        lines.push(line);
-    }
-    lines
 }
 
 /// No run: what runs, what is available, what an update would do.
@@ -269,7 +187,10 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
             theme.warn(),
             width,
         ));
-    } else if let Some(restart) = &run.restart {
+    } else if let Some(restart) = &run.restart
+        && !run.stage.is_done()
+    {
+        // A judged run's restart is over: the verdict and its steps say how.
         lines.extend(rows(theme, "restart", &restart.describe(), plain, width));
     }
     // After a restart, or once judged against the live process: before the
@@ -297,8 +218,8 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
     for step in &run.steps {
         lines.push(step_line(app, step, theme, name_width));
     }
-    if let Some(step) = run.failing_step() {
-        lines.extend(failing_output(step, theme));
+    if let Some(record) = run.failing_step().and_then(|s| s.record.as_ref()) {
+        lines.extend(failed_step(record, theme, width));
     }
     lines
 }
@@ -544,48 +465,4 @@ fn step_line<'a>(app: &App, step: &StepView, theme: &Theme, name_width: usize) -
         Span::styled(format!("{:<name_width$}", step.name), style),
         Span::raw(format!("{took:>9}{exit}")),
     ])
-}
-
-/// Head and tail of the failing step's output: the first lines say what
-/// went wrong, the last ones where it stopped.
-fn failing_output<'a>(step: &StepView, theme: &Theme) -> Vec<Line<'a>> {
-    let Some(record) = &step.record else {
-        return Vec::new();
-    };
-    let mut lines = vec![Line::raw("")];
-    lines.push(Line::styled(
-        format!(
-            "  {} failed: {}",
-            step.name,
-            record.command.as_deref().unwrap_or("")
-        ),
-        theme.error(),
-    ));
-    // The head from its start, the tails to their end.
-    let parts: [(&str, &str, bool); 3] = [
-        ("stderr head", &record.stderr_head, true),
-        ("stderr tail", &record.stderr_tail, false),
-        ("stdout tail", &record.stdout_tail, false),
-    ];
-    let mut shown: Vec<&str> = Vec::new();
-    for (label, text, from_start) in parts {
-        let text: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        if text.is_empty() || text == shown {
-            continue;
-        }
-        lines.push(Line::styled(format!("  {label}:"), theme.label()));
-        let pick: Vec<&str> = if from_start {
-            text.iter().take(6).copied().collect()
-        } else {
-            text.iter().rev().take(6).rev().copied().collect()
-        };
-        for line in pick {
-            lines.push(Line::raw(format!("    {line}")));
-        }
-        shown = text;
-    }
-    if let Some(detail) = &record.detail {
-        lines.push(Line::raw(format!("    {detail}")));
-    }
-    lines
 }

@@ -54,6 +54,7 @@ pub fn status() -> StatusResult {
             last_failure: Some(RestartFailure {
                 at: GATEWAY_NOW - 600_000,
                 reason: "successor exited with status 1".into(),
+                successor: None,
             }),
         },
         pending_work: PendingWork {

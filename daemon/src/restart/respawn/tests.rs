@@ -33,6 +33,7 @@ fn script(body: &str) -> (tempfile::TempDir, SuccessorSpec) {
     let spec = SuccessorSpec {
         entrypoint: path,
         args: vec![],
+        capture_output: false,
     };
     (dir, spec)
 }
@@ -48,7 +49,9 @@ async fn start(
         Parentage::Ours => SupervisorKind::None,
         Parentage::Detached => SupervisorKind::Systemd,
     };
-    start_successor(spec, listener, lock, 1, supervisor, parentage, timeouts).await
+    start_successor(spec, listener, lock, 1, supervisor, parentage, timeouts)
+        .await
+        .map_err(|start| start.failure)
 }
 
 fn quick() -> ReadyTimeouts {
@@ -67,6 +70,59 @@ async fn a_successor_that_exits_is_reported_with_its_status() {
             if status.code() == Some(3) && progress == "config"),
         "{err}"
     );
+}
+
+/// What a successor that dies at start printed is kept, head and tail
+/// per stream, as the failure's step; the handoff names its fds for the
+/// successor to take back.
+#[tokio::test]
+async fn a_successor_that_dies_at_start_leaves_its_words() {
+    let (_dir, mut spec) = script(
+        "echo \"$MOLT_HANDOFF\"; echo 'dies at start' >&2; \
+         echo PROGRESS config >&5; exit 2",
+    );
+    spec.capture_output = true;
+    let (listener, lock) = fds();
+    let start = start_successor(
+        &spec,
+        listener,
+        lock,
+        1,
+        SupervisorKind::None,
+        Parentage::Ours,
+        quick(),
+    )
+    .await
+    .unwrap_err();
+    let step = start.output.expect("the output was relayed");
+    assert_eq!(
+        (step.name.as_str(), step.exit_code, step.termination),
+        ("restart", Some(2), Termination::Exited)
+    );
+    assert_eq!(step.stderr_head, "dies at start\n");
+    assert_eq!(step.stderr_tail, "dies at start\n");
+    assert!(
+        step.stdout_tail
+            .starts_with("lock=4,ready=5,verdict=6,stdout=7,stderr=8,from=1"),
+        "{step:?}"
+    );
+    assert_eq!(step.command, spec.entrypoint.display().to_string());
+
+    // Without relaying, the output is not kept (it goes to ours).
+    spec.capture_output = false;
+    let (listener, lock) = fds();
+    let start = start_successor(
+        &spec,
+        listener,
+        lock,
+        1,
+        SupervisorKind::None,
+        Parentage::Ours,
+        quick(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(start.output, None);
 }
 
 #[tokio::test]
@@ -182,6 +238,7 @@ async fn a_missing_entrypoint_is_a_spawn_failure() {
     let spec = SuccessorSpec {
         entrypoint: PathBuf::from("/nonexistent/moltd"),
         args: vec![],
+        capture_output: false,
     };
     let err = start(&spec, Parentage::Ours, quick()).await.unwrap_err();
     assert!(err.to_string().contains("/nonexistent/moltd"), "{err}");

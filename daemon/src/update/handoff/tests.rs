@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use molt_protocol::method::{UpdateRunParams, UpdateRunResult};
 use molt_protocol::status::EnvSource;
-use molt_protocol::update::{ReasonCode, RunPhase, RunTrigger, UpdateStatus};
+use molt_protocol::update::{
+    ReasonCode, RunPhase, RunTrigger, StepRecord, Termination, UpdateStatus,
+};
 
 use crate::autoupdate::KillSwitch;
 use crate::install::layout::Install;
 use crate::restart::engine::HandoffFailure;
-use crate::restart::respawn::SuccessorFailure;
+use crate::restart::respawn::{StartFailure, SuccessorFailure};
 use crate::update::context::RunContext;
 use crate::update::flow::{RunRequest, run};
 use crate::update::lease::{Lease, lease_path};
@@ -117,13 +119,32 @@ async fn a_verified_successor_keeps_the_new_version_and_the_sentinel_to_verify()
     assert!(lease_is_free(&s.install.root), "released after the handoff");
 }
 
-/// A successor that exited 1 before it was ready.
+/// A successor that exited 1 before it was ready, saying why on stderr.
 fn exited() -> Arc<HandoffFailure> {
     use std::os::unix::process::ExitStatusExt;
-    Arc::new(HandoffFailure::Successor(SuccessorFailure::Exited {
-        status: Some(std::process::ExitStatus::from_raw(1 << 8)),
-        progress: "config".to_owned(),
+    Arc::new(HandoffFailure::Successor(StartFailure {
+        failure: SuccessorFailure::Exited {
+            status: Some(std::process::ExitStatus::from_raw(1 << 8)),
+            progress: "config".to_owned(),
+        },
+        output: Some(Box::new(successor_step())),
     }))
+}
+
+fn successor_step() -> StepRecord {
+    StepRecord {
+        name: "restart".to_owned(),
+        command: "/usr/bin/moltd --port 0".to_owned(),
+        argv: vec!["/usr/bin/moltd".into(), "--port".into(), "0".into()],
+        cwd: None,
+        duration_ms: 12,
+        exit_code: Some(1),
+        termination: Termination::Exited,
+        stdout_head: String::new(),
+        stdout_tail: String::new(),
+        stderr_head: "dies at start\n".to_owned(),
+        stderr_tail: "dies at start\n".to_owned(),
+    }
 }
 
 #[tokio::test]
@@ -155,6 +176,10 @@ async fn a_failed_successor_is_rolled_back_while_this_process_serves() {
              last progress: config"
         )
     );
+    // What the successor printed is the run's last step, in the record
+    // and in the sentinel.
+    assert_eq!(stored.steps.last(), Some(&successor_step()));
+    assert_eq!(doc.payload.stats.steps.last(), Some(&successor_step()));
     assert_eq!(read_undo(&undo_path(&s.ctx.paths)).unwrap(), None);
     assert!(lease_is_free(&s.install.root));
 }

@@ -422,22 +422,6 @@ fn shell_quote_round_trips_through_sh() {
     assert_eq!(words, argv);
 }
 
-#[test]
-fn utf8_trimming_only_drops_cut_characters() {
-    assert_eq!(trim_cut_char_end(b"ab\xc3"), b"ab");
-    assert_eq!(trim_cut_char_end(b"ab\xc3\xa9"), b"ab\xc3\xa9");
-    assert_eq!(trim_cut_char_end(b"a\xe2\x82"), b"a");
-    assert_eq!(trim_cut_char_end(b"a\xf0\x9f\x98"), b"a");
-    assert_eq!(
-        trim_cut_char_end(b"a\xf0\x9f\x98\x80"),
-        b"a\xf0\x9f\x98\x80"
-    );
-    assert_eq!(trim_cut_char_end(b"abc"), b"abc");
-    assert_eq!(trim_cut_char_start(b"\xa9bc"), b"bc");
-    assert_eq!(trim_cut_char_start(b"\x9f\x98\x80z"), b"z");
-    assert_eq!(trim_cut_char_start(b"abc"), b"abc");
-}
-
 async fn wait_for_file(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !path.exists() {

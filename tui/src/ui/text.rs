@@ -1,0 +1,163 @@
+//! Text laid out for a box: labelled values whose wrapped lines keep
+//! their column, and command output whose long lines keep their indent.
+//! Every screen lays text out through these, so nothing wrapped starts
+//! again at column 0.
+
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+
+use super::theme::Theme;
+use crate::peer::Step;
+
+/// The label column's width.
+pub const LABEL: usize = 12;
+
+pub fn row<'a>(theme: &Theme, label: &str, value: impl Into<String>, style: Style) -> Line<'a> {
+    labeled(theme, 2, label, value, style)
+}
+
+/// `label` in its column at `indent`, then the value.
+pub fn labeled<'a>(
+    theme: &Theme,
+    indent: usize,
+    label: &str,
+    value: impl Into<String>,
+    style: Style,
+) -> Line<'a> {
+    Line::from(vec![
+        Span::styled(format!("{:indent$}{label:<LABEL$}", ""), theme.label()),
+        Span::styled(value.into(), style),
+    ])
+}
+
+/// A labeled row whose value wraps under its own column instead of under
+/// the label: long values (the restart's consequence, a gateway's advice)
+/// stay inside the box and readable at any width.
+pub fn rows<'a>(
+    theme: &Theme,
+    label: &str,
+    value: &str,
+    style: Style,
+    width: usize,
+) -> Vec<Line<'a>> {
+    rows_at(theme, (2, LABEL), label, value, style, width)
+}
+
+/// [`rows`] with the label at `indent` in a column `label_width` wide.
+pub fn rows_at<'a>(
+    theme: &Theme,
+    (indent, label_width): (usize, usize),
+    label: &str,
+    value: &str,
+    style: Style,
+    width: usize,
+) -> Vec<Line<'a>> {
+    // One column short of the border: text never touches the box edge.
+    let room = width.saturating_sub(indent + label_width + 1).max(10);
+    wrap_words(value, room)
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let label = if i == 0 { label } else { "" };
+            Line::from(vec![
+                Span::styled(
+                    format!("{:indent$}{label:<label_width$}", ""),
+                    theme.label(),
+                ),
+                Span::styled(part, style),
+            ])
+        })
+        .collect()
+}
+
+/// Greedy word wrap to `width` columns; a word longer than a line is cut.
+pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let mut word = word.to_owned();
+        loop {
+            let used = line.chars().count();
+            let need = word.chars().count() + usize::from(used > 0);
+            if used + need <= width {
+                if used > 0 {
+                    line.push(' ');
+                }
+                line.push_str(&word);
+                break;
+            }
+            if used > 0 {
+                lines.push(std::mem::take(&mut line));
+                continue;
+            }
+            // A word wider than the line: cut it.
+            let cut: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            lines.push(cut);
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// `text` verbatim (spaces kept) at `indent`, long lines cut at the box's
+/// edge and continued at the same indent.
+pub fn hanging<'a>(text: &str, indent: usize, style: Style, width: usize) -> Vec<Line<'a>> {
+    let room = width.saturating_sub(indent + 1).max(10);
+    let chars: Vec<char> = text.chars().collect();
+    if chars.is_empty() {
+        return vec![Line::styled(" ".repeat(indent), style)];
+    }
+    chars
+        .chunks(room)
+        .map(|part| {
+            let part: String = part.iter().collect();
+            Line::styled(format!("{:indent$}{part}", ""), style)
+        })
+        .collect()
+}
+
+/// A failed step: its command, then the head and tail of its output in
+/// the error colour (the first lines say what went wrong, the last ones
+/// where it stopped).
+pub fn failed_step<'a>(step: &Step, theme: &Theme, width: usize) -> Vec<Line<'a>> {
+    let mut lines = vec![Line::raw("")];
+    let title = format!(
+        "{} failed: {}",
+        step.name,
+        step.command.as_deref().unwrap_or("")
+    );
+    lines.extend(hanging(&title, 2, theme.error(), width));
+    // The head from its start, the tails to their end.
+    let parts: [(&str, &str, bool); 3] = [
+        ("stderr head", &step.stderr_head, true),
+        ("stderr tail", &step.stderr_tail, false),
+        ("stdout tail", &step.stdout_tail, false),
+    ];
+    let mut shown: Vec<&str> = Vec::new();
+    for (label, text, from_start) in parts {
+        let text: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        if text.is_empty() || text == shown {
+            continue;
+        }
+        lines.push(Line::styled(format!("  {label}:"), theme.label()));
+        let pick: Vec<&str> = if from_start {
+            text.iter().take(6).copied().collect()
+        } else {
+            text.iter().rev().take(6).rev().copied().collect()
+        };
+        for line in pick {
+            lines.extend(hanging(line, 4, theme.error(), width));
+        }
+        shown = text;
+    }
+    if let Some(detail) = &step.detail {
+        lines.extend(hanging(detail, 4, theme.error(), width));
+    }
+    lines
+}
