@@ -242,7 +242,12 @@ impl Hosts {
         let output = molt_fleet(self.home.path(), &self.fleet, args)
             .output()
             .unwrap();
-        let json = json_of(&output);
+        // A usage error prints nothing on stdout.
+        let json = if output.stdout.is_empty() {
+            Value::Null
+        } else {
+            json_of(&output)
+        };
         (
             output.status.code().unwrap_or(-1),
             json,
@@ -414,8 +419,17 @@ fn a_host_killed_mid_rollout_halts_it_and_resume_continues_where_it_stopped() {
     assert!(stderr.contains("halted at b"), "{stderr}");
 
     // b is back; resume updates only b.
-    let b = &mut fleet.hosts[2];
-    b.moltd = fleet.fx.start_moltd_in(&b.global, &b.state).unwrap();
+    // The killed one's Drop stops whatever serves its state dir: first.
+    let killed = fleet.hosts.pop().unwrap();
+    let (global, state) = (killed.global.clone(), killed.state.clone());
+    drop(killed);
+    let moltd = fleet.fx.start_moltd_in(&global, &state).unwrap();
+    fleet.hosts.push(Host {
+        name: "b",
+        global,
+        state,
+        moltd,
+    });
     let (code, out, stderr) = fleet.run(&["update", "--resume", "--yes", "--json"]);
     assert_eq!(code, 0, "{out:#}\n{stderr}");
     assert_eq!(out["outcome"], "verified", "{out:#}");
