@@ -441,3 +441,67 @@ fn a_host_killed_mid_rollout_halts_it_and_resume_continues_where_it_stopped() {
     assert_eq!(status[..2], updated[..2], "c1 and a untouched: {status:?}");
     assert_eq!(status[2].2, json!(NEW), "{status:?}");
 }
+
+#[test]
+fn the_fleet_screen_shows_fifty_gateways_at_80x24_and_opens_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let binary = moltd_binary(OLD).unwrap();
+    let state = tmp.path().join("live");
+    std::fs::create_dir_all(&state).unwrap();
+    write_config(&state, json!({}));
+    let moltd = Moltd::start_from(&binary, &state, &["--port", "0"]);
+    let (_refusing, dead) = refusing_addr();
+    let mut file = format!(
+        "[[gateway]]\nname = \"live\"\nstate_dir = \"{}\"\ngroups = [\"canary\"]\n\n",
+        state.display()
+    );
+    for i in 1..50 {
+        file.push_str(&format!(
+            "[[gateway]]\nname = \"dead-{i:02}\"\nurl = \"ws://{dead}\"\n\n"
+        ));
+    }
+    let fleet = tmp.path().join("fleet.toml");
+    std::fs::write(&fleet, file).unwrap();
+    let fleet_arg = fleet.to_str().unwrap();
+    let mut console = support::pty::Console::start_with(
+        24,
+        80,
+        &["--fleet", fleet_arg],
+        &[("XDG_STATE_HOME", tmp.path().as_os_str())],
+    );
+    let pid = moltd.first.pid.to_string();
+    console.wait_for("the live row beside 49 unreachable ones", |s| {
+        s.contains("1/50 connected")
+            && s.lines()
+                .any(|l| l.contains("live") && l.contains("connected") && l.contains(&pid))
+            && s.lines()
+                .filter(|l| l.contains("dead-") && l.contains("retry"))
+                .count()
+                == 20
+    });
+    let screen = console.text();
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains(OLD) && l.contains("live")),
+        "{screen}"
+    );
+    // Scrolling: the last gateway comes into view.
+    console.press("\x1b[F");
+    console.wait_for("the last row", |s| {
+        s.contains("dead-49") && !s.contains("live ")
+    });
+    // Enter opens that gateway's console; Esc returns to the fleet.
+    console.press("\x1b[H");
+    console.wait_for("the first row selected", |s| s.contains("live"));
+    console.press("\r");
+    console.wait_for("the live gateway's Overview", |s| {
+        s.contains("Overview") && s.contains(&format!("pid          {pid},"))
+    });
+    console.press("\x1b");
+    console.wait_for("the Fleet screen again", |s| {
+        s.contains("Fleet") && s.contains("dead-01")
+    });
+    console.press("q");
+    assert!(console.child.wait().unwrap().success());
+}
