@@ -5,7 +5,7 @@
 //! unreachable gateway or timeout halts the rollout, and the record says
 //! where. Gateways already done are never touched again on resume.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -165,7 +165,7 @@ pub enum Finish {
 pub async fn drive(
     fleet: &Fleet,
     rollout: &mut Rollout,
-    record_path: &PathBuf,
+    record_path: &Path,
     options: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Finish, CliError> {
@@ -227,7 +227,7 @@ pub async fn drive(
 async fn run_wave(
     todo: &[&Gateway],
     rollout: &mut Rollout,
-    record_path: &PathBuf,
+    record_path: &Path,
     options: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Option<Halt>, CliError> {
@@ -290,7 +290,7 @@ async fn run_wave(
 pub async fn roll_back(
     fleet: &Fleet,
     rollout: &mut Rollout,
-    record_path: &PathBuf,
+    record_path: &Path,
     options: &Options,
     observer: &mut dyn Observer,
 ) -> Result<Finish, CliError> {
@@ -339,7 +339,7 @@ pub async fn roll_back(
     Ok(Finish::Done)
 }
 
-fn save(path: &PathBuf, rollout: &Rollout) -> Result<(), CliError> {
+fn save(path: &Path, rollout: &Rollout) -> Result<(), CliError> {
     record::save(path, rollout).map_err(|e| CliError::Other(e.to_string()))
 }
 

@@ -113,7 +113,7 @@ fn row<'a>(host: &Host, selected: bool, theme: &Theme) -> Line<'a> {
         .as_ref()
         .and_then(|f| f.pid)
         .map_or_else(dash, |p| p.to_string());
-    let up = app.uptime().map_or_else(dash, |d| short(d));
+    let up = app.uptime().map_or_else(dash, short);
     let kill = match facts.as_ref().map(|f| f.auto.kill_switch) {
         Some(KillSwitch::On { .. }) => "on",
         Some(KillSwitch::Off) => "off",
