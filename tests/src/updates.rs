@@ -140,6 +140,36 @@ impl UpdateFixture {
         .with_context(|| format!("{manager}: install {version}"))
     }
 
+    /// Another install of `version` into a prefix of its own named `name`,
+    /// for tests that run many gateways side by side.
+    pub fn install_named(
+        &self,
+        manager: PackageManager,
+        version: &str,
+        name: &str,
+    ) -> Result<GlobalInstall> {
+        let prefix = std::fs::canonicalize(self.tmp.path())?.join(format!("prefix-{name}"));
+        install_global(&self.registry, manager, &prefix, DEFAULT_PACKAGE, version)
+            .with_context(|| format!("{manager}: install {version} as {name}"))
+    }
+
+    /// Starts moltd from `global` (any prefix) on `state`, as
+    /// [`Self::restart_moltd`] does for the fixture's own prefix.
+    pub fn start_moltd_in(&self, global: &GlobalInstall, state: &Path) -> Result<Moltd> {
+        let mut cmd = command(&global.bin, state, &["--port", "0"]);
+        let mut env = self.moltd_env(global.manager)?;
+        for (key, value) in &mut env {
+            if key == "PATH" {
+                let mut path = vec![global.manager.bin_path(&global.prefix)];
+                path[0].pop();
+                path.extend(std::env::split_paths(value));
+                *value = std::env::join_paths(path)?;
+            }
+        }
+        cmd.envs(env);
+        Ok(Moltd::spawn(cmd))
+    }
+
     /// What moltd needs to run the manager against this registry: the
     /// registry's client config, the tools on `PATH`, per-registry caches.
     pub fn moltd_env(&self, manager: PackageManager) -> Result<Vec<(String, OsString)>> {

@@ -10,6 +10,8 @@ pub mod app;
 pub mod cli;
 /// Gateway client: handshake, requests, events, close codes.
 pub mod client;
+/// Many gateways: the fleet file, status, rolling updates.
+pub mod fleet;
 /// Wording of status facts, shared by the TUI and `molt status`.
 pub mod format;
 /// File logging.

@@ -34,6 +34,35 @@ fn main() -> ExitCode {
         }
     };
 
+    let fleet_screen = match &cli.command {
+        None => cli.fleet.is_some(),
+        Some(CliCommand::Fleet { action }) => action.is_none(),
+        Some(_) => false,
+    };
+    if fleet_screen {
+        if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+            eprintln!(
+                "molt: the Fleet screen needs a terminal; for scripts use `molt fleet status --json`"
+            );
+            return Exit::Usage.into();
+        }
+        let fleet = match cli::load_fleet(cli.fleet.as_deref()) {
+            Ok(fleet) => fleet,
+            Err(e) => {
+                eprintln!("molt: {e}");
+                return e.exit().into();
+            }
+        };
+        return match runtime.block_on(molt_console::fleet::screen::run(fleet)) {
+            Ok(()) => Exit::Ok.into(),
+            Err(e) => {
+                tracing::error!(error = %e, "fleet console failed");
+                eprintln!("molt: {e}");
+                Exit::Other.into()
+            }
+        };
+    }
+    let fleet_path = cli.fleet.clone();
     match cli.command {
         None => {
             if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
@@ -53,7 +82,12 @@ fn main() -> ExitCode {
         }
         Some(command) => {
             let mut stdout = std::io::stdout().lock();
-            match runtime.block_on(subcommand(&overrides, command, &mut stdout)) {
+            match runtime.block_on(subcommand(
+                &overrides,
+                fleet_path.as_deref(),
+                command,
+                &mut stdout,
+            )) {
                 Ok(()) => Exit::Ok.into(),
                 Err(e) => {
                     tracing::warn!(error = %e, "subcommand failed");
@@ -67,6 +101,7 @@ fn main() -> ExitCode {
 
 async fn subcommand(
     overrides: &Overrides,
+    fleet: Option<&std::path::Path>,
     command: CliCommand,
     out: &mut impl std::io::Write,
 ) -> Result<(), CliError> {
@@ -110,6 +145,12 @@ async fn subcommand(
             };
             cli::restart(overrides, args, out).await
         }
+        CliCommand::Fleet {
+            action: Some(action),
+        } => cli::fleet_command(fleet, action, out).await,
+        CliCommand::Fleet { action: None } => Err(CliError::Usage(
+            "the Fleet screen is not a subcommand".to_owned(),
+        )),
         CliCommand::Logs {
             follow,
             lines,

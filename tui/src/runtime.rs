@@ -227,7 +227,7 @@ pub async fn run_console(overrides: Overrides, env: Env) -> Result<(), RunError>
 
 /// SIGTERM, SIGHUP (the SSH session died) or SIGINT end the console
 /// cleanly. In raw mode Ctrl-C arrives as a key, not as SIGINT.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -12,7 +12,7 @@ use super::session::{Retry, connect_retrying};
 use super::{CliError, decode, pretty, target, write_out};
 use crate::client::RequestError;
 use crate::peer::RestartPlan;
-use crate::target::Overrides;
+use crate::target::{Overrides, Target};
 
 /// Tries of get-then-patch when another writer wins the race.
 const CONFLICT_TRIES: usize = 3;
@@ -108,34 +108,8 @@ pub async fn config_set(
 ) -> Result<(), CliError> {
     let segments = parse_key(key)?;
     let value = parse_value(value);
-    let patch = merge_patch(&segments, value.clone());
     let target = target(overrides)?;
-    let (client, _events) = connect_retrying(&target, Retry::HandoffOnly, PATIENCE).await?;
-    let mut tries = 0;
-    let patched = loop {
-        tries += 1;
-        let got: ConfigGetResult = client.call(Method::ConfigGet, &()).await?;
-        let params = ConfigPatchParams {
-            raw: patch.to_string(),
-            base_hash: got.hash,
-        };
-        // Read leniently: OpenClaw answers in its own shape (its restart
-        // mode is not one of moltd's strategies).
-        match client.call::<_, Value>(Method::ConfigPatch, &params).await {
-            Ok(patched) => break patched,
-            // Someone wrote between our read and our patch: read again.
-            Err(RequestError::Gateway(e))
-                if e.code == ErrorCode::Conflict && tries < CONFLICT_TRIES =>
-            {
-                tracing::info!(error = %e, "config changed meanwhile; retrying");
-            }
-            Err(e) => {
-                client.close().await;
-                return Err(e.into());
-            }
-        }
-    };
-    client.close().await;
+    let patched = patch_key(&target, &segments, value.clone()).await?;
     let changed: Option<Vec<String>> =
         patched
             .get("changedPaths")
@@ -170,6 +144,43 @@ pub async fn config_set(
         text
     };
     write_out(out, &text)
+}
+
+/// `config.patch` of one key with a fresh hash, read again and retried
+/// when another writer wins the race; the gateway's answer.
+pub(crate) async fn patch_key(
+    target: &Target,
+    segments: &[&str],
+    value: Value,
+) -> Result<Value, CliError> {
+    let patch = merge_patch(segments, value);
+    let (client, _events) = connect_retrying(target, Retry::HandoffOnly, PATIENCE).await?;
+    let mut tries = 0;
+    let patched = loop {
+        tries += 1;
+        let got: ConfigGetResult = client.call(Method::ConfigGet, &()).await?;
+        let params = ConfigPatchParams {
+            raw: patch.to_string(),
+            base_hash: got.hash,
+        };
+        // Read leniently: OpenClaw answers in its own shape (its restart
+        // mode is not one of moltd's strategies).
+        match client.call::<_, Value>(Method::ConfigPatch, &params).await {
+            Ok(patched) => break patched,
+            // Someone wrote between our read and our patch: read again.
+            Err(RequestError::Gateway(e))
+                if e.code == ErrorCode::Conflict && tries < CONFLICT_TRIES =>
+            {
+                tracing::info!(error = %e, "config changed meanwhile; retrying");
+            }
+            Err(e) => {
+                client.close().await;
+                return Err(e.into());
+            }
+        }
+    };
+    client.close().await;
+    Ok(patched)
 }
 
 #[cfg(test)]

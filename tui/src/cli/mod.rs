@@ -1,16 +1,19 @@
 //! Command-line interface: global flags, subcommands and exit codes.
 
 mod config;
+mod fleet;
 mod logs;
 mod restart;
 mod session;
 mod update;
 
 pub use config::{config_get, config_set, merge_patch, parse_key, parse_value};
+pub use fleet::{FleetAction, load_fleet, run as fleet_command};
 pub use logs::logs;
 pub use restart::{RestartArgs, restart};
 pub use session::{connect_retrying, wait_for_successor};
-pub use update::{UpdateArgs, update};
+pub(crate) use update::update_target;
+pub use update::{Progress, UpdateArgs, update};
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -33,6 +36,7 @@ Exit codes:
   2  usage error
   3  cannot connect to the gateway (down, unreachable, handshake failed)
   4  authentication failed (token refused)
+  5  molt fleet update halted at a gateway that did not verify
 
 Without --url, molt finds the local daemon the way moltd does: the state dir
 is --state-dir, else $OPENCLAW_STATE_DIR, else ~/.openclaw; the port comes from
@@ -55,6 +59,10 @@ pub struct Cli {
     /// State dir of the daemon (default $OPENCLAW_STATE_DIR or ~/.openclaw).
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Fleet file (default: fleet.toml in the user's config dir, e.g.
+    /// ~/.config/molt/). With no subcommand, opens the Fleet screen.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub fleet: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<CliCommand>,
 }
@@ -104,6 +112,12 @@ pub enum CliCommand {
         no_wait: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Many gateways: the Fleet screen, or status, rolling updates and
+    /// settings across the gateways of the fleet file.
+    Fleet {
+        #[command(subcommand)]
+        action: Option<FleetAction>,
     },
     /// Print the gateway's recent log lines.
     Logs {
@@ -156,6 +170,8 @@ pub enum Exit {
     Usage = 2,
     CannotConnect = 3,
     AuthFailed = 4,
+    /// A fleet rollout stopped at a gateway that did not verify.
+    Halted = 5,
 }
 
 impl From<Exit> for ExitCode {
@@ -180,6 +196,15 @@ pub enum CliError {
     Usage(String),
     #[error("{0}")]
     Other(String),
+    /// A gateway of the fleet could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A gateway of the fleet refused its token.
+    #[error("{0}")]
+    FleetAuth(String),
+    /// A fleet rollout halted at a gateway.
+    #[error("{0}")]
+    Halted(String),
 }
 
 impl CliError {
@@ -191,6 +216,9 @@ impl CliError {
             Self::Connect(_) => Exit::CannotConnect,
             Self::Request(RequestError::Disconnected { .. }) => Exit::CannotConnect,
             Self::Request(_) | Self::Output(_) | Self::Other(_) => Exit::Other,
+            Self::Unreachable(_) => Exit::CannotConnect,
+            Self::FleetAuth(_) => Exit::AuthFailed,
+            Self::Halted(_) => Exit::Halted,
         }
     }
 }

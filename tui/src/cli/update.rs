@@ -12,7 +12,9 @@
 //! a mismatch, a failure, a rollback, nothing to do), so scripts can read
 //! it; the exit code says whether the target runs.
 
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use molt_protocol::Method;
@@ -61,36 +63,92 @@ pub struct UpdateArgs<'a> {
 /// The outcome, printed with `--json` whatever it is.
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Report {
-    ok: bool,
+pub(crate) struct Report {
+    pub ok: bool,
     /// `verified`, `mismatch`, `failed`, `rolled-back`, `skipped`,
     /// `up-to-date`, `not-started`, `cancelled`.
-    outcome: &'static str,
-    reason: Option<String>,
-    run_id: Option<RunId>,
-    rolled_back: bool,
-    gateway: &'static str,
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+    pub run_id: Option<RunId>,
+    pub rolled_back: bool,
+    pub gateway: &'static str,
     /// The process before the update.
-    before: Option<ProcessRef>,
+    pub before: Option<ProcessRef>,
     /// The process answering after it.
-    after: Option<ProcessRef>,
+    pub after: Option<ProcessRef>,
     /// What the install claims to have put in place.
-    claimed: Option<Value>,
-    gap_ms: Option<u64>,
+    pub claimed: Option<Value>,
+    pub gap_ms: Option<u64>,
     /// How long the port refused this command's reconnect attempts.
-    dark_ms: Option<u64>,
-    refused_attempts: Option<u32>,
-    verified: Option<Value>,
+    pub dark_ms: Option<u64>,
+    pub refused_attempts: Option<u32>,
+    pub verified: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    up_to_date: Option<bool>,
+    pub up_to_date: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    running: Option<ProcessRef>,
-    advice: Option<String>,
+    pub running: Option<ProcessRef>,
+    pub advice: Option<String>,
     /// The step that failed, with the head and tail of its output: for a
     /// rollback after the restart, what the new version printed before it
     /// died.
     #[serde(skip_serializing_if = "Option::is_none")]
-    failed_step: Option<Value>,
+    pub failed_step: Option<Value>,
+    /// The failing step's command and output as progress lines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_tail: Vec<String>,
+    #[serde(skip)]
+    pub progress: Progress,
+}
+
+/// Where a run's progress lines go: stderr for `molt update`; for a fleet,
+/// prefixed with the gateway's name, and the last lines kept so a halted
+/// rollout can show them.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// `None`: stderr without a prefix.
+    label: Option<String>,
+    quiet: bool,
+    tail: Option<Arc<Mutex<VecDeque<String>>>>,
+}
+
+/// Lines a [`Progress`] keeps.
+const PROGRESS_TAIL: usize = 40;
+
+impl Progress {
+    /// Lines prefixed with `label` on stderr (unless `quiet`), the last
+    /// ones kept for [`Progress::tail`].
+    pub fn for_host(label: &str, quiet: bool) -> Self {
+        Self {
+            label: Some(label.to_owned()),
+            quiet,
+            tail: Some(Arc::default()),
+        }
+    }
+
+    pub fn say(&self, line: &str) {
+        if !self.quiet {
+            match &self.label {
+                Some(label) => eprintln!("{label}: {line}"),
+                None => eprintln!("{line}"),
+            }
+        }
+        if let Some(tail) = &self.tail
+            && let Ok(mut tail) = tail.lock()
+        {
+            if tail.len() == PROGRESS_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_owned());
+        }
+    }
+
+    /// The last lines said.
+    pub fn tail(&self) -> Vec<String> {
+        self.tail
+            .as_ref()
+            .and_then(|t| t.lock().ok().map(|t| t.iter().cloned().collect()))
+            .unwrap_or_default()
+    }
 }
 
 impl Report {
@@ -154,20 +212,6 @@ impl Report {
         }
     }
 
-    fn failed_step(&mut self, steps: &[Step]) {
-        self.failed_step = steps.iter().find(|s| s.failed).map(|step| {
-            json!({
-                "name": step.name,
-                "command": step.command,
-                "exitCode": step.exit_code,
-                "stdoutHead": step.stdout_head,
-                "stdoutTail": step.stdout_tail,
-                "stderrHead": step.stderr_head,
-                "stderrTail": step.stderr_tail,
-            })
-        });
-    }
-
     fn failed(&mut self, reason: String, rolled_back: bool) -> CliError {
         self.verdict(Verdict::Failed {
             reason,
@@ -184,26 +228,7 @@ pub async fn update(
 ) -> Result<(), CliError> {
     check_args(&args, std::io::stdin().is_terminal())?;
     let target = target(overrides)?;
-    let (client, events) = connect_retrying(&target, Retry::HandoffOnly, PATIENCE).await?;
-    let api = client.hello().update_api();
-    let mut report = Report {
-        gateway: client.hello().product().name(),
-        before: Some(ProcessRef::of(&client)),
-        ..Report::default()
-    };
-    let result = match api {
-        UpdateApi::None => {
-            report.outcome = "not-started";
-            report.reason = Some("this gateway does not serve update.run".to_owned());
-            Err(CliError::Other(
-                "this gateway does not serve update.run".to_owned(),
-            ))
-        }
-        UpdateApi::Molt => molt(&target, client, events, &args, &mut report).await,
-        UpdateApi::Sentinel | UpdateApi::Runs => {
-            openclaw(&target, client, events, api, &args, &mut report).await
-        }
-    };
+    let (report, result) = update_target(&target, &args, Progress::default()).await;
     if args.json && !report.outcome.is_empty() {
         write_out(out, &pretty(&report)?)?;
     }
@@ -212,6 +237,46 @@ pub async fn update(
         Ok(_) => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// One gateway's update, from the dry run to the verdict: what `molt
+/// update` does, and what a fleet rollout does on each gateway. The
+/// report is filled whatever happens; the result says whether the target
+/// runs.
+pub(crate) async fn update_target(
+    target: &Target,
+    args: &UpdateArgs<'_>,
+    progress: Progress,
+) -> (Report, Result<String, CliError>) {
+    let mut report = Report {
+        progress,
+        ..Report::default()
+    };
+    let (client, events) = match connect_retrying(target, Retry::HandoffOnly, PATIENCE).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            report.outcome = "not-started";
+            report.reason = Some(e.to_string());
+            return (report, Err(e));
+        }
+    };
+    let api = client.hello().update_api();
+    report.gateway = client.hello().product().name();
+    report.before = Some(ProcessRef::of(&client));
+    let result = match api {
+        UpdateApi::None => {
+            report.outcome = "not-started";
+            report.reason = Some("this gateway does not serve update.run".to_owned());
+            Err(CliError::Other(
+                "this gateway does not serve update.run".to_owned(),
+            ))
+        }
+        UpdateApi::Molt => molt(target, client, events, args, &mut report).await,
+        UpdateApi::Sentinel | UpdateApi::Runs => {
+            openclaw(target, client, events, api, args, &mut report).await
+        }
+    };
+    (report, result)
 }
 
 /// moltd: dry run, run, successor, verification.
@@ -246,7 +311,7 @@ async fn molt(
             return already_there(&client, &before, goal, report).await;
         }
         Outcome::Failed { .. } => {
-            print_failure(&preview.steps);
+            report.step_failed(&preview.steps);
             let reason = explain_failure(
                 preview.reason.as_deref().unwrap_or("the dry run failed"),
                 &preview.steps,
@@ -276,7 +341,8 @@ async fn molt(
         tag,
         ..UpdateRunParams::default()
     };
-    let (answer, still_open) = run_with_progress(&client, &mut events, &params).await;
+    let (answer, still_open) =
+        run_with_progress(&client, &mut events, &params, &report.progress).await;
     let mut run_id = answer
         .as_ref()
         .ok()
@@ -286,10 +352,12 @@ async fn molt(
     report.run_id = run_id.clone();
     match answer {
         Ok(Some(answer)) => match answer.outcome {
-            Outcome::Succeeded | Outcome::Running => eprintln!("installed {goal_text}; restarting"),
+            Outcome::Succeeded | Outcome::Running => report
+                .progress
+                .say(&format!("installed {goal_text}; restarting")),
             Outcome::Skipped => return already_there(&client, &before, goal, report).await,
             Outcome::Failed { .. } => {
-                print_failure(&answer.steps);
+                report.step_failed(&answer.steps);
                 report.claim(None, goal.as_deref());
                 // The gateway's record says whether the swap was rolled back.
                 let live = live_of(&client);
@@ -310,13 +378,12 @@ async fn molt(
                         .record_for(run_id.as_ref())
                         .map(|r| r.steps.clone())
                         .unwrap_or_else(|| answer.steps.clone());
-                    if steps.len() > answer.steps.len() {
-                        print_failure(&steps[answer.steps.len()..]);
+                    // What failed after the answer: the restart, in the record.
+                    if let Some(later) = steps.get(answer.steps.len()..) {
+                        report.step_failed(later);
                     }
-                    report.failed_step(&steps);
                     return Err(report.failed(explain_failure(&reason, &steps), rolled_back));
                 }
-                report.failed_step(&answer.steps);
                 let reason =
                     explain_failure(answer.reason.as_deref().unwrap_or("error"), &answer.steps);
                 return Err(report.failed(reason, false));
@@ -347,7 +414,7 @@ async fn molt(
                     if let Some(found @ Verdict::Failed { .. }) = verdict(
                         UpdateApi::Molt, run_id.as_ref(), goal.as_deref(), &status, &before_live, false,
                     ) {
-                        print_failing_record(&status, run_id.as_ref());
+                        report.failing_record(&status, run_id.as_ref());
                         return report.verdict(found);
                     }
                 }
@@ -360,12 +427,12 @@ async fn molt(
     let after = ProcessRef::of(&client);
     report.after = Some(after.clone());
     report.outage(&outage);
-    eprintln!(
+    report.progress.say(&format!(
         "handed off: {} → {}, gap {} ms",
         before.name(),
         after.name(),
         outage.gap.as_millis()
-    );
+    ));
 
     let deadline = Instant::now() + VERIFY_PATIENCE;
     let live = live_of(&client);
@@ -448,7 +515,8 @@ async fn openclaw(
         note: args.note.map(str::to_owned),
         ..UpdateRunParams::default()
     };
-    let (answer, (still_open, event_run)) = run_with_progress(&client, &mut events, &params).await;
+    let (answer, (still_open, event_run)) =
+        run_with_progress(&client, &mut events, &params, &report.progress).await;
     let answer = match answer {
         Ok(answer) => answer,
         Err(e) => {
@@ -462,7 +530,7 @@ async fn openclaw(
         report.advice = answer.message.clone();
         for step in &answer.steps {
             let took = step.duration_ms.map(format::millis).unwrap_or_default();
-            eprintln!("  {} {took}", step.name);
+            report.progress.say(&format!("  {} {took}", step.name));
         }
     }
     match api {
@@ -476,7 +544,7 @@ async fn openclaw(
             if !answer.handed_off() {
                 return not_started(&answer, report);
             }
-            eprintln!(
+            report.progress.say(&format!(
                 "run {} handed to the updater{}",
                 answer.run_id.as_ref().map_or("?", |id| id.as_str()),
                 answer
@@ -485,7 +553,7 @@ async fn openclaw(
                     .and_then(|h| h.pid)
                     .map(|p| format!(" (pid {p})"))
                     .unwrap_or_default()
-            );
+            ));
             follow_run(target, client, events, &before, report).await
         }
         _ => {
@@ -498,10 +566,10 @@ async fn openclaw(
                 },
                 None => None,
             };
-            eprintln!(
+            report.progress.say(&format!(
                 "installed {}; the gateway restarts",
                 claimed.as_deref().unwrap_or("the new version")
-            );
+            ));
             // It restarts itself a moment after it answers.
             if still_open && client.close_info().is_none() {
                 loop {
@@ -516,13 +584,13 @@ async fn openclaw(
             let after = ProcessRef::of(&client);
             report.after = Some(after.clone());
             report.outage(&outage);
-            eprintln!(
+            report.progress.say(&format!(
                 "back: {} → {}, gap {}, port dark {}",
                 before.name(),
                 after.name(),
                 format::gap(outage.gap),
                 outage.dark.map_or_else(|| "never".to_owned(), format::gap)
-            );
+            ));
             let live = live_of(&client);
             let status = update_status(&client, None).await.unwrap_or_default();
             // What the run installed, from its answer; else the sentinel's.
@@ -610,13 +678,13 @@ async fn follow_run(
                 {
                     let now = changed.phase.clone().unwrap_or_default();
                     if now != phase {
-                        eprintln!("  {now} ({})", changed.status.as_deref().unwrap_or("?"));
+                        report.progress.say(&format!("  {now} ({})", changed.status.as_deref().unwrap_or("?")));
                         phase = now;
                     }
                     continue;
                 }
                 Incoming::Closed(close) => {
-                    eprintln!("gateway closed ({close}); waiting for it to come back");
+                    report.progress.say(&format!("gateway closed ({close}); waiting for it to come back"));
                     let closed_at = Instant::now();
                     let (next, next_events, outage) = wait_for_successor(
                         target, before, closed_at, OPENCLAW_RESTART_PATIENCE,
@@ -657,7 +725,7 @@ async fn follow_run(
                 report.advice = record.next_action.clone();
             }
             if let Some(step) = record.failing_step() {
-                print_failure(std::slice::from_ref(step));
+                report.step_failed(std::slice::from_ref(step));
             }
             // Nothing to install, and the process runs what the channel
             // offers: up to date, as moltd's `already up to date`.
@@ -742,6 +810,7 @@ async fn run_with_progress(
     client: &Client,
     events: &mut Events,
     params: &UpdateRunParams,
+    progress: &Progress,
 ) -> (Result<Option<RunAnswer>, CliError>, (bool, Option<RunId>)) {
     let params_value = match serde_json::to_value(params) {
         Ok(v) => v,
@@ -761,12 +830,12 @@ async fn run_with_progress(
                     if let Some(step) = p.step {
                         let took = step.duration_ms.map(|ms| format!(" ({})", format::millis(ms))).unwrap_or_default();
                         let exit = step.exit_code.filter(|c| *c != 0).map(|c| format!(" exit {c}")).unwrap_or_default();
-                        eprintln!("  {} {}{took}{exit}", step.name, step.state);
+                        progress.say(&format!("  {} {}{took}{exit}", step.name, step.state));
                     }
                 }
                 Incoming::Event { event: GatewayEvent::UpdateRunChanged(c), .. } => {
                     run_id.get_or_insert(c.run_id.clone());
-                    eprintln!("  {} ({})", c.phase.as_deref().unwrap_or("?"), c.status.as_deref().unwrap_or("?"));
+                    progress.say(&format!("  {} ({})", c.phase.as_deref().unwrap_or("?"), c.status.as_deref().unwrap_or("?")));
                 }
                 Incoming::Closed(_) => still_open = false,
                 _ => {}
@@ -880,42 +949,56 @@ async fn already_there(
     ))
 }
 
-/// The failing step's command and its output, on stderr: the head from
-/// its first line (where tools say what went wrong), then the tails.
-fn print_failure(steps: &[Step]) {
-    let Some(step) = steps.iter().find(|s| s.failed) else {
-        return;
-    };
-    eprintln!(
-        "step {} failed: {}",
-        step.name,
-        step.command.as_deref().unwrap_or("")
-    );
-    let mut shown: Vec<&str> = Vec::new();
-    for text in [&step.stderr_head, &step.stderr_tail, &step.stdout_tail] {
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        if lines.is_empty() || lines == shown {
-            continue;
+impl Report {
+    /// The failing step's command and its output as progress (the head
+    /// from its first line, where tools say what went wrong, then the
+    /// tails), recorded for a caller that reports the step.
+    fn step_failed(&mut self, steps: &[Step]) {
+        let Some(step) = steps.iter().find(|s| s.failed) else {
+            return;
+        };
+        let mut lines = vec![format!(
+            "step {} failed: {}",
+            step.name,
+            step.command.as_deref().unwrap_or("")
+        )];
+        let mut shown: Vec<&str> = Vec::new();
+        for text in [&step.stderr_head, &step.stderr_tail, &step.stdout_tail] {
+            let output: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            if output.is_empty() || output == shown {
+                continue;
+            }
+            lines.extend(output.iter().map(|line| format!("  {line}")));
+            shown = output;
+        }
+        if let Some(detail) = &step.detail {
+            lines.push(format!("  {detail}"));
         }
         for line in &lines {
-            eprintln!("  {line}");
+            self.progress.say(line);
         }
-        shown = lines;
+        self.failed_step = Some(json!({
+            "name": step.name,
+            "command": step.command,
+            "exitCode": step.exit_code,
+            "stdoutHead": step.stdout_head,
+            "stdoutTail": step.stdout_tail,
+            "stderrHead": step.stderr_head,
+            "stderrTail": step.stderr_tail,
+        }));
+        self.output_tail = lines;
     }
-    if let Some(detail) = &step.detail {
-        eprintln!("  {detail}");
-    }
-}
 
-fn print_failing_record(status: &UpdateReport, run_id: Option<&RunId>) {
-    if let Some(record) = status.record_for(run_id) {
-        print_failure(&record.steps);
+    fn failing_record(&mut self, status: &UpdateReport, run_id: Option<&RunId>) {
+        if let Some(record) = status.record_for(run_id) {
+            self.step_failed(&record.steps.clone());
+        }
     }
 }
 
 /// Asks on stderr, reads a line from stdin without blocking the runtime
 /// (the connection must keep answering pings meanwhile).
-async fn confirm(question: String) -> bool {
+pub(super) async fn confirm(question: String) -> bool {
     eprint!("{question}");
     let _ = std::io::stderr().flush();
     let answer = tokio::task::spawn_blocking(|| {

@@ -2,6 +2,7 @@
 
 mod config;
 mod dialog;
+pub mod fleet;
 mod header;
 mod help;
 mod history;
