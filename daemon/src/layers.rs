@@ -27,6 +27,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "logging",
             "paths",
             "supervisor",
+            "tls",
         ],
     ),
     ("restart engine", &["restart"]),
