@@ -1,13 +1,14 @@
 //! What a predecessor (or systemd) hands this process at start: the
-//! listening socket, the locked `gateway.lock` fd, a readiness pipe and a
-//! verdict pipe.
+//! listening socket, the local socket, the locked `gateway.lock` fd, a
+//! readiness pipe and a verdict pipe.
 //!
 //! The listener uses systemd's `LISTEN_FDS` protocol (fd 3), so socket
 //! activation and molt's own handoff share one path. The lock and the
 //! pipes are named in
-//! `MOLT_HANDOFF=lock=4,ready=5,verdict=6,from=<pid>,supervisor=<kind>`
-//! (no pipes after an exec, which has no one to report to; `supervisor`
-//! is the predecessor's, which a successor serves under too).
+//! `MOLT_HANDOFF=lock=4,ready=5,verdict=6,local=7,from=<pid>,supervisor=<kind>`
+//! (no pipes after an exec, which has no one to report to; `local` only
+//! when the predecessor had a local socket; `supervisor` is the
+//! predecessor's, which a successor serves under too).
 //!
 //! The two pipes are the two halves of a handoff. The successor reports
 //! on `ready` (progress, then `READY <addr> <version> <pid>`); the
@@ -38,6 +39,7 @@ pub const LISTENER_FD: RawFd = 3;
 pub const LOCK_FD: RawFd = 4;
 pub const READY_FD: RawFd = 5;
 pub const VERDICT_FD: RawFd = 6;
+pub const LOCAL_FD: RawFd = 7;
 
 /// How long a successor waits for its predecessor's verdict after READY.
 /// The predecessor needs a version comparison and, under systemd, one
@@ -52,6 +54,8 @@ const REJECTED: &str = "REJECTED";
 #[derive(Debug, Default)]
 pub struct Inherited {
     pub listener: Option<std::net::TcpListener>,
+    /// The local (Unix) socket, from a predecessor that had one.
+    pub local: Option<std::os::unix::net::UnixListener>,
     pub lock: Option<File>,
     pub ready: Option<ReadyPipe>,
     /// Where the predecessor's verdict arrives (with `ready`, from a
@@ -108,8 +112,19 @@ impl Inherited {
                     .map_err(|e| bad(format!("verdict fd {fd}: {e}")))
             })
             .transpose()?;
+        let local = spec
+            .local
+            .map(|fd| {
+                adopt(fd, &|target| {
+                    target.to_string_lossy().starts_with("socket:")
+                })
+                .map(std::os::unix::net::UnixListener::from)
+                .map_err(|e| bad(format!("local fd {fd}: {e}")))
+            })
+            .transpose()?;
         Ok(Self {
             listener,
+            local,
             lock: Some(File::from(lock)),
             ready,
             verdict,
@@ -124,6 +139,7 @@ struct HandoffSpec {
     lock: RawFd,
     ready: Option<RawFd>,
     verdict: Option<RawFd>,
+    local: Option<RawFd>,
     from: u32,
     supervisor: Option<SupervisorKind>,
 }
@@ -146,11 +162,14 @@ fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
         let fd = fields.contains_key(key).then(|| number(key)).transpose()?;
         Ok(fd.map(|fd| fd as RawFd))
     };
-    let (ready, verdict) = (optional("ready")?, optional("verdict")?);
+    let (ready, verdict, local) = (optional("ready")?, optional("verdict")?, optional("local")?);
     if verdict.is_some() && ready.is_none() {
         return Err("a verdict pipe comes with a readiness pipe");
     }
-    let fds: Vec<RawFd> = [Some(lock), ready, verdict].into_iter().flatten().collect();
+    let fds: Vec<RawFd> = [Some(lock), ready, verdict, local]
+        .into_iter()
+        .flatten()
+        .collect();
     let distinct = fds.iter().enumerate().all(|(i, fd)| !fds[..i].contains(fd));
     if fds.iter().any(|&fd| fd <= 2) || !distinct {
         return Err("fds must be distinct and above 2");
@@ -163,6 +182,7 @@ fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
         lock,
         ready,
         verdict,
+        local,
         from: number("from")?,
         supervisor,
     })
@@ -357,10 +377,18 @@ pub struct HandoffPipes {
     pub verdict: OwnedFd,
 }
 
+/// What the gateway holds and a successor takes over: duplicates of its
+/// sockets and of the locked lock fd.
+pub struct HeldFds {
+    pub listener: OwnedFd,
+    /// The local (Unix) socket, when this process has one.
+    pub local: Option<OwnedFd>,
+    pub lock: OwnedFd,
+}
+
 /// The fds a successor inherits the handoff through.
 pub struct HandoffFds {
-    pub listener: OwnedFd,
-    pub lock: OwnedFd,
+    pub held: HeldFds,
     /// `None` for exec, where the process itself carries on.
     pub pipes: Option<HandoffPipes>,
 }
@@ -377,13 +405,18 @@ pub fn hand_off_to(
 ) -> Result<(), command_fds::FdMappingCollision> {
     use command_fds::{CommandFdExt, FdMapping};
     let mut handoff = format!("lock={LOCK_FD}");
+    let HeldFds {
+        listener,
+        local,
+        lock,
+    } = fds.held;
     let mut mappings = vec![
         FdMapping {
-            parent_fd: fds.listener,
+            parent_fd: listener,
             child_fd: LISTENER_FD,
         },
         FdMapping {
-            parent_fd: fds.lock,
+            parent_fd: lock,
             child_fd: LOCK_FD,
         },
     ];
@@ -396,6 +429,13 @@ pub fn hand_off_to(
         mappings.push(FdMapping {
             parent_fd: pipes.verdict,
             child_fd: VERDICT_FD,
+        });
+    }
+    if let Some(local) = local {
+        handoff.push_str(&format!(",local={LOCAL_FD}"));
+        mappings.push(FdMapping {
+            parent_fd: local,
+            child_fd: LOCAL_FD,
         });
     }
     handoff.push_str(&format!(",from={from},supervisor={}", supervisor.as_str()));
@@ -419,9 +459,14 @@ mod tests {
                 lock: 4,
                 ready: Some(5),
                 verdict: Some(6),
+                local: None,
                 from: 77,
                 supervisor: None,
             })
+        );
+        assert_eq!(
+            parse_handoff("lock=4,ready=5,verdict=6,local=7,from=77").map(|s| s.local),
+            Ok(Some(7))
         );
         assert_eq!(
             parse_handoff("lock=4,ready=5,from=77").map(|s| s.verdict),
@@ -444,6 +489,8 @@ mod tests {
             "lock=4,ready=5,verdict=5,from=1",
             "lock=4,ready=5,verdict=4,from=1",
             "lock=4,verdict=6,from=1",
+            "lock=4,ready=5,verdict=6,local=6,from=1",
+            "lock=4,local=x,from=1",
             "lock=1,ready=5,from=1",
             "lock=x,ready=5,from=1",
             "lock=4,ready=5,from=1,supervisor=upstart",

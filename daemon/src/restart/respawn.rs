@@ -18,7 +18,7 @@ use tokio::net::unix::pipe;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
-use super::inherit::{HandoffFds, HandoffPipes, READY_FD, VerdictSender, hand_off_to};
+use super::inherit::{HandoffFds, HandoffPipes, HeldFds, READY_FD, VerdictSender, hand_off_to};
 
 /// How to start the successor.
 #[derive(Debug, Clone)]
@@ -114,8 +114,7 @@ fn exit(status: &Option<ExitStatus>) -> String {
 /// goes on serving.
 pub async fn start_successor(
     spec: &SuccessorSpec,
-    listener: OwnedFd,
-    lock: OwnedFd,
+    held: HeldFds,
     own_pid: u32,
     supervisor: SupervisorKind,
     parentage: Parentage,
@@ -135,8 +134,7 @@ pub async fn start_successor(
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
     let fds = HandoffFds {
-        listener,
-        lock,
+        held,
         pipes: Some(HandoffPipes {
             ready: OwnedFd::from(writer),
             verdict: OwnedFd::from(verdict_reader),

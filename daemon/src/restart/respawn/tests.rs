@@ -17,11 +17,15 @@ fn ready_lines_parse_strictly() {
     }
 }
 
-fn fds() -> (OwnedFd, OwnedFd) {
+fn fds() -> HeldFds {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let lock = std::fs::File::create(dir.path().join("gateway.lock")).unwrap();
-    (OwnedFd::from(listener), OwnedFd::from(lock))
+    HeldFds {
+        listener: OwnedFd::from(listener),
+        local: None,
+        lock: OwnedFd::from(lock),
+    }
 }
 
 fn script(body: &str) -> (tempfile::TempDir, SuccessorSpec) {
@@ -43,12 +47,12 @@ async fn start(
     parentage: Parentage,
     timeouts: ReadyTimeouts,
 ) -> Result<Successor, SuccessorFailure> {
-    let (listener, lock) = fds();
+    let held = fds();
     let supervisor = match parentage {
         Parentage::Ours => SupervisorKind::None,
         Parentage::Detached => SupervisorKind::Systemd,
     };
-    start_successor(spec, listener, lock, 1, supervisor, parentage, timeouts).await
+    start_successor(spec, held, 1, supervisor, parentage, timeouts).await
 }
 
 fn quick() -> ReadyTimeouts {
