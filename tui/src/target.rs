@@ -240,8 +240,9 @@ pub fn discover(overrides: &Overrides, env: &Env) -> Result<Target, DiscoverErro
         (None, TokenSource::None)
     };
 
+    // An explicit --url or --token says which way to go.
     let local_socket = Some(state_dir.join(state::LOCAL_SOCKET_FILE))
-        .filter(|path| overrides.url.is_none() && path.exists());
+        .filter(|path| overrides.url.is_none() && overrides.token.is_none() && path.exists());
     let tls_pin = match overrides.tls_fingerprint.as_deref() {
         Some(text) => Some((
             state::normalize_tls_fingerprint(text)
@@ -257,6 +258,14 @@ pub fn discover(overrides: &Overrides, env: &Env) -> Result<Target, DiscoverErro
                     None
                 }
             }
+        }
+        None if url.starts_with("wss://") && overrides.url.is_some() => {
+            return Err(DiscoverError::BadUrl {
+                url: url.clone(),
+                problem: "wss:// needs the gateway's certificate fingerprint: pass \
+                          --tls-fingerprint"
+                    .to_owned(),
+            });
         }
         None => None,
     };
@@ -766,6 +775,11 @@ mod tests {
         assert_eq!(target.url, "ws://127.0.0.1:18789", "TCP stays the fallback");
         let flags = Overrides {
             url: Some("ws://10.0.0.1:1".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(discover(&flags, &env).unwrap().local_socket, None);
+        let flags = Overrides {
+            token: Some("t".into()),
             ..Overrides::default()
         };
         assert_eq!(discover(&flags, &env).unwrap().local_socket, None);

@@ -35,8 +35,8 @@ Exit codes:
   4  authentication failed (token refused)
 
 Without --url, molt finds the local daemon the way moltd does: the state dir
-is --state-dir, else $OPENCLAW_STATE_DIR, else ~/.openclaw. It connects to the
-daemon's local socket <state>/gateway.sock when it may (as the daemon's user or
+is --state-dir, else $OPENCLAW_STATE_DIR, else ~/.openclaw. Without --token
+either, it connects to the daemon's local socket <state>/gateway.sock when it may (as the daemon's user or
 root), which needs no token. Otherwise it uses TCP: the port comes from the
 running daemon's gateway.lock, else gateway.port in the config; the token from
 --token, else $OPENCLAW_GATEWAY_TOKEN, else gateway.auth.token; wss:// when
