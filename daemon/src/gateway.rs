@@ -39,6 +39,7 @@ use crate::lock::{GatewayLock, LockInfo};
 use crate::logging::LogHub;
 use crate::paths::StatePaths;
 use crate::restart::engine::{self, Host, RestartEngine};
+use crate::restart::inherit::HeldFds;
 use crate::restart::scheduler::RequesterId;
 use crate::update::check::CheckFlight;
 use crate::update::context::{RunContext, SystemSteps};
@@ -52,8 +53,9 @@ pub mod auto;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub conn_id: ConnId,
-    /// The client's address, which names it to a person reading a run.
-    pub peer: std::net::SocketAddr,
+    /// Where the client is (its address, or the local socket and its
+    /// uid), which names it to a person reading a run.
+    pub peer: String,
     /// The connection's number, which identifies it to the restart
     /// scheduler (its own requests never defer its restart).
     pub conn: u64,
@@ -96,6 +98,8 @@ pub struct GatewayParts {
     pub restart: RestartEngine,
     /// A duplicate of the listening socket, passed to a successor.
     pub listener_fd: OwnedFd,
+    /// A duplicate of the local socket, when there is one.
+    pub local_fd: Option<OwnedFd>,
     pub lock: GatewayLock,
     /// The auto-updater's state (`update-check.json`).
     pub auto: Arc<autoupdate::Shared>,
@@ -116,6 +120,7 @@ struct Inner {
     restart: Arc<RestartEngine>,
     /// Released once stopped, unless an exec still needs it.
     listener_fd: Mutex<Option<OwnedFd>>,
+    local_fd: Mutex<Option<OwnedFd>>,
     lock: Mutex<GatewayLock>,
     auto: Arc<autoupdate::Shared>,
     /// In-flight requests per connection number.
@@ -165,6 +170,7 @@ impl Gateway {
                 logs: parts.logs,
                 restart: Arc::new(restart),
                 listener_fd: Mutex::new(Some(parts.listener_fd)),
+                local_fd: Mutex::new(parts.local_fd),
                 lock: Mutex::new(parts.lock),
                 auto: parts.auto,
                 in_flight_by_conn: Mutex::new(HashMap::new()),
@@ -342,10 +348,11 @@ impl Gateway {
         &self.inner.supervisor
     }
 
-    /// Closes this process's hold on the listening socket, so a stopped
-    /// gateway refuses connections (a successor keeps its own copy).
+    /// Closes this process's hold on the listening sockets, so a stopped
+    /// gateway refuses connections (a successor keeps its own copies).
     pub fn release_listener(&self) {
         self.inner.listener_fd.lock().take();
+        self.inner.local_fd.lock().take();
     }
 
     /// Writes this process into `gateway.lock` (a successor does so once
@@ -526,15 +533,15 @@ impl Host for Gateway {
         self.pending_work(own)
     }
 
-    fn handoff_fds(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    fn handoff_fds(&self) -> std::io::Result<HeldFds> {
         Gateway::handoff_fds(self)
     }
 }
 
 impl Gateway {
-    /// Duplicates of the listener and the locked lock fd for a successor
+    /// Duplicates of the sockets and the locked lock fd for a successor
     /// (a respawn, or the exec once this process drained).
-    pub fn handoff_fds(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    pub fn handoff_fds(&self) -> std::io::Result<HeldFds> {
         let listener = self
             .inner
             .listener_fd
@@ -542,8 +549,19 @@ impl Gateway {
             .as_ref()
             .ok_or_else(|| std::io::Error::other("the listener was already released"))?
             .try_clone()?;
+        let local = self
+            .inner
+            .local_fd
+            .lock()
+            .as_ref()
+            .map(OwnedFd::try_clone)
+            .transpose()?;
         let lock = self.inner.lock.lock().as_fd().try_clone_to_owned()?;
-        Ok((listener, lock))
+        Ok(HeldFds {
+            listener,
+            local,
+            lock,
+        })
     }
 }
 

@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "output",
             "paths",
             "supervisor",
+            "tls",
         ],
     ),
     ("restart engine", &["restart"]),

@@ -46,6 +46,8 @@ pub mod session;
 pub mod start;
 /// Supervisor detection and restart strategy.
 pub mod supervisor;
+/// TLS on the TCP listener: the certificate pair and the acceptor.
+pub mod tls;
 /// Self-update building blocks: targets, steps, runs, lease, sentinel.
 pub mod update;
 

@@ -121,11 +121,11 @@ async fn run(
         && let Some(spec) = successor
     {
         match gateway.handoff_fds() {
-            Ok((listener, lock)) => {
+            Ok(held) => {
                 tracing::info!(entrypoint = %spec.entrypoint.display(), "exec'ing the new binary");
                 drop(guard);
                 let supervisor = gateway.supervisor_info().kind;
-                let error = exec::exec_successor(&spec, listener, lock, supervisor);
+                let error = exec::exec_successor(&spec, held, supervisor);
                 eprintln!("moltd: exec {} failed: {error}", spec.entrypoint.display());
             }
             Err(e) => eprintln!("moltd: cannot keep the listener across exec: {e}"),

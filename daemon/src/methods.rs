@@ -284,6 +284,7 @@ const RESTART_KEYS: &[&str] = &[
     "gateway.bind",
     "gateway.customBindHost",
     "gateway.auth",
+    "gateway.tls",
 ];
 
 fn restart_request(

@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use molt_protocol::state;
 use molt_protocol::status::{RestartStrategy, SupervisorKind};
 use tokio::net::TcpListener;
 
@@ -119,6 +120,8 @@ pub enum StartError {
         path: PathBuf,
         source: Box<PatchError>,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A successor its predecessor did not accept: it goes without having
     /// claimed anything.
     #[error(transparent)]
@@ -159,7 +162,7 @@ pub struct Launch {
 /// A gateway that holds its lock and its listener, ready to serve.
 pub struct Prepared {
     gateway: Gateway,
-    listener: TcpListener,
+    listeners: server::Listeners,
     addr: SocketAddr,
     ready_pipe: Option<ReadyPipe>,
     /// The predecessor's verdict on this process, after READY.
@@ -217,7 +220,7 @@ impl Prepared {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let Prepared {
             gateway,
-            listener,
+            listeners,
             sigusr1,
             ..
         } = self;
@@ -225,7 +228,7 @@ impl Prepared {
             let gateway = gateway.clone();
             tokio::spawn(async move { gateway.drive_restarts(sigusr1).await })
         };
-        server::serve(listener, gateway, shutdown).await;
+        server::serve(listeners, gateway, shutdown).await;
         driver.abort();
         let _ = driver.await;
     }
@@ -322,6 +325,7 @@ async fn prepare_with(
     progress(ready_pipe, "lock");
 
     let auth = auth_policy(&settings, &env, &mut config, &paths)?;
+    let tls = gateway_tls(&settings, &paths)?;
 
     let addr = SocketAddr::new(host, port);
     let listener = match (inherited.listener, activated) {
@@ -353,6 +357,26 @@ async fn prepare_with(
         lock.set_port(addr.port())?;
     }
     let listener_fd = dup_listener(&listener, addr)?;
+    if tls.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "serving a non-loopback address without TLS: set gateway.tls.enabled so tokens \
+             and traffic are encrypted"
+        );
+    }
+    let local = local_socket(
+        inherited.local,
+        &paths.state_dir.join(state::LOCAL_SOCKET_FILE),
+    );
+    let local_fd = match &local {
+        Some(local) => Some(
+            local
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     progress(ready_pipe, "listener");
     // Installed before READY: the default action of SIGUSR1 is to die.
     let sigusr1 =
@@ -419,11 +443,16 @@ async fn prepare_with(
         logs,
         restart,
         listener_fd,
+        local_fd,
         lock,
     });
     Ok(Prepared {
         gateway,
-        listener,
+        listeners: server::Listeners {
+            tcp: listener,
+            tls: tls.map(|tls| tls.acceptor),
+            local,
+        },
         addr,
         ready_pipe: None,
         verdict: None,
@@ -454,6 +483,67 @@ pub fn refuse_queued(listener: &std::net::TcpListener) {
         let _ = stream.set_nonblocking(true);
         let _ = stream.write_all(RESPONSE);
         let _ = stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The TLS the TCP listener speaks, when `gateway.tls.enabled`.
+fn gateway_tls(
+    settings: &Settings,
+    paths: &StatePaths,
+) -> Result<Option<crate::tls::GatewayTls>, StartError> {
+    let tls = &settings.gateway.tls;
+    if !tls.enabled {
+        return Ok(None);
+    }
+    let home = directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf());
+    let (cert, key) = crate::tls::pair_paths(tls, &paths.state_dir, home.as_deref());
+    let loaded = crate::tls::load(&cert, &key, tls.auto_generate)?;
+    if loaded.generated {
+        tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate");
+    }
+    tracing::info!(
+        cert = %cert.display(), fingerprint = %loaded.fingerprint,
+        "TLS on; clients pin this sha256 fingerprint"
+    );
+    Ok(Some(loaded))
+}
+
+/// The local socket at `path`: the predecessor's when it handed one over
+/// for the same path, else bound anew. Without it the gateway still
+/// serves on TCP, so a failure is a warning, not a refusal.
+fn local_socket(
+    inherited: Option<std::os::unix::net::UnixListener>,
+    path: &std::path::Path,
+) -> Option<tokio::net::UnixListener> {
+    let same_path = |listener: &std::os::unix::net::UnixListener| {
+        listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p == path))
+            .unwrap_or(false)
+    };
+    let listener = match inherited.filter(same_path) {
+        Some(listener) => listener,
+        None => match server::local::bind(path) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(
+                    path = %path.display(), error = %e,
+                    "no local socket: the console on this host needs the token"
+                );
+                return None;
+            }
+        },
+    };
+    let adopted = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixListener::from_std(listener));
+    match adopted {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no local socket");
+            None
+        }
     }
 }
 

@@ -31,9 +31,38 @@ pub const UPDATE_CHECK_FILE: &str = "update-check.json";
 /// Held with flock by the running daemon; see [`crate::lock`].
 pub const LOCK_FILE: &str = "gateway.lock";
 pub const LOGS_DIR: &str = "logs";
+/// The daemon's local socket (a Unix socket speaking the same protocol):
+/// the host's operator connects without a token.
+pub const LOCAL_SOCKET_FILE: &str = "gateway.sock";
+/// Where `gateway.tls.autoGenerate` puts the certificate and key when the
+/// config names no paths (OpenClaw's places).
+pub const TLS_CERT_FILE: &str = "gateway/tls/gateway-cert.pem";
+pub const TLS_KEY_FILE: &str = "gateway/tls/gateway-key.pem";
 
 /// The port a gateway listens on when its config names none.
 pub const DEFAULT_PORT: u16 = 18789;
+
+/// A SHA-256 certificate fingerprint as OpenClaw accepts it: 64 hex digits,
+/// or 32 colon-separated pairs, optionally after `sha256:`; `None` for
+/// anything else. The result is 64 lowercase hex digits.
+pub fn normalize_tls_fingerprint(text: &str) -> Option<String> {
+    let text = text.trim();
+    let text = match text.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("sha256:") => &text[7..],
+        _ => text,
+    };
+    let hex: String = if text.len() == 95 {
+        let pairs: Vec<&str> = text.split(':').collect();
+        if pairs.len() != 32 || pairs.iter().any(|p| p.len() != 2) {
+            return None;
+        }
+        pairs.concat()
+    } else {
+        text.to_owned()
+    };
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
+}
 
 /// A path rule needed the home directory and there is none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -115,5 +144,39 @@ fn shorten(text: &str) -> String {
     match text.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_fingerprints_are_read_in_every_form_openclaw_accepts() {
+        let hex = "ab".repeat(32);
+        let colons = vec!["AB"; 32].join(":");
+        for form in [
+            hex.clone(),
+            colons.clone(),
+            format!("sha256:{colons}"),
+            format!(" SHA256:{hex} "),
+        ] {
+            assert_eq!(
+                normalize_tls_fingerprint(&form).as_deref(),
+                Some(hex.as_str()),
+                "{form}"
+            );
+        }
+        let wrong_separator = colons.replace(':', "-");
+        for bad in [
+            "",
+            "ab",
+            &"zz".repeat(32),
+            &"ab".repeat(33),
+            &wrong_separator,
+            "sha256:",
+        ] {
+            assert_eq!(normalize_tls_fingerprint(bad), None, "{bad}");
+        }
     }
 }

@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Command, Event, Level};
-use crate::client::{ClientMode, ConnectOptions};
+use crate::client::ClientMode;
 use crate::net::{self, Backoff, NetCommand, NetEvent};
-use crate::target::{self, Env, Overrides, Target, TokenSource, UrlSource};
+use crate::target::{self, Env, Overrides, PinSource, Target, TokenSource, UrlSource};
 use crate::{term, ui};
 
 /// Period of [`Event::Tick`].
@@ -157,7 +157,20 @@ pub fn describe_origin(target: &Target) -> String {
         TokenSource::Config => format!("token from {}", target.config_path.display()),
         TokenSource::None => "no token".to_owned(),
     };
-    format!("{url}; {token}")
+    let pin = match &target.tls_pin {
+        Some((_, PinSource::Flag)) => "; certificate pinned by --tls-fingerprint".to_owned(),
+        Some((_, PinSource::Certificate(path))) => {
+            format!("; certificate pinned from {}", path.display())
+        }
+        None => String::new(),
+    };
+    match &target.local_socket {
+        Some(socket) => format!(
+            "local socket {} (no token needed), else {url}; {token}{pin}",
+            socket.display()
+        ),
+        None => format!("{url}; {token}{pin}"),
+    }
 }
 
 /// `NO_COLOR` set to anything non-empty turns colors off (no-color.org).
@@ -178,7 +191,7 @@ pub async fn run_console(overrides: Overrides, env: Env) -> Result<(), RunError>
 
     let resolve: net::Resolve = Box::new(move || {
         target::discover(&overrides, &env)
-            .map(|t| ConnectOptions::new(t.url, t.token, ClientMode::Tui))
+            .map(|t| t.connect_options(ClientMode::Tui))
             .map_err(|e| e.to_string())
     });
     let (command_tx, command_rx) = mpsc::unbounded_channel();

@@ -2,6 +2,12 @@
 //! rules (state dir, config path, file names, the config's port, the lock
 //! record) are molt-protocol's; this module only reads the files they name.
 //!
+//! Without `--url` the daemon's local socket (`<state>/gateway.sock`) comes
+//! first: on the daemon's host, as its user or root, it needs no token.
+//! The TCP URL is the fallback, `wss://` when the config turns TLS on,
+//! pinned to the certificate in the state dir unless `--tls-fingerprint`
+//! names one.
+//!
 //! Resolution is re-run on every reconnect attempt: a daemon restarted with
 //! `--port 0` comes back on a new port, and only its lock file knows which.
 
@@ -23,6 +29,9 @@ pub struct Overrides {
     pub token: Option<String>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// `--tls-fingerprint`: the SHA-256 a `wss://` gateway's certificate
+    /// must have.
+    pub tls_fingerprint: Option<String>,
 }
 
 /// The environment discovery reads, passed in so tests need not mutate the
@@ -67,6 +76,15 @@ pub enum UrlSource {
     Default,
 }
 
+/// Where the TLS pin came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinSource {
+    /// `--tls-fingerprint`.
+    Flag,
+    /// The certificate `gateway.tls` names, read from this host.
+    Certificate(PathBuf),
+}
+
 /// Where the token came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenSource {
@@ -81,6 +99,12 @@ pub enum TokenSource {
 pub struct Target {
     pub url: String,
     pub url_source: UrlSource,
+    /// The daemon's local socket, when it exists and no `--url` was given:
+    /// tried before `url`.
+    pub local_socket: Option<PathBuf>,
+    /// The fingerprint (64 lowercase hex digits) a `wss://` gateway must
+    /// present, and where it came from.
+    pub tls_pin: Option<(String, PinSource)>,
     pub token: Option<String>,
     pub token_source: TokenSource,
     pub state_dir: PathBuf,
@@ -89,12 +113,28 @@ pub struct Target {
     pub warnings: Vec<String>,
 }
 
+impl Target {
+    /// How to connect to it.
+    pub fn connect_options(
+        &self,
+        mode: crate::client::ClientMode,
+    ) -> crate::client::ConnectOptions {
+        let mut options =
+            crate::client::ConnectOptions::new(self.url.clone(), self.token.clone(), mode);
+        options.local_socket = self.local_socket.clone();
+        options.tls_pin = self.tls_pin.as_ref().map(|(pin, _)| pin.clone());
+        options
+    }
+}
+
 // The token must never end up in a log line by accident.
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Target")
             .field("url", &self.url)
             .field("url_source", &self.url_source)
+            .field("local_socket", &self.local_socket)
+            .field("tls_pin", &self.tls_pin)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_source", &self.token_source)
             .field("state_dir", &self.state_dir)
@@ -120,6 +160,11 @@ pub enum DiscoverError {
     },
     #[error("invalid --url {url:?}: {problem}")]
     BadUrl { url: String, problem: String },
+    #[error(
+        "invalid --tls-fingerprint {0:?}: expected a SHA-256 fingerprint (64 hex digits, \
+         colons between pairs allowed, sha256: prefix allowed)"
+    )]
+    BadFingerprint(String),
 }
 
 /// The state dir by moltd's rule ([`state::state_dir`]): `--state-dir`,
@@ -148,6 +193,8 @@ pub fn discover(overrides: &Overrides, env: &Env) -> Result<Target, DiscoverErro
     let config = GatewayConfig::load(&config_path)?;
     let mut warnings = Vec::new();
 
+    let scheme = if config.tls_enabled { "wss" } else { "ws" };
+    let url_for = |host: &str, port| ws_url(scheme, host, port);
     let (url, url_source) = match &overrides.url {
         Some(url) => (normalize_url(url)?, UrlSource::Flag),
         None => {
@@ -155,7 +202,7 @@ pub fn discover(overrides: &Overrides, env: &Env) -> Result<Target, DiscoverErro
             let lock_path = state_dir.join(state::LOCK_FILE);
             match read_lock(&lock_path) {
                 Ok(Some((lock, port))) if process_alive(lock.pid) => {
-                    (ws_url(&host, port), UrlSource::LockFile { pid: lock.pid })
+                    (url_for(&host, port), UrlSource::LockFile { pid: lock.pid })
                 }
                 Ok(found) => {
                     if let Some((lock, _)) = found {
@@ -166,8 +213,8 @@ pub fn discover(overrides: &Overrides, env: &Env) -> Result<Target, DiscoverErro
                         ));
                     }
                     match config.port {
-                        Some(port) => (ws_url(&host, port), UrlSource::Config),
-                        None => (ws_url(&host, DEFAULT_PORT), UrlSource::Default),
+                        Some(port) => (url_for(&host, port), UrlSource::Config),
+                        None => (url_for(&host, DEFAULT_PORT), UrlSource::Default),
                     }
                 }
                 Err(problem) => {
@@ -177,7 +224,7 @@ pub fn discover(overrides: &Overrides, env: &Env) -> Result<Target, DiscoverErro
                         Some(_) => UrlSource::Config,
                         None => UrlSource::Default,
                     };
-                    (ws_url(&host, port), source)
+                    (url_for(&host, port), source)
                 }
             }
         }
@@ -193,9 +240,41 @@ pub fn discover(overrides: &Overrides, env: &Env) -> Result<Target, DiscoverErro
         (None, TokenSource::None)
     };
 
+    // An explicit --url or --token says which way to go.
+    let local_socket = Some(state_dir.join(state::LOCAL_SOCKET_FILE))
+        .filter(|path| overrides.url.is_none() && overrides.token.is_none() && path.exists());
+    let tls_pin = match overrides.tls_fingerprint.as_deref() {
+        Some(text) => Some((
+            state::normalize_tls_fingerprint(text)
+                .ok_or_else(|| DiscoverError::BadFingerprint(text.to_owned()))?,
+            PinSource::Flag,
+        )),
+        None if overrides.url.is_none() && config.tls_enabled => {
+            let cert = config.cert_path(&state_dir, env.home.as_deref());
+            match read_fingerprint(&cert) {
+                Ok(pin) => Some((pin, PinSource::Certificate(cert))),
+                Err(problem) => {
+                    warnings.push(format!("{}: {problem}", cert.display()));
+                    None
+                }
+            }
+        }
+        None if url.starts_with("wss://") && overrides.url.is_some() => {
+            return Err(DiscoverError::BadUrl {
+                url: url.clone(),
+                problem: "wss:// needs the gateway's certificate fingerprint: pass \
+                          --tls-fingerprint"
+                    .to_owned(),
+            });
+        }
+        None => None,
+    };
+
     Ok(Target {
         url,
         url_source,
+        local_socket,
+        tls_pin,
         token,
         token_source,
         state_dir,
@@ -208,6 +287,30 @@ fn non_empty(value: Option<&str>) -> Option<String> {
     value.filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
+/// The most a certificate file may hold (moltd's bound).
+const MAX_CERT_BYTES: u64 = 64 * 1024;
+
+/// The SHA-256 fingerprint of the first certificate in the PEM file at
+/// `path`.
+fn read_fingerprint(path: &Path) -> Result<String, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut pem = Vec::new();
+    file.take(MAX_CERT_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if pem.len() as u64 > MAX_CERT_BYTES {
+        return Err(format!("larger than {MAX_CERT_BYTES} bytes"));
+    }
+    let cert = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .ok_or("holds no certificate")?
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    Ok(crate::client::transport::fingerprint(&cert))
+}
+
 /// The `gateway.*` keys the console needs.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct GatewayConfig {
@@ -215,6 +318,10 @@ struct GatewayConfig {
     bind: Option<String>,
     custom_bind_host: Option<String>,
     token: Option<String>,
+    /// `gateway.tls.enabled`.
+    tls_enabled: bool,
+    /// `gateway.tls.certPath` as written.
+    tls_cert_path: Option<String>,
 }
 
 impl GatewayConfig {
@@ -259,12 +366,43 @@ impl GatewayConfig {
             .and_then(|g| g.get("auth"))
             .and_then(|a| a.get("token"))
             .filter(|v| !v.is_null());
+        let tls = |key: &str| {
+            gateway
+                .and_then(|g| g.get("tls"))
+                .and_then(|t| t.get(key))
+                .filter(|v| !v.is_null())
+        };
+        let tls_enabled = match tls("enabled") {
+            None => false,
+            Some(Value::Bool(on)) => *on,
+            Some(other) => {
+                return Err((
+                    "gateway.tls.enabled",
+                    format!("must be true or false, got {other}"),
+                ));
+            }
+        };
         Ok(Self {
             port,
             bind: string("gateway.bind", get("bind"))?,
             custom_bind_host: string("gateway.customBindHost", get("customBindHost"))?,
             token: string("gateway.auth.token", auth_token)?,
+            tls_enabled,
+            tls_cert_path: string("gateway.tls.certPath", tls("certPath"))?,
         })
+    }
+
+    /// Where moltd keeps the certificate: `gateway.tls.certPath` (`~`
+    /// expanded, relative to the current directory), else the state dir's.
+    fn cert_path(&self, state_dir: &Path, home: Option<&Path>) -> PathBuf {
+        match &self.tls_cert_path {
+            Some(text) => {
+                let path = state::expand_home(Path::new(text), home)
+                    .unwrap_or_else(|_| PathBuf::from(text));
+                std::path::absolute(&path).unwrap_or(path)
+            }
+            None => state_dir.join(state::TLS_CERT_FILE),
+        }
     }
 
     /// The host to dial. The daemon binds loopback or all interfaces except
@@ -306,37 +444,35 @@ fn process_alive(pid: u32) -> bool {
     proc.join(pid.to_string()).exists()
 }
 
-fn ws_url(host: &str, port: u16) -> String {
+fn ws_url(scheme: &str, host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
-        format!("ws://[{host}]:{port}")
+        format!("{scheme}://[{host}]:{port}")
     } else {
-        format!("ws://{host}:{port}")
+        format!("{scheme}://{host}:{port}")
     }
 }
 
-/// Accepts `ws://host:port[/path]` or a bare `host:port`.
+/// Accepts `ws://host:port[/path]`, `wss://…` or a bare `host:port`.
 pub fn normalize_url(url: &str) -> Result<String, DiscoverError> {
     let bad = |problem: &str| DiscoverError::BadUrl {
         url: url.to_owned(),
         problem: problem.to_owned(),
     };
     let url = url.trim();
-    let rest = if let Some(rest) = url.strip_prefix("ws://") {
-        rest
-    } else if url.starts_with("wss://") {
-        return Err(bad(
-            "wss:// is not supported; reach a remote gateway through an SSH tunnel",
-        ));
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("ws://") {
+        ("ws", rest)
+    } else if let Some(rest) = url.strip_prefix("wss://") {
+        ("wss", rest)
     } else if url.contains("://") {
-        return Err(bad("the scheme must be ws://"));
+        return Err(bad("the scheme must be ws:// or wss://"));
     } else {
-        url
+        ("ws", url)
     };
     let authority = rest.split('/').next().unwrap_or_default();
     if authority.is_empty() {
         return Err(bad("missing host"));
     }
-    Ok(format!("ws://{rest}"))
+    Ok(format!("{scheme}://{rest}"))
 }
 
 #[cfg(test)]
@@ -423,7 +559,7 @@ mod tests {
             ..GatewayConfig::default()
         };
         assert_eq!(cfg("0.0.0.0").connect_host(), "127.0.0.1");
-        assert_eq!(ws_url(&cfg("::1").connect_host(), 1), "ws://[::1]:1");
+        assert_eq!(ws_url("ws", &cfg("::1").connect_host(), 1), "ws://[::1]:1");
         let lan = GatewayConfig {
             bind: Some("lan".into()),
             ..GatewayConfig::default()
@@ -548,7 +684,8 @@ mod tests {
             "ws://127.0.0.1:1234"
         );
         assert_eq!(normalize_url("ws://h:1/x").unwrap(), "ws://h:1/x");
-        for bad in ["wss://h:1", "http://h:1", "ws://", ""] {
+        assert_eq!(normalize_url("wss://h:1").unwrap(), "wss://h:1");
+        for bad in ["http://h:1", "ws://", "wss://", ""] {
             let err = normalize_url(bad).unwrap_err().to_string();
             assert!(err.contains("invalid --url"), "{bad}: {err}");
         }
@@ -623,6 +760,97 @@ mod tests {
                 .state_dir,
             home.path().join("gw")
         );
+    }
+
+    #[test]
+    fn the_local_socket_comes_first_unless_a_url_is_given() {
+        let tmp = tempfile::tempdir().unwrap();
+        let env = env_with_state(tmp.path());
+        let target = discover(&Overrides::default(), &env).unwrap();
+        assert_eq!(target.local_socket, None, "no socket, no daemon here");
+        let socket = tmp.path().join("gateway.sock");
+        let _bound = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let target = discover(&Overrides::default(), &env).unwrap();
+        assert_eq!(target.local_socket.as_deref(), Some(socket.as_path()));
+        assert_eq!(target.url, "ws://127.0.0.1:18789", "TCP stays the fallback");
+        let flags = Overrides {
+            url: Some("ws://10.0.0.1:1".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(discover(&flags, &env).unwrap().local_socket, None);
+        let flags = Overrides {
+            token: Some("t".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(discover(&flags, &env).unwrap().local_socket, None);
+    }
+
+    #[test]
+    fn a_tls_gateway_is_dialed_with_wss_and_pinned_to_its_certificate() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            &tmp.path().join("openclaw.json"),
+            r#"{"gateway":{"port":20000,"tls":{"enabled":true}}}"#,
+        );
+        let env = env_with_state(tmp.path());
+        let target = discover(&Overrides::default(), &env).unwrap();
+        assert_eq!(target.url, "wss://127.0.0.1:20000");
+        assert_eq!(target.tls_pin, None);
+        assert!(
+            target.warnings[0].contains("gateway-cert.pem"),
+            "{:?}",
+            target.warnings
+        );
+
+        let cert = tmp.path().join("gateway/tls/gateway-cert.pem");
+        fs::create_dir_all(cert.parent().unwrap()).unwrap();
+        // The fingerprint is over the DER bytes, whatever they hold.
+        let der = b"any DER bytes are hashed as they are";
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64(der)
+        );
+        write(&cert, &pem);
+        let target = discover(&Overrides::default(), &env).unwrap();
+        let expected = crate::client::transport::fingerprint(der);
+        assert_eq!(
+            target.tls_pin,
+            Some((expected, PinSource::Certificate(cert.clone())))
+        );
+
+        let flags = Overrides {
+            tls_fingerprint: Some(format!("sha256:{}", "AB".repeat(32))),
+            ..Overrides::default()
+        };
+        let pinned = discover(&flags, &env).unwrap().tls_pin;
+        assert_eq!(pinned, Some(("ab".repeat(32), PinSource::Flag)));
+        let flags = Overrides {
+            tls_fingerprint: Some("abc".into()),
+            ..Overrides::default()
+        };
+        let err = discover(&flags, &env).unwrap_err();
+        assert!(matches!(err, DiscoverError::BadFingerprint(_)), "{err}");
+        assert!(err.to_string().contains("--tls-fingerprint"), "{err}");
+    }
+
+    /// Standard base64 with padding, enough for a PEM body.
+    fn base64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
     }
 
     #[test]

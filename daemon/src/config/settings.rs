@@ -39,6 +39,30 @@ pub struct GatewaySettings {
     /// `gateway.reload.successorTimeoutMs`: how long a successor may go
     /// without reporting start-up progress before it is given up (30 s).
     pub successor_timeout_ms: u64,
+    pub tls: TlsSettings,
+}
+
+/// `gateway.tls`: TLS on the TCP listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub enabled: bool,
+    /// Generate a self-signed pair when neither file exists (default on).
+    pub auto_generate: bool,
+    /// `certPath`, `keyPath` as written (`~` not yet expanded); `None`:
+    /// the state dir's `gateway/tls/` files.
+    pub cert_path: Option<String>,
+    pub key_path: Option<String>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            auto_generate: true,
+            cert_path: None,
+            key_path: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +109,7 @@ impl Default for Settings {
                 deferral_timeout_ms: DEFAULT_DEFERRAL_TIMEOUT_MS,
                 cooldown_ms: DEFAULT_COOLDOWN_MS,
                 successor_timeout_ms: DEFAULT_SUCCESSOR_TIMEOUT_MS,
+                tls: TlsSettings::default(),
             },
             restart_enabled: true,
             update: UpdateSettings {
@@ -229,6 +254,7 @@ impl Settings {
                     Some(ms) => ms,
                     None => d.gateway.successor_timeout_ms,
                 },
+                tls: r.tls()?,
             },
             restart_enabled: r.bool("commands.restart")?.unwrap_or(d.restart_enabled),
             update: UpdateSettings {
@@ -411,6 +437,27 @@ impl<'a> Reader<'a> {
             )),
             t => Ok(t.map(str::to_owned)),
         }
+    }
+
+    fn tls(&self) -> Result<TlsSettings, InvalidValue> {
+        let d = TlsSettings::default();
+        let path = |key: &str| -> Result<Option<String>, InvalidValue> {
+            const EXPECTED: &str = "a file path";
+            match self.string(key, EXPECTED)? {
+                Some(p) if p.trim().is_empty() || p.contains('\0') => {
+                    Err(InvalidValue::new(key, EXPECTED, describe(&p.into())))
+                }
+                p => Ok(p.map(str::to_owned)),
+            }
+        };
+        Ok(TlsSettings {
+            enabled: self.bool("gateway.tls.enabled")?.unwrap_or(d.enabled),
+            auto_generate: self
+                .bool("gateway.tls.autoGenerate")?
+                .unwrap_or(d.auto_generate),
+            cert_path: path("gateway.tls.certPath")?,
+            key_path: path("gateway.tls.keyPath")?,
+        })
     }
 
     fn package(&self) -> Result<Option<String>, InvalidValue> {

@@ -3,7 +3,6 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use tokio::signal::unix::Signal;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::inherit::HeldFds;
 use super::respawn::{self, Parentage, ReadyTimeouts, SuccessorSpec};
 use super::scheduler::{self, Action, Fire, Outcome, Rejected, RequesterId, Scheduled, Scheduler};
 use crate::clock::unix_ms;
@@ -121,8 +121,8 @@ pub trait Host: Send + Sync + 'static {
     /// Work that defers a restart, leaving out the requesters' own
     /// in-flight requests.
     fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork;
-    /// Duplicates of the listener and the locked lock fd for a successor.
-    fn handoff_fds(&self) -> io::Result<(OwnedFd, OwnedFd)>;
+    /// Duplicates of the sockets and the locked lock fd for a successor.
+    fn handoff_fds(&self) -> io::Result<HeldFds>;
 }
 
 impl RestartEngine {
@@ -323,7 +323,7 @@ async fn respawn(
         .successor
         .as_ref()
         .ok_or(HandoffFailure::NoEntrypoint)?;
-    let (listener, lock) = host.handoff_fds().map_err(HandoffFailure::Fds)?;
+    let held = host.handoff_fds().map_err(HandoffFailure::Fds)?;
     let timeouts = ReadyTimeouts::from_idle(engine.successor_timeout);
     // systemd must know the process it is told about as its own child.
     let parentage = match engine.takeover {
@@ -336,8 +336,7 @@ async fn respawn(
     };
     let successor = respawn::start_successor(
         &spec,
-        listener,
-        lock,
+        held,
         std::process::id(),
         engine.supervisor,
         parentage,
@@ -420,7 +419,7 @@ mod tests {
             *self.0.lock()
         }
 
-        fn handoff_fds(&self) -> io::Result<(OwnedFd, OwnedFd)> {
+        fn handoff_fds(&self) -> io::Result<HeldFds> {
             Err(io::Error::other("no listener in this test"))
         }
     }

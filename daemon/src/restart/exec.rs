@@ -2,13 +2,12 @@
 //! stable entrypoint, keeping the listener and the lock open across exec.
 
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use molt_protocol::status::SupervisorKind;
 
-use super::inherit::{HandoffFds, hand_off_to};
+use super::inherit::{HandoffFds, HeldFds, hand_off_to};
 use super::respawn::{SuccessorSpec, spawn_when_not_busy};
 
 /// Before draining, prove the entrypoint runs and, after an update, that
@@ -61,17 +60,12 @@ pub async fn preflight(spec: Option<&SuccessorSpec>, expected: Option<&str>) -> 
 /// Replaces this process. Returns only on failure.
 pub fn exec_successor(
     spec: &SuccessorSpec,
-    listener: OwnedFd,
-    lock: OwnedFd,
+    held: HeldFds,
     supervisor: SupervisorKind,
 ) -> io::Error {
     let mut command = std::process::Command::new(&spec.entrypoint);
     command.args(&spec.args);
-    let fds = HandoffFds {
-        listener,
-        lock,
-        pipes: None,
-    };
+    let fds = HandoffFds { held, pipes: None };
     if let Err(e) = hand_off_to(&mut command, fds, std::process::id(), supervisor) {
         return io::Error::other(e.to_string());
     }

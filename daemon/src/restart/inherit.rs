@@ -1,16 +1,17 @@
 //! What a predecessor (or systemd) hands this process at start: the
-//! listening socket, the locked `gateway.lock` fd, a readiness pipe and a
-//! verdict pipe.
+//! listening socket, the local socket, the locked `gateway.lock` fd, a
+//! readiness pipe and a verdict pipe.
 //!
 //! The listener uses systemd's `LISTEN_FDS` protocol (fd 3), so socket
 //! activation and molt's own handoff share one path. The lock and the
 //! pipes are named in
-//! `MOLT_HANDOFF=lock=4,ready=5,verdict=6,from=<pid>,supervisor=<kind>`
-//! (no pipes after an exec, which has no one to report to; `supervisor`
-//! is the predecessor's, which a successor serves under too). A
-//! predecessor that relays the successor's output (`restart/relay.rs`)
-//! adds `stdout=7,stderr=8`: its own stdout and stderr, which the
-//! successor takes back as fds 1 and 2 when it reports READY.
+//! `MOLT_HANDOFF=lock=4,ready=5,verdict=6,local=7,from=<pid>,supervisor=<kind>`
+//! (no pipes after an exec, which has no one to report to; `local` only
+//! when the predecessor had a local socket; `supervisor` is the
+//! predecessor's, which a successor serves under too). A predecessor that
+//! relays the successor's output (`restart/relay.rs`) adds
+//! `stdout=8,stderr=9`: its own stdout and stderr, which the successor
+//! takes back as fds 1 and 2 when it reports READY.
 //!
 //! The two pipes are the two halves of a handoff. The successor reports
 //! on `ready` (progress, then `READY <addr> <version> <pid>`); the
@@ -41,8 +42,9 @@ pub const LISTENER_FD: RawFd = 3;
 pub const LOCK_FD: RawFd = 4;
 pub const READY_FD: RawFd = 5;
 pub const VERDICT_FD: RawFd = 6;
-pub const STDOUT_FD: RawFd = 7;
-pub const STDERR_FD: RawFd = 8;
+pub const LOCAL_FD: RawFd = 7;
+pub const STDOUT_FD: RawFd = 8;
+pub const STDERR_FD: RawFd = 9;
 
 /// How long a successor waits for its predecessor's verdict after READY.
 /// The predecessor needs a version comparison and, under systemd, one
@@ -57,6 +59,8 @@ const REJECTED: &str = "REJECTED";
 #[derive(Debug, Default)]
 pub struct Inherited {
     pub listener: Option<std::net::TcpListener>,
+    /// The local (Unix) socket, from a predecessor that had one.
+    pub local: Option<std::os::unix::net::UnixListener>,
     pub lock: Option<File>,
     pub ready: Option<ReadyPipe>,
     /// Where the predecessor's verdict arrives (with `ready`, from a
@@ -124,8 +128,19 @@ impl Inherited {
                     .map_err(|e| bad(format!("verdict fd {fd}: {e}")))
             })
             .transpose()?;
+        let local = spec
+            .local
+            .map(|fd| {
+                adopt(fd, &|target| {
+                    target.to_string_lossy().starts_with("socket:")
+                })
+                .map(std::os::unix::net::UnixListener::from)
+                .map_err(|e| bad(format!("local fd {fd}: {e}")))
+            })
+            .transpose()?;
         Ok(Self {
             listener,
+            local,
             lock: Some(File::from(lock)),
             ready,
             verdict,
@@ -142,6 +157,7 @@ struct HandoffSpec {
     verdict: Option<RawFd>,
     /// The predecessor's stdout and stderr, taken back at READY.
     stdio: Option<(RawFd, RawFd)>,
+    local: Option<RawFd>,
     from: u32,
     supervisor: Option<SupervisorKind>,
 }
@@ -164,7 +180,7 @@ fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
         let fd = fields.contains_key(key).then(|| number(key)).transpose()?;
         Ok(fd.map(|fd| fd as RawFd))
     };
-    let (ready, verdict) = (optional("ready")?, optional("verdict")?);
+    let (ready, verdict, local) = (optional("ready")?, optional("verdict")?, optional("local")?);
     if verdict.is_some() && ready.is_none() {
         return Err("a verdict pipe comes with a readiness pipe");
     }
@@ -173,7 +189,7 @@ fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
         (None, None) => None,
         _ => return Err("stdout and stderr come together, with a readiness pipe"),
     };
-    let fds: Vec<RawFd> = [Some(lock), ready, verdict]
+    let fds: Vec<RawFd> = [Some(lock), ready, verdict, local]
         .into_iter()
         .chain(stdio.iter().flat_map(|&(out, err)| [Some(out), Some(err)]))
         .flatten()
@@ -191,6 +207,7 @@ fn parse_handoff(value: &str) -> Result<HandoffSpec, &'static str> {
         ready,
         verdict,
         stdio,
+        local,
         from: number("from")?,
         supervisor,
     })
@@ -399,10 +416,18 @@ pub struct HandoffPipes {
     pub stdio: Option<(OwnedFd, OwnedFd)>,
 }
 
+/// What the gateway holds and a successor takes over: duplicates of its
+/// sockets and of the locked lock fd.
+pub struct HeldFds {
+    pub listener: OwnedFd,
+    /// The local (Unix) socket, when this process has one.
+    pub local: Option<OwnedFd>,
+    pub lock: OwnedFd,
+}
+
 /// The fds a successor inherits the handoff through.
 pub struct HandoffFds {
-    pub listener: OwnedFd,
-    pub lock: OwnedFd,
+    pub held: HeldFds,
     /// `None` for exec, where the process itself carries on.
     pub pipes: Option<HandoffPipes>,
 }
@@ -419,13 +444,18 @@ pub fn hand_off_to(
 ) -> Result<(), command_fds::FdMappingCollision> {
     use command_fds::{CommandFdExt, FdMapping};
     let mut handoff = format!("lock={LOCK_FD}");
+    let HeldFds {
+        listener,
+        local,
+        lock,
+    } = fds.held;
     let mut mappings = vec![
         FdMapping {
-            parent_fd: fds.listener,
+            parent_fd: listener,
             child_fd: LISTENER_FD,
         },
         FdMapping {
-            parent_fd: fds.lock,
+            parent_fd: lock,
             child_fd: LOCK_FD,
         },
     ];
@@ -451,6 +481,13 @@ pub fn hand_off_to(
             });
         }
     }
+    if let Some(local) = local {
+        handoff.push_str(&format!(",local={LOCAL_FD}"));
+        mappings.push(FdMapping {
+            parent_fd: local,
+            child_fd: LOCAL_FD,
+        });
+    }
     handoff.push_str(&format!(",from={from},supervisor={}", supervisor.as_str()));
     command
         .env("LISTEN_FDS", "1")
@@ -473,14 +510,19 @@ mod tests {
                 ready: Some(5),
                 verdict: Some(6),
                 stdio: None,
+                local: None,
                 from: 77,
                 supervisor: None,
             })
         );
         assert_eq!(
-            parse_handoff("lock=4,ready=5,verdict=6,stdout=7,stderr=8,from=77").map(|s| s.stdio),
-            Ok(Some((7, 8))),
+            parse_handoff("lock=4,ready=5,verdict=6,stdout=8,stderr=9,from=77").map(|s| s.stdio),
+            Ok(Some((8, 9))),
             "a predecessor that relays the successor's output"
+        );
+        assert_eq!(
+            parse_handoff("lock=4,ready=5,verdict=6,local=7,from=77").map(|s| s.local),
+            Ok(Some(7))
         );
         assert_eq!(
             parse_handoff("lock=4,ready=5,from=77").map(|s| s.verdict),
@@ -503,6 +545,8 @@ mod tests {
             "lock=4,ready=5,verdict=5,from=1",
             "lock=4,ready=5,verdict=4,from=1",
             "lock=4,verdict=6,from=1",
+            "lock=4,ready=5,verdict=6,local=6,from=1",
+            "lock=4,local=x,from=1",
             "lock=1,ready=5,from=1",
             "lock=x,ready=5,from=1",
             "lock=4,ready=5,from=1,supervisor=upstart",

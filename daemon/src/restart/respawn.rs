@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use molt_protocol::update::{StepRecord, Termination};
 
-use super::inherit::{HandoffFds, HandoffPipes, READY_FD, VerdictSender, hand_off_to};
+use super::inherit::{HandoffFds, HandoffPipes, HeldFds, READY_FD, VerdictSender, hand_off_to};
 use super::relay::Relay;
 
 /// How to start the successor.
@@ -152,8 +152,7 @@ fn exit(status: &Option<ExitStatus>) -> String {
 /// goes on serving.
 pub async fn start_successor(
     spec: &SuccessorSpec,
-    listener: OwnedFd,
-    lock: OwnedFd,
+    held: HeldFds,
     own_pid: u32,
     supervisor: SupervisorKind,
     parentage: Parentage,
@@ -162,7 +161,7 @@ pub async fn start_successor(
     let started = Instant::now();
     let mut relay = None;
     let result = start(
-        spec, listener, lock, own_pid, supervisor, parentage, timeouts, &mut relay,
+        spec, held, own_pid, supervisor, parentage, timeouts, &mut relay,
     )
     .await;
     let failure = match result {
@@ -196,8 +195,7 @@ pub async fn start_successor(
 #[allow(clippy::too_many_arguments)]
 async fn start(
     spec: &SuccessorSpec,
-    listener: OwnedFd,
-    lock: OwnedFd,
+    held: HeldFds,
     own_pid: u32,
     supervisor: SupervisorKind,
     parentage: Parentage,
@@ -225,8 +223,7 @@ async fn start(
         None
     };
     let fds = HandoffFds {
-        listener,
-        lock,
+        held,
         pipes: Some(HandoffPipes {
             ready: OwnedFd::from(writer),
             verdict: OwnedFd::from(verdict_reader),

@@ -25,17 +25,31 @@ pub const MAX_PENDING_PER_PEER: usize = 128;
 /// evict it.
 pub const STALE_AFTER: Duration = Duration::from_secs(1);
 
+/// Whose connections count together: a TCP peer's address, or a local
+/// peer's uid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PeerKey {
+    Ip(IpAddr),
+    Uid(u32),
+}
+
+impl From<IpAddr> for PeerKey {
+    fn from(ip: IpAddr) -> Self {
+        PeerKey::Ip(ip)
+    }
+}
+
 #[derive(Default)]
 struct State {
     /// Oldest first.
     pending: VecDeque<Entry>,
-    per_peer: HashMap<IpAddr, usize>,
+    per_peer: HashMap<PeerKey, usize>,
     next_id: u64,
 }
 
 struct Entry {
     id: u64,
-    peer: IpAddr,
+    peer: PeerKey,
     since: Instant,
     evict: CancellationToken,
 }
@@ -73,7 +87,8 @@ impl Admission {
 
     /// Admits a connection from `peer` at `now`; returns its place and
     /// how many older pending connections it evicted.
-    pub fn admit(&self, peer: IpAddr, now: Instant) -> (Pending, usize) {
+    pub fn admit(&self, peer: impl Into<PeerKey>, now: Instant) -> (Pending, usize) {
+        let peer = peer.into();
         let mut state = self.state.lock();
         let mut evicted = 0;
         while state.per_peer.get(&peer).copied().unwrap_or(0) >= self.max_per_peer {
@@ -124,7 +139,7 @@ fn evict(state: &mut State, at: usize) -> bool {
     true
 }
 
-fn forget_peer(state: &mut State, peer: IpAddr) {
+fn forget_peer(state: &mut State, peer: PeerKey) {
     if let Some(count) = state.per_peer.get_mut(&peer) {
         *count -= 1;
         if *count == 0 {

@@ -17,8 +17,8 @@
 pub mod admission;
 mod handshake;
 pub mod outbox;
+pub mod transport;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -33,7 +33,6 @@ use molt_protocol::handshake::{
     ConnectChallenge, HANDSHAKE_TIMEOUT_MS, MAX_PAYLOAD, PRE_AUTH_MAX_PAYLOAD, TICK_INTERVAL_MS,
 };
 use molt_protocol::ids::RequestId;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, broadcast};
 use tokio::time::{Instant, timeout_at};
 use tokio_tungstenite::WebSocketStream;
@@ -45,7 +44,8 @@ use tokio_util::sync::CancellationToken;
 use self::admission::Pending;
 use self::handshake::{frame_error, handshake};
 use self::outbox::{Events, MAX_BUFFERED_BYTES, Outbox, WRITE_DEADLINE};
-use crate::budget::{Budgeted, ReadBudget};
+use self::transport::{Accepted, Conn, Peer};
+use crate::budget::ReadBudget;
 use crate::gateway::{Caller, Gateway};
 use crate::logging::Throttled;
 use crate::methods::{self, SessionFlags};
@@ -73,13 +73,13 @@ pub const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// between is read and answered, not lost to the close.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-type Ws = WebSocketStream<Budgeted<TcpStream>>;
+type Ws = WebSocketStream<Box<dyn Conn>>;
 type Source = futures_util::stream::SplitStream<Ws>;
 
 /// Serves one accepted connection. `pending` holds its place among the
 /// unauthenticated ones until `hello-ok`; when a newer connection evicts
 /// it, it ends.
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pending, gw: Gateway) {
+pub async fn serve_connection(accepted: Accepted, peer: Peer, pending: Pending, gw: Gateway) {
     let _counted = gw.connection_guard();
     let budget = ReadBudget::new(PRE_AUTH_READ_BUDGET);
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
@@ -89,10 +89,13 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pend
         .read_buffer_size(8 * 1024)
         .max_message_size(Some(MAX_PAYLOAD))
         .max_frame_size(Some(MAX_PAYLOAD));
-    let accept = tokio_tungstenite::accept_async_with_config(
-        Budgeted::new(stream, budget.clone()),
-        Some(config),
-    );
+    // A TLS handshake and the upgrade share the handshake's deadline.
+    let accept = async {
+        let stream = accepted.open(&budget).await.map_err(|e| e.to_string())?;
+        tokio_tungstenite::accept_async_with_config(stream, Some(config))
+            .await
+            .map_err(|e| e.to_string())
+    };
     // A connection not yet authenticated has no work to drain: a stop ends
     // it at once instead of holding the old process for a timeout.
     let stopping = gw.stopping().clone();
@@ -125,7 +128,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pend
         },
     );
     let handshaken = tokio::select! {
-        handshaken = timeout_at(deadline, handshake(&mut source, &gw)) => handshaken,
+        handshaken = timeout_at(deadline, handshake(&mut source, &gw, &peer)) => handshaken,
         () = stopping.cancelled() => {
             outbox.close(gw.close_code(), "gateway stopping");
             finish(events, outbox, writer).await;
@@ -160,7 +163,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pend
     drop(pending);
     let caller = Caller {
         conn,
-        peer,
+        peer: peer.to_string(),
         conn_id: conn_id.clone(),
         scopes: granted.scopes.clone(),
     };

@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
 use molt_protocol::Method;
 use serde_json::Value;
 
-use crate::client::{Client, ClientMode, CloseKind, ConnectError, ConnectOptions, RequestError};
+use crate::client::{Client, ClientMode, CloseKind, ConnectError, RequestError};
 use crate::format;
 use crate::peer::{Facts, Hello, KillSwitch, Product};
 use crate::target::{self, DiscoverError, Overrides, Target};
@@ -39,10 +39,14 @@ Exit codes:
   5  molt fleet update halted at a gateway that did not verify
 
 Without --url, molt finds the local daemon the way moltd does: the state dir
-is --state-dir, else $OPENCLAW_STATE_DIR, else ~/.openclaw; the port comes from
-the running daemon's gateway.lock, else gateway.port in the config; the token
-from --token, else $OPENCLAW_GATEWAY_TOKEN, else gateway.auth.token.
-Prefer the environment variable over --token: flags show in `ps`.";
+is --state-dir, else $OPENCLAW_STATE_DIR, else ~/.openclaw. Without --token
+either, it connects to the daemon's local socket <state>/gateway.sock when it may (as the daemon's user or
+root), which needs no token. Otherwise it uses TCP: the port comes from the
+running daemon's gateway.lock, else gateway.port in the config; the token from
+--token, else $OPENCLAW_GATEWAY_TOKEN, else gateway.auth.token; wss:// when
+gateway.tls.enabled, pinned to the certificate in the state dir or to
+--tls-fingerprint. Prefer the environment variable over --token: flags show
+in `ps`.";
 
 /// molt: the operator console for moltd.
 ///
@@ -63,6 +67,10 @@ pub struct Cli {
     /// ~/.config/molt/). With no subcommand, opens the Fleet screen.
     #[arg(long, global = true, value_name = "FILE")]
     pub fleet: Option<PathBuf>,
+    /// SHA-256 fingerprint of a wss:// gateway's certificate (default: the
+    /// certificate gateway.tls names, read on the gateway's host).
+    #[arg(long, global = true, value_name = "SHA256")]
+    pub tls_fingerprint: Option<String>,
     #[command(subcommand)]
     pub command: Option<CliCommand>,
 }
@@ -157,6 +165,7 @@ impl Cli {
             url: self.url.clone(),
             token: self.token.clone(),
             state_dir: self.state_dir.clone(),
+            tls_fingerprint: self.tls_fingerprint.clone(),
         }
     }
 }
@@ -244,7 +253,7 @@ pub async fn request_with_hello(
     method: Method,
     params: Option<Value>,
 ) -> Result<(Hello, Value), CliError> {
-    let options = ConnectOptions::new(target.url.clone(), target.token.clone(), ClientMode::Cli);
+    let options = target.connect_options(ClientMode::Cli);
     let deadline = tokio::time::Instant::now() + HANDOFF_PATIENCE;
     loop {
         let retry = match Client::connect(&options).await {
@@ -450,6 +459,7 @@ mod tests {
                 url: Some("ws://h:1".into()),
                 token: Some("t".into()),
                 state_dir: Some("/s".into()),
+                tls_fingerprint: None,
             }
         );
         let err = Cli::try_parse_from(["molt", "status", "--bogus"]).unwrap_err();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::CliError;
-use crate::client::{Client, ClientMode, ConnectError, ConnectOptions, Events};
+use crate::client::{Client, ClientMode, ConnectError, Events};
 use crate::net::Outage;
 use crate::peer::Facts;
 use crate::target::Target;
@@ -74,7 +74,7 @@ async fn connect_watching(
     patience: Duration,
     attempts: &mut Attempts,
 ) -> Result<(Client, Events), CliError> {
-    let options = ConnectOptions::new(target.url.clone(), target.token.clone(), ClientMode::Cli);
+    let options = target.connect_options(ClientMode::Cli);
     let deadline = Instant::now() + patience;
     loop {
         let at = Instant::now();

@@ -64,6 +64,10 @@ pub enum ConnectError {
     /// gateway restarts, these attempts measure how long its port is dark.
     #[error("cannot reach {url}: connection refused")]
     Refused { url: String },
+    /// The TLS handshake failed: above all, a certificate that is not the
+    /// pinned one.
+    #[error("TLS with {url} failed: {reason}")]
+    Tls { url: String, reason: String },
     /// The token was refused. Retrying with the same token cannot help.
     #[error("authentication failed: {message}")]
     AuthFailed { message: String },

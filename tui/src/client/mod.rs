@@ -17,8 +17,10 @@
 mod driver;
 mod error;
 mod event;
+pub mod transport;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,8 +43,7 @@ pub use event::GatewayEvent;
 use crate::peer::Hello;
 use driver::{Driver, Outgoing};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = tokio_tungstenite::WebSocketStream<Box<dyn transport::Conn>>;
 
 /// The `client.id` molt sends in `connect`: one of OpenClaw's
 /// `GATEWAY_CLIENT_IDS` (any other id is refused there; moltd takes any).
@@ -84,7 +85,13 @@ impl ClientMode {
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct ConnectOptions {
+    /// `ws://` or `wss://`; used when there is no usable local socket.
     pub url: String,
+    /// The gateway's local socket, tried first: it needs no token.
+    pub local_socket: Option<PathBuf>,
+    /// The SHA-256 fingerprint (64 lowercase hex digits) a `wss://`
+    /// gateway's certificate must have.
+    pub tls_pin: Option<String>,
     pub token: Option<String>,
     pub mode: ClientMode,
     /// Bounds TCP connect, upgrade, challenge and `hello-ok` together.
@@ -97,6 +104,8 @@ impl ConnectOptions {
     pub fn new(url: impl Into<String>, token: Option<String>, mode: ClientMode) -> Self {
         Self {
             url: url.into(),
+            local_socket: None,
+            tls_pin: None,
             token,
             mode,
             connect_timeout: Duration::from_secs(10),
@@ -131,6 +140,8 @@ impl fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectOptions")
             .field("url", &self.url)
+            .field("local_socket", &self.local_socket)
+            .field("tls_pin", &self.tls_pin)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("mode", &self.mode)
             .field("connect_timeout", &self.connect_timeout)
@@ -357,8 +368,16 @@ async fn handshake(options: &ConnectOptions) -> Result<(Ws, Hello), ConnectError
         url: options.url.clone(),
         reason,
     };
+    let local = match &options.local_socket {
+        Some(path) => transport::open_local(path).await?,
+        None => None,
+    };
+    let opened = match local {
+        Some(opened) => opened,
+        None => transport::open_tcp(&options.url, options.tls_pin.as_deref()).await?,
+    };
     let (mut ws, _response) =
-        tokio_tungstenite::connect_async_with_config(options.url.as_str(), None, true)
+        tokio_tungstenite::client_async_with_config(opened.url.as_str(), opened.stream, None)
             .await
             .map_err(|e| match e {
                 tungstenite::Error::Http(response)

@@ -357,17 +357,29 @@ fn gateway(table: toml::Table, line: usize) -> Result<Gateway, String> {
         (None, None) => {
             return Err("needs url (ws://host:port) or state_dir (a local gateway)".to_owned());
         }
-        (Some(url), None) => Endpoint::Url {
-            url: normalize_url(&url).map_err(|e| e.to_string())?,
-            tls_fingerprint: match raw.tls_fingerprint {
-                Some(pin) if pin.trim().is_empty() || pin.len() > MAX_FINGERPRINT => {
-                    return Err(format!(
-                        "tls_fingerprint must be 1 to {MAX_FINGERPRINT} characters"
-                    ));
+        (Some(url), None) => {
+            let url = normalize_url(&url).map_err(|e| e.to_string())?;
+            let tls_fingerprint = match raw.tls_fingerprint {
+                None => None,
+                Some(_) if !url.starts_with("wss://") => {
+                    return Err(format!("tls_fingerprint needs a wss:// url, not {url}"));
                 }
-                pin => pin,
-            },
-        },
+                Some(pin) => Some(
+                    (pin.len() <= MAX_FINGERPRINT)
+                        .then(|| molt_protocol::state::normalize_tls_fingerprint(&pin))
+                        .flatten()
+                        .ok_or_else(|| {
+                            "tls_fingerprint is not a SHA-256 fingerprint (64 hex digits, \
+                             colon pairs allowed, an optional sha256: prefix)"
+                                .to_owned()
+                        })?,
+                ),
+            };
+            Endpoint::Url {
+                url,
+                tls_fingerprint,
+            }
+        }
         (None, Some(dir)) if raw.tls_fingerprint.is_some() => {
             return Err(format!(
                 "tls_fingerprint needs a wss:// url, not state_dir {}",
@@ -471,9 +483,9 @@ groups = ["canary", "eu"]
 
 [[gateway]]
 name = "us-1"
-url = "ws://us-1.example:443"
+url = "wss://us-1.example:443"
 token_file = "/etc/molt/us-1.token"
-tls_fingerprint = "sha256:ab:cd"
+tls_fingerprint = "sha256:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB:AB"
 groups = ["us"]
 
 [[gateway]]
@@ -498,8 +510,8 @@ state_dir = "/srv/molt"
                 Gateway {
                     name: "us-1".into(),
                     endpoint: Endpoint::Url {
-                        url: "ws://us-1.example:443".into(),
-                        tls_fingerprint: Some("sha256:ab:cd".into())
+                        url: "wss://us-1.example:443".into(),
+                        tls_fingerprint: Some("ab".repeat(32))
                     },
                     token: TokenSource::File("/etc/molt/us-1.token".into()),
                     groups: vec!["us".into()],

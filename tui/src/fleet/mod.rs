@@ -17,7 +17,7 @@ pub use file::{Endpoint, Fleet, FleetError, Gateway, RolloutDefaults, TokenSourc
 use std::path::Path;
 
 use crate::client::{ClientMode, ConnectOptions};
-use crate::target::{self, Env, Overrides, Target, TokenSource as Origin, UrlSource};
+use crate::target::{self, Env, Overrides, PinSource, Target, TokenSource as Origin, UrlSource};
 
 /// Token files are a line; anything bigger is not one.
 const MAX_TOKEN_FILE: u64 = 16 * 1024;
@@ -32,17 +32,15 @@ impl Gateway {
                 url,
                 tls_fingerprint,
             } => {
-                if tls_fingerprint.is_some() {
-                    // Connecting without the pin would defeat it.
-                    return Err(format!(
-                        "{}: tls_fingerprint is set, and this molt cannot pin certificates; \
-                         not connecting",
-                        self.name
-                    ));
-                }
+                // Normalised when the file was read.
+                let tls_pin = tls_fingerprint
+                    .as_ref()
+                    .map(|pin| (pin.clone(), PinSource::Flag));
                 Ok(Target {
                     url: url.clone(),
                     url_source: UrlSource::Flag,
+                    local_socket: None,
+                    tls_pin,
                     token_source: if token.is_some() {
                         Origin::Flag
                     } else {
@@ -65,6 +63,7 @@ impl Gateway {
                     url: None,
                     token,
                     state_dir: Some(dir.clone()),
+                    tls_fingerprint: None,
                 };
                 target::discover(&overrides, &env).map_err(|e| format!("{}: {e}", self.name))
             }
@@ -73,8 +72,7 @@ impl Gateway {
 
     /// The console's connect options for this gateway.
     pub fn connect_options(&self, mode: ClientMode) -> Result<ConnectOptions, String> {
-        let target = self.target()?;
-        Ok(ConnectOptions::new(target.url, target.token, mode))
+        Ok(self.target()?.connect_options(mode))
     }
 
     fn token(&self) -> Result<Option<String>, String> {
@@ -161,14 +159,19 @@ mod tests {
         );
         let none = gateway(url, TokenSource::None).target().unwrap();
         assert_eq!(none.token, None);
+        // The pin (normalised by the file reader) goes with the target.
+        let pin = "ab".repeat(32);
         let pinned = gateway(
             Endpoint::Url {
-                url: "ws://h:1".into(),
-                tls_fingerprint: Some("sha256:ab".into()),
+                url: "wss://h:1".into(),
+                tls_fingerprint: Some(pin.clone()),
             },
             TokenSource::None,
         );
-        assert!(pinned.target().unwrap_err().contains("cannot pin"));
+        assert_eq!(
+            pinned.target().unwrap().tls_pin,
+            Some((pin, crate::target::PinSource::Flag))
+        );
     }
 
     #[test]

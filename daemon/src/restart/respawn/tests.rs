@@ -17,11 +17,15 @@ fn ready_lines_parse_strictly() {
     }
 }
 
-fn fds() -> (OwnedFd, OwnedFd) {
+fn fds() -> HeldFds {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let lock = std::fs::File::create(dir.path().join("gateway.lock")).unwrap();
-    (OwnedFd::from(listener), OwnedFd::from(lock))
+    HeldFds {
+        listener: OwnedFd::from(listener),
+        local: None,
+        lock: OwnedFd::from(lock),
+    }
 }
 
 fn script(body: &str) -> (tempfile::TempDir, SuccessorSpec) {
@@ -44,12 +48,12 @@ async fn start(
     parentage: Parentage,
     timeouts: ReadyTimeouts,
 ) -> Result<Successor, SuccessorFailure> {
-    let (listener, lock) = fds();
+    let held = fds();
     let supervisor = match parentage {
         Parentage::Ours => SupervisorKind::None,
         Parentage::Detached => SupervisorKind::Systemd,
     };
-    start_successor(spec, listener, lock, 1, supervisor, parentage, timeouts)
+    start_successor(spec, held, 1, supervisor, parentage, timeouts)
         .await
         .map_err(|start| start.failure)
 }
@@ -82,11 +86,9 @@ async fn a_successor_that_dies_at_start_leaves_its_words() {
          echo PROGRESS config >&5; exit 2",
     );
     spec.capture_output = true;
-    let (listener, lock) = fds();
     let start = start_successor(
         &spec,
-        listener,
-        lock,
+        fds(),
         1,
         SupervisorKind::None,
         Parentage::Ours,
@@ -103,18 +105,16 @@ async fn a_successor_that_dies_at_start_leaves_its_words() {
     assert_eq!(step.stderr_tail, "dies at start\n");
     assert!(
         step.stdout_tail
-            .starts_with("lock=4,ready=5,verdict=6,stdout=7,stderr=8,from=1"),
+            .starts_with("lock=4,ready=5,verdict=6,stdout=8,stderr=9,from=1"),
         "{step:?}"
     );
     assert_eq!(step.command, spec.entrypoint.display().to_string());
 
     // Without relaying, the output is not kept (it goes to ours).
     spec.capture_output = false;
-    let (listener, lock) = fds();
     let start = start_successor(
         &spec,
-        listener,
-        lock,
+        fds(),
         1,
         SupervisorKind::None,
         Parentage::Ours,
