@@ -21,7 +21,8 @@ use crate::fsutil::{ensure_private_dir, write_atomic};
 pub use merge::{changed_paths, merge_patch};
 pub use settings::{
     AuthMode, AutoUpdateSettings, Bind, Channel, DEFAULT_DEFERRAL_TIMEOUT_MS, DEFAULT_PORT,
-    GatewaySettings, Settings, UpdateSettings, is_valid_npm_package_name,
+    GatewaySettings, MAX_ALLOWED_ORIGINS, RateLimit, Settings, UpdateSettings,
+    is_valid_npm_package_name, normalize_origin,
 };
 
 /// A config key with a value of the wrong type or range.

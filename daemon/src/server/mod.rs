@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Peer;
 use crate::gateway::Gateway;
 use crate::lifecycle::StopReason;
 use crate::logging::{THROTTLE_WINDOW, Throttled};
@@ -84,7 +85,7 @@ pub async fn serve(listener: TcpListener, gw: Gateway, shutdown: impl Future<Out
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
         sessions.spawn(async move {
-            session::serve_connection(stream, peer, pending, gw).await;
+            session::serve_connection(stream, Peer::tcp(peer), pending, gw).await;
             drop(permit);
         });
     }
