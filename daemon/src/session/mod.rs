@@ -98,6 +98,8 @@ pub async fn serve_connection(stream: TcpStream, mut peer: Peer, pending: Pendin
         .max_frame_size(Some(MAX_PAYLOAD));
     let allowed = gw.allowed_origins();
     let mut origin = None;
+    // The callback's shape is tungstenite's, large error and all.
+    #[allow(clippy::result_large_err)]
     let accept = tokio_tungstenite::accept_hdr_async_with_config(
         Budgeted::new(stream, budget.clone()),
         |request: &Upgrade, response| check_origin(&allowed, request, response, &mut origin),
@@ -226,6 +228,7 @@ struct Origin {
 
 /// The upgrade's check of a browser's `Origin` (see [`crate::auth::origin`]):
 /// a page from an origin not allowed gets 403 and no WebSocket.
+#[allow(clippy::result_large_err)] // tungstenite's callback type
 fn check_origin(
     allowed: &AllowedOrigins,
     request: &Upgrade,
