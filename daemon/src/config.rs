@@ -8,7 +8,11 @@
 /// Size and depth bounds checked before parsing.
 pub mod limits;
 mod merge;
+/// The sentinel in place of secrets, and secrets restored from it.
+pub mod secrets;
 mod settings;
+/// What only an edit of the file may change.
+pub mod wire;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,7 +25,8 @@ use crate::fsutil::{ensure_private_dir, write_atomic};
 pub use merge::{changed_paths, merge_patch};
 pub use settings::{
     AuthMode, AutoUpdateSettings, Bind, Channel, DEFAULT_DEFERRAL_TIMEOUT_MS, DEFAULT_PORT,
-    GatewaySettings, Settings, TlsSettings, UpdateSettings, is_valid_npm_package_name,
+    GatewaySettings, MAX_ALLOWED_ORIGINS, RateLimit, Settings, TlsSettings, UpdateSettings,
+    is_valid_npm_package_name, normalize_origin,
 };
 
 /// A config key with a value of the wrong type or range.
@@ -194,6 +199,13 @@ pub enum PatchError {
     InvalidPatch(String),
     #[error("the patched config would be invalid: {0}")]
     Invalid(ConfigError),
+    #[error("invalid patch: {0}")]
+    Sentinel(secrets::SentinelAsData),
+    #[error(
+        "{0}; this cannot be changed over the wire: edit the config file, and moltd applies it \
+         at its next start"
+    )]
+    FileOnly(wire::FileOnly),
     /// The file on disk changed and cannot be read or parsed; nothing written.
     #[error(transparent)]
     Disk(ConfigError),
@@ -254,7 +266,9 @@ impl ConfigStore {
     /// the current hash. Checked in this order, each failure changing
     /// nothing: the file is re-read (an external edit changes the current
     /// hash), `base_hash` must match, `raw` must be an object, the result
-    /// must be valid [`Settings`]. Then it is written atomically.
+    /// must carry the secret sentinel only where it keeps a stored secret,
+    /// the result must be valid [`Settings`], and it must change nothing
+    /// only the file may change ([`wire`]). Then it is written atomically.
     pub fn patch(&mut self, raw: &str, base_hash: &str) -> Result<PatchOutcome, PatchError> {
         self.reload().map_err(PatchError::Disk)?;
         if base_hash != self.hash {
@@ -262,14 +276,17 @@ impl ConfigStore {
                 current_hash: self.hash.clone(),
             });
         }
-        let patch = parse_object(raw).map_err(|e| {
+        let mut patch = parse_object(raw).map_err(|e| {
             PatchError::InvalidPatch(match e {
                 ObjectError::Syntax(m) => format!("it does not parse: {m}"),
                 ObjectError::NotObject(found) => format!("expected an object, found {found}"),
             })
         })?;
+        secrets::restore(&mut patch, Some(&self.value), "").map_err(PatchError::Sentinel)?;
         let mut next = self.value.clone();
         merge_patch(&mut next, &patch);
+        Settings::from_value(&next).map_err(PatchError::Invalid)?;
+        wire::check(&self.value, &next).map_err(PatchError::FileOnly)?;
         self.commit(next)
     }
 

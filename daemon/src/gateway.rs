@@ -26,6 +26,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Credentials;
+use crate::auth::guesses::Guesses;
+use crate::auth::origin::AllowedOrigins;
 use crate::autoupdate::kill_switch::NO_AUTO_UPDATE_ENV;
 use crate::autoupdate::{self, KillSwitch};
 use crate::clock::unix_ms;
@@ -62,35 +65,13 @@ pub struct Caller {
     pub scopes: Vec<Scope>,
 }
 
-/// How clients authenticate.
-#[derive(Debug, Clone)]
-pub enum AuthPolicy {
-    Token(String),
-    None,
-}
-
-impl AuthPolicy {
-    pub fn accepts(&self, token: Option<&str>) -> bool {
-        match self {
-            AuthPolicy::None => true,
-            AuthPolicy::Token(expected) => {
-                token.is_some_and(|t| constant_time_eq(t.as_bytes(), expected.as_bytes()))
-            }
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 pub struct GatewayParts {
     pub identity: Identity,
     pub paths: StatePaths,
     pub config: ConfigStore,
     pub settings: Settings,
     pub env: Env,
-    pub auth: AuthPolicy,
+    pub auth: Credentials,
     pub listen: SocketAddr,
     pub install: InstallInfo,
     pub supervisor: SupervisorInfo,
@@ -112,7 +93,9 @@ struct Inner {
     config: Mutex<ConfigStore>,
     settings: Mutex<Settings>,
     env: Mutex<Env>,
-    auth: AuthPolicy,
+    auth: Credentials,
+    /// Failed authentications per peer address.
+    guesses: Mutex<Guesses>,
     listen: SocketAddr,
     install: InstallInfo,
     supervisor: SupervisorInfo,
@@ -155,6 +138,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(parts: GatewayParts) -> Self {
         let restart = parts.restart.with_supervisor(parts.supervisor.kind);
+        let rate_limit = parts.settings.gateway.rate_limit;
         Self {
             inner: Arc::new(Inner {
                 identity: parts.identity,
@@ -163,6 +147,7 @@ impl Gateway {
                 config: Mutex::new(parts.config),
                 settings: Mutex::new(parts.settings),
                 env: Mutex::new(parts.env),
+                guesses: Mutex::new(Guesses::new(rate_limit)),
                 auth: parts.auth,
                 listen: parts.listen,
                 install: parts.install,
@@ -206,8 +191,20 @@ impl Gateway {
         &self.inner.install
     }
 
-    pub fn auth(&self) -> &AuthPolicy {
+    pub fn auth(&self) -> &Credentials {
         &self.inner.auth
+    }
+
+    pub fn guesses(&self) -> MutexGuard<'_, Guesses> {
+        self.inner.guesses.lock()
+    }
+
+    /// The browser origins a handshake may come from, as configured now.
+    pub fn allowed_origins(&self) -> AllowedOrigins {
+        AllowedOrigins::new(
+            self.inner.settings.lock().gateway.allowed_origins.clone(),
+            self.inner.listen.port(),
+        )
     }
 
     pub fn logs(&self) -> &LogHub {
@@ -229,6 +226,10 @@ impl Gateway {
         self.inner
             .restart
             .set_deferral_timeout(settings.gateway.deferral_timeout_ms);
+        self.inner
+            .guesses
+            .lock()
+            .set_limit(settings.gateway.rate_limit);
         *self.inner.settings.lock() = settings;
         self.inner.auto.wake();
     }
@@ -520,6 +521,7 @@ impl Gateway {
             update_available: self.update_available(),
             latest_run: self.inner.runs.latest(),
             connections: self.inner.connections.load(Ordering::Relaxed),
+            auth: Some(self.inner.auth.status()),
         }
     }
 }

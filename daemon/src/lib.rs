@@ -2,6 +2,9 @@
 //! dark. This page is the table of contents; `main.rs` only parses args,
 //! sets up logging, calls [`start::prepare`] and serves.
 
+/// Credentials, peers and the scopes they grant; browser origins;
+/// failed-guess slowing.
+pub mod auth;
 /// The auto-updater: policy, `update-check.json`, kill switch, driver.
 pub mod autoupdate;
 /// The pre-auth read budget on raw sockets.

@@ -11,7 +11,7 @@ mod one_line;
 mod throttled;
 
 pub use capped::MAX_LOG_FILE_BYTES;
-pub use throttled::{THROTTLE_WINDOW, Throttled};
+pub use throttled::{THROTTLE_WINDOW, Throttled, ThrottledByKey};
 use tokio::sync::broadcast;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::fmt::MakeWriter;

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::clock::unix_ms;
-use crate::config::PatchError;
+use crate::config::{PatchError, secrets};
 use crate::gateway::{Caller, Gateway};
 use crate::logging;
 use crate::restart::engine::RestartRequest;
@@ -273,7 +273,7 @@ fn config_get(gw: &Gateway) -> Result<Value, ErrorShape> {
     let (config, hash) = store.get();
     to_value(ConfigGetResult {
         path: store.path().display().to_string(),
-        config,
+        config: secrets::redact(&config),
         hash,
     })
 }
@@ -349,9 +349,14 @@ fn config_patch(
         PatchError::Write(_) | PatchError::Disk(_) => {
             ErrorShape::internal(format!("config not written: {e}"))
         }
-        PatchError::InvalidPatch(_) | PatchError::Invalid(_) => {
+        PatchError::InvalidPatch(_) | PatchError::Invalid(_) | PatchError::Sentinel(_) => {
             ErrorShape::invalid_request(e.to_string())
         }
+        PatchError::FileOnly(ref refused) => ErrorShape::new(
+            ErrorCode::Forbidden,
+            format!("{e} (the file: {})", gw.paths().config_path.display()),
+        )
+        .with_details(json!({ "code": "FILE_EDIT_REQUIRED", "key": refused.key })),
     })?;
     if let Ok(settings) = settings {
         gw.set_settings(settings);
@@ -376,7 +381,7 @@ fn config_patch(
         .then(|| schedule_restart(gw, caller, RestartRequest::new("config.patch")).ok())
         .flatten();
     to_value(ConfigPatchResult {
-        config: outcome.config,
+        config: secrets::redact(&outcome.config),
         hash: outcome.hash,
         changed_paths: outcome.changed_paths,
         restart,

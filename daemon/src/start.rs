@@ -12,9 +12,10 @@ use molt_protocol::state;
 use molt_protocol::status::{RestartStrategy, SupervisorKind};
 use tokio::net::TcpListener;
 
+use crate::auth::{Credentials, READ_TOKEN_ENV, Secret, TOKEN_ENV};
 use crate::config::{AuthMode, Bind, ConfigError, ConfigStore, PatchError, Settings};
 use crate::env_file::{Env, read_env_file};
-use crate::gateway::{AuthPolicy, Gateway, GatewayParts};
+use crate::gateway::{Gateway, GatewayParts};
 use crate::identity::{Identity, VERSION};
 use crate::lock::{GatewayLock, LockError, LockInfo};
 use crate::logging::LogHub;
@@ -24,6 +25,7 @@ use crate::restart::inherit::{Inherited, NotAccepted, ReadyPipe, VERDICT_WAIT, V
 use crate::restart::respawn::SuccessorSpec;
 use crate::restart::scheduler::Scheduler;
 use crate::{install, server, supervisor};
+use molt_protocol::secret::MIN_TOKEN_CHARS;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -111,6 +113,11 @@ pub enum StartError {
          or bind to loopback"
     )]
     UnsafeBind { host: IpAddr },
+    #[error(
+        "refusing to listen on {host} with a short credential ({sources}): use at least \
+         {MIN_TOKEN_CHARS} characters, or bind to loopback"
+    )]
+    ShortToken { host: IpAddr, sources: String },
     #[error("--bind {0}: expected loopback, lan or an IP address")]
     BadBind(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -324,7 +331,20 @@ async fn prepare_with(
     };
     progress(ready_pipe, "lock");
 
-    let auth = auth_policy(&settings, &env, &mut config, &paths)?;
+    let auth = credentials(&settings, &env, &mut config, &paths)?;
+    let short = auth.short_tokens();
+    if !short.is_empty() {
+        if !listen_host.is_loopback() {
+            return Err(StartError::ShortToken {
+                host: listen_host,
+                sources: short.join(", "),
+            });
+        }
+        tracing::warn!(
+            credentials = %short.join(", "),
+            "a credential is shorter than {MIN_TOKEN_CHARS} characters: easy to guess"
+        );
+    }
     let tls = gateway_tls(&settings, &paths)?;
 
     let addr = SocketAddr::new(host, port);
@@ -614,38 +634,55 @@ fn bind_host(flag: Option<&str>, settings: &Settings) -> Result<IpAddr, StartErr
     }
 }
 
-/// Token from `OPENCLAW_GATEWAY_TOKEN`, else config, else generated once
-/// and stored (0600) so the console on this host finds it.
-fn auth_policy(
+/// The gateway token from `OPENCLAW_GATEWAY_TOKEN`, else config, else
+/// generated once and stored (0600) so the console on this host finds
+/// it; the read token from `OPENCLAW_GATEWAY_READ_TOKEN`, else config.
+fn credentials(
     settings: &Settings,
     env: &Env,
     config: &mut ConfigStore,
     paths: &StatePaths,
-) -> Result<AuthPolicy, StartError> {
+) -> Result<Credentials, StartError> {
     if settings.gateway.auth_mode == AuthMode::None {
-        return Ok(AuthPolicy::None);
+        return Ok(Credentials::none());
     }
-    if let Some(token) = env.get("OPENCLAW_GATEWAY_TOKEN").filter(|t| !t.is_empty()) {
-        return Ok(AuthPolicy::Token(token.to_owned()));
-    }
-    if let Some(token) = settings
+    let from_env = |name: &'static str| {
+        env.get(name)
+            .filter(|t| !t.is_empty())
+            .map(|t| Secret::new(t, name))
+    };
+    let read_token = from_env(READ_TOKEN_ENV).or_else(|| {
+        settings
+            .gateway
+            .read_token
+            .clone()
+            .map(|t| Secret::new(t, "gateway.auth.readToken"))
+    });
+    let configured = settings
         .gateway
         .auth_token
         .clone()
         .filter(|t| !t.is_empty())
-    {
-        return Ok(AuthPolicy::Token(token));
-    }
-    let token = crate::config::generate_token();
-    config
-        .set_path(
-            "gateway.auth.token",
-            serde_json::Value::String(token.clone()),
-        )
-        .map_err(|source| StartError::StoreToken {
-            path: paths.config_path.clone(),
-            source: Box::new(source),
-        })?;
-    tracing::info!(path = %paths.config_path.display(), "generated a gateway token and stored it");
-    Ok(AuthPolicy::Token(token))
+        .map(|t| Secret::new(t, "gateway.auth.token"));
+    let gateway_token = match from_env(TOKEN_ENV).or(configured) {
+        Some(token) => token,
+        None => {
+            let token = crate::config::generate_token();
+            config
+                .set_path(
+                    "gateway.auth.token",
+                    serde_json::Value::String(token.clone()),
+                )
+                .map_err(|source| StartError::StoreToken {
+                    path: paths.config_path.clone(),
+                    source: Box::new(source),
+                })?;
+            tracing::info!(path = %paths.config_path.display(), "generated a gateway token and stored it");
+            Secret::new(token, "gateway.auth.token")
+        }
+    };
+    Ok(Credentials {
+        gateway_token: Some(gateway_token),
+        read_token,
+    })
 }

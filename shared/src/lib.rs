@@ -27,6 +27,8 @@ pub mod method;
 pub mod ready;
 /// Operator scopes and which method needs which.
 pub mod scope;
+/// Which config keys hold secrets, and the sentinel shown instead.
+pub mod secret;
 /// The state dir, file names and the config's port: where a gateway lives.
 pub mod state;
 /// The `status` snapshot.

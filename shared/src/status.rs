@@ -25,6 +25,23 @@ pub struct StatusResult {
     #[serde(default)]
     pub latest_run: Option<RunRecord>,
     pub connections: u32,
+    /// How clients authenticate; absent from an older moltd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthStatus>,
+}
+
+/// How clients authenticate here (never a credential itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthStatus {
+    /// `token` or `none` (`gateway.auth.mode`).
+    pub mode: String,
+    /// Whether a read-only credential is configured.
+    pub read_token: bool,
+    /// The credentials shorter than `secret::MIN_TOKEN_CHARS`, by where
+    /// they come from (`gateway.auth.token`, `OPENCLAW_GATEWAY_TOKEN`, …).
+    #[serde(default)]
+    pub short_tokens: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -173,6 +173,11 @@ fn status() -> StatusResult {
         update_available: Some(update_available()),
         latest_run: Some(run_record()),
         connections: 2,
+        auth: Some(molt_protocol::status::AuthStatus {
+            mode: "token".to_owned(),
+            read_token: true,
+            short_tokens: vec!["gateway.auth.token".to_owned()],
+        }),
     }
 }
 

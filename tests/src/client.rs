@@ -38,6 +38,25 @@ impl Client {
         Self::opened(ws).await
     }
 
+    /// Opens the socket as a browser page would, with an `Origin` header:
+    /// `Err` with the HTTP status when the server refuses the upgrade.
+    pub async fn open_from_origin(url: &str, origin: &str) -> Result<Self, u16> {
+        use tokio_tungstenite::tungstenite::Error;
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("a ws url");
+        request
+            .headers_mut()
+            .insert("Origin", origin.parse().expect("a header value"));
+        match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("the upgrade is answered in time")
+        {
+            Ok((ws, _)) => Ok(Self::opened(ws).await.expect("challenge")),
+            Err(Error::Http(response)) => Err(response.status().as_u16()),
+            Err(e) => panic!("ws connect failed: {e}"),
+        }
+    }
+
     /// Opens the WebSocket over a TCP connection made earlier (which may
     /// have waited in the listen queue) and reads the challenge.
     pub async fn open_stream(url: &str, stream: std::net::TcpStream) -> Self {

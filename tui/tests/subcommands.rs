@@ -86,7 +86,8 @@ fn config_set_then_get_goes_through_the_gateway() {
     assert_exit(&again, 0);
     assert!(stdout(&again).contains("unchanged"), "{}", stdout(&again));
 
-    // The whole config hides the token; asking for it by name shows it.
+    // The gateway never sends the token: the whole config and the key by
+    // name both show it redacted.
     let all = run(&state, &["config", "get", "--json"]);
     assert_exit(&all, 0);
     let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
@@ -94,7 +95,9 @@ fn config_set_then_get_goes_through_the_gateway() {
     assert!(all["hash"].as_str().is_some_and(|h| !h.is_empty()));
     assert!(all["path"].as_str().unwrap().ends_with("openclaw.json"));
     let token = run(&state, &["config", "get", "gateway.auth.token"]);
-    assert_eq!(stdout(&token).trim(), stored_token(&state));
+    assert_exit(&token, 0);
+    assert_eq!(stdout(&token).trim(), "<redacted>");
+    assert!(!stdout(&token).contains(&stored_token(&state)));
 }
 
 #[test]

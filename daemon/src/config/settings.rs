@@ -32,6 +32,14 @@ pub struct GatewaySettings {
     pub auth_mode: AuthMode,
     /// `gateway.auth.token`; never empty.
     pub auth_token: Option<String>,
+    /// `gateway.auth.readToken`: a credential that grants `operator.read`
+    /// only; never empty.
+    pub read_token: Option<String>,
+    /// `gateway.auth.rateLimit`: how failed authentications slow a peer.
+    pub rate_limit: RateLimit,
+    /// `gateway.controlUi.allowedOrigins`, normalized
+    /// (`scheme://host[:port]`, lowercase).
+    pub allowed_origins: Vec<String>,
     /// `gateway.reload.deferralTimeoutMs`; 0 = wait forever.
     pub deferral_timeout_ms: u64,
     /// `gateway.reload.cooldownMs`: quiet time after a restart (30 s).
@@ -61,6 +69,30 @@ impl Default for TlsSettings {
             auto_generate: true,
             cert_path: None,
             key_path: None,
+        }
+    }
+}
+
+/// `gateway.auth.rateLimit` (OpenClaw's keys): `maxAttempts` failures
+/// are free; each one after that locks the peer out for a delay that
+/// doubles up to `lockoutMs`. A peer without a failure for `windowMs`
+/// after its lockout is forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub max_attempts: u32,
+    pub window: Duration,
+    pub lockout: Duration,
+    /// Whether loopback peers are left alone.
+    pub exempt_loopback: bool,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            window: Duration::from_secs(60),
+            lockout: Duration::from_secs(300),
+            exempt_loopback: false,
         }
     }
 }
@@ -106,6 +138,9 @@ impl Default for Settings {
                 bind: Bind::Loopback,
                 auth_mode: AuthMode::Token,
                 auth_token: None,
+                read_token: None,
+                rate_limit: RateLimit::default(),
+                allowed_origins: Vec::new(),
                 deferral_timeout_ms: DEFAULT_DEFERRAL_TIMEOUT_MS,
                 cooldown_ms: DEFAULT_COOLDOWN_MS,
                 successor_timeout_ms: DEFAULT_SUCCESSOR_TIMEOUT_MS,
@@ -224,7 +259,10 @@ impl Settings {
                 port: port.unwrap_or(d.gateway.port),
                 bind,
                 auth_mode,
-                auth_token: r.token()?,
+                auth_token: r.token("gateway.auth.token")?,
+                read_token: r.token("gateway.auth.readToken")?,
+                rate_limit: r.rate_limit()?,
+                allowed_origins: r.origins("gateway.controlUi.allowedOrigins")?,
                 deferral_timeout_ms: r
                     .uint(
                         "gateway.reload.deferralTimeoutMs",
@@ -314,6 +352,23 @@ pub(super) fn describe(value: &Value) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
+}
+
+/// The most browser origins `gateway.controlUi.allowedOrigins` may list.
+pub const MAX_ALLOWED_ORIGINS: usize = 64;
+
+/// An origin as browsers send it, lowercased: `http(s)://host[:port]`,
+/// nothing after it. `None` for anything else (`*`, `null`, a path).
+pub fn normalize_origin(text: &str) -> Option<String> {
+    let text = text.trim().to_ascii_lowercase();
+    let (scheme, rest) = text.split_once("://")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let host_ok = !rest.is_empty()
+        && rest.len() <= 255
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+    (matches!(scheme, "http" | "https") && host_ok).then(|| format!("{scheme}://{rest}"))
 }
 
 struct Reader<'a> {
@@ -427,15 +482,20 @@ impl<'a> Reader<'a> {
             .map_err(|_| InvalidValue::new(KEY, EXPECTED, describe(&host.into())))
     }
 
-    fn token(&self) -> Result<Option<String>, InvalidValue> {
-        const KEY: &str = "gateway.auth.token";
-        match self.string(KEY, "a non-empty string")? {
-            Some(t) if t.trim().is_empty() => Err(InvalidValue::new(
-                KEY,
+    /// A credential: a non-empty string, never echoed in an error.
+    fn token(&self, key: &str) -> Result<Option<String>, InvalidValue> {
+        const EXPECTED: &str = "a non-empty string";
+        let Some(v) = self.get(key)? else {
+            return Ok(None);
+        };
+        match v.as_str() {
+            Some(t) if !t.trim().is_empty() => Ok(Some(t.to_owned())),
+            Some(_) => Err(InvalidValue::new(
+                key,
                 "a non-empty string (remove the key to have one generated)",
-                describe(&t.into()),
+                "a blank string",
             )),
-            t => Ok(t.map(str::to_owned)),
+            None => Err(InvalidValue::new(key, EXPECTED, super::kind(v))),
         }
     }
 
@@ -458,6 +518,61 @@ impl<'a> Reader<'a> {
             cert_path: path("gateway.tls.certPath")?,
             key_path: path("gateway.tls.keyPath")?,
         })
+    }
+
+    fn rate_limit(&self) -> Result<RateLimit, InvalidValue> {
+        const DAY_MS: u64 = 86_400_000;
+        let d = RateLimit::default();
+        let ms = |key: &str, min: u64, default: Duration| -> Result<Duration, InvalidValue> {
+            let expected = format!("an integer {min}..={DAY_MS} (milliseconds)");
+            match self.uint(key, DAY_MS, &expected)? {
+                Some(n) if n < min => Err(InvalidValue::new(key, expected, n.to_string())),
+                Some(n) => Ok(Duration::from_millis(n)),
+                None => Ok(default),
+            }
+        };
+        let max_attempts = self
+            .uint(
+                "gateway.auth.rateLimit.maxAttempts",
+                1000,
+                "an integer 0..=1000",
+            )?
+            .map_or(d.max_attempts, |n| n as u32);
+        Ok(RateLimit {
+            max_attempts,
+            window: ms("gateway.auth.rateLimit.windowMs", 1000, d.window)?,
+            lockout: ms("gateway.auth.rateLimit.lockoutMs", 1, d.lockout)?,
+            exempt_loopback: self
+                .bool("gateway.auth.rateLimit.exemptLoopback")?
+                .unwrap_or(d.exempt_loopback),
+        })
+    }
+
+    /// Browser origins, each `scheme://host[:port]` (http or https, no
+    /// path); `*` is refused: every origin must be named.
+    fn origins(&self, key: &str) -> Result<Vec<String>, InvalidValue> {
+        const EXPECTED: &str = "an array of origins like \"https://control.example.com\" \
+             (scheme, host and port only; \"*\" is not accepted, name each origin)";
+        let Some(v) = self.get(key)? else {
+            return Ok(Vec::new());
+        };
+        let list = v
+            .as_array()
+            .ok_or_else(|| InvalidValue::new(key, EXPECTED, describe(v)))?;
+        if list.len() > MAX_ALLOWED_ORIGINS {
+            return Err(InvalidValue::new(
+                key,
+                format!("at most {MAX_ALLOWED_ORIGINS} origins"),
+                format!("{} origins", list.len()),
+            ));
+        }
+        list.iter()
+            .map(|o| {
+                o.as_str()
+                    .and_then(normalize_origin)
+                    .ok_or_else(|| InvalidValue::new(key, EXPECTED, describe(o)))
+            })
+            .collect()
     }
 
     fn package(&self) -> Result<Option<String>, InvalidValue> {

@@ -76,6 +76,79 @@ impl Throttled {
     }
 }
 
+/// A [`Throttled`] per key (an origin, say): one line per key and
+/// window, so one noisy key does not hide the others. At most
+/// [`MAX_KEYS`] keys have a window at once; the rest share one.
+pub struct ThrottledByKey {
+    what: &'static str,
+    state: Mutex<Option<std::collections::HashMap<String, Window>>>,
+}
+
+/// Keys with a window of their own.
+pub const MAX_KEYS: usize = 64;
+
+impl ThrottledByKey {
+    pub const fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            state: Mutex::new(None),
+        }
+    }
+
+    pub fn note(&self, key: &str, detail: impl Display) {
+        self.note_at(Instant::now(), key, detail, &mut |line| {
+            tracing::warn!("{line}")
+        });
+    }
+
+    pub fn flush(&self) {
+        self.flush_at(Instant::now(), &mut |line| tracing::warn!("{line}"));
+    }
+
+    fn note_at(&self, now: Instant, key: &str, detail: impl Display, log: &mut dyn FnMut(&str)) {
+        let mut state = self.state.lock();
+        let windows = state.get_or_insert_with(Default::default);
+        let key = if windows.contains_key(key) || windows.len() < MAX_KEYS {
+            key
+        } else {
+            "(other keys)"
+        };
+        let window = windows.entry(key.to_owned()).or_insert(Window {
+            started: None,
+            suppressed: 0,
+            last: String::new(),
+        });
+        if window
+            .started
+            .is_some_and(|started| now.duration_since(started) < THROTTLE_WINDOW)
+        {
+            window.suppressed += 1;
+            window.last = detail.to_string();
+            window.last.truncate(MAX_DETAIL);
+            return;
+        }
+        summarize(self.what, window, log);
+        window.started = Some(now);
+        log(&format!("{}: {detail}", self.what));
+    }
+
+    fn flush_at(&self, now: Instant, log: &mut dyn FnMut(&str)) {
+        let mut state = self.state.lock();
+        let Some(windows) = state.as_mut() else {
+            return;
+        };
+        windows.retain(|_, window| {
+            let over = window
+                .started
+                .is_none_or(|started| now.duration_since(started) >= THROTTLE_WINDOW);
+            if over {
+                summarize(self.what, window, log);
+            }
+            !over
+        });
+    }
+}
+
 fn summarize(what: &str, window: &mut Window, log: &mut dyn FnMut(&str)) {
     if window.suppressed > 0 {
         log(&format!(
@@ -91,6 +164,38 @@ fn summarize(what: &str, window: &mut Window, log: &mut dyn FnMut(&str)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_key_gets_its_line_and_its_count_and_keys_are_bounded() {
+        let refused = ThrottledByKey::new("origin refused");
+        let mut lines = Vec::new();
+        let t0 = Instant::now();
+        for i in 0..10 {
+            for origin in ["https://a.example", "https://b.example"] {
+                refused.note_at(t0, origin, format!("{origin} #{i}"), &mut |l| {
+                    lines.push(l.to_owned())
+                });
+            }
+        }
+        assert_eq!(
+            lines,
+            [
+                "origin refused: https://a.example #0",
+                "origin refused: https://b.example #0"
+            ]
+        );
+        refused.flush_at(t0 + THROTTLE_WINDOW, &mut |l| lines.push(l.to_owned()));
+        assert_eq!(lines.len(), 4);
+        assert!(lines[2..].iter().all(|l| l.contains("9 more within 10 s")));
+        for i in 0..(MAX_KEYS * 2) {
+            refused.note_at(t0, &format!("k{i}"), "x", &mut |_| {});
+        }
+        assert_eq!(
+            refused.state.lock().as_ref().unwrap().len(),
+            MAX_KEYS + 1,
+            "the keys past the bound share one window"
+        );
+    }
 
     #[test]
     fn a_flood_is_one_line_then_one_summary_per_window() {

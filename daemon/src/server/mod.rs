@@ -14,10 +14,11 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Peer;
 use crate::gateway::Gateway;
 use crate::lifecycle::StopReason;
 use crate::logging::{THROTTLE_WINDOW, Throttled};
-use crate::session::transport::{Accepted, Peer};
+use crate::session::transport::{Accepted, admission_key};
 use crate::session::{self, admission::Admission};
 use crate::tls::TlsAcceptor;
 
@@ -89,7 +90,7 @@ pub async fn serve(listeners: Listeners, gw: Gateway, shutdown: impl Future<Outp
                     Some(tls) => Accepted::Tls(stream, tls.clone()),
                     None => Accepted::Tcp(stream),
                 };
-                Arrival::Client(accepted, Peer::Tcp(addr))
+                Arrival::Client(accepted, Peer::tcp(addr))
             }),
             accepted = local::accept(listeners.local.as_ref()) => {
                 accepted.map(|stream| match local::owner(&stream) {
@@ -133,7 +134,7 @@ pub async fn serve(listeners: Listeners, gw: Gateway, shutdown: impl Future<Outp
                 continue;
             }
         };
-        let (pending, evicted) = admission.admit(peer.admission_key(), std::time::Instant::now());
+        let (pending, evicted) = admission.admit(admission_key(&peer), std::time::Instant::now());
         if evicted > 0 {
             EVICTED.note(format_args!("{evicted} for {peer}"));
         }

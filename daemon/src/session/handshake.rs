@@ -13,8 +13,17 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 
 use super::Source;
-use super::transport::Peer;
+use crate::auth::guesses::Lockout;
+use crate::auth::{self, Credential, Denied, Peer};
 use crate::gateway::Gateway;
+use crate::logging::Throttled;
+
+static GUESSES: Throttled = Throttled::new("authentication failed");
+
+/// Logs what the throttled lines of this module held back.
+pub(super) fn flush_throttled_logs() {
+    GUESSES.flush();
+}
 
 /// Why the handshake ended the connection.
 pub(super) struct Rejected {
@@ -43,11 +52,13 @@ impl Rejected {
 
 pub(super) struct Granted {
     pub protocol: u32,
+    pub credential: Credential,
     pub scopes: Vec<Scope>,
     pub request_id: RequestId,
 }
 
-/// Reads the first request, which must be a valid `connect`.
+/// Reads the first request, which must be a valid `connect`, and grants
+/// the scopes of the credential it presents.
 pub(super) async fn handshake(
     source: &mut Source,
     gw: &Gateway,
@@ -127,31 +138,85 @@ pub(super) async fn handshake(
             )),
         ));
     }
-    // The kernel vouched for a local owner: it needs no token.
-    let local_owner = matches!(peer, Peer::LocalOwner { .. });
-    if !local_owner && !gw.auth().accepts(params.auth.token.as_deref()) {
-        return Err(reject(
-            close::POLICY,
-            "unauthorized",
-            ErrorShape::invalid_request("unauthorized: gateway token missing or wrong")
-                .with_details(json!({ "code": "AUTH_FAILED" })),
-        ));
-    }
-    let mut scopes: Vec<Scope> = params
-        .scopes
-        .iter()
-        .filter_map(|s| Scope::from_wire(s))
-        .collect();
-    scopes.sort();
-    scopes.dedup();
-    if scopes.is_empty() {
-        scopes.push(Scope::Read);
-    }
+    let credential = authenticate(gw, peer, params.auth.token.as_deref())
+        .map_err(|error| reject(close::POLICY, "unauthorized", error))?;
+    let scopes = auth::grant(credential, &params.scopes);
     Ok(Granted {
         protocol,
+        credential,
         scopes,
         request_id: id,
     })
+}
+
+/// The credential `token` proves, under the peer's guessing limit: a
+/// peer locked out is refused without its token being looked at.
+fn authenticate(gw: &Gateway, peer: &Peer, token: Option<&str>) -> Result<Credential, ErrorShape> {
+    let now = std::time::Instant::now();
+    let addr = peer.address();
+    if let Some(addr) = addr
+        && let Err(lockout) = gw.guesses().check(addr, now)
+    {
+        GUESSES.note(format_args!(
+            "{peer}: locked out ({} failures)",
+            lockout.failures
+        ));
+        return Err(rate_limited(lockout));
+    }
+    match gw.auth().authenticate(peer, token) {
+        Ok(credential) => {
+            // Only the strongest credential forgives: a read-token holder
+            // must not reset its own count between admin guesses.
+            if credential == Credential::GatewayToken
+                && let Some(addr) = addr
+            {
+                gw.guesses().succeeded(addr);
+            }
+            Ok(credential)
+        }
+        Err(denied) => {
+            let lockout = match (denied, addr) {
+                (Denied::Wrong, Some(addr)) => Some(gw.guesses().failed(addr, now)),
+                _ => None,
+            };
+            GUESSES.note(format_args!(
+                "{peer}: {}",
+                match (denied, lockout) {
+                    (Denied::Missing, _) => "no token".to_owned(),
+                    (Denied::Wrong, Some(l)) => format!(
+                        "wrong token ({} failures, next check in {} ms)",
+                        l.failures,
+                        millis(l)
+                    ),
+                    (Denied::Wrong, None) => "wrong token".to_owned(),
+                }
+            ));
+            let error = ErrorShape::invalid_request("unauthorized: gateway token missing or wrong")
+                .with_details(json!({ "code": "AUTH_FAILED" }));
+            Err(match lockout.filter(|l| !l.retry_after.is_zero()) {
+                Some(lockout) => error.retry_after(millis(lockout)),
+                None => error,
+            })
+        }
+    }
+}
+
+/// OpenClaw's answer to a locked-out peer.
+fn rate_limited(lockout: Lockout) -> ErrorShape {
+    ErrorShape::invalid_request(
+        "unauthorized: too many failed authentication attempts (retry later)",
+    )
+    .with_details(json!({
+        "code": "AUTH_RATE_LIMITED",
+        "authReason": "rate_limited",
+        "recommendedNextStep": "wait_then_retry",
+    }))
+    .retry_after(millis(lockout))
+}
+
+/// Rounded up: a client that waits this long is past the lockout.
+fn millis(lockout: Lockout) -> u64 {
+    lockout.retry_after.as_micros().div_ceil(1000) as u64
 }
 
 pub(super) fn frame_error(e: &FrameError) -> ErrorShape {

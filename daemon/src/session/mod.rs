@@ -38,23 +38,33 @@ use tokio::time::{Instant, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as Upgrade, Response,
+};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::http::header::ORIGIN;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use self::admission::Pending;
 use self::handshake::{frame_error, handshake};
 use self::outbox::{Events, MAX_BUFFERED_BYTES, Outbox, WRITE_DEADLINE};
-use self::transport::{Accepted, Conn, Peer};
+use self::transport::{Accepted, Conn};
+use crate::auth::Peer;
+use crate::auth::origin::AllowedOrigins;
 use crate::budget::ReadBudget;
 use crate::gateway::{Caller, Gateway};
-use crate::logging::Throttled;
+use crate::logging::{Throttled, ThrottledByKey};
 use crate::methods::{self, SessionFlags};
 
 static REFUSED_AT_HANDSHAKE: Throttled = Throttled::new("connection refused at handshake");
+static ORIGIN_REFUSED: ThrottledByKey = ThrottledByKey::new("browser origin not allowed");
 
 /// Logs what the throttled lines of this module held back.
 pub fn flush_throttled_logs() {
     REFUSED_AT_HANDSHAKE.flush();
+    ORIGIN_REFUSED.flush();
+    handshake::flush_throttled_logs();
 }
 
 /// What an unauthenticated peer may make us read: the HTTP upgrade plus one
@@ -76,10 +86,10 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 type Ws = WebSocketStream<Box<dyn Conn>>;
 type Source = futures_util::stream::SplitStream<Ws>;
 
-/// Serves one accepted connection. `pending` holds its place among the
-/// unauthenticated ones until `hello-ok`; when a newer connection evicts
-/// it, it ends.
-pub async fn serve_connection(accepted: Accepted, peer: Peer, pending: Pending, gw: Gateway) {
+/// Serves one accepted connection from `peer` (as its listener vouches
+/// for it). `pending` holds its place among the unauthenticated ones
+/// until `hello-ok`; when a newer connection evicts it, it ends.
+pub async fn serve_connection(accepted: Accepted, mut peer: Peer, pending: Pending, gw: Gateway) {
     let _counted = gw.connection_guard();
     let budget = ReadBudget::new(PRE_AUTH_READ_BUDGET);
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
@@ -89,10 +99,16 @@ pub async fn serve_connection(accepted: Accepted, peer: Peer, pending: Pending, 
         .read_buffer_size(8 * 1024)
         .max_message_size(Some(MAX_PAYLOAD))
         .max_frame_size(Some(MAX_PAYLOAD));
+    let allowed = gw.allowed_origins();
+    let mut origin = None;
     // A TLS handshake and the upgrade share the handshake's deadline.
     let accept = async {
         let stream = accepted.open(&budget).await.map_err(|e| e.to_string())?;
-        tokio_tungstenite::accept_async_with_config(stream, Some(config))
+        // The callback's shape is tungstenite's, large error and all.
+        #[allow(clippy::result_large_err)]
+        let check =
+            |request: &Upgrade, response| check_origin(&allowed, request, response, &mut origin);
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config))
             .await
             .map_err(|e| e.to_string())
     };
@@ -106,6 +122,14 @@ pub async fn serve_connection(accepted: Accepted, peer: Peer, pending: Pending, 
     };
     let ws = match upgraded {
         Ok(Ok(ws)) => ws,
+        Ok(Err(_)) if origin.as_ref().is_some_and(|o: &Origin| !o.allowed) => {
+            let origin = origin.map(|o| o.value).unwrap_or_default();
+            ORIGIN_REFUSED.note(
+                &origin,
+                format_args!("{origin} from {peer} (refused with 403)"),
+            );
+            return;
+        }
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "websocket upgrade failed");
             return;
@@ -115,6 +139,9 @@ pub async fn serve_connection(accepted: Accepted, peer: Peer, pending: Pending, 
             return;
         }
     };
+    if let (Peer::Tcp { origin: slot, .. }, Some(origin)) = (&mut peer, origin) {
+        *slot = Some(origin.value);
+    }
     let (sink, mut source) = ws.split();
     let (outbox, writer) = Outbox::start(sink, MAX_BUFFERED_BYTES);
     let mut events = Events::new(outbox.clone());
@@ -172,7 +199,10 @@ pub async fn serve_connection(accepted: Accepted, peer: Peer, pending: Pending, 
         granted.request_id,
         serde_json::to_value(hello).unwrap_or_default(),
     ));
-    tracing::debug!(%peer, %conn_id, protocol = granted.protocol, "client connected");
+    tracing::debug!(
+        %peer, %conn_id, protocol = granted.protocol,
+        credential = granted.credential.as_str(), "client connected"
+    );
 
     let mut session = Session {
         gw: gw.clone(),
@@ -197,6 +227,45 @@ pub async fn serve_connection(accepted: Accepted, peer: Peer, pending: Pending, 
     finish(events, outbox, writer).await;
     tracing::debug!(%peer, %conn_id, "client disconnected");
 }
+
+/// A browser's `Origin` header, and whether it may connect.
+struct Origin {
+    value: String,
+    allowed: bool,
+}
+
+/// The upgrade's check of a browser's `Origin` (see [`crate::auth::origin`]):
+/// a page from an origin not allowed gets 403 and no WebSocket.
+#[allow(clippy::result_large_err)] // tungstenite's callback type
+fn check_origin(
+    allowed: &AllowedOrigins,
+    request: &Upgrade,
+    response: Response,
+    seen: &mut Option<Origin>,
+) -> Result<Response, ErrorResponse> {
+    let mut values = request.headers().get_all(ORIGIN).iter();
+    let Some(first) = values.next() else {
+        return Ok(response);
+    };
+    let value: String = String::from_utf8_lossy(first.as_bytes())
+        .chars()
+        .take(MAX_ORIGIN_CHARS)
+        .collect();
+    // More than one Origin is no browser's doing.
+    let ok = values.next().is_none() && allowed.allows(&value);
+    *seen = Some(Origin { value, allowed: ok });
+    if ok {
+        return Ok(response);
+    }
+    let mut refusal = ErrorResponse::new(Some(
+        "origin not allowed: add it to gateway.controlUi.allowedOrigins\n".to_owned(),
+    ));
+    *refusal.status_mut() = StatusCode::FORBIDDEN;
+    Err(refusal)
+}
+
+/// How much of an `Origin` header is kept for the log.
+const MAX_ORIGIN_CHARS: usize = 200;
 
 /// How a session ends from our side.
 enum Close {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use molt_protocol::Method;
 use molt_protocol::error::ErrorCode;
 use molt_protocol::method::{ConfigGetResult, ConfigPatchParams};
+use molt_protocol::secret::{REDACTED as SENTINEL, is_secret_key};
 use serde_json::{Map, Value, json};
 
 use super::session::{Retry, connect_retrying};
@@ -50,13 +51,29 @@ pub fn merge_patch(segments: &[&str], value: Value) -> Value {
     })
 }
 
-fn redact(mut config: Value) -> Value {
-    if let Some(token) = config.pointer_mut("/gateway/auth/token")
-        && token.is_string()
-    {
-        *token = Value::String(REDACTED.to_owned());
+/// Every secret as `<redacted>`: what a gateway already hid (its
+/// sentinel, `__OPENCLAW_REDACTED__`) and what an older one did not.
+fn redact(config: Value) -> Value {
+    match config {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| {
+                    let shown = match value {
+                        Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Array(_)
+                            if is_secret_key(&key) =>
+                        {
+                            Value::String(REDACTED.to_owned())
+                        }
+                        other => redact(other),
+                    };
+                    (key, shown)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(redact).collect()),
+        Value::String(s) if s == SENTINEL => Value::String(REDACTED.to_owned()),
+        other => other,
     }
-    config
 }
 
 fn pointer(segments: &[&str]) -> String {
@@ -89,9 +106,10 @@ pub async fn config_get(
                     got.path
                 ))
             })?;
-            match value {
-                Value::String(s) if !json => s.clone(),
-                other => pretty(other)?,
+            let last = segments.last().copied().unwrap_or_default();
+            match redact(json!({ last: value }))[last].clone() {
+                Value::String(s) if !json => s,
+                other => pretty(&other)?,
             }
         }
     };
@@ -206,5 +224,20 @@ mod tests {
         );
         let redacted = redact(json!({"gateway": {"auth": {"token": "s3cret"}}}));
         assert_eq!(redacted["gateway"]["auth"]["token"], REDACTED);
+    }
+
+    #[test]
+    fn the_gateways_sentinel_and_every_secret_show_as_redacted() {
+        let shown = redact(json!({
+            "gateway": {"auth": {"token": SENTINEL, "readToken": "r", "mode": "token"}},
+            "models": {"x": {"apiKey": SENTINEL, "maxTokens": 5, "note": "plain"}}
+        }));
+        assert_eq!(
+            shown,
+            json!({
+                "gateway": {"auth": {"token": REDACTED, "readToken": REDACTED, "mode": "token"}},
+                "models": {"x": {"apiKey": REDACTED, "maxTokens": 5, "note": "plain"}}
+            })
+        );
     }
 }

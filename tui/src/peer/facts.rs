@@ -39,6 +39,9 @@ pub struct Facts {
     pub update_available: Option<Available>,
     pub latest_run: Option<Claim>,
     pub connections: Option<u32>,
+    /// moltd `auth.shortTokens`: where each credential too short to be
+    /// safe comes from (never its value).
+    pub short_tokens: Vec<String>,
 }
 
 /// How the gateway is installed.
@@ -135,6 +138,16 @@ impl Facts {
             update_available: pick("/updateAvailable").and_then(available),
             latest_run: pick("/latestRun").and_then(Claim::from_record),
             connections: number("/connections").and_then(|n| u32::try_from(n).ok()),
+            short_tokens: pick("/auth/shortTokens")
+                .and_then(Value::as_array)
+                .map(|names| {
+                    names
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

@@ -123,6 +123,18 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> 
         Some(supervisor) => row(theme, "supervisor", format::supervisor(supervisor), plain),
         None => row(theme, "supervisor", format::UNKNOWN, unknown),
     });
+    if !s.short_tokens.is_empty() {
+        lines.push(row(
+            theme,
+            "auth",
+            format!(
+                "short credential ({}): easy to guess, use {} characters or more",
+                s.short_tokens.join(", "),
+                molt_protocol::secret::MIN_TOKEN_CHARS
+            ),
+            theme.warn(),
+        ));
+    }
 
     lines.push(Line::raw(""));
     lines.push(Line::styled("Restart", theme.heading()));

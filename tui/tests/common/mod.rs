@@ -101,6 +101,7 @@ pub fn status() -> StatusResult {
             finished_at: Some(STARTED_AT - 5_000),
         }),
         connections: 2,
+        auth: None,
     }
 }
 
