@@ -25,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "lifecycle",
             "lock",
             "logging",
+            "metrics",
             "paths",
             "supervisor",
         ],

@@ -30,6 +30,8 @@ pub mod lifecycle;
 pub mod lock;
 /// stderr + daily file logging and the live line hub.
 pub mod logging;
+/// Prometheus metrics, and the counts a successor takes over.
+pub mod metrics;
 /// Method handlers.
 pub mod methods;
 /// Where the state files live, from flags and env.
