@@ -484,6 +484,20 @@ impl Gateway {
         }
     }
 
+    /// What a metrics scrape reads as it stands.
+    pub fn metrics_live(&self) -> crate::metrics::Live {
+        let id = &self.inner.identity;
+        crate::metrics::Live {
+            version: id.version.clone(),
+            started_at_ms: id.started_at_ms,
+            connections: self.inner.connections.load(Ordering::Relaxed),
+            kill_switch: self.kill_switch().blocked(),
+            update_available: self
+                .update_available()
+                .map(|a| (a.latest_version, a.channel.as_str().to_owned())),
+        }
+    }
+
     /// The `status` result; `exclude` as in [`Gateway::pending_work`].
     pub fn status(&self, exclude: u32) -> StatusResult {
         let id = &self.inner.identity;

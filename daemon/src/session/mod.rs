@@ -16,6 +16,7 @@
 
 pub mod admission;
 mod handshake;
+pub mod http;
 pub mod outbox;
 
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::admission::Pending;
 use self::handshake::{frame_error, handshake};
+use self::http::{Replay, Routed};
 use self::outbox::{Events, MAX_BUFFERED_BYTES, Outbox, WRITE_DEADLINE};
 use crate::budget::{Budgeted, ReadBudget};
 use crate::gateway::{Caller, Gateway};
@@ -71,7 +73,7 @@ pub const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// once its requests are answered.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
-type Ws = WebSocketStream<Budgeted<TcpStream>>;
+type Ws = WebSocketStream<Replay<Budgeted<TcpStream>>>;
 type Source = futures_util::stream::SplitStream<Ws>;
 
 /// Serves one accepted connection. `pending` holds its place among the
@@ -87,13 +89,29 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pend
         .read_buffer_size(8 * 1024)
         .max_message_size(Some(MAX_PAYLOAD))
         .max_frame_size(Some(MAX_PAYLOAD));
-    let accept = tokio_tungstenite::accept_async_with_config(
-        Budgeted::new(stream, budget.clone()),
-        Some(config),
-    );
     // A connection not yet authenticated has no work to drain: a stop ends
     // it at once instead of holding the old process for a timeout.
     let stopping = gw.stopping().clone();
+    // Plain HTTP (the metrics) is answered here; the rest is a WebSocket.
+    let route = http::route(Budgeted::new(stream, budget.clone()), &gw);
+    let routed = tokio::select! {
+        routed = timeout_at(deadline, route) => routed,
+        () = stopping.cancelled() => return,
+        () = pending.evicted.cancelled() => return,
+    };
+    let stream = match routed {
+        Ok(Ok(Routed::WebSocket(stream))) => stream,
+        Ok(Ok(Routed::Answered)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "reading the request failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "request not read in time");
+            return;
+        }
+    };
+    let accept = tokio_tungstenite::accept_async_with_config(stream, Some(config));
     let upgraded = tokio::select! {
         upgraded = timeout_at(deadline, accept) => upgraded,
         () = stopping.cancelled() => return,
