@@ -541,9 +541,33 @@ impl Host for Gateway {
     fn handoff_fds(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {
         Gateway::handoff_fds(self)
     }
+
+    fn hand_over(&self, successor: u32) {
+        Gateway::hand_over(self, successor);
+    }
 }
 
 impl Gateway {
+    /// Hands this process's metrics to `successor` (a respawned process,
+    /// or this pid after an exec); nothing is counted here after that.
+    pub fn hand_over(&self, successor: u32) {
+        crate::metrics::handoff::hand_over(
+            crate::metrics::metrics(),
+            &self.inner.paths.metrics_handoff_path,
+            self.inner.identity.pid,
+            successor,
+        );
+    }
+
+    /// What a predecessor handed to this process, once it was accepted.
+    pub fn take_over(&self) {
+        crate::metrics::handoff::take_over(
+            crate::metrics::metrics(),
+            &self.inner.paths.metrics_handoff_path,
+            self.inner.identity.pid,
+        );
+    }
+
     /// Duplicates of the listener and the locked lock fd for a successor
     /// (a respawn, or the exec once this process drained).
     pub fn handoff_fds(&self) -> std::io::Result<(OwnedFd, OwnedFd)> {

@@ -370,7 +370,30 @@ pub enum RunPhase {
     Skipped,
 }
 
+impl RunTrigger {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Auto => "auto",
+        }
+    }
+}
+
 impl RunPhase {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Running => "running",
+            Self::Restarting => "restarting",
+            Self::Verified => "verified",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled-back",
+            Self::Skipped => "skipped",
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

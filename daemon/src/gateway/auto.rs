@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::Gateway;
 use crate::autoupdate::{ApplyOutcome, AutoUpdater, Hooks, Live};
 use crate::clock::unix_ms;
+use crate::metrics::metrics;
 use crate::update::flow;
 
 struct GatewayHooks<C, A> {
@@ -94,6 +95,13 @@ pub fn spawn_with_update_engine(gw: &Gateway) -> Option<JoinHandle<()>> {
             let (ctx, gw) = (check_gw.run_context(), check_gw.clone());
             async move {
                 let found = gw.check_flight().latest(&ctx).await;
+                metrics().autoupdate_check(match &found {
+                    Ok(latest) if Version::parse(&gw.identity().version).is_ok_and(|v| *latest > v) => {
+                        "update-available"
+                    }
+                    Ok(_) => "up-to-date",
+                    Err(_) => "failed",
+                });
                 found.map_err(|e| e.to_string())
             }
         },

@@ -21,6 +21,7 @@ use super::scheduler::{self, Action, Fire, Outcome, Rejected, RequesterId, Sched
 use crate::clock::unix_ms;
 use crate::events::EventBus;
 use crate::lifecycle::{Lifecycle, StopReason};
+use crate::metrics::metrics;
 
 /// What an update expects of the handoff its restart causes: the successor
 /// must report `version`; a failed handoff (this process keeps serving)
@@ -68,6 +69,27 @@ pub enum HandoffFailure {
     ExecPreflight(String),
 }
 
+impl HandoffFailure {
+    /// A stable name for the failure (the `reason` label of
+    /// `moltd_restart_failures_total`).
+    pub fn code(&self) -> &'static str {
+        use respawn::SuccessorFailure as S;
+        match self {
+            Self::NoEntrypoint => "no-entrypoint",
+            Self::Fds(_) => "fds",
+            Self::Successor(S::Spawn { .. }) => "spawn-failed",
+            Self::Successor(S::Exited { .. }) => "successor-exited",
+            Self::Successor(S::Refused { .. }) => "successor-refused",
+            Self::Successor(S::NotReady { .. }) => "successor-not-ready",
+            Self::Successor(S::BadReady(_)) => "bad-ready",
+            Self::WrongVersion { .. } => "version-mismatch",
+            Self::NotMainPid { .. } => "not-main-pid",
+            Self::Stopping { .. } => "stopping",
+            Self::ExecPreflight(_) => "exec-preflight",
+        }
+    }
+}
+
 impl std::fmt::Debug for HandoffExpectation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HandoffExpectation")
@@ -111,6 +133,9 @@ pub trait Host: Send + Sync + 'static {
     fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork;
     /// Duplicates of the listener and the locked lock fd for a successor.
     fn handoff_fds(&self) -> io::Result<(OwnedFd, OwnedFd)>;
+    /// Called just before `successor` is accepted: what it takes over from
+    /// this process (the metrics) is handed over now.
+    fn hand_over(&self, _successor: u32) {}
 }
 
 impl RestartEngine {
@@ -246,10 +271,11 @@ async fn execute(
     fire: Fire<HandoffExpectation>,
 ) -> Outcome {
     tracing::info!(reason = %fire.reason, forced = fire.forced, strategy = ?engine.strategy, "restart firing");
+    let fired = Instant::now();
     let expectation = fire.expectation;
     let expected = expectation.as_ref().map(|e| e.version.clone());
     let result = match engine.strategy {
-        RestartStrategy::Respawn => respawn(host, lifecycle, engine, expected.as_deref())
+        RestartStrategy::Respawn => respawn(host, lifecycle, engine, expected.as_deref(), fired)
             .await
             .map(Some),
         RestartStrategy::Supervised => {
@@ -265,6 +291,9 @@ async fn execute(
     };
     match result {
         Ok(successor_pid) => {
+            if engine.strategy != RestartStrategy::Respawn {
+                metrics().handed_off(fired.elapsed().as_secs_f64());
+            }
             if let Some(expectation) = expectation {
                 let _ = expectation.done.send(Ok(successor_pid));
             }
@@ -274,6 +303,7 @@ async fn execute(
         Err(failure) => {
             let reason = failure.to_string();
             tracing::error!(%reason, "restart failed; this process keeps serving");
+            metrics().restart_failed(failure.code());
             *engine.last_failure.lock() = Some(RestartFailure {
                 at: unix_ms(),
                 reason: reason.clone(),
@@ -301,6 +331,7 @@ async fn respawn(
     lifecycle: &Lifecycle,
     engine: &RestartEngine,
     expected_version: Option<&str>,
+    fired: Instant,
 ) -> Result<u32, HandoffFailure> {
     let spec = engine
         .successor
@@ -359,6 +390,9 @@ async fn respawn(
         pid = successor.pid, version = %successor.version, addr = %successor.addr,
         "successor ready; handing off"
     );
+    // Counted before the counts go to the successor, which serves them on.
+    metrics().handed_off(fired.elapsed().as_secs_f64());
+    host.hand_over(successor.pid);
     Ok(successor.accept())
 }
 

@@ -50,6 +50,7 @@ use self::outbox::{Events, MAX_BUFFERED_BYTES, Outbox, WRITE_DEADLINE};
 use crate::budget::{Budgeted, ReadBudget};
 use crate::gateway::{Caller, Gateway};
 use crate::logging::Throttled;
+use crate::metrics::metrics;
 use crate::methods::{self, SessionFlags};
 
 static REFUSED_AT_HANDSHAKE: Throttled = Throttled::new("connection refused at handshake");
@@ -404,11 +405,18 @@ impl Session {
             outbox.clone(),
         );
         let pending = gw.request_guard(caller.conn);
+        let method = request.method();
         self.gw.requests().spawn(async move {
             let answer = async {
                 let response = match methods::dispatch(&gw, &caller, &flags, request).await {
-                    Ok(payload) => ResponseFrame::success(frame.id, payload),
-                    Err(error) => ResponseFrame::failure(frame.id, error),
+                    Ok(payload) => {
+                        metrics().request(method.as_str(), "ok");
+                        ResponseFrame::success(frame.id, payload)
+                    }
+                    Err(error) => {
+                        metrics().request(method.as_str(), error.code.as_str());
+                        ResponseFrame::failure(frame.id, error)
+                    }
                 };
                 let _ = outbox.respond(response).await;
             };
