@@ -117,6 +117,8 @@ mod tests {
                 env_path: s.join(".env"),
                 sentinel_path: s.join("restart-sentinel.json"),
                 runs_path: s.join("update-runs.jsonl"),
+                audit_path: s.join("audit.jsonl"),
+                metrics_handoff_path: s.join("metrics-handoff.json"),
                 update_check_path: s.join("update-check.json"),
                 lock_path: s.join("gateway.lock"),
                 logs_dir: s.join("logs"),
