@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use molt_protocol::Scope;
+use molt_protocol::actor::Actor;
+use molt_protocol::audit::AuditEntry;
 use molt_protocol::event::EventName;
 use molt_protocol::handshake::PROTOCOL_VERSION;
 use molt_protocol::ids::ConnId;
@@ -26,6 +28,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::AuditLog;
 use crate::autoupdate::kill_switch::NO_AUTO_UPDATE_ENV;
 use crate::autoupdate::{self, KillSwitch};
 use crate::clock::unix_ms;
@@ -52,10 +55,21 @@ pub mod auto;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub conn_id: ConnId,
+    /// The client's address, which names it to a person reading a run.
+    pub peer: std::net::SocketAddr,
+    /// `client.id` from its `connect`.
+    pub client_id: String,
     /// The connection's number, which identifies it to the restart
     /// scheduler (its own requests never defer its restart).
     pub conn: u64,
     pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// The caller as the audit trail and update runs name it.
+    pub fn actor(&self) -> Actor {
+        Actor::client(&self.client_id, self.peer, self.conn_id.clone())
+    }
 }
 
 /// How clients authenticate.
@@ -103,6 +117,7 @@ struct Inner {
     identity: Identity,
     paths: StatePaths,
     runs: RunStore,
+    audit: AuditLog,
     config: Mutex<ConfigStore>,
     settings: Mutex<Settings>,
     env: Mutex<Env>,
@@ -152,6 +167,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 identity: parts.identity,
                 runs: RunStore::new(parts.paths.runs_path.clone()),
+                audit: AuditLog::new(parts.paths.audit_path.clone()),
                 paths: parts.paths,
                 config: Mutex::new(parts.config),
                 settings: Mutex::new(parts.settings),
@@ -192,6 +208,22 @@ impl Gateway {
     /// `update-runs.jsonl`, shared so its newest run is read once per change.
     pub fn runs(&self) -> &RunStore {
         &self.inner.runs
+    }
+
+    /// `audit.jsonl`.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// Writes `entry` to the audit trail (on the blocking pool: it
+    /// fsyncs); a failure is logged, never the caller's.
+    pub async fn audit(&self, entry: AuditEntry) {
+        let trail = self.inner.audit.clone();
+        match tokio::task::spawn_blocking(move || trail.append(&entry)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("audit entry not written: {e}"),
+            Err(e) => tracing::error!("writing the audit entry did not finish: {e}"),
+        }
     }
 
     pub fn install(&self) -> &InstallInfo {
@@ -544,6 +576,13 @@ impl Host for Gateway {
 
     fn hand_over(&self, successor: u32) {
         Gateway::hand_over(self, successor);
+    }
+
+    fn audit(&self, entry: AuditEntry) {
+        let gw = self.clone();
+        self.inner
+            .requests
+            .spawn(async move { gw.audit(entry).await });
     }
 }
 

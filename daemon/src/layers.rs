@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "core",
         &[
+            "audit",
             "budget",
             "clock",
             "config",

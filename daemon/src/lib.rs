@@ -2,6 +2,8 @@
 //! dark. This page is the table of contents; `main.rs` only parses args,
 //! sets up logging, calls [`start::prepare`] and serves.
 
+/// `audit.jsonl`: who changed what, when, and how it ended.
+pub mod audit;
 /// The auto-updater: policy, `update-check.json`, kill switch, driver.
 pub mod autoupdate;
 /// The pre-auth read budget on raw sockets.
@@ -30,10 +32,10 @@ pub mod lifecycle;
 pub mod lock;
 /// stderr + daily file logging and the live line hub.
 pub mod logging;
-/// Prometheus metrics, and the counts a successor takes over.
-pub mod metrics;
 /// Method handlers.
 pub mod methods;
+/// Prometheus metrics, and the counts a successor takes over.
+pub mod metrics;
 /// Where the state files live, from flags and env.
 pub mod paths;
 /// Restarts: the scheduler, its driver and the handoff strategies.

@@ -784,7 +784,10 @@ fn wire_names_used_as_metric_labels_match_their_serde_names() {
         ErrorCode::RateLimited,
         ErrorCode::Internal,
     ] {
-        assert_eq!(code.as_str(), serde_name(serde_json::to_value(code).unwrap()));
+        assert_eq!(
+            code.as_str(),
+            serde_name(serde_json::to_value(code).unwrap())
+        );
     }
     for phase in [
         RunPhase::Requested,
@@ -795,9 +798,15 @@ fn wire_names_used_as_metric_labels_match_their_serde_names() {
         RunPhase::RolledBack,
         RunPhase::Skipped,
     ] {
-        assert_eq!(phase.as_str(), serde_name(serde_json::to_value(phase).unwrap()));
+        assert_eq!(
+            phase.as_str(),
+            serde_name(serde_json::to_value(phase).unwrap())
+        );
     }
     for trigger in [RunTrigger::Manual, RunTrigger::Auto] {
-        assert_eq!(trigger.as_str(), serde_name(serde_json::to_value(trigger).unwrap()));
+        assert_eq!(
+            trigger.as_str(),
+            serde_name(serde_json::to_value(trigger).unwrap())
+        );
     }
 }

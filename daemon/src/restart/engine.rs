@@ -7,6 +7,8 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use molt_protocol::actor::Actor;
+use molt_protocol::audit::{AuditAction, AuditEntry, AuditOutcome};
 use molt_protocol::event::EventName;
 use molt_protocol::status::{
     PendingWork, RestartFailure, RestartInfo, RestartStrategy, SupervisorKind,
@@ -18,6 +20,7 @@ use tokio::time::Instant;
 
 use super::respawn::{self, Parentage, ReadyTimeouts, SuccessorSpec};
 use super::scheduler::{self, Action, Fire, Outcome, Rejected, RequesterId, Scheduled, Scheduler};
+use crate::audit;
 use crate::clock::unix_ms;
 use crate::events::EventBus;
 use crate::lifecycle::{Lifecycle, StopReason};
@@ -136,6 +139,9 @@ pub trait Host: Send + Sync + 'static {
     /// Called just before `successor` is accepted: what it takes over from
     /// this process (the metrics) is handed over now.
     fn hand_over(&self, _successor: u32) {}
+    /// Writes a change the engine was asked for outside any method (a
+    /// signal) to the audit trail.
+    fn audit(&self, _entry: AuditEntry) {}
 }
 
 impl RestartEngine {
@@ -254,9 +260,15 @@ pub async fn drive(
             biased;
             () = lifecycle.stopping().cancelled() => return,
             Some(()) = async { sigusr1.as_mut()?.recv().await } => {
-                if let Ok(scheduled) = engine.request(RestartRequest::new("SIGUSR1")) {
-                    events.send(EventName::RestartScheduled, scheduled.to_wire());
-                }
+                let outcome = match engine.request(RestartRequest::new("SIGUSR1")) {
+                    Ok(scheduled) => {
+                        events.send(EventName::RestartScheduled, scheduled.to_wire());
+                        AuditOutcome::ok()
+                    }
+                    Err(rejected) => AuditOutcome::failed("rejected", &rejected.to_string()),
+                };
+                let signal = Actor::Signal { signal: "SIGUSR1".to_owned() };
+                host.audit(audit::entry(AuditAction::SignalRestart, signal, serde_json::json!({}), outcome, None));
             }
             () = engine.wake.notified() => {}
             () = async { tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)).await }, if wake_at.is_some() => {}

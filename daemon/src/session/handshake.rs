@@ -42,6 +42,8 @@ impl Rejected {
 
 pub(super) struct Granted {
     pub protocol: u32,
+    /// `client.id`, which names the client in the audit trail.
+    pub client_id: String,
     pub scopes: Vec<Scope>,
     pub request_id: RequestId,
 }
@@ -142,6 +144,7 @@ pub(super) async fn handshake(source: &mut Source, gw: &Gateway) -> Result<Grant
     }
     Ok(Granted {
         protocol,
+        client_id: params.client.id,
         scopes,
         request_id: id,
     })

@@ -213,7 +213,10 @@ mod tests {
             "GET /metrics HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
         ));
         assert!(!metrics("\u{16}\u{3}\u{1} not http"));
-        assert!(matches!(parse(b"GET /metrics HTTP/1.1\r\nHo"), Parsed::Partial));
+        assert!(matches!(
+            parse(b"GET /metrics HTTP/1.1\r\nHo"),
+            Parsed::Partial
+        ));
     }
 
     #[test]

@@ -50,8 +50,8 @@ use self::outbox::{Events, MAX_BUFFERED_BYTES, Outbox, WRITE_DEADLINE};
 use crate::budget::{Budgeted, ReadBudget};
 use crate::gateway::{Caller, Gateway};
 use crate::logging::Throttled;
-use crate::metrics::metrics;
 use crate::methods::{self, SessionFlags};
+use crate::metrics::metrics;
 
 static REFUSED_AT_HANDSHAKE: Throttled = Throttled::new("connection refused at handshake");
 
@@ -178,6 +178,8 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, pending: Pend
     let caller = Caller {
         conn,
         conn_id: conn_id.clone(),
+        peer,
+        client_id: granted.client_id.clone(),
         scopes: granted.scopes.clone(),
     };
     let hello = methods::hello(&gw, granted.protocol, conn_id.clone(), granted.scopes);

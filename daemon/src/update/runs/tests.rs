@@ -1,9 +1,9 @@
 //! The run log: one line per change, torn lines, compaction, concurrent\nwriters, and the bound on what is read back.
 
 use super::*;
+use molt_protocol::update::{InstallMode, RunOwner, RunPhase, RunTarget, RunTrigger, VersionRef};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use molt_protocol::update::{InstallMode, RunOwner, RunPhase, RunTarget, RunTrigger, VersionRef};
 
 fn run(id: &str, phase: RunPhase, at: u64) -> RunRecord {
     RunRecord {
