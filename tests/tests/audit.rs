@@ -81,13 +81,21 @@ async fn an_incident_is_listed_with_who_did_what_across_a_handoff_and_a_kill_9()
         json!({"models": {"providers": {"acme": {"apiKey": "sk-very-secret"}}}}),
     )
     .await;
-    let failed = update_run(&mut alice, json!({"tag": "3.0.0"})).await.unwrap();
+    let failed = update_run(&mut alice, json!({"tag": "3.0.0"}))
+        .await
+        .unwrap();
     assert!(!failed.ok, "{failed:#?}");
     // A read changes nothing and is not listed.
-    let _: Value = bob.request("status", json!({})).await.into_result().unwrap();
+    let _: Value = bob
+        .request("status", json!({}))
+        .await
+        .into_result()
+        .unwrap();
     let updated = update_run(&mut bob, json!({"tag": NEW})).await.unwrap();
     assert!(updated.ok, "{updated:#?}");
-    let successor = moltd.next_ready(READY_WAIT).expect("the new version starts");
+    let successor = moltd
+        .next_ready(READY_WAIT)
+        .expect("the new version starts");
     assert_eq!(successor.version, NEW);
 
     // Listed by the successor: the old process wrote the handoff's entry.
@@ -105,15 +113,23 @@ async fn an_incident_is_listed_with_who_did_what_across_a_handoff_and_a_kill_9()
         ],
         "{listed:#?}"
     );
-    let [update, failed_update, secret_patch, channel_patch, kill_switch] =
-        <[AuditEntry; 5]>::try_from(listed.entries.clone()).unwrap();
+    let [
+        update,
+        failed_update,
+        secret_patch,
+        channel_patch,
+        kill_switch,
+    ] = <[AuditEntry; 5]>::try_from(listed.entries.clone()).unwrap();
     let (alice_addr, bob_addr) = (alice_addr.to_string(), bob_addr.to_string());
     assert_eq!(client_of(&update), ("ops-bob", bob_addr.as_str()));
     assert!(update.outcome.ok, "{update:#?}");
     assert_eq!(update.run_id.as_ref(), Some(&updated.run_id));
     assert_eq!(update.params["tag"], NEW);
 
-    assert_eq!(client_of(&failed_update), ("ops-alice", alice_addr.as_str()));
+    assert_eq!(
+        client_of(&failed_update),
+        ("ops-alice", alice_addr.as_str())
+    );
     assert!(!failed_update.outcome.ok);
     assert_eq!(failed_update.outcome.code.as_deref(), Some("error"));
     assert_eq!(failed_update.run_id.as_ref(), Some(&failed.run_id));
@@ -123,7 +139,10 @@ async fn an_incident_is_listed_with_who_did_what_across_a_handoff_and_a_kill_9()
         secret_patch.params,
         json!({"changes": {"models.providers.acme.apiKey": "[redacted]"}})
     );
-    assert_eq!(client_of(&channel_patch), ("ops-alice", alice_addr.as_str()));
+    assert_eq!(
+        client_of(&channel_patch),
+        ("ops-alice", alice_addr.as_str())
+    );
     assert_eq!(
         channel_patch.params,
         json!({"changes": {"update.channel": "beta"}})
@@ -145,7 +164,10 @@ async fn an_incident_is_listed_with_who_did_what_across_a_handoff_and_a_kill_9()
         .request("audit.list", json!({"action": "no.such"}))
         .await;
     let error = refused.error.expect("an unknown action is refused");
-    assert!(error.message.starts_with("action: expected one of"), "{error:?}");
+    assert!(
+        error.message.starts_with("action: expected one of"),
+        "{error:?}"
+    );
 
     // kill -9, then a new start on the same state dir: nothing is lost.
     drop(reader);
@@ -155,7 +177,10 @@ async fn an_incident_is_listed_with_who_did_what_across_a_handoff_and_a_kill_9()
     assert_eq!(restarted.first.version, NEW);
     let (mut reader, _) = named_client(&restarted.first, "auditor").await;
     let _: Value = reader
-        .request("gateway.hold.acquire", json!({"reason": "after the crash", "ttlMs": 60000}))
+        .request(
+            "gateway.hold.acquire",
+            json!({"reason": "after the crash", "ttlMs": 60000}),
+        )
         .await
         .into_result()
         .unwrap();

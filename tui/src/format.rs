@@ -51,7 +51,6 @@ pub fn timestamp(at_ms: u64) -> String {
     )
 }
 
-
 /// `in 5m 00s` or `3m 10s ago`, relative to `now_ms` (both Unix ms).
 pub fn relative(at_ms: u64, now_ms: u64) -> String {
     if at_ms >= now_ms {
