@@ -71,14 +71,14 @@ fn entries_come_back_newest_first_filtered_and_in_pages() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(ids(by_bob), [c.id.clone()]);
+    assert_eq!(ids(by_bob), std::slice::from_ref(&c.id));
     let auto = log
         .list(&AuditListParams {
             actor: Some("auto-updater".to_owned()),
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(ids(auto), [b.id.clone()]);
+    assert_eq!(ids(auto), std::slice::from_ref(&b.id));
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn a_torn_last_line_is_skipped_and_cut_off_by_the_next_append() {
         .unwrap()
         .write_all(br#"{"id":"audit-torn","at":1,"act"#)
         .unwrap();
-    assert_eq!(log.entries().unwrap(), [first.clone()]);
+    assert_eq!(log.entries().unwrap(), std::slice::from_ref(&first));
     let second = add(&log, AuditAction::KillSwitch, client("x"));
     assert_eq!(log.entries().unwrap(), [first, second]);
     let text = std::fs::read_to_string(log.path()).unwrap();
