@@ -188,10 +188,18 @@ async fn a_hundred_restarts_leave_no_extra_processes_fds_or_files() {
         .collect();
     files.sort();
     // update-check.json is made once, at the first start (its install id
-    // must outlive restarts); no temp or quarantined files pile up.
+    // must outlive restarts); audit.jsonl holds the restart requests; each
+    // successor removed the metrics its predecessor handed it; no temp or
+    // quarantined files pile up.
     assert_eq!(
         files,
-        ["gateway.lock", "logs", "openclaw.json", "update-check.json"]
+        [
+            "audit.jsonl",
+            "gateway.lock",
+            "logs",
+            "openclaw.json",
+            "update-check.json"
+        ]
     );
     assert_eq!(status(&current).await.pid, current.pid);
 }

@@ -73,7 +73,11 @@ pub fn outcome(result: &Result<Value, ErrorShape>) -> (AuditOutcome, Option<RunI
 /// "[redacted]"}}`: the patch's leaves by dotted path, secrets redacted,
 /// bounded in count and length.
 fn patch_summary(raw: &str) -> Value {
-    let Ok(Value::Object(patch)) = json5::from_str::<Value>(raw) else {
+    // Bounded before the recursive parser sees it, as config.patch does.
+    let parsed = crate::config::limits::check(raw)
+        .ok()
+        .and_then(|()| json5::from_str::<Value>(raw).ok());
+    let Some(Value::Object(patch)) = parsed else {
         return json!({ "unparsable": format!("{} characters", raw.chars().count()) });
     };
     let mut changes = Map::new();
@@ -147,6 +151,17 @@ mod tests {
             }})
         );
         assert!(!params.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn a_patch_nested_past_the_config_limit_is_not_parsed() {
+        let raw = format!("{}{}", "{\"a\":".repeat(200_000), "}".repeat(200_000));
+        let (_, params) = described(&Request::ConfigPatch(ConfigPatchParams {
+            raw,
+            base_hash: "h".to_owned(),
+        }))
+        .unwrap();
+        assert_eq!(params, json!({"unparsable": "1200000 characters"}));
     }
 
     #[test]
