@@ -17,7 +17,8 @@
 # package.json + package-lock.json is written after a verified install, and
 # the install is skipped while it matches.
 #
-# Then, as root, the Debian root the systemd tests boot
+# Then, as root, Debian's prometheus (the metrics end-to-end test) and the
+# Debian root the systemd tests boot
 # (scripts/systemd-root.sh, cached the same way; not root, or a failed
 # build: those tests are skipped and say why).
 #
@@ -112,6 +113,24 @@ printf 'bun=%s\n' "$bun"
 for version in "${openclaw_versions[@]}"; do
     printf 'openclaw_%s=%s\n' "${version//./_}" "$tools_dir/openclaw/$version/node_modules/openclaw/openclaw.mjs"
 done
+
+# A real Prometheus server for the metrics end-to-end test
+# (tests/tests/metrics.rs), from Debian, as root. Not root, or a failed
+# install: that test is skipped and says why.
+if command -v prometheus >/dev/null 2>&1; then
+    log "prometheus up to date ($(command -v prometheus))"
+elif [[ "$(id -u)" == 0 ]]; then
+    log "installing prometheus with apt-get"
+    if DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; then
+        log "prometheus: $(prometheus --version 2>&1 | head -n 1)"
+    else
+        log "apt-get install prometheus failed; the metrics end-to-end test will be skipped"
+    fi
+else
+    log "not root: prometheus not installed; the metrics end-to-end test will be skipped"
+fi
+command -v prometheus >/dev/null 2>&1 && printf 'prometheus=%s\n' "$(command -v prometheus)"
 
 "$repo_root/scripts/systemd-root.sh" ||
     log "the Debian root for the systemd tests could not be built; they will be skipped (tests/tools/systemd-root.failed says why)"

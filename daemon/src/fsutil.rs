@@ -7,6 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+pub mod append_log;
+
 /// Mode of every file the daemon writes.
 pub const FILE_MODE: u32 = 0o600;
 /// Mode of every directory the daemon creates.

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use molt_protocol::Scope;
+use molt_protocol::actor::Actor;
+use molt_protocol::audit::AuditEntry;
 use molt_protocol::event::EventName;
 use molt_protocol::handshake::PROTOCOL_VERSION;
 use molt_protocol::ids::ConnId;
@@ -26,6 +28,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::AuditLog;
 use crate::auth::Credentials;
 use crate::auth::guesses::Guesses;
 use crate::auth::origin::AllowedOrigins;
@@ -59,10 +62,19 @@ pub struct Caller {
     /// Where the client is (its address, or the local socket and its
     /// uid), which names it to a person reading a run.
     pub peer: String,
+    /// `client.id` from its `connect`.
+    pub client_id: String,
     /// The connection's number, which identifies it to the restart
     /// scheduler (its own requests never defer its restart).
     pub conn: u64,
     pub scopes: Vec<Scope>,
+}
+
+impl Caller {
+    /// The caller as the audit trail and update runs name it.
+    pub fn actor(&self) -> Actor {
+        Actor::client(&self.client_id, &self.peer, self.conn_id.clone())
+    }
 }
 
 pub struct GatewayParts {
@@ -90,6 +102,7 @@ struct Inner {
     identity: Identity,
     paths: StatePaths,
     runs: RunStore,
+    audit: AuditLog,
     config: Mutex<ConfigStore>,
     settings: Mutex<Settings>,
     env: Mutex<Env>,
@@ -143,6 +156,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 identity: parts.identity,
                 runs: RunStore::new(parts.paths.runs_path.clone()),
+                audit: AuditLog::new(parts.paths.audit_path.clone()),
                 paths: parts.paths,
                 config: Mutex::new(parts.config),
                 settings: Mutex::new(parts.settings),
@@ -185,6 +199,22 @@ impl Gateway {
     /// `update-runs.jsonl`, shared so its newest run is read once per change.
     pub fn runs(&self) -> &RunStore {
         &self.inner.runs
+    }
+
+    /// `audit.jsonl`.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
+    /// Writes `entry` to the audit trail (on the blocking pool: it
+    /// fsyncs); a failure is logged, never the caller's.
+    pub async fn audit(&self, entry: AuditEntry) {
+        let trail = self.inner.audit.clone();
+        match tokio::task::spawn_blocking(move || trail.append(&entry)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("audit entry not written: {e}"),
+            Err(e) => tracing::error!("writing the audit entry did not finish: {e}"),
+        }
     }
 
     pub fn install(&self) -> &InstallInfo {
@@ -494,6 +524,20 @@ impl Gateway {
         }
     }
 
+    /// What a metrics scrape reads as it stands.
+    pub fn metrics_live(&self) -> crate::metrics::Live {
+        let id = &self.inner.identity;
+        crate::metrics::Live {
+            version: id.version.clone(),
+            started_at_ms: id.started_at_ms,
+            connections: self.inner.connections.load(Ordering::Relaxed),
+            kill_switch: self.kill_switch().blocked(),
+            update_available: self
+                .update_available()
+                .map(|a| (a.latest_version, a.channel.as_str().to_owned())),
+        }
+    }
+
     /// The `status` result; `exclude` as in [`Gateway::pending_work`].
     pub fn status(&self, exclude: u32) -> StatusResult {
         let id = &self.inner.identity;
@@ -538,9 +582,40 @@ impl Host for Gateway {
     fn handoff_fds(&self) -> std::io::Result<HeldFds> {
         Gateway::handoff_fds(self)
     }
+
+    fn hand_over(&self, successor: u32) {
+        Gateway::hand_over(self, successor);
+    }
+
+    fn audit(&self, entry: AuditEntry) {
+        let gw = self.clone();
+        self.inner
+            .requests
+            .spawn(async move { gw.audit(entry).await });
+    }
 }
 
 impl Gateway {
+    /// Hands this process's metrics to `successor` (a respawned process,
+    /// or this pid after an exec); nothing is counted here after that.
+    pub fn hand_over(&self, successor: u32) {
+        crate::metrics::handoff::hand_over(
+            crate::metrics::metrics(),
+            &self.inner.paths.metrics_handoff_path,
+            self.inner.identity.pid,
+            successor,
+        );
+    }
+
+    /// What a predecessor handed to this process, once it was accepted.
+    pub fn take_over(&self) {
+        crate::metrics::handoff::take_over(
+            crate::metrics::metrics(),
+            &self.inner.paths.metrics_handoff_path,
+            self.inner.identity.pid,
+        );
+    }
+
     /// Duplicates of the sockets and the locked lock fd for a successor
     /// (a respawn, or the exec once this process drained).
     pub fn handoff_fds(&self) -> std::io::Result<HeldFds> {

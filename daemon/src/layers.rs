@@ -14,6 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "core",
         &[
             "auth",
+            "audit",
             "budget",
             "clock",
             "config",
@@ -27,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "lock",
             "logging",
             "output",
+            "metrics",
             "paths",
             "supervisor",
             "tls",

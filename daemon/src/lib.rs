@@ -2,6 +2,8 @@
 //! dark. This page is the table of contents; `main.rs` only parses args,
 //! sets up logging, calls [`start::prepare`] and serves.
 
+/// `audit.jsonl`: who changed what, when, and how it ended.
+pub mod audit;
 /// Credentials, peers and the scopes they grant; browser origins;
 /// failed-guess slowing.
 pub mod auth;
@@ -35,6 +37,8 @@ pub mod lock;
 pub mod logging;
 /// Method handlers.
 pub mod methods;
+/// Prometheus metrics, and the counts a successor takes over.
+pub mod metrics;
 /// The head and tail of a command's output.
 pub mod output;
 /// Where the state files live, from flags and env.

@@ -122,6 +122,8 @@ async fn run(
     {
         match gateway.handoff_fds() {
             Ok(held) => {
+                // The same pid goes on in the new image, with these counts.
+                gateway.hand_over(std::process::id());
                 tracing::info!(entrypoint = %spec.entrypoint.display(), "exec'ing the new binary");
                 drop(guard);
                 let supervisor = gateway.supervisor_info().kind;

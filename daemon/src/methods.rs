@@ -1,5 +1,7 @@
 //! Method handlers: a typed request in, a JSON result or a typed error out.
 
+mod audited;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use molt_protocol::{Request, Scope};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::audit;
 use crate::clock::unix_ms;
 use crate::config::{PatchError, secrets};
 use crate::gateway::{Caller, Gateway};
@@ -47,6 +50,7 @@ pub const SERVED: &[Method] = &[
     Method::HoldRelease,
     Method::LogsTail,
     Method::NoAutoUpdateSet,
+    Method::AuditList,
 ];
 
 const DEFAULT_TAIL_LINES: u32 = 100;
@@ -61,8 +65,32 @@ pub struct SessionFlags {
     pub follow_logs: Arc<AtomicBool>,
 }
 
-/// Checks the caller's scope, then runs the handler.
+/// Checks the caller's scope, then runs the handler. A request that
+/// changes something is written to the audit trail before it is answered,
+/// refused or not.
 pub async fn dispatch(
+    gw: &Gateway,
+    caller: &Caller,
+    flags: &SessionFlags,
+    request: Request,
+) -> Result<Value, ErrorShape> {
+    let audited = audited::described(&request);
+    let result = handle(gw, caller, flags, request).await;
+    if let Some((action, params)) = audited {
+        let (outcome, run_id) = audited::outcome(&result);
+        gw.audit(audit::entry(
+            action,
+            caller.actor(),
+            params,
+            outcome,
+            run_id,
+        ))
+        .await;
+    }
+    result
+}
+
+async fn handle(
     gw: &Gateway,
     caller: &Caller,
     flags: &SessionFlags,
@@ -99,6 +127,16 @@ pub async fn dispatch(
         Request::LogsTail(params) => logs_tail(gw, flags, params).await,
         Request::NoAutoUpdateSet(params) => {
             on_blocking_pool(gw, move |gw| no_auto_update_set(gw, params)).await
+        }
+        Request::AuditList(params) => {
+            let trail = gw.audit_log().clone();
+            let listed = blocking(move || trail.list(&params)).await?;
+            listed
+                .map_err(|e| match e {
+                    audit::ListError::Io(e) => ErrorShape::internal(e.to_string()),
+                    refused => ErrorShape::invalid_request(refused.to_string()),
+                })
+                .and_then(to_value)
         }
     }
 }
@@ -158,7 +196,7 @@ async fn update_run(
     let request = RunRequest {
         params,
         trigger: RunTrigger::Manual,
-        actor: Some(format!("client {} ({})", caller.peer, caller.conn_id)),
+        actor: Some(caller.actor().to_string()),
         requester: Some(RequesterId(caller.conn)),
     };
     flow::run(&gw.run_context(), request)

@@ -129,6 +129,7 @@ fn params_for(method: Method, hash: &str) -> Value {
         Method::HoldAcquire => json!({"reason": "read session", "ttlMs": 60000}),
         Method::HoldRelease => json!({"holdId": "hold-1"}),
         Method::LogsTail => json!({"lines": 1}),
+        Method::AuditList => json!({"limit": 1}),
     }
 }
 

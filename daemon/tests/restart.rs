@@ -189,10 +189,13 @@ async fn a_hundred_restarts_leave_no_extra_processes_fds_or_files() {
     files.sort();
     // update-check.json is made once, at the first start (its install id
     // must outlive restarts), the local socket is handed on, not bound
-    // anew; no temp or quarantined files pile up.
+    // anew; audit.jsonl holds the restart requests; each successor removed
+    // the metrics its predecessor handed it; no temp or quarantined files
+    // pile up.
     assert_eq!(
         files,
         [
+            "audit.jsonl",
             "gateway.lock",
             "gateway.sock",
             "logs",

@@ -17,6 +17,22 @@ pub enum ErrorCode {
     Unknown,
 }
 
+impl ErrorCode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::Forbidden => "FORBIDDEN",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Internal => "INTERNAL",
+            Self::Unknown => "UNKNOWN",
+        }
+    }
+}
+
 /// Why a method is `UNAVAILABLE` (`details.reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -5,6 +5,10 @@
 //! client sends, [`frame::ServerFrame`] what the server sends. Unknown fields
 //! in incoming frames are ignored, never fatal.
 
+/// Who made a change.
+pub mod actor;
+/// The audit trail's entries and `audit.list`.
+pub mod audit;
 /// WebSocket close codes and what each means for a client.
 pub mod close;
 /// Error shape and error codes.

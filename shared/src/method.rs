@@ -51,6 +51,7 @@ methods! {
     HoldAcquire = "gateway.hold.acquire", Admin;
     HoldRelease = "gateway.hold.release", Admin;
     LogsTail = "logs.tail", Read;
+    AuditList = "audit.list", Read;
 }
 
 /// The longest method name an error repeats back.
@@ -328,6 +329,7 @@ pub enum Request {
     HoldAcquire(HoldAcquireParams),
     HoldRelease(HoldReleaseParams),
     LogsTail(LogsTailParams),
+    AuditList(crate::audit::AuditListParams),
 }
 
 impl Request {
@@ -358,6 +360,7 @@ impl Request {
             Method::HoldAcquire => Request::HoldAcquire(required(method, params)?),
             Method::HoldRelease => Request::HoldRelease(required(method, params)?),
             Method::LogsTail => Request::LogsTail(optional(method, params)?),
+            Method::AuditList => Request::AuditList(optional(method, params)?),
         })
     }
 
@@ -377,6 +380,7 @@ impl Request {
             Request::HoldAcquire(_) => Method::HoldAcquire,
             Request::HoldRelease(_) => Method::HoldRelease,
             Request::LogsTail(_) => Method::LogsTail,
+            Request::AuditList(_) => Method::AuditList,
         }
     }
 }

@@ -27,6 +27,10 @@ pub const CONFIG_FILE: &str = "openclaw.json";
 pub const ENV_FILE: &str = ".env";
 pub const SENTINEL_FILE: &str = "restart-sentinel.json";
 pub const RUNS_FILE: &str = "update-runs.jsonl";
+/// The audit trail of every change (`audit.list`).
+pub const AUDIT_FILE: &str = "audit.jsonl";
+/// The metrics a predecessor hands its successor.
+pub const METRICS_HANDOFF_FILE: &str = "metrics-handoff.json";
 pub const UPDATE_CHECK_FILE: &str = "update-check.json";
 /// Held with flock by the running daemon; see [`crate::lock`].
 pub const LOCK_FILE: &str = "gateway.lock";

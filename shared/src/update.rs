@@ -75,6 +75,17 @@ pub enum UpdateStatus {
     Skipped,
 }
 
+impl UpdateStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
 /// How a step's process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -370,7 +381,30 @@ pub enum RunPhase {
     Skipped,
 }
 
+impl RunTrigger {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Auto => "auto",
+        }
+    }
+}
+
 impl RunPhase {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Running => "running",
+            Self::Restarting => "restarting",
+            Self::Verified => "verified",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled-back",
+            Self::Skipped => "skipped",
+        }
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

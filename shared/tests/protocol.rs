@@ -777,3 +777,42 @@ fn update_run_commands_are_bounded_by_timeout_ms_each() {
         MAX_UPDATE_RUN_COMMANDS * 120_000
     );
 }
+
+#[test]
+fn wire_names_used_as_metric_labels_match_their_serde_names() {
+    let serde_name = |v: serde_json::Value| v.as_str().unwrap().to_owned();
+    for code in [
+        ErrorCode::InvalidRequest,
+        ErrorCode::Forbidden,
+        ErrorCode::Unavailable,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+    ] {
+        assert_eq!(
+            code.as_str(),
+            serde_name(serde_json::to_value(code).unwrap())
+        );
+    }
+    for phase in [
+        RunPhase::Requested,
+        RunPhase::Running,
+        RunPhase::Restarting,
+        RunPhase::Verified,
+        RunPhase::Failed,
+        RunPhase::RolledBack,
+        RunPhase::Skipped,
+    ] {
+        assert_eq!(
+            phase.as_str(),
+            serde_name(serde_json::to_value(phase).unwrap())
+        );
+    }
+    for trigger in [RunTrigger::Manual, RunTrigger::Auto] {
+        assert_eq!(
+            trigger.as_str(),
+            serde_name(serde_json::to_value(trigger).unwrap())
+        );
+    }
+}

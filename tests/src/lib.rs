@@ -29,6 +29,7 @@ pub mod npm_package;
 pub mod openclaw;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod registry;
 pub mod restarts;
 pub mod supervisor;

@@ -29,6 +29,28 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// Unix ms as UTC, `2026-11-24T18:41:40Z`.
+pub fn timestamp(at_ms: u64) -> String {
+    let secs = at_ms / 1000;
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 /// `in 5m 00s` or `3m 10s ago`, relative to `now_ms` (both Unix ms).
 pub fn relative(at_ms: u64, now_ms: u64) -> String {
     if at_ms >= now_ms {
@@ -319,6 +341,13 @@ fn supervisor_text(info: &SupervisorInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_utc_civil_time() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(1_795_545_700_941), "2026-11-24T18:41:40Z");
+        assert_eq!(timestamp(951_825_600_000), "2000-02-29T12:00:00Z");
+    }
 
     #[test]
     fn durations() {

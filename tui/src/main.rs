@@ -156,5 +156,21 @@ async fn subcommand(
             lines,
             json,
         } => cli::logs(overrides, follow, lines, json, out).await,
+        CliCommand::Audit {
+            limit,
+            action,
+            actor,
+            before,
+            json,
+        } => {
+            let args = cli::AuditArgs {
+                limit,
+                action,
+                actor,
+                before,
+                json,
+            };
+            cli::audit(overrides, &args, out).await
+        }
     }
 }

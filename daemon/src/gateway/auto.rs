@@ -6,14 +6,18 @@
 
 use std::future::Future;
 
+use molt_protocol::actor::Actor;
+use molt_protocol::audit::{AuditAction, AuditOutcome};
 use molt_protocol::method::UpdateRunParams;
 use molt_protocol::update::{RunTrigger, UpdateAvailable, UpdateStatus};
 use semver::Version;
 use tokio::task::JoinHandle;
 
 use super::Gateway;
+use crate::audit;
 use crate::autoupdate::{ApplyOutcome, AutoUpdater, Hooks, Live};
 use crate::clock::unix_ms;
+use crate::metrics::metrics;
 use crate::update::flow;
 
 struct GatewayHooks<C, A> {
@@ -94,27 +98,60 @@ pub fn spawn_with_update_engine(gw: &Gateway) -> Option<JoinHandle<()>> {
             let (ctx, gw) = (check_gw.run_context(), check_gw.clone());
             async move {
                 let found = gw.check_flight().latest(&ctx).await;
+                metrics().autoupdate_check(match &found {
+                    Ok(latest)
+                        if Version::parse(&gw.identity().version).is_ok_and(|v| *latest > v) =>
+                    {
+                        "update-available"
+                    }
+                    Ok(_) => "up-to-date",
+                    Err(_) => "failed",
+                });
                 found.map_err(|e| e.to_string())
             }
         },
         move |version| {
-            let ctx = apply_gw.run_context();
-            async move { apply(&ctx, version).await }
+            let gw = apply_gw.clone();
+            async move { apply(&gw, version).await }
         },
     )
 }
 
-async fn apply(ctx: &crate::update::context::RunContext, version: Version) -> ApplyOutcome {
+/// Runs the update with trigger `auto` and writes it to the audit trail
+/// as the auto-updater's.
+async fn apply(gw: &Gateway, version: Version) -> ApplyOutcome {
+    let params = UpdateRunParams {
+        tag: Some(version.to_string()),
+        ..UpdateRunParams::default()
+    };
     let request = flow::RunRequest {
-        params: UpdateRunParams {
-            tag: Some(version.to_string()),
-            ..UpdateRunParams::default()
-        },
+        params: params.clone(),
         trigger: RunTrigger::Auto,
-        actor: Some("auto-updater".to_owned()),
+        actor: Some(Actor::AutoUpdater.to_string()),
         requester: None,
     };
-    match flow::run(ctx, request).await {
+    let ran = flow::run(&gw.run_context(), request).await;
+    let (outcome, run_id) = match &ran {
+        Ok(run) if run.ok => (AuditOutcome::ok(), Some(run.run_id.clone())),
+        Ok(run) => (
+            AuditOutcome::failed(
+                run.result.status.as_str(),
+                run.result.reason.as_deref().unwrap_or_default(),
+            ),
+            Some(run.run_id.clone()),
+        ),
+        Err(refused) => (AuditOutcome::failed("refused", &refused.to_string()), None),
+    };
+    let params = serde_json::to_value(&params).unwrap_or_default();
+    gw.audit(audit::entry(
+        AuditAction::UpdateRun,
+        Actor::AutoUpdater,
+        params,
+        outcome,
+        run_id,
+    ))
+    .await;
+    match ran {
         Ok(run) => {
             let reason = run.result.reason.unwrap_or_default();
             match run.result.status {

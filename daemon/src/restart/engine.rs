@@ -6,6 +6,8 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use molt_protocol::actor::Actor;
+use molt_protocol::audit::{AuditAction, AuditEntry, AuditOutcome};
 use molt_protocol::event::EventName;
 use molt_protocol::status::{
     PendingWork, RestartFailure, RestartInfo, RestartStrategy, SupervisorKind,
@@ -19,9 +21,11 @@ use tokio::time::Instant;
 use super::inherit::HeldFds;
 use super::respawn::{self, Parentage, ReadyTimeouts, SuccessorSpec};
 use super::scheduler::{self, Action, Fire, Outcome, Rejected, RequesterId, Scheduled, Scheduler};
+use crate::audit;
 use crate::clock::unix_ms;
 use crate::events::EventBus;
 use crate::lifecycle::{Lifecycle, StopReason};
+use crate::metrics::metrics;
 
 /// What an update expects of the handoff its restart causes: the successor
 /// must report `version`; a failed handoff (this process keeps serving)
@@ -78,6 +82,27 @@ impl HandoffFailure {
             _ => None,
         }
     }
+
+    /// A stable name for the failure (the `reason` label of
+    /// `moltd_restart_failures_total`).
+    pub fn code(&self) -> &'static str {
+        use respawn::SuccessorFailure as S;
+        match self {
+            Self::NoEntrypoint => "no-entrypoint",
+            Self::Fds(_) => "fds",
+            Self::Successor(start) => match start.failure {
+                S::Spawn { .. } => "spawn-failed",
+                S::Exited { .. } => "successor-exited",
+                S::Refused { .. } => "successor-refused",
+                S::NotReady { .. } => "successor-not-ready",
+                S::BadReady(_) => "bad-ready",
+            },
+            Self::WrongVersion { .. } => "version-mismatch",
+            Self::NotMainPid { .. } => "not-main-pid",
+            Self::Stopping { .. } => "stopping",
+            Self::ExecPreflight(_) => "exec-preflight",
+        }
+    }
 }
 
 impl std::fmt::Debug for HandoffExpectation {
@@ -123,6 +148,12 @@ pub trait Host: Send + Sync + 'static {
     fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork;
     /// Duplicates of the sockets and the locked lock fd for a successor.
     fn handoff_fds(&self) -> io::Result<HeldFds>;
+    /// Called just before `successor` is accepted: what it takes over from
+    /// this process (the metrics) is handed over now.
+    fn hand_over(&self, _successor: u32) {}
+    /// Writes a change the engine was asked for outside any method (a
+    /// signal) to the audit trail.
+    fn audit(&self, _entry: AuditEntry) {}
 }
 
 impl RestartEngine {
@@ -245,9 +276,15 @@ pub async fn drive(
             biased;
             () = lifecycle.stopping().cancelled() => return,
             Some(()) = async { sigusr1.as_mut()?.recv().await } => {
-                if let Ok(scheduled) = engine.request(RestartRequest::new("SIGUSR1")) {
-                    events.send(EventName::RestartScheduled, scheduled.to_wire());
-                }
+                let outcome = match engine.request(RestartRequest::new("SIGUSR1")) {
+                    Ok(scheduled) => {
+                        events.send(EventName::RestartScheduled, scheduled.to_wire());
+                        AuditOutcome::ok()
+                    }
+                    Err(rejected) => AuditOutcome::failed("rejected", &rejected.to_string()),
+                };
+                let signal = Actor::Signal { signal: "SIGUSR1".to_owned() };
+                host.audit(audit::entry(AuditAction::SignalRestart, signal, serde_json::json!({}), outcome, None));
             }
             () = engine.wake.notified() => {}
             () = async { tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)).await }, if wake_at.is_some() => {}
@@ -262,10 +299,11 @@ async fn execute(
     fire: Fire<HandoffExpectation>,
 ) -> Outcome {
     tracing::info!(reason = %fire.reason, forced = fire.forced, strategy = ?engine.strategy, "restart firing");
+    let fired = Instant::now();
     let expectation = fire.expectation;
     let expected = expectation.as_ref().map(|e| e.version.clone());
     let result = match engine.strategy {
-        RestartStrategy::Respawn => respawn(host, lifecycle, engine, expected.as_deref())
+        RestartStrategy::Respawn => respawn(host, lifecycle, engine, expected.as_deref(), fired)
             .await
             .map(Some),
         RestartStrategy::Supervised => {
@@ -281,6 +319,9 @@ async fn execute(
     };
     match result {
         Ok(successor_pid) => {
+            if engine.strategy != RestartStrategy::Respawn {
+                metrics().handed_off(fired.elapsed().as_secs_f64());
+            }
             if let Some(expectation) = expectation {
                 let _ = expectation.done.send(Ok(successor_pid));
             }
@@ -290,6 +331,7 @@ async fn execute(
         Err(failure) => {
             let reason = failure.to_string();
             tracing::error!(%reason, "restart failed; this process keeps serving");
+            metrics().restart_failed(failure.code());
             *engine.last_failure.lock() = Some(RestartFailure {
                 at: unix_ms(),
                 reason: reason.clone(),
@@ -318,6 +360,7 @@ async fn respawn(
     lifecycle: &Lifecycle,
     engine: &RestartEngine,
     expected_version: Option<&str>,
+    fired: Instant,
 ) -> Result<u32, HandoffFailure> {
     let spec = engine
         .successor
@@ -379,6 +422,9 @@ async fn respawn(
         pid = successor.pid, version = %successor.version, addr = %successor.addr,
         "successor ready; handing off"
     );
+    // Counted before the counts go to the successor, which serves them on.
+    metrics().handed_off(fired.elapsed().as_secs_f64());
+    host.hand_over(successor.pid);
     Ok(successor.accept())
 }
 

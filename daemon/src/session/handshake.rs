@@ -53,6 +53,8 @@ impl Rejected {
 pub(super) struct Granted {
     pub protocol: u32,
     pub credential: Credential,
+    /// `client.id`, which names the client in the audit trail.
+    pub client_id: String,
     pub scopes: Vec<Scope>,
     pub request_id: RequestId,
 }
@@ -144,6 +146,7 @@ pub(super) async fn handshake(
     Ok(Granted {
         protocol,
         credential,
+        client_id: params.client.id,
         scopes,
         request_id: id,
     })
@@ -151,7 +154,11 @@ pub(super) async fn handshake(
 
 /// The credential `token` proves, under the peer's guessing limit: a
 /// peer locked out is refused without its token being looked at.
-fn authenticate(gw: &Gateway, peer: &Peer, token: Option<&str>) -> Result<Credential, ErrorShape> {
+pub(super) fn authenticate(
+    gw: &Gateway,
+    peer: &Peer,
+    token: Option<&str>,
+) -> Result<Credential, ErrorShape> {
     let now = std::time::Instant::now();
     let addr = peer.address();
     if let Some(addr) = addr

@@ -16,6 +16,7 @@
 
 pub mod admission;
 mod handshake;
+pub mod http;
 pub mod outbox;
 pub mod transport;
 
@@ -48,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::admission::Pending;
 use self::handshake::{frame_error, handshake};
+use self::http::{Replay, Routed};
 use self::outbox::{Events, MAX_BUFFERED_BYTES, Outbox, WRITE_DEADLINE};
 use self::transport::{Accepted, Conn};
 use crate::auth::Peer;
@@ -56,6 +58,7 @@ use crate::budget::ReadBudget;
 use crate::gateway::{Caller, Gateway};
 use crate::logging::{Throttled, ThrottledByKey};
 use crate::methods::{self, SessionFlags};
+use crate::metrics::metrics;
 
 static REFUSED_AT_HANDSHAKE: Throttled = Throttled::new("connection refused at handshake");
 static ORIGIN_REFUSED: ThrottledByKey = ThrottledByKey::new("browser origin not allowed");
@@ -83,7 +86,7 @@ pub const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// between is read and answered, not lost to the close.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-type Ws = WebSocketStream<Box<dyn Conn>>;
+type Ws = WebSocketStream<Replay<Box<dyn Conn>>>;
 type Source = futures_util::stream::SplitStream<Ws>;
 
 /// Serves one accepted connection from `peer` (as its listener vouches
@@ -99,22 +102,40 @@ pub async fn serve_connection(accepted: Accepted, mut peer: Peer, pending: Pendi
         .read_buffer_size(8 * 1024)
         .max_message_size(Some(MAX_PAYLOAD))
         .max_frame_size(Some(MAX_PAYLOAD));
-    let allowed = gw.allowed_origins();
-    let mut origin = None;
-    // A TLS handshake and the upgrade share the handshake's deadline.
-    let accept = async {
-        let stream = accepted.open(&budget).await.map_err(|e| e.to_string())?;
-        // The callback's shape is tungstenite's, large error and all.
-        #[allow(clippy::result_large_err)]
-        let check =
-            |request: &Upgrade, response| check_origin(&allowed, request, response, &mut origin);
-        tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config))
-            .await
-            .map_err(|e| e.to_string())
-    };
     // A connection not yet authenticated has no work to drain: a stop ends
     // it at once instead of holding the old process for a timeout.
     let stopping = gw.stopping().clone();
+    // A TLS handshake, the request's head and the upgrade share the
+    // handshake's deadline. Plain HTTP (the metrics) is answered here; the
+    // rest is a WebSocket.
+    let route = async {
+        let stream = accepted.open(&budget).await?;
+        http::route(stream, &gw, &peer).await
+    };
+    let routed = tokio::select! {
+        routed = timeout_at(deadline, route) => routed,
+        () = stopping.cancelled() => return,
+        () = pending.evicted.cancelled() => return,
+    };
+    let stream = match routed {
+        Ok(Ok(Routed::WebSocket(stream))) => stream,
+        Ok(Ok(Routed::Answered)) => return,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "reading the request failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "request not read in time");
+            return;
+        }
+    };
+    let allowed = gw.allowed_origins();
+    let mut origin = None;
+    // The callback's shape is tungstenite's, large error and all.
+    #[allow(clippy::result_large_err)]
+    let check =
+        |request: &Upgrade, response| check_origin(&allowed, request, response, &mut origin);
+    let accept = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
     let upgraded = tokio::select! {
         upgraded = timeout_at(deadline, accept) => upgraded,
         () = stopping.cancelled() => return,
@@ -192,6 +213,7 @@ pub async fn serve_connection(accepted: Accepted, mut peer: Peer, pending: Pendi
         conn,
         peer: peer.to_string(),
         conn_id: conn_id.clone(),
+        client_id: granted.client_id.clone(),
         scopes: granted.scopes.clone(),
     };
     let hello = methods::hello(&gw, granted.protocol, conn_id.clone(), granted.scopes);
@@ -461,11 +483,18 @@ impl Session {
             outbox.clone(),
         );
         let pending = gw.request_guard(caller.conn);
+        let method = request.method();
         self.gw.requests().spawn(async move {
             let answer = async {
                 let response = match methods::dispatch(&gw, &caller, &flags, request).await {
-                    Ok(payload) => ResponseFrame::success(frame.id, payload),
-                    Err(error) => ResponseFrame::failure(frame.id, error),
+                    Ok(payload) => {
+                        metrics().request(method.as_str(), "ok");
+                        ResponseFrame::success(frame.id, payload)
+                    }
+                    Err(error) => {
+                        metrics().request(method.as_str(), error.code.as_str());
+                        ResponseFrame::failure(frame.id, error)
+                    }
                 };
                 let _ = outbox.respond(response).await;
             };

@@ -14,6 +14,7 @@ use super::context::RunContext;
 use super::failure::Ended;
 use super::steps::{StepSpec, internal_step};
 use crate::clock::unix_ms;
+use crate::metrics::metrics;
 
 /// Stdout kept whole for parsing (package metadata, git output).
 const MAX_PARSED_STDOUT: usize = 8 * 1024 * 1024;
@@ -103,6 +104,7 @@ impl Run {
     /// Records a finished step; true when it succeeded.
     async fn step_finished(&mut self, step: StepRecord) -> bool {
         let ok = !step.failed();
+        metrics().update_step(&step.name, step.duration_ms as f64 / 1000.0);
         self.progress(Some(StepProgress {
             name: step.name.clone(),
             state: if ok {
@@ -225,6 +227,9 @@ pub async fn save(ctx: &RunContext, record: RunRecord) {
 
 /// Moves `record` to `phase` now; a terminal phase also ends it.
 pub fn advance(record: &mut RunRecord, phase: RunPhase) {
+    if phase.is_terminal() && !record.phase.is_terminal() {
+        metrics().update_run_ended(record.trigger.as_str(), phase.as_str());
+    }
     record.phase = phase;
     record.updated_at = unix_ms();
     if phase.is_terminal() {

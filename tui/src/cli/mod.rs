@@ -1,5 +1,6 @@
 //! Command-line interface: global flags, subcommands and exit codes.
 
+mod audit;
 mod config;
 mod fleet;
 mod logs;
@@ -7,6 +8,7 @@ mod restart;
 mod session;
 mod update;
 
+pub use audit::{AuditArgs, audit};
 pub use config::{config_get, config_set, merge_patch, parse_key, parse_value};
 pub use fleet::{FleetAction, load_fleet, run as fleet_command};
 pub use logs::logs;
@@ -126,6 +128,25 @@ pub enum CliCommand {
     Fleet {
         #[command(subcommand)]
         action: Option<FleetAction>,
+    },
+    /// Print the gateway's audit trail: every change, who made it, when
+    /// and how it ended, newest first.
+    Audit {
+        /// Entries to print (1-500, default 50).
+        #[arg(long, short = 'n', value_name = "N")]
+        limit: Option<u32>,
+        /// Only this change, e.g. update.run or config.patch.
+        #[arg(long, value_name = "ACTION")]
+        action: Option<String>,
+        /// Only this actor: client, auto-updater, signal, or a client id.
+        #[arg(long, value_name = "WHO")]
+        actor: Option<String>,
+        /// Only entries older than this id (the next page).
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
+        /// Print the raw audit.list result as pretty JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the gateway's recent log lines.
     Logs {

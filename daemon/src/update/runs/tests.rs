@@ -2,6 +2,8 @@
 
 use super::*;
 use molt_protocol::update::{InstallMode, RunOwner, RunPhase, RunTarget, RunTrigger, VersionRef};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 
 fn run(id: &str, phase: RunPhase, at: u64) -> RunRecord {
     RunRecord {
