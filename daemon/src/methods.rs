@@ -74,7 +74,11 @@ pub async fn dispatch(
     flags: &SessionFlags,
     request: Request,
 ) -> Result<Value, ErrorShape> {
-    let audited = audited::described(&request);
+    let secrets = match &request {
+        Request::ConfigPatch(_) => crate::config::secrets::values(&gw.config().get().0),
+        _ => Vec::new(),
+    };
+    let audited = audited::described(&request, &secrets);
     let result = handle(gw, caller, flags, request).await;
     if let Some((action, params)) = audited {
         let (outcome, run_id) = audited::outcome(&result);

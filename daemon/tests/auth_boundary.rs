@@ -525,7 +525,7 @@ async fn status_names_the_short_credentials_never_their_value() {
     let dir = tempfile::tempdir().unwrap();
     let moltd = start(
         dir.path(),
-        json!({"gateway": {"auth": {"readToken": READ_TOKEN}}}),
+        json!({"gateway": {"auth": {"token": "short-token-0123", "readToken": READ_TOKEN}}}),
     );
     let (mut client, _) = session(&moltd, READ_TOKEN).await;
     let status: Value = client

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The token test configs set (see [`crate::moltd::write_config`]).
-pub const TOKEN: &str = "test-token-0123456789";
+pub const TOKEN: &str = "test-token-0123456789-abcdef";
 /// Bounds every wait so a broken server fails the test instead of hanging it.
 pub const WAIT: Duration = Duration::from_secs(10);
 

@@ -28,6 +28,30 @@ pub fn redact(config: &Value) -> Value {
     }
 }
 
+/// Every string a secret key holds in `config`, to keep out of what is
+/// written elsewhere (the audit trail) even when a caller copies one under
+/// a key that is not secret. Values under 8 characters are left out: too
+/// common to scrub text by.
+pub fn values(config: &Value) -> Vec<String> {
+    fn walk(value: &Value, under_secret: bool, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    walk(value, is_secret_key(key), out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, under_secret, out)),
+            Value::String(s) if under_secret && s.chars().count() >= 8 && s != REDACTED => {
+                out.push(s.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(config, false, &mut out);
+    out
+}
+
 /// A patch that carries the sentinel where it cannot stand for a stored
 /// secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,15 +16,16 @@ const SECRET_KEYS: &[&str] = &["token", "password", "secret", "apikey", "credent
 const REDACTED: &str = "[redacted]";
 
 /// The action and its params, for a request that changes something; `None`
-/// for reads and dry runs.
-pub fn described(request: &Request) -> Option<(AuditAction, Value)> {
+/// for reads and dry runs. A patch's values that hold one of `secrets`
+/// (the stored ones) are redacted wherever they are sent.
+pub fn described(request: &Request, secrets: &[String]) -> Option<(AuditAction, Value)> {
     Some(match request {
         Request::UpdateRun(p) if p.dry_run == Some(true) => return None,
         Request::UpdateRun(p) => (
             AuditAction::UpdateRun,
             serde_json::to_value(p).unwrap_or_default(),
         ),
-        Request::ConfigPatch(p) => (AuditAction::ConfigPatch, patch_summary(&p.raw)),
+        Request::ConfigPatch(p) => (AuditAction::ConfigPatch, patch_summary(&p.raw, secrets)),
         Request::RestartRequest(p) => (
             AuditAction::RestartRequest,
             serde_json::to_value(p).unwrap_or_default(),
@@ -72,7 +73,7 @@ pub fn outcome(result: &Result<Value, ErrorShape>) -> (AuditOutcome, Option<RunI
 /// `{"changes": {"update.channel": "beta", "gateway.auth.token":
 /// "[redacted]"}}`: the patch's leaves by dotted path, secrets redacted,
 /// bounded in count and length.
-fn patch_summary(raw: &str) -> Value {
+fn patch_summary(raw: &str, secrets: &[String]) -> Value {
     // Bounded before the recursive parser sees it, as config.patch does.
     let parsed = crate::config::limits::check(raw)
         .ok()
@@ -83,6 +84,10 @@ fn patch_summary(raw: &str) -> Value {
     let mut changes = Map::new();
     let mut more = 0usize;
     leaves(&patch, "", &mut |path, value| {
+        let value = match value.as_str() {
+            Some(text) if secrets.iter().any(|s| text.contains(s.as_str())) => json!(REDACTED),
+            _ => value,
+        };
         if changes.len() < MAX_PATCH_LEAVES {
             changes.insert(path, value);
         } else {
@@ -104,7 +109,9 @@ fn leaves(object: &Map<String, Value>, prefix: &str, out: &mut dyn FnMut(String,
             format!("{prefix}.{key}")
         };
         let lower = key.to_ascii_lowercase();
-        if SECRET_KEYS.iter().any(|s| lower.contains(s)) {
+        if molt_protocol::secret::is_secret_key(key)
+            || SECRET_KEYS.iter().any(|s| lower.contains(s))
+        {
             out(path, json!(REDACTED));
             continue;
         }
@@ -132,10 +139,34 @@ mod tests {
 
     use super::*;
 
+    fn described_plain(request: &Request) -> Option<(AuditAction, Value)> {
+        described(request, &[])
+    }
+
+    #[test]
+    fn a_stored_secret_copied_under_any_key_is_redacted() {
+        let secret = "sk-live-0123456789abcdef".to_owned();
+        let raw = format!(
+            r#"{{update: {{git: {{buildCommand: ["echo", "{secret}"]}}}}, x: "a {secret}"}}"#
+        );
+        let (_, params) = described(
+            &Request::ConfigPatch(ConfigPatchParams {
+                raw,
+                base_hash: "h".to_owned(),
+            }),
+            std::slice::from_ref(&secret),
+        )
+        .unwrap();
+        assert_eq!(
+            params,
+            json!({"changes": {"update.git.buildCommand": "[redacted]", "x": "[redacted]"}})
+        );
+    }
+
     #[test]
     fn a_patch_is_written_down_by_path_with_its_secrets_redacted() {
         let raw = r#"{gateway: {auth: {token: "s3cret"}, port: 18790}, update: {channel: "beta"}, models: {providers: {x: {apiKey: "k"}}}}"#;
-        let (action, params) = described(&Request::ConfigPatch(ConfigPatchParams {
+        let (action, params) = described_plain(&Request::ConfigPatch(ConfigPatchParams {
             raw: raw.to_owned(),
             base_hash: "h".to_owned(),
         }))
@@ -156,7 +187,7 @@ mod tests {
     #[test]
     fn a_patch_nested_past_the_config_limit_is_not_parsed() {
         let raw = format!("{}{}", "{\"a\":".repeat(200_000), "}".repeat(200_000));
-        let (_, params) = described(&Request::ConfigPatch(ConfigPatchParams {
+        let (_, params) = described_plain(&Request::ConfigPatch(ConfigPatchParams {
             raw,
             base_hash: "h".to_owned(),
         }))
@@ -166,12 +197,12 @@ mod tests {
 
     #[test]
     fn reads_and_dry_runs_are_not_changes() {
-        assert!(described(&Request::Status).is_none());
+        assert!(described_plain(&Request::Status).is_none());
         let dry = molt_protocol::method::UpdateRunParams {
             dry_run: Some(true),
             ..Default::default()
         };
-        assert!(described(&Request::UpdateRun(dry)).is_none());
+        assert!(described_plain(&Request::UpdateRun(dry)).is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::logging::Throttled;
@@ -74,6 +74,19 @@ pub async fn refuse(mut stream: UnixStream, uid: Option<u32>) {
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        // Read the request first: a client still writing it into a closed
+        // socket gets EPIPE and never sees the 403.
+        let mut head = [0u8; 8 * 1024];
+        let mut read = 0;
+        while read < head.len() {
+            match stream.read(&mut head[read..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+            if head[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
         let _ = stream.write_all(response.as_bytes()).await;
         let _ = stream.shutdown().await;
     })
