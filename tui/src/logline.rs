@@ -8,6 +8,9 @@
 
 use serde_json::Value;
 
+/// Longest text searched for, on the screen and with `molt logs --grep`.
+pub const MAX_QUERY: usize = 100;
+
 /// Levels, least severe first, so `level >= min` filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
@@ -177,6 +180,41 @@ impl Filter {
             .as_ref()
             .is_none_or(|needle| raw.to_lowercase().contains(needle))
     }
+}
+
+/// `--since`: a duration back from `now` (`90s`, `15m`, `2h`) or a UTC
+/// time: `2026-11-24T18:00[:00][Z]`, `2026-11-24 18:00`, or `18:00[:00]`
+/// (the last such time, today or yesterday). Unix seconds.
+pub fn parse_since(text: &str, now: i64) -> Result<i64, String> {
+    let text = text.trim();
+    let bad = || {
+        format!(
+            "--since {text:?}: use a duration (90s, 15m, 2h) or a UTC time \
+             (18:00, 2026-11-24 18:00, 2026-11-24T18:00:00Z)"
+        )
+    };
+    if text.contains(':') {
+        let text = text.trim_end_matches(['Z', 'z']);
+        let (date, clock) = match text.split_once(['T', 't', ' ']) {
+            Some((date, clock)) => (Some(date_parts(date).ok_or_else(bad)?), clock),
+            None => (None, text),
+        };
+        let (h, m, s) = clock_parts(clock).ok_or_else(bad)?;
+        let of_day = h * 3600 + m * 60 + s;
+        return Ok(match date {
+            Some((y, mo, d)) => days_from_civil(y, mo, d) * 86_400 + of_day,
+            None => {
+                let today = now.div_euclid(86_400) * 86_400 + of_day;
+                if today > now { today - 86_400 } else { today }
+            }
+        });
+    }
+    if text.is_empty() || !text.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let ms = crate::app::parse_duration_ms(text).map_err(|_| bad())?;
+    let secs = i64::try_from(ms / 1000).map_err(|_| bad())?;
+    Ok(now.saturating_sub(secs))
 }
 
 fn raw(line: &str) -> LogLine {
@@ -444,6 +482,29 @@ mod tests {
         assert_eq!(date_parts("2026-13-01"), None);
         assert_eq!(clock_parts("24:00"), None);
         assert_eq!(clock_parts("18:05"), Some((18, 5, 0)));
+    }
+
+    #[test]
+    fn since_takes_a_duration_or_a_utc_time() {
+        // 2026-11-24 18:30:00 UTC.
+        let now = days_from_civil(2026, 11, 24) * 86_400 + 18 * 3600 + 30 * 60;
+        assert_eq!(parse_since("15m", now), Ok(now - 900));
+        assert_eq!(parse_since("2h", now), Ok(now - 7200));
+        assert_eq!(parse_since("18:00", now), Ok(now - 1800));
+        // A time later than now today means yesterday.
+        assert_eq!(parse_since("19:00:30", now), Ok(now - 86_400 + 1830));
+        let at = days_from_civil(2026, 11, 23) * 86_400 + 6 * 3600;
+        for text in [
+            "2026-11-23T06:00:00Z",
+            "2026-11-23 06:00",
+            "2026-11-23T06:00",
+        ] {
+            assert_eq!(parse_since(text, now), Ok(at), "{text}");
+        }
+        for bad in ["", "yesterday", "15x", "25:00", "2026-13-01 10:00", "-5m"] {
+            let err = parse_since(bad, now).unwrap_err();
+            assert!(err.starts_with("--since"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -11,15 +11,13 @@ use super::keymap::{Action, TextKey};
 use super::update::{Field, TextInput};
 use super::{App, Command, ConnState, request};
 use crate::client::RequestError;
-use crate::logline::{LogLevel, LogLine};
+use crate::logline::{LogLevel, LogLine, MAX_QUERY};
 use crate::net::Purpose;
 
 /// Lines asked for when the screen opens.
 pub const TAIL_LINES: u32 = 500;
 /// Lines kept; older ones are dropped.
 pub const MAX_LINES: usize = 5000;
-/// Longest search text.
-pub const MAX_QUERY: usize = 100;
 /// Columns `←/→` move the view by.
 pub const SIDE_STEP: usize = 10;
 

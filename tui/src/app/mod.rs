@@ -10,7 +10,7 @@ pub mod keymap;
 mod logs;
 mod update;
 
-pub use config::{ConfigRow, ConfigView, LoadedConfig};
+pub use config::{ConfigRow, ConfigView, LoadedConfig, parse_duration_ms};
 pub use history::HistoryView;
 pub use logs::LogsView;
 pub use update::{
