@@ -16,6 +16,8 @@ pub mod fleet;
 pub mod format;
 /// File logging.
 pub mod logging;
+/// Gateway log lines read and laid out for a small terminal.
+pub mod logline;
 /// The network task: reconnects, runs requests, reports back.
 pub mod net;
 /// What the console knows about the gateway: moltd or OpenClaw, leniently.

@@ -154,8 +154,21 @@ async fn subcommand(
         CliCommand::Logs {
             follow,
             lines,
+            since,
+            level,
+            grep,
             json,
-        } => cli::logs(overrides, follow, lines, json, out).await,
+        } => {
+            let args = cli::LogsArgs {
+                follow,
+                lines,
+                since: since.as_deref(),
+                level,
+                grep: grep.as_deref(),
+                json,
+            };
+            cli::logs(overrides, args, out).await
+        }
         CliCommand::Audit {
             limit,
             action,

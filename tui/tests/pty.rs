@@ -32,7 +32,7 @@ fn molt_with_no_flags_navigates_screens_and_restores_the_terminal() {
 
     press(&mut screen, "l");
     screen.wait_for("the logs screen following", |s| {
-        s.contains("Logs") && s.contains("following") && s.contains("molt_daemon")
+        s.contains("Logs") && s.contains("following") && s.contains("moltd: READY")
     });
 
     press(&mut screen, "?");
@@ -53,4 +53,125 @@ fn molt_with_no_flags_navigates_screens_and_restores_the_terminal() {
     let hidden = raw.rfind("\u{1b}[?25l").expect("hid the cursor");
     let shown = raw.rfind("\u{1b}[?25h").expect("showed the cursor");
     assert!(left > entered && shown > hidden, "{raw:?}");
+}
+
+/// The rows inside the Logs box (between its top and bottom borders),
+/// without the side borders, trailing blanks trimmed.
+fn box_rows(screen: &str) -> Vec<String> {
+    let rows: Vec<&str> = screen.lines().collect();
+    rows.iter()
+        .skip(2)
+        .take_while(|r| !r.starts_with('└'))
+        .map(|r| {
+            r.trim_start_matches('│')
+                .trim_end()
+                .trim_end_matches('│')
+                .trim_end()
+                .to_owned()
+        })
+        .collect()
+}
+
+fn is_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() >= 8
+        && b[2] == b':'
+        && b[5] == b':'
+        && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit())
+}
+
+#[test]
+fn logs_read_at_80x24_wrapped_or_cut_filtered_and_searched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // moltd warns at start about a line it cannot read, naming the file:
+    // a line longer than 80 columns.
+    std::fs::write(state.join(".env"), "not an assignment\n").unwrap();
+    let _daemon = Daemon::start(&state);
+    let mut screen = Console::start(24, 80, &[("OPENCLAW_STATE_DIR", state.as_os_str())]);
+    screen.wait_for("connected", |s| s.contains("connected"));
+    screen.press("l");
+    screen.wait_for("the log with READY", |s| s.contains("moltd: READY"));
+
+    // Every line: time, level letter, module without moltd's crate name.
+    let rows = box_rows(&screen.text());
+    assert!(
+        rows[0].starts_with("── 20") && rows[0].ends_with(" UTC ──"),
+        "{rows:?}"
+    );
+    for row in rows.iter().skip(1).filter(|r| !r.is_empty()) {
+        let letter = row.chars().nth(9);
+        assert!(
+            is_time(row) && matches!(letter, Some('T' | 'D' | 'I' | 'W' | 'E')),
+            "{row:?} in\n{}",
+            screen.text()
+        );
+        assert!(!row.contains("molt_daemon::"), "{row:?}");
+    }
+
+    // Warnings and worse: the one line, cut at the box's edge.
+    for _ in 0..3 {
+        screen.press("f");
+    }
+    screen.wait_for("warn and above", |s| s.contains("warn+"));
+    let text = screen.text();
+    let rows = box_rows(&text);
+    let time = &rows[1][..8];
+    assert!(is_time(time), "{text}");
+    let full = format!(
+        "{time} W env_file: {}/.env: line 1: expected KEY=VALUE; line ignored",
+        state.display()
+    );
+    assert!(full.chars().count() > 78, "the line must not fit: {full}");
+    let cut: String = full.chars().take(78).collect();
+    let mut want = vec![rows[0].clone(), cut];
+    want.resize(20, String::new());
+    assert_eq!(rows, want, "\n{text}");
+    assert!(
+        text.lines().nth(1).unwrap().contains("following · warn+"),
+        "{text}"
+    );
+
+    // Wrapped: the rest on the next row, under the message.
+    screen.press("w");
+    screen.wait_for("wrapped", |s| s.contains("warn+ · wrap"));
+    let text = screen.text();
+    let rows = box_rows(&text);
+    assert!(
+        rows[3].is_empty() && rows[2].starts_with("           "),
+        "\n{text}"
+    );
+    let continued = rows[2].trim_start();
+    assert_eq!(rows[2].len() - continued.len(), 11, "kept indent:\n{text}");
+    assert_eq!(
+        format!("{} {continued}", rows[1].trim_end()),
+        full,
+        "\n{text}"
+    );
+    let mut want = vec![rows[0].clone(), rows[1].clone(), rows[2].clone()];
+    want.resize(20, String::new());
+    assert_eq!(rows, want, "\n{text}");
+
+    // All levels again, then search: the view goes to the line, the match
+    // is named under the box.
+    screen.press("f");
+    screen.press("f");
+    screen.wait_for("all levels", |s| {
+        !s.contains("error+") && !s.contains("warn+")
+    });
+    screen.press("/");
+    screen.press("expected key");
+    screen.press("\r");
+    screen.wait_for("the match", |s| {
+        s.contains("/expected key  n older  N newer") && s.contains("paused")
+    });
+    let text = screen.text();
+    assert!(
+        box_rows(&text).iter().any(|r| r.contains("W env_file:")),
+        "{text}"
+    );
+
+    screen.press("q");
+    assert!(screen.child.wait().unwrap().success());
 }

@@ -235,17 +235,36 @@ fn config() {
     snap("config_editing_timeout", &app);
 }
 
-#[test]
-fn logs() {
+/// A day's end and the next day's start as moltd writes them: most lines
+/// short, a few long, every level, the date changing once.
+fn log_lines() -> Vec<String> {
+    let mut lines = vec![
+        "2026-11-23T23:59:58.120000Z  INFO molt_daemon::server: listening addr=127.0.0.1:18789".to_owned(),
+        "2026-11-24T00:00:01.000000Z DEBUG molt_daemon::autoupdate::driver: auto-update check channel=stable current=0.1.0".to_owned(),
+        "2026-11-24T00:00:02.000000Z  INFO molt_daemon::autoupdate::driver: auto-update found 0.3.0 on stable; it installs after the quiet window of 5m".to_owned(),
+        "2026-11-24T00:05:02.000000Z  WARN molt_daemon::autoupdate::driver: auto-update deferred: 2 requests and 1 update step pending, trying again in 5m reason=pending-work".to_owned(),
+        "2026-11-24T00:10:04.000000Z ERROR molt_daemon::restart::handoff: successor exited before it was ready (exit status: 1) stderr=\"dies at start\" version=0.3.0".to_owned(),
+        "2026-11-24T00:10:04.100000Z  WARN molt_daemon::update::swap: swap reverted; 0.1.0 keeps serving run=run-9".to_owned(),
+    ];
+    lines.extend((0..12).map(|i| {
+        format!("2026-11-24T00:11:{i:02}.000000Z  INFO molt_daemon::server: request done method=status n={i}")
+    }));
+    lines
+}
+
+fn logs_app() -> App {
     let mut app = connected_app(status(), Instant::now());
     app.handle(key('l'));
-    let lines: Vec<String> = (0..40)
-        .map(|i| format!("2026-11-24T18:52:{i:02}.000000Z  INFO molt_daemon::server: request done method=status n={i}"))
-        .collect();
     app.handle(response(
         Purpose::LogsTail,
-        json!({"file": "/home/op/.openclaw/logs/moltd.log.2026-11-24", "lines": lines, "following": true}),
+        json!({"file": "/home/op/.openclaw/logs/moltd.log.2026-11-24", "lines": log_lines(), "following": true}),
     ));
+    app
+}
+
+#[test]
+fn logs() {
+    let mut app = logs_app();
     snap("logs_following", &app);
     app.handle(key('k'));
     app.handle(key('k'));
@@ -253,6 +272,54 @@ fn logs() {
         LogsLine { line: "new".into() },
     )));
     snap("logs_paused", &app);
+}
+
+#[test]
+fn logs_wrapped_filtered_and_searched() {
+    let mut app = logs_app();
+    app.handle(key('f'));
+    app.handle(key('f'));
+    app.handle(key('f'));
+    snap("logs_warn_and_above_cut", &app);
+    app.handle(press(KeyCode::Right));
+    snap("logs_scrolled_sideways", &app);
+    app.handle(key('w'));
+    snap("logs_warn_and_above_wrapped", &app);
+    for _ in 0..3 {
+        app.handle(key('f'));
+    }
+    app.handle(key('/'));
+    type_text(&mut app, "Quiet window");
+    snap("logs_search_typing", &app);
+    app.handle(press(KeyCode::Enter));
+    snap("logs_search_found", &app);
+    // The match is drawn in the search colour, and only the match.
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|frame| ui::render(&app, frame)).unwrap();
+    let found: String = terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .filter(|cell| cell.bg == ratatui::style::Color::Yellow)
+        .map(|cell| cell.symbol())
+        .collect();
+    assert_eq!(found, "quiet window");
+    // n: no older match; N: none newer either.
+    app.handle(key('n'));
+    app.handle(key('N'));
+    assert_eq!(
+        app.logs.search_note.as_deref(),
+        Some("no newer match for \"quiet window\"")
+    );
+}
+
+#[test]
+fn logs_without_color_name_the_level() {
+    let mut app = logs_app();
+    app.color = false;
+    app.handle(key('w'));
+    snap("logs_no_color_wrapped", &app);
 }
 
 #[test]

@@ -173,7 +173,10 @@ fn logs_prints_recent_lines_and_follows_new_ones() {
 
     let tail = run(&state, &["logs", "-n", "3"]);
     assert_exit(&tail, 0);
-    let lines: Vec<&str> = std::str::from_utf8(&tail.stdout).unwrap().lines().collect();
+    let text = std::str::from_utf8(&tail.stdout).unwrap();
+    // The date on its own line first, then the lines.
+    assert!(text.starts_with("── 20"), "{text}");
+    let lines: Vec<&str> = text.lines().skip(1).collect();
     assert!((1..=3).contains(&lines.len()), "{lines:?}");
     let levels = [" TRACE ", " DEBUG ", " INFO ", " WARN ", " ERROR "];
     assert!(
@@ -267,5 +270,95 @@ fn update_refuses_bad_input_before_asking_the_gateway() {
         stderr(&not_asked).contains("--yes"),
         "{}",
         stderr(&not_asked)
+    );
+}
+
+/// `molt logs` output with what changes from run to run named: the date,
+/// the times, the state dir, the address and the pid.
+fn normalized(output: &Output, state: &Path, daemon: &Daemon) -> Vec<String> {
+    stdout(output)
+        .lines()
+        .map(|line| {
+            let line = if line.starts_with("── ") {
+                "── DATE UTC ──".to_owned()
+            } else {
+                match line.get(..8) {
+                    Some(time) if time.as_bytes()[2] == b':' => format!("HH:MM:SS{}", &line[8..]),
+                    _ => line.to_owned(),
+                }
+            };
+            line.replace(&state.display().to_string(), "<state>")
+                .replace(&daemon.addr, "<addr>")
+                .replace(&daemon.pid.to_string(), "<pid>")
+        })
+        .collect()
+}
+
+#[test]
+fn logs_keeps_the_level_and_text_asked_for_in_compact_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // A line moltd cannot read: at start it warns, naming the file.
+    std::fs::write(state.join(".env"), "not an assignment\n").unwrap();
+    let daemon = Daemon::start(&state);
+
+    let warning = [
+        "── DATE UTC ──",
+        "HH:MM:SS WARN  env_file: <state>/.env: line 1: expected KEY=VALUE; line ignored",
+    ];
+    let warn = run(&state, &["logs", "--level", "warn", "--grep", "KEY=value"]);
+    assert_exit(&warn, 0);
+    assert_eq!(normalized(&warn, &state, &daemon), warning);
+    // The level filter alone, and from an hour back: the same one line.
+    let since = run(&state, &["logs", "--level", "WARNING", "--since", "1h"]);
+    assert_eq!(normalized(&since, &state, &daemon), warning);
+
+    // READY is an info line: text alone finds it, text and warn do not.
+    let ready = run(&state, &["logs", "--grep", "ready"]);
+    assert_eq!(
+        normalized(&ready, &state, &daemon),
+        [
+            "── DATE UTC ──".to_owned(),
+            format!(
+                "HH:MM:SS INFO  moltd: READY <addr> {} <pid>",
+                daemon.version
+            ),
+        ]
+    );
+    let none = run(&state, &["logs", "--level", "warn", "--grep", "ready"]);
+    assert_exit(&none, 0);
+    assert_eq!(stdout(&none), "");
+    // --json keeps the line as moltd wrote it.
+    let json = run(
+        &state,
+        &[
+            "logs", "--json", "--level", "error", "--grep", "x", "-n", "1",
+        ],
+    );
+    assert_eq!(stdout(&json), "");
+    let json = run(&state, &["logs", "--json", "--grep", "ready"]);
+    let line: serde_json::Value = serde_json::from_str(stdout(&json).trim()).unwrap();
+    let raw = line["line"].as_str().unwrap();
+    assert!(raw.contains("INFO moltd: READY"), "{raw}");
+
+    for (args, problem) in [
+        (vec!["--level", "loud"], "unknown level \"loud\""),
+        (
+            vec!["--since", "yesterday"],
+            "--since \"yesterday\": use a duration",
+        ),
+    ] {
+        let bad = run(&state, &[&["logs"], &args[..]].concat());
+        assert_exit(&bad, 2);
+        assert!(stderr(&bad).contains(problem), "{}", stderr(&bad));
+    }
+    let long = "x".repeat(101);
+    let bad = run(&state, &["logs", "--grep", &long]);
+    assert_exit(&bad, 2);
+    assert!(
+        stderr(&bad).contains("--grep is 101 characters; at most 100"),
+        "{}",
+        stderr(&bad)
     );
 }

@@ -33,6 +33,18 @@ pub enum Action {
     Pause,
     /// Logs: jump to the newest line and follow.
     Follow,
+    /// Logs: wrap long lines, or cut them and scroll sideways.
+    Wrap,
+    /// Logs: move the view sideways (positive: right).
+    Side(i8),
+    /// Logs: the next minimum level.
+    LevelFilter,
+    /// Logs: type text to find.
+    Search,
+    /// Logs: the next match, older or newer.
+    FindNext {
+        older: bool,
+    },
 }
 
 /// Which keys apply: a dialog takes different keys than a screen, and a
@@ -133,6 +145,16 @@ pub const BINDINGS: &[Binding] = &[
         scope: "Logs",
     },
     Binding {
+        keys: "w, Left/Right",
+        help: "wrap long lines; else scroll sideways",
+        scope: "Logs",
+    },
+    Binding {
+        keys: "f, /, n / N",
+        help: "minimum level; search, older / newer",
+        scope: "Logs",
+    },
+    Binding {
         keys: "Enter / Esc",
         help: "keep / discard the typed text",
         scope: "text",
@@ -176,6 +198,11 @@ pub fn action_for(key: KeyEvent, mode: Mode) -> Option<Action> {
                 ' ' => Some(Action::Activate),
                 'p' => Some(Action::Pause),
                 'G' => Some(Action::Follow),
+                'w' => Some(Action::Wrap),
+                'f' => Some(Action::LevelFilter),
+                '/' => Some(Action::Search),
+                'n' => Some(Action::FindNext { older: true }),
+                'N' => Some(Action::FindNext { older: false }),
                 'u' => Some(Action::OpenUpdate),
                 _ => Screen::for_key(c).map(Action::Show),
             },
@@ -185,6 +212,8 @@ pub fn action_for(key: KeyEvent, mode: Mode) -> Option<Action> {
             KeyCode::PageDown => Some(Action::PageDown),
             KeyCode::Enter => Some(Action::Activate),
             KeyCode::End => Some(Action::Follow),
+            KeyCode::Left => Some(Action::Side(-1)),
+            KeyCode::Right => Some(Action::Side(1)),
             _ => None,
         },
     }
@@ -235,6 +264,11 @@ mod tests {
             ('o', "o h c l"),
             ('u', "u"),
             ('5', "1-5"),
+            ('w', "w,"),
+            ('f', "f,"),
+            ('/', "/,"),
+            ('n', "n / N"),
+            ('N', "n / N"),
         ];
         for (c, listed) in screen_keys {
             assert!(action_for(press(KeyCode::Char(c)), Mode::Screen).is_some());
@@ -244,6 +278,9 @@ mod tests {
             assert!(action_for(press(KeyCode::Char(c)), Mode::Dialog).is_some());
         }
         assert!(help.contains("n / t") && help.contains("Left/Right"));
+        for code in [KeyCode::Left, KeyCode::Right] {
+            assert!(action_for(press(code), Mode::Screen).is_some());
+        }
         assert_eq!(
             action_for(
                 KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),

@@ -10,7 +10,7 @@ pub mod keymap;
 mod logs;
 mod update;
 
-pub use config::{ConfigRow, ConfigView, LoadedConfig};
+pub use config::{ConfigRow, ConfigView, LoadedConfig, parse_duration_ms};
 pub use history::HistoryView;
 pub use logs::LogsView;
 pub use update::{
@@ -415,6 +415,7 @@ impl App {
         match self.screen {
             Screen::Update => self.update.dialog.as_ref()?.editing.as_ref(),
             Screen::Config => self.config.editing.as_ref(),
+            Screen::Logs => self.logs.searching.as_ref(),
             _ => None,
         }
     }
@@ -431,6 +432,10 @@ impl App {
             }
             return match self.screen {
                 Screen::Update => self.update_text_key(key),
+                Screen::Logs => {
+                    self.logs.search_key(&key);
+                    Vec::new()
+                }
                 _ => self.config_text_key(key),
             };
         }
@@ -509,6 +514,16 @@ impl App {
             Action::Follow => {
                 if self.screen == Screen::Logs {
                     self.logs.follow();
+                }
+                Vec::new()
+            }
+            Action::Wrap
+            | Action::Side(_)
+            | Action::LevelFilter
+            | Action::Search
+            | Action::FindNext { .. } => {
+                if self.screen == Screen::Logs {
+                    self.logs_act(action);
                 }
                 Vec::new()
             }

@@ -11,7 +11,7 @@ mod update;
 pub use audit::{AuditArgs, audit};
 pub use config::{config_get, config_set, merge_patch, parse_key, parse_value};
 pub use fleet::{FleetAction, load_fleet, run as fleet_command};
-pub use logs::logs;
+pub use logs::{LogsArgs, logs};
 pub use restart::{RestartArgs, restart};
 pub use session::{connect_retrying, wait_for_successor};
 pub(crate) use update::update_target;
@@ -153,13 +153,28 @@ pub enum CliCommand {
         /// Keep printing new lines (across restarts) until interrupted.
         #[arg(long, short = 'f')]
         follow: bool,
-        /// How many recent lines to print first.
+        /// How many recent lines to print first (after the filters below).
         #[arg(long, short = 'n', default_value_t = 100)]
         lines: u32,
-        /// One JSON object per line: {"line": ...}.
+        /// Only lines from then on: a duration back (90s, 15m, 2h) or a
+        /// UTC time (18:00, 2026-11-24 18:00).
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+        /// Only lines at this level or above: error, warn, info, debug, trace.
+        #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+        level: Option<crate::logline::LogLevel>,
+        /// Only lines containing this text (any case).
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
+        /// One JSON object per line, as the gateway wrote it: {"line": ...}.
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_level(text: &str) -> Result<crate::logline::LogLevel, String> {
+    crate::logline::LogLevel::parse(text)
+        .ok_or_else(|| format!("unknown level {text:?}: use error, warn, info, debug or trace"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -78,8 +78,10 @@ fn footer<'a>(app: &'a App, theme: &Theme) -> Line<'a> {
             Screen::Overview | Screen::History => keys.push(("u", "update")),
             Screen::Update => keys.push(("u", "update…")),
             Screen::Config => keys.push(("Enter", "change")),
-            Screen::Logs if app.logs.paused => keys.push(("p", "resume")),
-            Screen::Logs => keys.push(("p", "pause")),
+            Screen::Logs => {
+                keys.push(("p", if app.logs.paused { "resume" } else { "pause" }));
+                keys.extend([("w", "wrap"), ("f", "level"), ("/", "search")]);
+            }
         }
     }
     let mut spans = Vec::new();

@@ -108,18 +108,78 @@ pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
 /// `text` verbatim (spaces kept) at `indent`, long lines cut at the box's
 /// edge and continued at the same indent.
 pub fn hanging<'a>(text: &str, indent: usize, style: Style, width: usize) -> Vec<Line<'a>> {
-    let room = width.saturating_sub(indent + 1).max(10);
-    let chars: Vec<char> = text.chars().collect();
-    if chars.is_empty() {
-        return vec![Line::styled(" ".repeat(indent), style)];
+    let spans = vec![
+        Span::raw(" ".repeat(indent)),
+        Span::styled(text.to_owned(), style),
+    ];
+    wrap_spans(spans, indent, width, false)
+}
+
+/// Styled text broken at the box's edge (one column short of it), each
+/// continuation starting at `indent`: a log line's message stays right of
+/// its time and level. With `at_spaces` a row ends after its last space
+/// when there is one, so words stay whole.
+pub fn wrap_spans<'a>(
+    spans: Vec<Span<'a>>,
+    indent: usize,
+    width: usize,
+    at_spaces: bool,
+) -> Vec<Line<'a>> {
+    let room = width.saturating_sub(1).max(indent + 10);
+    let cells: Vec<(char, Style)> = spans
+        .iter()
+        .flat_map(|span| span.content.chars().map(move |c| (c, span.style)))
+        .collect();
+    let mut lines = Vec::new();
+    let mut start = 0;
+    loop {
+        let lead = if lines.is_empty() { 0 } else { indent };
+        let fits = room - lead;
+        let mut end = (start + fits).min(cells.len());
+        if at_spaces && end < cells.len() && cells[end].0 != ' ' {
+            // The last space of the row, unless the row is one long word.
+            if let Some(space) = cells[start..end].iter().rposition(|(c, _)| *c == ' ')
+                && space > 0
+            {
+                end = start + space + 1;
+            }
+        }
+        let mut row = Vec::new();
+        if lead > 0 {
+            row.push(Span::raw(" ".repeat(lead)));
+        }
+        row.extend(runs(&cells[start..end]));
+        lines.push(Line::from(row));
+        start = end;
+        if at_spaces {
+            while cells.get(start).is_some_and(|(c, _)| *c == ' ') {
+                start += 1;
+            }
+        }
+        if start >= cells.len() {
+            return lines;
+        }
     }
-    chars
-        .chunks(room)
-        .map(|part| {
-            let part: String = part.iter().collect();
-            Line::styled(format!("{:indent$}{part}", ""), style)
-        })
-        .collect()
+}
+
+/// Runs of one style as spans.
+pub fn runs<'a>(cells: &[(char, Style)]) -> Vec<Span<'a>> {
+    let mut out: Vec<Span<'a>> = Vec::new();
+    let mut run = String::new();
+    let mut style: Option<Style> = None;
+    for &(c, s) in cells {
+        if let Some(current) = style
+            && current != s
+        {
+            out.push(Span::styled(std::mem::take(&mut run), current));
+        }
+        style = Some(s);
+        run.push(c);
+    }
+    if let Some(style) = style {
+        out.push(Span::styled(run, style));
+    }
+    out
 }
 
 /// A failed step: its command, then the head and tail of its output in

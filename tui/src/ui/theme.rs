@@ -57,6 +57,17 @@ impl Theme {
         )
     }
 
+    /// Text a search found.
+    pub fn found(&self) -> Style {
+        self.pick(
+            Style::new()
+                .fg(Color::Black)
+                .bg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+            Style::new().add_modifier(Modifier::REVERSED | Modifier::UNDERLINED),
+        )
+    }
+
     pub fn key(&self) -> Style {
         self.pick(
             Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),

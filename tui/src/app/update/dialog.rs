@@ -18,6 +18,8 @@ pub enum Field {
     Note,
     Target,
     DeferralTimeout,
+    /// Text to find on the Logs screen.
+    LogSearch,
 }
 
 /// A one-line text field with the focus.
