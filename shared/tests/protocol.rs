@@ -683,6 +683,7 @@ fn scopes_gate_every_changing_method() {
         Method::UpdateStatus,
         Method::UpdateHistory,
         Method::LogsTail,
+        Method::AuditList,
     ];
     for method in Method::ALL {
         let expected = if read_only.contains(method) {
