@@ -11,8 +11,6 @@ use serde_json::{Map, Value, json};
 const MAX_PATCH_LEAVES: usize = 64;
 /// Characters kept of a string value in a patch.
 const MAX_PATCH_VALUE: usize = 200;
-/// Key names whose values are never written down.
-const SECRET_KEYS: &[&str] = &["token", "password", "secret", "apikey", "credential"];
 const REDACTED: &str = "[redacted]";
 
 /// The action and its params, for a request that changes something; `None`
@@ -108,10 +106,8 @@ fn leaves(object: &Map<String, Value>, prefix: &str, out: &mut dyn FnMut(String,
         } else {
             format!("{prefix}.{key}")
         };
-        let lower = key.to_ascii_lowercase();
-        if molt_protocol::secret::is_secret_key(key)
-            || SECRET_KEYS.iter().any(|s| lower.contains(s))
-        {
+        // One rule for what a secret key is, the one config.get redacts by.
+        if molt_protocol::secret::is_secret_key(key) {
             out(path, json!(REDACTED));
             continue;
         }

@@ -221,6 +221,22 @@ impl Report {
     }
 }
 
+/// Asks `question` on the terminal; a "no" closes the connection and is
+/// the `cancelled` outcome, with nothing changed.
+async fn ask_to_proceed(
+    client: &Client,
+    report: &mut Report,
+    question: String,
+) -> Result<(), CliError> {
+    if confirm(question).await {
+        return Ok(());
+    }
+    // The connection is shared by its clones: closing one closes it.
+    client.clone().close().await;
+    report.outcome = "cancelled";
+    Err(CliError::Other("cancelled; nothing changed".to_owned()))
+}
+
 pub async fn update(
     overrides: &Overrides,
     args: UpdateArgs<'_>,
@@ -329,11 +345,7 @@ async fn molt(
             format::or_unknown(before.version.as_deref()),
             format::restart_consequence(&facts, UpdateApi::Molt)
         );
-        if !confirm(question).await {
-            client.close().await;
-            report.outcome = "cancelled";
-            return Err(CliError::Other("cancelled; nothing changed".to_owned()));
-        }
+        ask_to_proceed(&client, report, question).await?;
     }
 
     let params = UpdateRunParams {
@@ -504,11 +516,7 @@ async fn openclaw(
             latest.as_deref().unwrap_or("resolved when it runs"),
             format::restart_consequence(&facts, api)
         );
-        if !confirm(question).await {
-            client.close().await;
-            report.outcome = "cancelled";
-            return Err(CliError::Other("cancelled; nothing changed".to_owned()));
-        }
+        ask_to_proceed(&client, report, question).await?;
     }
     // OpenClaw's update.run takes note and timeoutMs, nothing of moltd's.
     let params = UpdateRunParams {

@@ -48,14 +48,26 @@ async fn start(
     parentage: Parentage,
     timeouts: ReadyTimeouts,
 ) -> Result<Successor, SuccessorFailure> {
-    let held = fds();
     let supervisor = match parentage {
         Parentage::Ours => SupervisorKind::None,
         Parentage::Detached => SupervisorKind::Systemd,
     };
-    start_successor(spec, held, 1, supervisor, parentage, timeouts)
+    start_successor(spec, fds(), 1, supervisor, parentage, timeouts)
         .await
         .map_err(|start| start.failure)
+}
+
+/// [`start`] without a supervisor, quick, keeping the whole failure.
+async fn start_plain(spec: &SuccessorSpec) -> Result<Successor, StartFailure> {
+    start_successor(
+        spec,
+        fds(),
+        1,
+        SupervisorKind::None,
+        Parentage::Ours,
+        quick(),
+    )
+    .await
 }
 
 fn quick() -> ReadyTimeouts {
@@ -86,16 +98,7 @@ async fn a_successor_that_dies_at_start_leaves_its_words() {
          echo PROGRESS config >&5; exit 2",
     );
     spec.capture_output = true;
-    let start = start_successor(
-        &spec,
-        fds(),
-        1,
-        SupervisorKind::None,
-        Parentage::Ours,
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let start = start_plain(&spec).await.unwrap_err();
     let step = start.output.expect("the output was relayed");
     assert_eq!(
         (step.name.as_str(), step.exit_code, step.termination),
@@ -112,16 +115,7 @@ async fn a_successor_that_dies_at_start_leaves_its_words() {
 
     // Without relaying, the output is not kept (it goes to ours).
     spec.capture_output = false;
-    let start = start_successor(
-        &spec,
-        fds(),
-        1,
-        SupervisorKind::None,
-        Parentage::Ours,
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let start = start_plain(&spec).await.unwrap_err();
     assert_eq!(start.output, None);
 }
 
