@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
@@ -44,9 +44,7 @@ use crate::lifecycle::{Lifecycle, StopReason};
 use crate::lock::{GatewayLock, LockInfo};
 use crate::logging::LogHub;
 use crate::paths::StatePaths;
-use crate::restart::engine::{self, Host, RestartEngine};
-use crate::restart::inherit::HeldFds;
-use crate::restart::scheduler::RequesterId;
+use crate::restart::engine::{self, RestartEngine};
 use crate::update::check::CheckFlight;
 use crate::update::context::{RunContext, SystemSteps};
 use crate::update::runs::RunStore;
@@ -54,6 +52,10 @@ use crate::update::{UpdateSlot, resume};
 
 /// The auto-updater wired to this gateway and the update engine.
 pub mod auto;
+mod guards;
+mod handoff;
+
+pub use guards::{CountGuard, RequestGuard};
 
 /// Who is asking, for method handlers.
 #[derive(Debug, Clone)]
@@ -567,114 +569,5 @@ impl Gateway {
             connections: self.inner.connections.load(Ordering::Relaxed),
             auth: Some(self.inner.auth.status()),
         }
-    }
-}
-
-impl Host for Gateway {
-    fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork {
-        let own: u32 = {
-            let by_conn = self.inner.in_flight_by_conn.lock();
-            requesters.iter().filter_map(|r| by_conn.get(&r.0)).sum()
-        };
-        self.pending_work(own)
-    }
-
-    fn handoff_fds(&self) -> std::io::Result<HeldFds> {
-        Gateway::handoff_fds(self)
-    }
-
-    fn hand_over(&self, successor: u32) {
-        Gateway::hand_over(self, successor);
-    }
-
-    fn audit(&self, entry: AuditEntry) {
-        let gw = self.clone();
-        self.inner
-            .requests
-            .spawn(async move { gw.audit(entry).await });
-    }
-}
-
-impl Gateway {
-    /// Hands this process's metrics to `successor` (a respawned process,
-    /// or this pid after an exec); nothing is counted here after that.
-    pub fn hand_over(&self, successor: u32) {
-        crate::metrics::handoff::hand_over(
-            crate::metrics::metrics(),
-            &self.inner.paths.metrics_handoff_path,
-            self.inner.identity.pid,
-            successor,
-        );
-    }
-
-    /// What a predecessor handed to this process, once it was accepted.
-    pub fn take_over(&self) {
-        crate::metrics::handoff::take_over(
-            crate::metrics::metrics(),
-            &self.inner.paths.metrics_handoff_path,
-            self.inner.identity.pid,
-        );
-    }
-
-    /// Duplicates of the sockets and the locked lock fd for a successor
-    /// (a respawn, or the exec once this process drained).
-    pub fn handoff_fds(&self) -> std::io::Result<HeldFds> {
-        let listener = self
-            .inner
-            .listener_fd
-            .lock()
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("the listener was already released"))?
-            .try_clone()?;
-        let local = self
-            .inner
-            .local_fd
-            .lock()
-            .as_ref()
-            .map(OwnedFd::try_clone)
-            .transpose()?;
-        let lock = self.inner.lock.lock().as_fd().try_clone_to_owned()?;
-        Ok(HeldFds {
-            listener,
-            local,
-            lock,
-        })
-    }
-}
-
-/// An in-flight request, counted for its connection.
-pub struct RequestGuard {
-    gateway: Gateway,
-    conn: u64,
-}
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        let mut by_conn = self.gateway.inner.in_flight_by_conn.lock();
-        if let Some(count) = by_conn.get_mut(&self.conn) {
-            *count -= 1;
-            if *count == 0 {
-                by_conn.remove(&self.conn);
-            }
-        }
-    }
-}
-
-/// Decrements its counter when dropped, so every exit path is counted.
-pub struct CountGuard {
-    gateway: Gateway,
-    counter: fn(&Inner) -> &AtomicU32,
-}
-
-impl CountGuard {
-    fn new(gateway: Gateway, counter: fn(&Inner) -> &AtomicU32) -> Self {
-        counter(&gateway.inner).fetch_add(1, Ordering::Relaxed);
-        Self { gateway, counter }
-    }
-}
-
-impl Drop for CountGuard {
-    fn drop(&mut self) {
-        (self.counter)(&self.gateway.inner).fetch_sub(1, Ordering::Relaxed);
     }
 }
