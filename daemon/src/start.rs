@@ -10,10 +10,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use molt_protocol::state;
 use molt_protocol::status::{RestartStrategy, SupervisorKind};
-use tokio::net::TcpListener;
 
-use crate::auth::{Credentials, READ_TOKEN_ENV, Secret, TOKEN_ENV};
-use crate::config::{AuthMode, Bind, ConfigError, ConfigStore, PatchError, Settings};
+use crate::config::{AuthMode, ConfigError, ConfigStore, PatchError};
 use crate::env_file::{Env, read_env_file};
 use crate::gateway::{Gateway, GatewayParts};
 use crate::identity::{Identity, VERSION};
@@ -26,9 +24,17 @@ use crate::restart::respawn::SuccessorSpec;
 use crate::restart::scheduler::Scheduler;
 use crate::{install, server, supervisor};
 use molt_protocol::secret::MIN_TOKEN_CHARS;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+
+mod listeners;
+
+pub use listeners::{LISTEN_BACKLOG, refuse_queued};
+use listeners::{
+    adopt_listener, adoptable, bind_host, credentials, dup_listener, gateway_tls, listen,
+    local_socket, same_address,
+};
 
 /// Exit code for refusals a supervisor must not retry
 /// (`RestartPreventExitStatus=78`, `EX_CONFIG`).
@@ -482,11 +488,3 @@ async fn prepare_with(
         sigusr1: Some(sigusr1),
     })
 }
-
-mod listeners;
-
-pub use listeners::{LISTEN_BACKLOG, refuse_queued};
-use listeners::{
-    adopt_listener, adoptable, bind_host, credentials, dup_listener, gateway_tls, listen,
-    local_socket, same_address,
-};

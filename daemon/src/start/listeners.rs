@@ -1,7 +1,18 @@
 //! Binding at start: the TCP listener (adopted or fresh), its TLS, the
 //! local Unix socket, and the credentials a bind requires.
 
-use super::*;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+
+use tokio::net::TcpListener;
+
+use super::StartError;
+use crate::auth::{Credentials, READ_TOKEN_ENV, Secret, TOKEN_ENV};
+use crate::config::{AuthMode, Bind, ConfigStore, Settings};
+use crate::env_file::Env;
+use crate::paths::StatePaths;
+use crate::server;
 
 /// The most queued connections a refused start answers.
 const MAX_REFUSED_QUEUED: usize = 1024;
