@@ -16,10 +16,13 @@
 //! * [`process`], [`http`], [`memory`], [`ports`]: small helpers (commands
 //!   with deadlines, HTTP/1.1, a process's resident memory, an address
 //!   that refuses connections).
+//! * [`console_fixtures`]: the console's fixtures of moltd, recorded from
+//!   a real one.
 //! * [`gate`]: a named pipe a process waits on, to act at a precise point
 //!   of a run.
 
 pub mod client;
+pub mod console_fixtures;
 pub mod gate;
 pub mod global_install;
 pub mod http;
