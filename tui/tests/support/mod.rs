@@ -9,29 +9,13 @@ use std::sync::OnceLock;
 
 pub use molt_e2e::moltd::GATEWAY_ENV;
 
-/// `target/<profile>/moltd`, built once per test binary so it is never stale.
+/// The moltd binary built for the current sources by `scripts/test`
+/// before the runner starts (tests never build: see
+/// `molt_e2e::versions`); it reports [`molt_e2e::updates::OLD`].
 pub fn moltd_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        // Build into the dir of the molt binary under test, same profile.
-        let molt = Path::new(env!("CARGO_BIN_EXE_molt"));
-        let profile_dir = molt.parent().and_then(Path::file_name).unwrap();
-        let profile = match profile_dir.to_str() {
-            Some("debug") | None => "dev",
-            Some(other) => other,
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "molt-daemon", "--bin", "moltd"])
-            .args(["--profile", profile])
-            .current_dir(workspace)
-            .status()
-            .expect("run cargo build for moltd");
-        assert!(status.success(), "building moltd failed");
-        let path = molt.with_file_name(format!("moltd{}", std::env::consts::EXE_SUFFIX));
-        assert!(path.exists(), "{} missing after build", path.display());
-        path
+        molt_e2e::versions::moltd_binary(molt_e2e::updates::OLD).unwrap_or_else(|e| panic!("{e:#}"))
     })
 }
 
