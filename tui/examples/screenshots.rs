@@ -30,7 +30,7 @@ const CELL_H: usize = 16;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/screenshots");
     std::fs::create_dir_all(&dir)?;
-    for (name, app) in scenes() {
+    for (name, app) in scenes()? {
         let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT))?;
         terminal.draw(|frame| ui::render(&app, frame))?;
         let path = dir.join(format!("{name}.png"));
@@ -40,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn scenes() -> Vec<(&'static str, App)> {
+fn scenes() -> Result<Vec<(&'static str, App)>, serde_json::Error> {
     let base = Instant::now();
     let mut scenes = vec![("overview", connected_app(status(), base))];
 
@@ -50,10 +50,7 @@ fn scenes() -> Vec<(&'static str, App)> {
         Purpose::UpdateStatus,
         update_status("0.1.0", None, None),
     ));
-    app.handle(response(
-        Purpose::UpdatePreview,
-        run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
-    ));
+    app.handle(response(Purpose::UpdatePreview, dry_run("0.2.0")));
     app.handle(key('n'));
     type_text(&mut app, "weekly patch");
     app.handle(press(KeyCode::Enter));
@@ -127,6 +124,17 @@ fn scenes() -> Vec<(&'static str, App)> {
     ));
     scenes.push(("history", app));
 
+    // A version that died at start, as a real moltd reports it.
+    let mut app = connected_app(status(), base);
+    app.handle(key('h'));
+    app.handle(response(
+        Purpose::History,
+        recorded_pinned("update-history-after-rollback"),
+    ));
+    scenes.push(("history-died-at-start", app));
+    let rolled_back = serde_json::from_value(recorded_pinned("status-after-rollback"))?;
+    scenes.push(("overview-died-at-start", connected_app(rolled_back, base)));
+
     let mut app = connected_app(status(), base);
     app.handle(key('c'));
     app.handle(response(
@@ -149,7 +157,7 @@ fn scenes() -> Vec<(&'static str, App)> {
     let mut app = connected_app(status(), base);
     app.handle(key('?'));
     scenes.push(("help", app));
-    scenes
+    Ok(scenes)
 }
 
 fn rgb(color: Color, fallback: [u8; 3]) -> [u8; 3] {

@@ -61,10 +61,7 @@ fn update_idle() {
 fn update_dialog() {
     let mut app = update_app(Instant::now());
     app.handle(key('u'));
-    app.handle(response(
-        Purpose::UpdatePreview,
-        run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
-    ));
+    app.handle(response(Purpose::UpdatePreview, dry_run("0.2.0")));
     app.handle(key('n'));
     type_text(&mut app, "weekly patch");
     app.handle(press(KeyCode::Enter));
@@ -92,10 +89,7 @@ fn update_dialog_blocked() {
 fn running(base: Instant) -> App {
     let mut app = update_app(base);
     app.handle(key('u'));
-    app.handle(response(
-        Purpose::UpdatePreview,
-        run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
-    ));
+    app.handle(response(Purpose::UpdatePreview, dry_run("0.2.0")));
     app.handle(key('l'));
     app.handle(press(KeyCode::Enter));
     app.set_now(base + Duration::from_millis(300));
@@ -201,6 +195,49 @@ fn history() {
         json!({"runs": [failed, auto, verified]}),
     ));
     snap("history", &app);
+}
+
+/// A version that died at start and was put back, as a real moltd
+/// reports it (recorded): the successor's own words, why, what runs now.
+#[test]
+fn history_of_a_version_that_died_at_start() {
+    let mut app = connected_app(status(), Instant::now());
+    app.handle(key('h'));
+    app.handle(response(
+        Purpose::History,
+        recorded_pinned("update-history-after-rollback"),
+    ));
+    snap("history_died_at_start", &app);
+}
+
+#[test]
+fn overview_after_a_version_that_died_at_start() {
+    let status = serde_json::from_value(recorded_pinned("status-after-rollback")).unwrap();
+    let mut app = connected_app(status, Instant::now());
+    snap("overview_died_at_start", &app);
+    // Taller than 80x24: Down scrolls to the latest run, and no further.
+    draw(&app, 80, 24);
+    for _ in 0..10 {
+        app.handle(press(KeyCode::Down));
+    }
+    insta::assert_snapshot!("overview_died_at_start_scrolled_80x24", draw(&app, 80, 24));
+    for _ in 0..10 {
+        app.handle(press(KeyCode::Up));
+    }
+    assert_eq!(
+        draw(&app, 80, 24).lines().nth(2),
+        draw(
+            &connected_app(
+                serde_json::from_value(recorded_pinned("status-after-rollback")).unwrap(),
+                Instant::now(),
+            ),
+            80,
+            24
+        )
+        .lines()
+        .nth(2),
+        "Up scrolls back to the top"
+    );
 }
 
 #[test]

@@ -48,10 +48,7 @@ fn started(base: Instant) -> App {
         Purpose::UpdateStatus,
         update_status("0.1.0", None, None),
     ));
-    app.handle(response(
-        Purpose::UpdatePreview,
-        run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
-    ));
+    app.handle(response(Purpose::UpdatePreview, dry_run("0.2.0")));
     app.handle(press(KeyCode::Right));
     app.handle(press(KeyCode::Enter));
     app

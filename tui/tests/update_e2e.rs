@@ -412,10 +412,19 @@ fn a_version_that_dies_at_start_is_explained_and_no_screen_is_stale() {
             1,
         ),
         (format!("it said    {said}"), 1),
-        ("rolled back".to_owned(), 1),
     ] {
         assert_eq!(count(&screen, &line), times, "{line:?} in\n{screen}");
     }
+    // Taller than 80x24 with the failure explained: the rest is a scroll
+    // away, and the box says so.
+    assert_eq!(count(&screen, "↓ more"), 1, "{screen}");
+    for _ in 0..10 {
+        console.press("j");
+    }
+    console.wait_for("the end of the overview", |s| s.contains("↑ more"));
+    let screen = console.text();
+    assert_eq!(count(&screen, "latest run"), 1, "{screen}");
+    assert_eq!(count(&screen, "rolled back"), 1, "{screen}");
     console.press("q");
     assert!(console.child.wait().unwrap().success());
 }

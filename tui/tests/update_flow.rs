@@ -49,10 +49,7 @@ fn dialog_ready(base: Instant, after: &str) -> App {
         Purpose::UpdateStatus,
         update_status("0.1.0", None, None),
     ));
-    app.handle(response(
-        Purpose::UpdatePreview,
-        run_result(UpdateStatus::Ok, after, Vec::new()),
-    ));
+    app.handle(response(Purpose::UpdatePreview, dry_run(after)));
     app
 }
 
@@ -78,11 +75,12 @@ fn u_opens_the_dialog_with_cancel_selected_and_a_dry_run() {
         Some(Some(json!({"dryRun": true})))
     );
     // Enter on the default choice cancels: nothing runs.
-    app.handle(response(
-        Purpose::UpdatePreview,
-        run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
-    ));
-    assert_eq!(app.update.dialog.as_ref().unwrap().target(), Some("0.2.0"));
+    app.handle(response(Purpose::UpdatePreview, dry_run("0.2.0")));
+    let dialog = app.update.dialog.as_ref().unwrap();
+    assert_eq!(dialog.target(), Some("0.2.0"));
+    // moltd answers a dry run `skipped` with its plan in the reason.
+    assert!(matches!(&dialog.preview, Preview::Ready(plan) if plan.planned));
+    assert_eq!(dialog.blocker(), None);
     let commands = app.handle(press(KeyCode::Enter));
     assert!(requests(&commands).is_empty());
     assert!(app.update.dialog.is_none());
@@ -103,10 +101,7 @@ fn target_and_note_are_sent_with_the_run() {
         Some(Some(json!({"tag": "0.0.9", "dryRun": true}))),
         "a new target is resolved again"
     );
-    app.handle(response(
-        Purpose::UpdatePreview,
-        run_result(UpdateStatus::Ok, "0.0.9", Vec::new()),
-    ));
+    app.handle(response(Purpose::UpdatePreview, dry_run("0.0.9")));
     app.handle(key('n'));
     type_text(&mut app, "roll back quickly");
     app.handle(press(KeyCode::Enter));
@@ -160,10 +155,7 @@ fn bad_targets_are_refused_in_the_field_and_esc_discards() {
 fn up_to_date_or_unserved_blocks_the_update_button() {
     let mut app = connected_app(idle_status(), Instant::now());
     app.handle(key('u'));
-    app.handle(response(
-        Purpose::UpdatePreview,
-        run_result(UpdateStatus::Skipped, "0.1.0", Vec::new()),
-    ));
+    app.handle(response(Purpose::UpdatePreview, up_to_date()));
     app.handle(key('l'));
     let commands = app.handle(press(KeyCode::Enter));
     assert!(find(&commands, Purpose::UpdateRun).is_none());
@@ -550,10 +542,7 @@ fn refresh_on_the_update_screen_checks_the_registry() {
 fn a_verdict_asked_while_a_status_is_in_flight_is_asked_again() {
     let mut app = connected_app(idle_status(), Instant::now());
     app.handle(key('u'));
-    app.handle(response(
-        Purpose::UpdatePreview,
-        run_result(UpdateStatus::Ok, "0.2.0", Vec::new()),
-    ));
+    app.handle(response(Purpose::UpdatePreview, dry_run("0.2.0")));
     app.handle(key('l'));
     app.handle(press(KeyCode::Enter));
     app.handle(progress(

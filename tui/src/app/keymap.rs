@@ -101,7 +101,7 @@ pub const BINDINGS: &[Binding] = &[
     },
     Binding {
         keys: "Up/Down, k/j",
-        help: "select a row; scroll the log",
+        help: "select a row; scroll the log and the Overview",
         scope: "lists",
     },
     Binding {

@@ -241,6 +241,12 @@ pub struct App {
     pub history: HistoryView,
     pub config: ConfigView,
     pub logs: LogsView,
+    /// Lines of the Overview scrolled off its top (Up/Down, when it is
+    /// taller than the terminal).
+    pub overview_scroll: usize,
+    /// How many lines the Overview's last draw could not show: the most
+    /// [`App::overview_scroll`] can be.
+    pub overview_overflow: std::cell::Cell<usize>,
     /// Advances on each tick while something is in progress.
     pub spinner: usize,
     now: Instant,
@@ -295,6 +301,8 @@ impl App {
             history: HistoryView::default(),
             config: ConfigView::default(),
             logs: LogsView::default(),
+            overview_scroll: 0,
+            overview_overflow: std::cell::Cell::new(0),
             spinner: 0,
             now,
             status_in_flight: false,
@@ -572,6 +580,13 @@ impl App {
             Screen::History => self.history.move_selection(by),
             Screen::Config => self.config.move_selection(by),
             Screen::Logs => self.logs.scroll_by(-by),
+            Screen::Overview => {
+                self.overview_scroll = self
+                    .overview_scroll
+                    .saturating_add_signed(by)
+                    .min(self.overview_overflow.get());
+                self.dirty = true;
+            }
             _ => {}
         }
         Vec::new()

@@ -87,7 +87,9 @@ fn run_row<'a>(run: &Claim, now: Option<u64>, theme: &Theme) -> Line<'a> {
     );
     let by = match (run.trigger.as_deref(), &run.actor) {
         (Some("auto"), _) => "auto-updater".to_owned(),
-        (_, Some(actor)) => actor.clone(),
+        // "client NAME at ADDR (conn)": the name fits the column, the
+        // whole actor is in the details below.
+        (_, Some(actor)) => actor.split(" at ").next().unwrap_or(actor).to_owned(),
         (Some(trigger), None) => trigger.to_owned(),
         (None, None) => "?".to_owned(),
     };

@@ -1,7 +1,7 @@
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
-use ratatui::text::{Line, Span};
+use ratatui::text::Line;
 use ratatui::widgets::{Block, Paragraph, Wrap};
 
 use super::text::rows_at;
@@ -36,10 +36,24 @@ pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
                         span.style = span.style.patch(theme.dim());
                     }
                 }
-                lines.insert(1, row(theme, "connection", problem, theme.error()));
+                lines.splice(
+                    1..1,
+                    row(theme, width, "connection", problem, theme.error()),
+                );
             }
             fit(&mut lines, inner_height);
-            Paragraph::new(lines)
+            let overflow = lines.len().saturating_sub(inner_height);
+            app.overview_overflow.set(overflow);
+            let offset = app.overview_scroll.min(overflow);
+            if overflow > 0 {
+                let more = match (offset > 0, offset < overflow) {
+                    (true, true) => " ↑↓ more ",
+                    (true, false) => " ↑ more ",
+                    _ => " ↓ more ",
+                };
+                block = block.title_bottom(Line::styled(more, theme.dim()).right_aligned());
+            }
+            Paragraph::new(lines).scroll((u16::try_from(offset).unwrap_or(u16::MAX), 0))
         }
         None => Paragraph::new(waiting_lines(app, theme)).wrap(Wrap { trim: false }),
     };
@@ -58,11 +72,15 @@ fn fit(lines: &mut Vec<Line>, height: usize) {
     }
 }
 
-fn row<'a>(theme: &Theme, label: &'a str, value: impl Into<String>, style: Style) -> Line<'a> {
-    Line::from(vec![
-        Span::styled(format!("  {label:<LABEL_WIDTH$}"), theme.label()),
-        Span::styled(value.into(), style),
-    ])
+/// A labelled value; a long one wraps under its own column.
+fn row<'a>(
+    theme: &Theme,
+    width: usize,
+    label: &str,
+    value: impl Into<String>,
+    style: Style,
+) -> Vec<Line<'a>> {
+    rows_at(theme, (2, LABEL_WIDTH), label, &value.into(), style, width)
 }
 
 fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> Vec<Line<'a>> {
@@ -75,15 +93,15 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> 
         (Some(v), _, _) => v.clone(),
         (None, _, _) => format::UNKNOWN.to_owned(),
     };
-    lines.push(row(theme, "version", version, theme.ok()));
+    lines.extend(row(theme, width, "version", version, theme.ok()));
     if let Some(notice) = &app.version_notice {
-        lines.push(row(theme, "", notice.clone(), theme.warn()));
+        lines.extend(row(theme, width, "", notice.clone(), theme.warn()));
     }
     if let Some(build) = &s.build_id {
-        lines.push(row(theme, "build", build.clone(), plain));
+        lines.extend(row(theme, width, "build", build.clone(), plain));
     }
     if let Some(boot) = &s.boot_id {
-        lines.push(row(theme, "boot id", boot.clone(), plain));
+        lines.extend(row(theme, width, "boot id", boot.clone(), plain));
     }
     let uptime = app
         .uptime()
@@ -94,19 +112,21 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> 
         Some(n) => format!(", {n} connections"),
         None => String::new(),
     };
-    lines.push(row(
+    lines.extend(row(
         theme,
+        width,
         "pid",
         format!("{}, up {uptime}{conns}", format::or_unknown(s.pid)),
         plain,
     ));
-    lines.push(match &s.listen {
-        Some(listen) => row(theme, "listen", listen.clone(), plain),
-        None => row(theme, "listen", format::UNKNOWN, unknown),
+    lines.extend(match &s.listen {
+        Some(listen) => row(theme, width, "listen", listen.clone(), plain),
+        None => row(theme, width, "listen", format::UNKNOWN, unknown),
     });
-    lines.push(match &s.install {
+    lines.extend(match &s.install {
         Some(install) => row(
             theme,
+            width,
             "install",
             match &install.source {
                 Some(source) => format!("{} ({source})", install.kind),
@@ -114,18 +134,25 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> 
             },
             plain,
         ),
-        None => row(theme, "install", format::UNKNOWN, unknown),
+        None => row(theme, width, "install", format::UNKNOWN, unknown),
     });
     if let Some(root) = s.install.as_ref().and_then(|i| i.root.as_ref()) {
-        lines.push(row(theme, "root", root.clone(), plain));
+        lines.extend(row(theme, width, "root", root.clone(), plain));
     }
-    lines.push(match &s.supervisor {
-        Some(supervisor) => row(theme, "supervisor", format::supervisor(supervisor), plain),
-        None => row(theme, "supervisor", format::UNKNOWN, unknown),
+    lines.extend(match &s.supervisor {
+        Some(supervisor) => row(
+            theme,
+            width,
+            "supervisor",
+            format::supervisor(supervisor),
+            plain,
+        ),
+        None => row(theme, width, "supervisor", format::UNKNOWN, unknown),
     });
     if !s.short_tokens.is_empty() {
-        lines.push(row(
+        lines.extend(row(
             theme,
+            width,
             "auth",
             format!(
                 "short credential ({}): easy to guess, use {} characters or more",
@@ -140,8 +167,9 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> 
     lines.push(Line::styled("Restart", theme.heading()));
     match &s.restart {
         Some(restart) => {
-            lines.push(row(
+            lines.extend(row(
                 theme,
+                width,
                 "strategy",
                 format::strategy(restart.strategy),
                 plain,
@@ -151,21 +179,23 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> 
             } else {
                 theme.warn()
             };
-            lines.push(row(
+            lines.extend(row(
                 theme,
+                width,
                 "phase",
                 format::restart_phase(restart, now),
                 phase_style,
             ));
         }
         None => {
-            lines.push(row(theme, "strategy", format::UNKNOWN, unknown));
-            lines.push(row(theme, "phase", format::UNKNOWN, unknown));
+            lines.extend(row(theme, width, "strategy", format::UNKNOWN, unknown));
+            lines.extend(row(theme, width, "phase", format::UNKNOWN, unknown));
         }
     }
-    lines.push(match &s.pending_work {
+    lines.extend(match &s.pending_work {
         Some(work) => row(
             theme,
+            width,
             "pending",
             format::pending(work),
             if work.total() == 0 {
@@ -174,7 +204,7 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> 
                 theme.warn()
             },
         ),
-        None => row(theme, "pending", format::UNKNOWN, unknown),
+        None => row(theme, width, "pending", format::UNKNOWN, unknown),
     });
     if let Some(failure) = s.restart.as_ref().and_then(|r| r.last_failure.as_ref()) {
         let when = now
@@ -211,27 +241,30 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> 
     } else {
         plain
     };
-    lines.push(row(
+    lines.extend(row(
         theme,
+        width,
         "available",
         format::update_available(s.update_available.as_ref()),
         available_style,
     ));
-    lines.push(row(
+    lines.extend(row(
         theme,
+        width,
         "auto-update",
         format::auto_update(&s.auto, now),
         plain,
     ));
-    lines.push(match (s.auto.kill_switch, format::kill_switch(&s.auto)) {
+    lines.extend(match (s.auto.kill_switch, format::kill_switch(&s.auto)) {
         (KillSwitch::NotReported, _) => row(
             theme,
+            width,
             "kill switch",
             "not reported by this gateway (Config says how to set it)",
             unknown,
         ),
-        (_, Some(text)) => row(theme, "kill switch", text, theme.warn()),
-        (_, None) => row(theme, "kill switch", "off", plain),
+        (_, Some(text)) => row(theme, width, "kill switch", text, theme.warn()),
+        (_, None) => row(theme, width, "kill switch", "off", plain),
     });
     match &s.latest_run {
         Some(run) => {
@@ -241,13 +274,19 @@ fn status_lines<'a>(app: &'a App, s: &'a Facts, theme: &Theme, width: usize) -> 
                 Outcome::Skipped => plain,
                 Outcome::Running => theme.warn(),
             };
-            lines.push(row(theme, "latest run", format::run(run, now), style));
+            lines.extend(row(
+                theme,
+                width,
+                "latest run",
+                format::run(run, now),
+                style,
+            ));
         }
-        None => lines.push(row(theme, "latest run", "none", plain)),
+        None => lines.extend(row(theme, width, "latest run", "none", plain)),
     }
     if let Some(error) = &app.status_error {
         lines.push(Line::raw(""));
-        lines.push(row(theme, "refresh", error.clone(), theme.error()));
+        lines.extend(row(theme, width, "refresh", error.clone(), theme.error()));
     }
     lines
 }

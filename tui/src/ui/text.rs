@@ -192,7 +192,9 @@ pub fn failed_step<'a>(step: &Step, theme: &Theme, width: usize) -> Vec<Line<'a>
         step.name,
         step.command.as_deref().unwrap_or("")
     );
-    lines.extend(hanging(&title, 2, theme.error(), width));
+    // The command wraps at its spaces, under itself.
+    let title = vec![Span::raw("  "), Span::styled(title, theme.error())];
+    lines.extend(wrap_spans(title, 4, width, true));
     // The head from its start, the tails to their end.
     let parts: [(&str, &str, bool); 3] = [
         ("stderr head", &step.stderr_head, true),
