@@ -83,12 +83,9 @@ fn a_refused_token_exits_4_and_says_so() {
 
 #[test]
 fn nothing_listening_exits_3() {
-    // A port that was free a moment ago; nothing listens there now.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Held for the test and never listening: every connect is refused.
+    let (_held, addr) = molt_e2e::ports::refusing_addr();
+    let port = addr.port();
     let tmp = tempfile::tempdir().unwrap();
     let output = molt()
         .args([
