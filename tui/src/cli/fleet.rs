@@ -14,10 +14,11 @@ use serde_json::{Value, json};
 
 use super::{CliError, pretty, write_out};
 use crate::app::validate_tag;
-use crate::fleet::record::{self, HostOutcome, Rollout, State};
-use crate::fleet::rollout::{self, Finish, Options, Stderr};
-use crate::fleet::status::{self, Reach, Row, STATUS_TIMEOUT};
-use crate::fleet::{self, Fleet, Gateway, WaveSize, file};
+use crate::fleet::record::{HostOutcome, Rollout};
+use crate::fleet::rollout::{Finish, Options, Stderr};
+use crate::fleet::start::{self, Prepared, Request, reach_error, selected};
+use crate::fleet::status::{self, STATUS_TIMEOUT};
+use crate::fleet::{Fleet, Gateway, WaveSize, file};
 
 #[derive(Debug, Subcommand)]
 pub enum FleetAction {
@@ -115,25 +116,6 @@ pub fn load_fleet(path: Option<&Path>) -> Result<Fleet, CliError> {
     Ok(fleet)
 }
 
-fn selected<'a>(fleet: &'a Fleet, group: Option<&str>) -> Result<Vec<&'a Gateway>, CliError> {
-    if let Some(group) = group
-        && !fleet.groups().contains(group)
-    {
-        return Err(CliError::Usage(format!(
-            "no gateway of {} is in group {group:?}",
-            fleet.path.display()
-        )));
-    }
-    let gateways = fleet::select(fleet, group);
-    if gateways.is_empty() {
-        return Err(CliError::Usage(format!(
-            "{} names no gateway",
-            fleet.path.display()
-        )));
-    }
-    Ok(gateways)
-}
-
 pub async fn run(
     fleet_path: Option<&Path>,
     action: FleetAction,
@@ -196,9 +178,8 @@ pub async fn run(
                 skip,
                 rollback,
                 new,
-                yes,
             };
-            update(&fleet, request, options, json, out).await
+            update(&fleet, request, options, yes, json, out).await
         }
         FleetAction::KillSwitch { state, group, json } => {
             let on = state == "on";
@@ -209,30 +190,6 @@ pub async fn run(
             settings(&fleet, group.as_deref(), Setting::AutoUpdate(on), json, out).await
         }
     }
-}
-
-/// The exit for rows some of which could not be reached.
-fn reach_error(rows: &[Row]) -> Option<CliError> {
-    let named = |reach: Reach| -> Vec<&str> {
-        rows.iter()
-            .filter(|r| r.state == reach)
-            .map(|r| r.name.as_str())
-            .collect()
-    };
-    let unreachable: Vec<&str> = rows
-        .iter()
-        .filter(|r| matches!(r.state, Reach::Unreachable | Reach::Unusable))
-        .map(|r| r.name.as_str())
-        .collect();
-    if !unreachable.is_empty() {
-        return Some(CliError::Unreachable(format!(
-            "could not reach {}",
-            unreachable.join(", ")
-        )));
-    }
-    let refused = named(Reach::AuthFailed);
-    (!refused.is_empty())
-        .then(|| CliError::FleetAuth(format!("token refused by {}", refused.join(", "))))
 }
 
 async fn status(
@@ -252,18 +209,6 @@ async fn status(
     reach_error(&rows).map_or(Ok(()), Err)
 }
 
-struct Request {
-    target: Option<String>,
-    group: Option<String>,
-    wave: WaveSize,
-    canary: String,
-    resume: bool,
-    skip: Vec<String>,
-    rollback: bool,
-    new: bool,
-    yes: bool,
-}
-
 /// `molt fleet update --json`: the outcome and the record behind it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -280,109 +225,38 @@ async fn update(
     fleet: &Fleet,
     request: Request,
     options: Options,
+    yes: bool,
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    if !request.yes && !std::io::stdin().is_terminal() {
+    if !yes && !std::io::stdin().is_terminal() {
         return Err(CliError::Usage(
             "stdin is not a terminal: pass --yes to update without asking".to_owned(),
         ));
     }
-    let record_path = record::path_for(&fleet.path).map_err(|e| CliError::Other(e.to_string()))?;
-    let previous = record::load(&record_path).map_err(|e| CliError::Other(e.to_string()))?;
-    let unfinished = previous
-        .as_ref()
-        .filter(|r| matches!(r.state, State::Running | State::Halted));
-    let continuing = request.resume || !request.skip.is_empty() || request.rollback;
-    let mut rollout = match (unfinished, continuing) {
-        (Some(rollout), true) => rollout.clone(),
-        (None, true) => {
-            return Err(CliError::Usage(format!(
-                "no unfinished rollout of {} to continue ({})",
-                fleet.path.display(),
-                record_path.display()
-            )));
-        }
-        (Some(rollout), false) if !request.new => {
-            let at = rollout
-                .halt
-                .as_ref()
-                .map(|h| format!(" halted at {}: {}", h.host, h.reason))
-                .unwrap_or_else(|| " stopped while running".to_owned());
-            return Err(CliError::Usage(format!(
-                "the last rollout of {} to {}{at}; pass --resume to continue it, --skip NAME \
-                 to continue without a gateway, --rollback to undo it, or --new to start over",
-                fleet.path.display(),
-                rollout
-                    .version
-                    .as_deref()
-                    .or(rollout.target.as_deref())
-                    .unwrap_or("the channel's latest")
-            )));
-        }
-        _ => {
-            let gateways = selected(fleet, request.group.as_deref())?;
-            let now = record::now_ms();
-            Rollout {
-                fleet: fleet.path.clone(),
-                version: request
-                    .target
-                    .as_deref()
-                    .filter(|t| semver::Version::parse(t).is_ok())
-                    .map(str::to_owned),
-                target: request.target.clone(),
-                group: request.group.clone(),
-                waves: rollout::plan(&gateways, &request.canary, request.wave),
-                state: State::Running,
-                started_at: now,
-                updated_at: now,
-                hosts: Vec::new(),
-                halt: None,
-            }
-        }
-    };
-    for name in &request.skip {
-        if fleet.gateway(name).is_none() || !rollout.waves.iter().flatten().any(|n| n == name) {
-            return Err(CliError::Usage(format!(
-                "--skip {name}: not a gateway of this rollout"
-            )));
-        }
-        let from = rollout.host(name).and_then(|h| h.from.clone());
-        rollout.set(record::HostEntry {
-            name: name.clone(),
-            from,
-            to: None,
-            at: record::now_ms(),
-            outcome: HostOutcome::Skipped,
-            reason: Some("skipped by the operator".to_owned()),
-        });
-    }
-    let planned: Vec<&Gateway> = rollout
-        .waves
-        .iter()
-        .flatten()
-        .filter(|n| !rollout.done(n))
-        .filter_map(|n| fleet.gateway(n))
-        .collect();
-    let mut observer = Stderr;
+    let mut prepared = start::prepare(fleet, &request)?;
     let finish = if request.rollback {
-        rollout::roll_back(fleet, &mut rollout, &record_path, &options, &mut observer).await?
+        start::run(fleet, &mut prepared, true, &options, &mut Stderr).await?
     } else {
-        // Every gateway still to do must answer before any is touched.
-        let rows = status::probe_all(&planned, STATUS_TIMEOUT).await;
-        if let Some(error) = reach_error(&rows) {
-            report(out, json, false, "not-started", &record_path, &rollout)?;
+        if let Err(error) = start::check_reachable(&prepared.planned).await {
+            let Prepared {
+                rollout,
+                record_path,
+                ..
+            } = &prepared;
+            report(out, json, false, "not-started", record_path, rollout)?;
             return Err(error);
         }
-        if !request.yes {
-            let waves: Vec<String> = rollout.waves.iter().map(|w| w.join(" ")).collect();
+        if !yes {
+            let waves: Vec<String> = prepared.rollout.waves.iter().map(|w| w.join(" ")).collect();
             let question = format!(
                 "Update {} gateways to {} in waves [{}]? [y/N] ",
-                planned.len(),
-                rollout
+                prepared.planned.len(),
+                prepared
+                    .rollout
                     .version
                     .as_deref()
-                    .or(rollout.target.as_deref())
+                    .or(prepared.rollout.target.as_deref())
                     .unwrap_or("each channel's latest"),
                 waves.join("] [")
             );
@@ -390,8 +264,13 @@ async fn update(
                 return Err(CliError::Other("cancelled; nothing changed".to_owned()));
             }
         }
-        rollout::drive(fleet, &mut rollout, &record_path, &options, &mut observer).await?
+        start::run(fleet, &mut prepared, false, &options, &mut Stderr).await?
     };
+    let Prepared {
+        rollout,
+        record_path,
+        ..
+    } = prepared;
     let halt = rollout.halt.clone();
     let (ok, outcome) = match (&finish, &halt) {
         (Finish::Done, _) if request.rollback => (true, "rolled-back"),

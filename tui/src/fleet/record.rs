@@ -118,6 +118,22 @@ impl Rollout {
     pub fn done(&self, name: &str) -> bool {
         self.host(name).is_some_and(|h| h.outcome.is_done())
     }
+
+    /// What every gateway is to run: the version, else the asked tag.
+    pub fn goal(&self) -> &str {
+        self.version
+            .as_deref()
+            .or(self.target.as_deref())
+            .unwrap_or("the channel's latest")
+    }
+
+    /// ` halted at HOST: why`, or that it stopped while running.
+    pub fn where_it_stopped(&self) -> String {
+        self.halt.as_ref().map_or_else(
+            || " stopped while running".to_owned(),
+            |h| format!(" halted at {}: {}", h.host, h.reason),
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
