@@ -505,3 +505,133 @@ fn the_fleet_screen_shows_fifty_gateways_at_80x24_and_opens_one() {
     console.press("q");
     assert!(console.child.wait().unwrap().success());
 }
+
+/// The row of gateway `name` on the Fleet screen.
+fn fleet_row<'a>(screen: &'a str, name: &str) -> &'a str {
+    screen
+        .lines()
+        .find(|l| {
+            l.get(1..)
+                .is_some_and(|rest| rest.starts_with(&format!("{name} ")))
+        })
+        .unwrap_or_else(|| panic!("no row {name} in\n{screen}"))
+}
+
+#[test]
+fn the_fleet_screen_rolls_out_halts_at_a_bad_canary_and_rolls_the_verified_back() {
+    let mut fleet = hosts(&["c1", "a", "b"], &["c1"]);
+    fleet.fx.publish_broken("3.0.0").unwrap();
+    let mut file = std::fs::read_to_string(&fleet.fleet).unwrap();
+    file.push_str("[rollout]\nwave = 1\n");
+    std::fs::write(&fleet.fleet, file).unwrap();
+    let home = fleet.home.path().to_owned();
+    let mut console = support::pty::Console::start_with(
+        24,
+        80,
+        &["--fleet", fleet.fleet.to_str().unwrap()],
+        &[
+            ("XDG_STATE_HOME", home.join("state").as_os_str()),
+            ("XDG_CONFIG_HOME", home.join("config").as_os_str()),
+        ],
+    );
+    console.wait_for("three gateways on 1.0.0", |s| {
+        s.contains("3/3 connected") && s.matches(OLD).count() >= 3
+    });
+
+    // A version that dies at start: the canary rolls itself back and the
+    // rollout halts there, naming the step and what the new process said.
+    console.press("U");
+    console.wait_for("the target prompt", |s| s.contains("Roll out to"));
+    for key in ["3", ".", "0", ".", "0", "\r"] {
+        console.press(key);
+    }
+    console.wait_for_within("the halt at the canary", support::pty::PATIENCE, |s| {
+        s.contains("halted at c1") && s.contains("R resume")
+    });
+    let screen = console.text();
+    for (line, times) in [
+        (" to 3.0.0: halted, 0 of 3 verified", 1),
+        ("halted at c1, step restart:", 1),
+        // The tail of its update, down to what the new process said.
+        ("|   fake moltd 3.0.0: unknown argument --state-dir", 1),
+        ("R resume  S skip c1  B roll back  U new rollout", 1),
+    ] {
+        assert_eq!(screen.matches(line).count(), times, "{line:?} in\n{screen}");
+    }
+    for host in &fleet.hosts {
+        let row = fleet_row(&screen, host.name);
+        assert!(
+            row.contains(OLD) && row.contains("connected"),
+            "{row}\n{screen}"
+        );
+    }
+    for host in &fleet.hosts[1..] {
+        assert!(
+            fleet_row(&screen, host.name).contains("no run"),
+            "{} untouched\n{screen}",
+            host.name
+        );
+    }
+
+    // A good version, started anew from the screen: b goes away while a
+    // updates, so the rollout halts at b with c1 and a verified.
+    console.press("U");
+    console.wait_for("the prompt naming what it replaces", |s| {
+        s.contains("replaces the unfinished rollout to 3.0.0 halted at c1")
+    });
+    for key in ["2", ".", "0", ".", "0", "\r"] {
+        console.press(key);
+    }
+    console.wait_for_within("wave 2 under way", support::pty::PATIENCE, |s| {
+        s.contains("wave 2/3: a")
+    });
+    let b = &mut fleet.hosts[2];
+    Moltd::signal(b.moltd.first.pid, "KILL");
+    assert!(b.moltd.wait_exit(support::pty::PATIENCE).is_some());
+    console.wait_for_within("the halt at b", support::pty::PATIENCE, |s| {
+        s.contains("halted at b") && s.contains("R resume")
+    });
+    let screen = console.text();
+    assert_eq!(
+        screen.matches(" to 2.0.0: halted, 2 of 3 verified").count(),
+        1,
+        "{screen}"
+    );
+    for name in ["c1", "a"] {
+        assert!(fleet_row(&screen, name).contains(NEW), "{name}\n{screen}");
+    }
+
+    // B puts the verified ones back on the version each ran before.
+    console.press("B");
+    console.wait_for_within("the rollback's end", support::pty::PATIENCE, |s| {
+        s.contains("rolled back, 0 of 3 verified, 2 rolled back")
+    });
+    console.wait_for("c1 and a on 1.0.0 again", |s| {
+        ["c1", "a"]
+            .iter()
+            .all(|name| fleet_row(s, name).contains(&format!("{OLD} ")))
+    });
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::fs::read_dir(home.join("state/molt/rollouts"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["state"], "rolled-back", "{record:#}");
+    assert_eq!(
+        outcomes(&record),
+        vec![
+            ("c1".into(), "reverted".into(), json!(OLD)),
+            ("a".into(), "reverted".into(), json!(OLD)),
+            ("b".into(), "unreachable".into(), json!(NEW)),
+        ]
+    );
+    console.press("q");
+    assert!(console.child.wait().unwrap().success());
+}

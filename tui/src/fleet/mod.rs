@@ -7,9 +7,11 @@
 //! version verified by the gateway's own new process) and stops.
 
 pub mod file;
+pub mod panel;
 pub mod record;
 pub mod rollout;
 pub mod screen;
+pub mod start;
 pub mod status;
 
 pub use file::{Endpoint, Fleet, FleetError, Gateway, RolloutDefaults, TokenSource, WaveSize};

@@ -51,7 +51,7 @@ pub struct HostResult {
 }
 
 /// Progress of the rollout as a whole, for stderr or the screen.
-pub trait Observer {
+pub trait Observer: Send {
     fn say(&mut self, line: &str);
     /// A gateway's outcome was recorded.
     fn host_done(&mut self, _result: &HostResult) {}

@@ -15,6 +15,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::file::RolloutDefaults;
+use super::panel::{self, MAX_TARGET, RolloutEvent, RolloutPanel};
+use super::record;
+use super::start::Request;
 use super::{Fleet, Gateway};
 use crate::app::{App, Command, ConnState, Event};
 use crate::client::ClientMode;
@@ -101,6 +105,8 @@ pub struct FleetView {
     /// The gateway whose full console is open.
     pub open: Option<usize>,
     pub color: bool,
+    pub panel: RolloutPanel,
+    defaults: RolloutDefaults,
     now: Instant,
     dirty: bool,
 }
@@ -109,6 +115,8 @@ pub struct FleetView {
 #[derive(Debug, PartialEq)]
 pub enum FleetCommand {
     Net(usize, NetCommand),
+    /// Start, continue or roll back a rollout in a task of the loop.
+    Rollout(Request),
     Quit,
 }
 
@@ -147,6 +155,8 @@ impl FleetView {
             sort: Sort::File,
             open: None,
             color,
+            panel: last_rollout(fleet),
+            defaults: fleet.rollout.clone(),
             now,
             dirty: true,
         };
@@ -241,6 +251,11 @@ impl FleetView {
                 Vec::new()
             }
             FleetEvent::Key(key) => self.key(key),
+            FleetEvent::Rollout(event) => {
+                self.panel.handle(event);
+                self.dirty |= self.open.is_none();
+                Vec::new()
+            }
         }
     }
 
@@ -263,10 +278,19 @@ impl FleetView {
         }
         let ctrl_c =
             key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+        if ctrl_c {
+            return vec![FleetCommand::Quit];
+        }
+        if self.panel.prompt.is_some() {
+            return self.prompt_key(key);
+        }
+        if let KeyCode::Char(c @ ('U' | 'R' | 'S' | 'B')) = key.code {
+            self.dirty = true;
+            return self.rollout_key(c);
+        }
         let page = 10;
         let last = self.order.len().saturating_sub(1);
         match key.code {
-            _ if ctrl_c => return vec![FleetCommand::Quit],
             KeyCode::Char('q') => return vec![FleetCommand::Quit],
             KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
             KeyCode::Down | KeyCode::Char('j') => self.selected = (self.selected + 1).min(last),
@@ -307,6 +331,97 @@ impl FleetView {
         self.dirty = true;
         Vec::new()
     }
+
+    /// `U` types a target; `R` resumes the unfinished rollout, `S`
+    /// continues it without the gateway it halted at, `B` rolls its
+    /// verified gateways back.
+    fn rollout_key(&mut self, key: char) -> Vec<FleetCommand> {
+        if self.panel.running {
+            self.panel.error = Some("a rollout is running; wait for it to end".to_owned());
+            return Vec::new();
+        }
+        if key == 'U' {
+            self.panel.prompt = Some(String::new());
+            self.panel.error = None;
+            return Vec::new();
+        }
+        let Some(unfinished) = self.panel.unfinished() else {
+            self.panel.error = Some("no halted rollout to continue: U starts one".to_owned());
+            return Vec::new();
+        };
+        let mut request = self.request(None);
+        match key {
+            'R' => request.resume = true,
+            'B' => request.rollback = true,
+            _ => match &unfinished.halt {
+                Some(halt) => request.skip = vec![halt.host.clone()],
+                None => {
+                    self.panel.error = Some("nothing halted to skip: R resumes".to_owned());
+                    return Vec::new();
+                }
+            },
+        }
+        self.start(request)
+    }
+
+    fn prompt_key(&mut self, key: KeyEvent) -> Vec<FleetCommand> {
+        self.dirty = true;
+        let Some(target) = &mut self.panel.prompt else {
+            return Vec::new();
+        };
+        match key.code {
+            KeyCode::Esc => self.panel.prompt = None,
+            KeyCode::Backspace => {
+                target.pop();
+            }
+            KeyCode::Char(c) if target.len() < MAX_TARGET => target.push(c),
+            KeyCode::Enter => {
+                let target = target.trim().to_owned();
+                if let Err(problem) = crate::app::validate_tag(&target) {
+                    self.panel.error = Some(format!("bad target {target:?}: {problem}"));
+                    return Vec::new();
+                }
+                self.panel.prompt = None;
+                let mut request = self.request((!target.is_empty()).then_some(target));
+                // Asked on the screen, with the last rollout's state shown.
+                request.new = true;
+                return self.start(request);
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// A request on the gateways shown (the group filter) with the fleet
+    /// file's waves.
+    fn request(&self, target: Option<String>) -> Request {
+        Request {
+            target,
+            group: self.group_name().map(str::to_owned),
+            wave: self.defaults.wave,
+            canary: self.defaults.canary.clone(),
+            resume: false,
+            skip: Vec::new(),
+            rollback: false,
+            new: false,
+        }
+    }
+
+    fn start(&mut self, request: Request) -> Vec<FleetCommand> {
+        self.panel.running = true;
+        self.panel.error = None;
+        self.panel.log.clear();
+        vec![FleetCommand::Rollout(request)]
+    }
+}
+
+/// The panel as the record of this fleet's last rollout leaves it.
+fn last_rollout(fleet: &Fleet) -> RolloutPanel {
+    let record = record::path_for(&fleet.path).and_then(|path| record::load(&path));
+    match record {
+        Ok(rollout) => RolloutPanel::new(rollout, None),
+        Err(e) => RolloutPanel::new(None, Some(e.to_string())),
+    }
 }
 
 fn lift(i: usize, commands: Vec<Command>) -> Vec<FleetCommand> {
@@ -326,12 +441,17 @@ pub enum FleetEvent {
     Resize,
     Tick,
     Net(usize, NetEvent),
+    Rollout(RolloutEvent),
 }
 
 /// The loop's ends of every gateway's network task.
 pub struct FleetLink {
     pub events: mpsc::Receiver<(usize, NetEvent)>,
     pub commands: Vec<mpsc::UnboundedSender<NetCommand>>,
+    /// The fleet a rollout task runs on, and its progress back.
+    pub fleet: Fleet,
+    pub rollout_tx: mpsc::UnboundedSender<RolloutEvent>,
+    pub rollouts: mpsc::UnboundedReceiver<RolloutEvent>,
 }
 
 /// Starts one network task per gateway, each with its own backoff; their
@@ -361,7 +481,14 @@ pub fn connect_all(fleet: &Fleet, cancel: &CancellationToken, tasks: &TaskTracke
         });
         commands.push(command_tx);
     }
-    FleetLink { events, commands }
+    let (rollout_tx, rollouts) = mpsc::unbounded_channel();
+    FleetLink {
+        events,
+        commands,
+        fleet: fleet.clone(),
+        rollout_tx,
+        rollouts,
+    }
 }
 
 /// Runs the Fleet screen until quit, end of input or `shutdown`.
@@ -393,6 +520,7 @@ where
                 Some(Ok(_)) => continue,
             },
             Some((i, event)) = link.events.recv() => FleetEvent::Net(i, event),
+            Some(event) = link.rollouts.recv() => FleetEvent::Rollout(event),
             _ = ticker.tick() => FleetEvent::Tick,
         };
         if apply(view, event, link)? {
@@ -415,6 +543,15 @@ fn apply(view: &mut FleetView, event: FleetEvent, link: &FleetLink) -> Result<bo
     for command in view.handle(event) {
         match command {
             FleetCommand::Quit => return Ok(true),
+            // Quitting mid-rollout leaves its record `running`: the next
+            // console shows where it stopped and resumes it.
+            FleetCommand::Rollout(request) => {
+                tokio::spawn(panel::run(
+                    link.fleet.clone(),
+                    request,
+                    link.rollout_tx.clone(),
+                ));
+            }
             FleetCommand::Net(i, command) => {
                 // A gateway's task that stopped only loses its own row.
                 if let Some(tx) = link.commands.get(i) {

@@ -7,7 +7,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::theme::Theme;
 use crate::app::ConnState;
@@ -17,13 +17,24 @@ use crate::peer::KillSwitch;
 
 pub fn render(view: &FleetView, frame: &mut Frame) {
     let theme = Theme::new(view.color);
-    let [top, heading, body, bottom] = Layout::vertical([
+    let area = frame.area();
+    // The rollout panel takes what it needs of what the header, the
+    // footer and five rows of gateways leave.
+    let panel = if view.panel.visible() {
+        let room = usize::from(area.height.saturating_sub(9)).max(3);
+        super::fleet_rollout::lines(&view.panel, &theme, usize::from(area.width), room)
+    } else {
+        Vec::new()
+    };
+    let panel_height = if panel.is_empty() { 0 } else { panel.len() + 1 };
+    let [top, heading, body, panel_area, bottom] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
         Constraint::Min(0),
+        Constraint::Length(u16::try_from(panel_height).unwrap_or(0)),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
+    .areas(area);
     let connected = view
         .hosts
         .iter()
@@ -66,6 +77,13 @@ pub fn render(view: &FleetView, frame: &mut Frame) {
         .map(|(pos, i)| row(&view.hosts[*i], pos == view.selected, &theme))
         .collect();
     frame.render_widget(Paragraph::new(lines), body);
+    if !panel.is_empty() {
+        let block = Block::new()
+            .borders(Borders::TOP)
+            .border_style(theme.dim())
+            .title(Line::styled(" Rollout ", theme.heading()));
+        frame.render_widget(Paragraph::new(panel).block(block), panel_area);
+    }
     let footer = match view.problems.first() {
         Some(problem) => Line::styled(
             format!(
@@ -83,6 +101,7 @@ pub fn render(view: &FleetView, frame: &mut Frame) {
                 ("g", "group"),
                 ("s", "sort"),
                 ("r", "reconnect"),
+                ("U", "rollout"),
             ] {
                 spans.push(Span::styled(format!(" {key}"), theme.key()));
                 spans.push(Span::styled(format!(" {what} "), theme.dim()));

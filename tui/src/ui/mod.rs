@@ -3,6 +3,7 @@
 mod config;
 mod dialog;
 pub mod fleet;
+mod fleet_rollout;
 mod header;
 mod help;
 mod history;
