@@ -1,9 +1,8 @@
 //! `molt fleet` against real moltd processes, each on its own state dir
 //! and port: status side by side, and rolling updates of gateways
-//! installed with npm from the test registry. Four gateways per rollout
-//! (a canary and waves of two), not ten: each is an npm install and an
-//! update on a two-core machine, and four show every rule (canary first,
-//! a wave waits for the last, a halt touches nothing after it).
+//! installed with npm from the test registry: ten for the rolling update
+//! (a canary and waves of three, a prober on every port), three where a
+//! rule needs fewer (a killed gateway, the Fleet screen's rollout).
 
 mod support;
 
@@ -277,20 +276,27 @@ fn outcomes(record: &Value) -> Vec<(String, String, Value)> {
 
 #[test]
 fn a_broken_canary_halts_the_rollout_and_a_good_version_rolls_out_wave_by_wave() {
-    let mut fleet = hosts(&["c1", "a", "b", "c"], &["c1"]);
+    const TEN: [&str; 10] = ["c1", "h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8", "h9"];
+    let mut fleet = hosts(&TEN, &["c1"]);
     fleet.fx.publish_broken("3.0.0").unwrap();
     let before = fleet.status();
+    let waves = json!([
+        ["c1"],
+        ["h1", "h2", "h3"],
+        ["h4", "h5", "h6"],
+        ["h7", "h8", "h9"]
+    ]);
 
     // The canary installs 3.0.0, which dies at start: it rolls back, the
     // rollout halts there, and nobody else is touched.
     let (code, out, stderr) = fleet.run(&[
-        "update", "--target", "3.0.0", "--wave", "2", "--yes", "--json",
+        "update", "--target", "3.0.0", "--wave", "3", "--yes", "--json",
     ]);
     assert_eq!(code, 5, "{out:#}\n{stderr}");
     assert_eq!(out["ok"], false, "{out:#}");
     assert_eq!(out["outcome"], "halted", "{out:#}");
     assert_eq!(out["state"], "halted", "{out:#}");
-    assert_eq!(out["waves"], json!([["c1"], ["a", "b"], ["c"]]), "{out:#}");
+    assert_eq!(out["waves"], waves, "{out:#}");
     assert_eq!(out["halt"]["host"], "c1", "{out:#}");
     assert_eq!(out["halt"]["outcome"], "rolled-back", "{out:#}");
     assert!(
@@ -318,9 +324,9 @@ fn a_broken_canary_halts_the_rollout_and_a_good_version_rolls_out_wave_by_wave()
         "--target",
         NEW,
         "--wave",
-        "2",
+        "3",
         "--max-unavailable",
-        "2",
+        "3",
         "--yes",
         "--json",
     ]);
@@ -330,31 +336,36 @@ fn a_broken_canary_halts_the_rollout_and_a_good_version_rolls_out_wave_by_wave()
         (Some(true), Some("verified"))
     );
     assert_eq!(out["version"], NEW, "{out:#}");
-    let verified: Vec<(String, String, Value)> = ["c1", "a", "b", "c"]
+    let verified: Vec<(String, String, Value)> = TEN
         .iter()
         .map(|n| ((*n).to_owned(), "verified".to_owned(), json!(NEW)))
         .collect();
     let mut got = outcomes(&out);
-    got[1..3].sort_by(|x, y| x.0.cmp(&y.0));
+    // Within a wave, gateways finish in any order.
+    for wave in got[1..].chunks_mut(3) {
+        wave.sort_by(|x, y| x.0.cmp(&y.0));
+    }
     assert_eq!(got, verified, "{out:#}");
     for (i, wave) in [
-        "wave 1/3 verified: c1",
-        "wave 2/3 verified: a, b",
-        "wave 3/3 verified: c",
+        "wave 1/4 verified: c1",
+        "wave 2/4 verified: h1, h2, h3",
+        "wave 3/4 verified: h4, h5, h6",
+        "wave 4/4 verified: h7, h8, h9",
     ]
     .iter()
     .enumerate()
     {
         assert!(stderr.contains(wave), "wave {i}: {stderr}");
     }
-    // Wave order: the canary verified before wave 2 started, wave 2 before 3.
+    // Wave order: each wave starts after the one before it verified.
     let at = |needle: &str| {
         stderr
             .find(needle)
             .unwrap_or_else(|| panic!("{needle}: {stderr}"))
     };
-    assert!(at("wave 1/3 verified") < at("wave 2/3: a, b"));
-    assert!(at("wave 2/3 verified") < at("wave 3/3: c"));
+    assert!(at("wave 1/4 verified") < at("wave 2/4: h1, h2, h3"));
+    assert!(at("wave 2/4 verified") < at("wave 3/4: h4, h5, h6"));
+    assert!(at("wave 3/4 verified") < at("wave 4/4: h7, h8, h9"));
     for (host, probe) in fleet.hosts.iter_mut().zip(probes) {
         let successor = host.moltd.next_ready(support::pty::PATIENCE).unwrap();
         assert_eq!(successor.version, NEW);
