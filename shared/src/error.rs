@@ -18,6 +18,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code the protocol defines (not [`ErrorCode::Unknown`], which
+    /// stands for a code this client does not know).
+    pub const ALL: [ErrorCode; 7] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::Forbidden,
+        ErrorCode::Unavailable,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+    ];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {

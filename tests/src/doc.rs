@@ -1,0 +1,176 @@
+//! Reading `docs/` in tests: a section under a heading, its tables, the
+//! backticked names in a cell and fenced code blocks. Tests that hold the
+//! docs to the code parse them with these, so every check reads a table
+//! the same way a person does.
+
+use std::path::Path;
+
+/// The text of `docs/<name>` in this workspace.
+pub fn read(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The lines under the heading whose text is `title` (any level), up to
+/// the next heading of the same or a higher level. Panics naming the
+/// heading when there is none, so a renamed section fails loudly.
+pub fn section<'a>(doc: &'a str, title: &str) -> &'a str {
+    let mut offset = 0;
+    let mut start = None;
+    let mut in_fence = false;
+    for line in doc.split_inclusive('\n') {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+        }
+        let level = heading_level(line).filter(|_| !in_fence);
+        match (start, level) {
+            (None, Some(level)) if line[level..].trim() == title => {
+                start = Some((offset + line.len(), level));
+            }
+            (Some((from, own)), Some(level)) if level <= own => return &doc[from..offset],
+            _ => {}
+        }
+        offset += line.len();
+    }
+    match start {
+        Some((from, _)) => &doc[from..],
+        None => panic!("no heading {title:?} in the doc"),
+    }
+}
+
+fn heading_level(line: &str) -> Option<usize> {
+    let level = line.bytes().take_while(|b| *b == b'#').count();
+    (level > 0 && line[level..].starts_with(' ')).then_some(level)
+}
+
+/// A markdown table: its header cells and rows, cells trimmed, `\|`
+/// read as `|`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// The column named `name`, one cell a row.
+    pub fn column(&self, name: &str) -> Vec<&str> {
+        let i = self
+            .header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name:?} in {:?}", self.header));
+        self.rows.iter().map(|row| row[i].as_str()).collect()
+    }
+}
+
+/// Every table in `text`, in order.
+pub fn tables(text: &str) -> Vec<Table> {
+    let mut tables = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let is_separator = |l: &str| {
+            let cells = cells(l);
+            !cells.is_empty()
+                && cells
+                    .iter()
+                    .all(|c| !c.is_empty() && c.chars().all(|ch| "-: ".contains(ch)))
+        };
+        if !line.trim_start().starts_with('|') || !lines.peek().is_some_and(|l| is_separator(l)) {
+            continue;
+        }
+        lines.next();
+        let header = cells(line);
+        let mut rows = Vec::new();
+        while let Some(row) = lines.next_if(|l| l.trim_start().starts_with('|')) {
+            let row = cells(row);
+            assert_eq!(
+                row.len(),
+                header.len(),
+                "a row of {header:?} has {} cells: {row:?}",
+                row.len()
+            );
+            rows.push(row);
+        }
+        tables.push(Table { header, rows });
+    }
+    tables
+}
+
+/// The one table in the section under `title`.
+pub fn table(doc: &str, title: &str) -> Table {
+    let mut found = tables(section(doc, title));
+    assert_eq!(found.len(), 1, "expected one table under {title:?}");
+    found.remove(0)
+}
+
+/// The table under `title` whose header is exactly `header`.
+pub fn table_with(doc: &str, title: &str, header: &[&str]) -> Table {
+    tables(section(doc, title))
+        .into_iter()
+        .find(|t| t.header == header)
+        .unwrap_or_else(|| panic!("no table {header:?} under {title:?}"))
+}
+
+fn cells(line: &str) -> Vec<String> {
+    let line = line.trim();
+    let line = line.strip_prefix('|').unwrap_or(line);
+    let line = line.strip_suffix('|').unwrap_or(line);
+    let mut cells = vec![String::new()];
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                chars.next();
+                cells.last_mut().unwrap().push('|');
+            }
+            '|' => cells.push(String::new()),
+            c => cells.last_mut().unwrap().push(c),
+        }
+    }
+    cells.iter().map(|c| c.trim().to_owned()).collect()
+}
+
+/// The backticked spans of a cell or sentence, in order.
+pub fn ticked(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+/// The bodies of the fenced code blocks marked `lang`.
+pub fn code_blocks<'a>(text: &'a str, lang: &str) -> Vec<&'a str> {
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    let open = format!("```{lang}\n");
+    while let Some(start) = rest.find(&open) {
+        let body = &rest[start + open.len()..];
+        let end = body.find("```").expect("an unclosed code block");
+        blocks.push(&body[..end]);
+        rest = &body[end + 3..];
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "# A\n\n## B\n\n| a | b |\n| --- | --- |\n| `x` | y \\| z |\n| | w |\n\n```sh\n# not a heading\n```\n\n## C\n\n| c |\n| --- |\n| 1 |\n";
+
+    #[test]
+    fn a_section_ends_at_the_next_heading_of_its_level() {
+        let b = section(DOC, "B");
+        assert!(b.contains("# not a heading") && !b.contains("| c |"));
+        assert!(section(DOC, "A").contains("| c |"));
+    }
+
+    #[test]
+    fn tables_read_cells_with_escaped_pipes_and_empty_cells() {
+        let t = table(DOC, "B");
+        assert_eq!(t.header, ["a", "b"]);
+        assert_eq!(t.rows, [vec!["`x`", "y | z"], vec!["", "w"]]);
+        assert_eq!(ticked(&t.rows[0][0]), ["x"]);
+        assert_eq!(table(DOC, "C").column("c"), ["1"]);
+        assert_eq!(code_blocks(DOC, "sh"), ["# not a heading\n"]);
+    }
+}
