@@ -23,21 +23,104 @@ use serde_json::Value;
 
 const DOC: &str = include_str!("../../docs/protocol.md");
 
-/// The `| `name` | scope | yes |` rows of the Scopes section.
+/// The rows of the Scopes section's method table.
+fn method_table() -> doc::Table {
+    doc::table_with(DOC, "Scopes", &["method", "scope", "params", "result"])
+}
+
+/// The wire names in a `{a, b?, c}` cell; `none` is no params.
+fn names(cell: &str) -> Vec<String> {
+    if cell == "none" {
+        return Vec::new();
+    }
+    let ticked = doc::ticked(cell);
+    let [object] = ticked.as_slice() else {
+        panic!("expected one `{{…}}` in {cell:?}");
+    };
+    object
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(',')
+        .map(|name| name.trim().trim_end_matches('?').to_owned())
+        .collect()
+}
+
+/// The params and result types of a method, as field lists.
+fn shapes(method: Method) -> (Vec<&'static str>, Vec<&'static str>) {
+    use molt_protocol::audit::{AuditListParams, AuditListResult};
+    use molt_protocol::method::*;
+    let none = Vec::new;
+    let of = |f: &'static [&'static str]| f.to_vec();
+    match method {
+        Method::Connect => (none(), none()),
+        Method::Health => (none(), of(doc::fields::<HealthResult>())),
+        Method::Status => (none(), of(doc::fields::<StatusResult>())),
+        Method::ConfigGet => (none(), of(doc::fields::<ConfigGetResult>())),
+        Method::ConfigPatch => (
+            of(doc::fields::<ConfigPatchParams>()),
+            of(doc::fields::<ConfigPatchResult>()),
+        ),
+        Method::RestartRequest => (
+            of(doc::fields::<RestartRequestParams>()),
+            of(doc::fields::<RestartScheduled>()),
+        ),
+        Method::UpdateRun => (
+            of(doc::fields::<UpdateRunParams>()),
+            of(doc::fields::<UpdateRunResult>()),
+        ),
+        Method::UpdateStatus => (
+            of(doc::fields::<UpdateStatusParams>()),
+            of(doc::fields::<UpdateStatusResult>()),
+        ),
+        Method::UpdateCheck => (none(), of(doc::fields::<UpdateCheckResult>())),
+        Method::UpdateHistory => (
+            of(doc::fields::<UpdateHistoryParams>()),
+            of(doc::fields::<UpdateHistoryResult>()),
+        ),
+        Method::NoAutoUpdateSet => (
+            of(doc::fields::<NoAutoUpdateSetParams>()),
+            of(doc::fields::<NoAutoUpdateSetResult>()),
+        ),
+        Method::HoldAcquire => (
+            of(doc::fields::<HoldAcquireParams>()),
+            of(doc::fields::<HoldAcquireResult>()),
+        ),
+        Method::HoldRelease => (
+            of(doc::fields::<HoldReleaseParams>()),
+            of(doc::fields::<HoldReleaseResult>()),
+        ),
+        Method::LogsTail => (
+            of(doc::fields::<LogsTailParams>()),
+            of(doc::fields::<LogsTailResult>()),
+        ),
+        Method::AuditList => (
+            of(doc::fields::<AuditListParams>()),
+            of(doc::fields::<AuditListResult>()),
+        ),
+    }
+}
+
 fn method_rows() -> Vec<(String, String)> {
-    let table = doc::table_with(
-        DOC,
-        "Scopes",
-        &["method", "scope", "served by this version"],
-    );
-    table
+    method_table()
         .rows
         .iter()
-        .map(|row| {
-            assert_eq!(row[2], "yes", "{row:?}");
-            (row[0].trim_matches('`').to_owned(), row[1].clone())
-        })
+        .map(|row| (row[0].trim_matches('`').to_owned(), row[1].clone()))
         .collect()
+}
+
+#[test]
+fn the_method_table_gives_each_method_its_params_and_result() {
+    for row in &method_table().rows {
+        let name = row[0].trim_matches('`');
+        let method = Method::from_name(name).unwrap_or_else(|| panic!("no method {name}"));
+        let (params, result) = shapes(method);
+        assert_eq!(names(&row[2]), params, "{name} params");
+        if method == Method::Status {
+            assert!(row[3].contains("#status"), "status points at its table");
+        } else {
+            assert_eq!(names(&row[3]), result, "{name} result");
+        }
+    }
 }
 
 /// The JSON array after `"<key>": [` in the `hello-ok` example.

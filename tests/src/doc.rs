@@ -151,6 +151,62 @@ pub fn code_blocks<'a>(text: &'a str, lang: &str) -> Vec<&'a str> {
     blocks
 }
 
+/// The wire names of a struct's fields, as serde sees them (after
+/// `rename_all`): a deserializer that records the field list serde asks
+/// for and stops there. Panics for a type that is not a plain struct.
+pub fn fields<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    match T::deserialize(FieldNames) {
+        Err(Traced::Fields(fields)) => fields,
+        Err(Traced::Other(e)) => panic!("not a struct: {e}"),
+        Ok(_) => panic!("not a struct"),
+    }
+}
+
+struct FieldNames;
+
+#[derive(Debug)]
+enum Traced {
+    Fields(&'static [&'static str]),
+    Other(String),
+}
+
+impl std::fmt::Display for Traced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Traced {}
+
+impl serde::de::Error for Traced {
+    fn custom<M: std::fmt::Display>(msg: M) -> Self {
+        Traced::Other(msg.to_string())
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldNames {
+    type Error = Traced;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Traced> {
+        Err(Traced::Other("not a struct".to_owned()))
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Traced> {
+        Err(Traced::Fields(fields))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +228,17 @@ mod tests {
         assert_eq!(ticked(&t.rows[0][0]), ["x"]);
         assert_eq!(table(DOC, "C").column("c"), ["1"]);
         assert_eq!(code_blocks(DOC, "sh"), ["# not a heading\n"]);
+    }
+
+    #[test]
+    fn fields_are_the_wire_names() {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        #[allow(dead_code)]
+        struct Params {
+            run_id: String,
+            limit: Option<u32>,
+        }
+        assert_eq!(fields::<Params>(), ["runId", "limit"]);
     }
 }
