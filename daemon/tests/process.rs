@@ -323,6 +323,9 @@ fn without_a_logs_dir_moltd_serves_and_logs_to_stderr() {
     assert!(child.wait().unwrap().success());
     let stderr = std::fs::read_to_string(&stderr_path).unwrap();
     assert!(stderr.contains("file logging disabled"), "{stderr}");
-    assert!(stderr.contains("READY "), "the log goes on on stderr: {stderr}");
+    assert!(
+        stderr.contains("READY "),
+        "the log goes on on stderr: {stderr}"
+    );
     assert!(stderr.contains("stopped"), "{stderr}");
 }
