@@ -207,6 +207,37 @@ impl<'de> serde::Deserializer<'de> for FieldNames {
     }
 }
 
+/// Whether `actual` is what `expected` shows, with placeholders for what
+/// changes from run to run: `[..]` in a line stands for any text, and a
+/// line `...` for any number of lines.
+pub fn matches(expected: &str, actual: &str) -> bool {
+    let expected: Vec<&str> = expected.lines().collect();
+    let actual: Vec<&str> = actual.lines().collect();
+    lines_match(&expected, &actual)
+}
+
+fn lines_match(expected: &[&str], actual: &[&str]) -> bool {
+    match expected.split_first() {
+        None => actual.is_empty(),
+        Some((&"...", rest)) => (0..=actual.len()).any(|skip| lines_match(rest, &actual[skip..])),
+        Some((line, rest)) => actual
+            .split_first()
+            .is_some_and(|(got, more)| line_matches(line, got) && lines_match(rest, more)),
+    }
+}
+
+fn line_matches(expected: &str, actual: &str) -> bool {
+    match expected.split_once("[..]") {
+        None => expected == actual,
+        Some((head, tail)) => actual.strip_prefix(head).is_some_and(|rest| {
+            rest.char_indices()
+                .map(|(i, _)| i)
+                .chain([rest.len()])
+                .any(|at| line_matches(tail, &rest[at..]))
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +259,18 @@ mod tests {
         assert_eq!(ticked(&t.rows[0][0]), ["x"]);
         assert_eq!(table(DOC, "C").column("c"), ["1"]);
         assert_eq!(code_blocks(DOC, "sh"), ["# not a heading\n"]);
+    }
+
+    #[test]
+    fn placeholders_stand_for_text_and_lines() {
+        assert!(matches(
+            "pid [..] at [..]:[..]\n",
+            "pid 42 at 127.0.0.1:8080\n"
+        ));
+        assert!(matches("a\n...\nz\n", "a\nb\nc\nz\n"));
+        assert!(matches("a\n...\nz\n", "a\nz\n"));
+        assert!(!matches("a\nz\n", "a\nb\nz\n"));
+        assert!(!matches("pid [..] ok", "pid 42 failed"));
     }
 
     #[test]
