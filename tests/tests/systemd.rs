@@ -6,7 +6,8 @@
 //! Skipped, saying why, when not root or when the Debian root could not be
 //! built (`scripts/systemd-root.sh`).
 
-use molt_daemon::lifecycle::{CLOSE_GOING_AWAY, StopReason};
+use molt_daemon::lifecycle::StopReason;
+use molt_protocol::close::ServerClose;
 use molt_e2e::client::{Client, TOKEN};
 use molt_e2e::restarts::{Probe, client};
 use molt_e2e::systemd::{
@@ -164,7 +165,7 @@ async fn systemctl_stop_drains_and_leaves_the_socket_listening() {
     assert_eq!(shutdown["reason"], StopReason::stop().reason);
     assert_eq!(
         close,
-        Some(CLOSE_GOING_AWAY),
+        Some(ServerClose::Stopping.code()),
         "clients are told it went away"
     );
     assert_eq!(
