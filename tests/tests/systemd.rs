@@ -7,7 +7,6 @@
 //! built (`scripts/systemd-root.sh`).
 
 use molt_daemon::lifecycle::StopReason;
-use molt_protocol::close::ServerClose;
 use molt_e2e::client::{Client, TOKEN};
 use molt_e2e::restarts::{Probe, client};
 use molt_e2e::systemd::{
@@ -15,6 +14,7 @@ use molt_e2e::systemd::{
 };
 use molt_e2e::updates::{NEW, OLD, update_run, update_status};
 use molt_e2e::{DEFAULT_PACKAGE, publish, versions, write_fake_moltd, write_moltd_that_claims};
+use molt_protocol::close::ServerClose;
 use molt_protocol::method::HealthResult;
 use molt_protocol::status::{RestartStrategy, StatusResult, SupervisorKind};
 use molt_protocol::update::{RunPhase, UpdateStatus};

@@ -2,12 +2,12 @@
 //! (`molt_console::app::keymap`): in each mode (a screen, the update
 //! dialog, a text field) the keys the table lists are exactly the keys
 //! that do something. A binding added, dropped or moved without the doc
-//! fails here.
+//! fails here. The help overlay (`BINDINGS`) names the same keys.
 
 use std::collections::BTreeSet;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use molt_console::app::keymap::{Mode, TextKey, action_for, text_key};
+use molt_console::app::keymap::{BINDINGS, Mode, TextKey, action_for, text_key};
 use molt_e2e::doc;
 
 const DOC: &str = include_str!("../../docs/console.md");
@@ -127,4 +127,38 @@ fn a_text_field_takes_every_printable_key_and_the_documented_others() {
     let in_text = documented(|at| at == "a text field");
     let others = bound(|key| text_key(key).is_some_and(|k| !matches!(k, TextKey::Insert(_))));
     assert_eq!(in_text, others, "docs/console.md, \"Keys\": a text field");
+}
+
+/// The key names of a help line such as `Up/Down, k/j` or `f, /, n / N`.
+fn help_key_names(keys: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for word in keys.split(", ").flat_map(|part| part.split(' ')) {
+        match word {
+            "/" | "" => {}
+            _ if word.len() == 3 && word.as_bytes()[1] == b'-' => {
+                let (from, to) = (word.as_bytes()[0] as char, word.as_bytes()[2] as char);
+                names.extend((from..=to).map(String::from));
+            }
+            _ => names.extend(word.split('/').map(str::to_owned)),
+        }
+    }
+    // `f, /, n / N`: a part that is only a slash is the key itself.
+    if keys.split(", ").any(|part| part == "/") {
+        names.push("/".to_owned());
+    }
+    names.retain(|n| !n.is_empty());
+    names
+}
+
+#[test]
+fn the_help_overlay_names_the_keys_the_doc_names() {
+    let help: BTreeSet<String> = BINDINGS
+        .iter()
+        .flat_map(|b| help_key_names(b.keys))
+        .collect();
+    let documented = documented(|_| true);
+    assert_eq!(
+        help, documented,
+        "the help overlay (keymap::BINDINGS) and docs/console.md"
+    );
 }
