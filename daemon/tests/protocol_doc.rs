@@ -2,8 +2,9 @@
 //! example name exactly what this version serves, with each method's
 //! scope; the close codes are [`ServerClose::ALL`]; the error table names
 //! every [`ErrorCode`], each one the daemon sends; the status table names
-//! every field of [`StatusResult`]. A method, event, close, code or field
-//! added without the doc fails here.
+//! every field of [`StatusResult`]; the event table names every event,
+//! each one the daemon sends. A method, event, close, code or field added
+//! without the doc fails here.
 
 use std::collections::BTreeSet;
 
@@ -353,4 +354,32 @@ fn the_status_table_names_every_status_field() {
     let example: Value = serde_json::from_str(example).unwrap();
     let shown: BTreeSet<String> = example.as_object().unwrap().keys().cloned().collect();
     assert_eq!(shown, served, "the status example");
+}
+
+#[test]
+fn the_event_table_names_every_event() {
+    let table = doc::table_with(DOC, "Events", &["event", "payload", "sent"]);
+    let documented: Vec<String> = table
+        .column("event")
+        .iter()
+        .map(|cell| cell.trim_matches('`').to_owned())
+        .collect();
+    let defined: Vec<String> = EventName::ALL
+        .iter()
+        .map(|e| e.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        documented.iter().collect::<BTreeSet<_>>(),
+        defined.iter().collect::<BTreeSet<_>>(),
+        "docs/protocol.md, \"Events\""
+    );
+    let sources = daemon_sources();
+    for event in EventName::ALL {
+        let variant = format!("{event:?}");
+        assert!(
+            sources.contains(&format!("EventName::{variant}")),
+            "{} is documented as sent, but daemon/src never sends one",
+            event.as_str()
+        );
+    }
 }
