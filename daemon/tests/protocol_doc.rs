@@ -159,6 +159,14 @@ fn the_hello_ok_example_lists_what_hello_ok_sends() {
         .map(|e| e.as_str().to_owned())
         .collect();
     assert_eq!(example_list("events"), events);
+
+    // The policy, whose numbers the limits table repeats.
+    let start = DOC.find("\"policy\": {").expect("a policy in the hello-ok example");
+    let object = &DOC[start + "\"policy\": ".len()..];
+    let object = &object[..=object.find('}').unwrap()];
+    let shown: Value = serde_json::from_str(object).unwrap();
+    let policy = serde_json::to_value(molt_protocol::handshake::Policy::default()).unwrap();
+    assert_eq!(shown, policy, "the hello-ok example's policy");
 }
 
 #[test]
