@@ -1,8 +1,9 @@
 //! docs/operations.md's config table against `Settings`: it names every
 //! key moltd reads; a documented default written out explicitly reads the
 //! same as no key at all; and the accepted values are accepted at their
-//! bounds and refused just past them. A key, default or limit changed
-//! without the doc fails here.
+//! bounds and refused just past them. The Limits table's numbers are the
+//! constants that enforce them. A key, default or limit changed without
+//! the doc fails here.
 
 use std::collections::BTreeSet;
 
@@ -158,4 +159,66 @@ fn the_accepted_values_are_accepted_at_their_bounds_and_no_further() {
         }
     }
     assert!(checked >= 20, "only {checked} rows read");
+}
+
+/// The leading numbers of a cell: `256 characters (a dist-tag: 64)` is
+/// `[256, 64]`; `64 KiB` and `25 MiB` count bytes.
+fn numbers(cell: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    let words: Vec<&str> = cell.split([' ', '(', ')', ',']).collect();
+    for (i, word) in words.iter().enumerate() {
+        let Ok(n) = word.replace('\u{a0}', "").parse::<usize>() else {
+            continue;
+        };
+        let unit = match words.get(i + 1) {
+            Some(&"KiB") => 1024,
+            Some(&"MiB") => 1024 * 1024,
+            _ => 1,
+        };
+        found.push(n * unit);
+    }
+    found
+}
+
+#[test]
+fn the_limits_table_is_the_constants_that_enforce_it() {
+    use molt_daemon::config::limits::{MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH};
+    use molt_protocol::handshake::{MAX_PAYLOAD, PRE_AUTH_MAX_PAYLOAD};
+    use molt_protocol::limits::*;
+    let expected: &[(&str, &[usize])] = &[
+        ("frame before `hello-ok`", &[PRE_AUTH_MAX_PAYLOAD]),
+        ("frame after `hello-ok`", &[MAX_PAYLOAD]),
+        (
+            "connections at once",
+            &[molt_daemon::server::MAX_CONNECTIONS],
+        ),
+        (
+            "requests in flight, one connection",
+            &[molt_daemon::session::MAX_IN_FLIGHT as usize],
+        ),
+        ("`gateway.restart.request` `reason`", &[MAX_RESTART_REASON]),
+        ("`update.run` `note`", &[MAX_UPDATE_NOTE]),
+        ("`update.run` `tag`", &[MAX_TAG, MAX_DIST_TAG]),
+        ("`update.run` `sessionKey`", &[MAX_SESSION_KEY]),
+        ("`gateway.hold.acquire` `reason`", &[MAX_HOLD_REASON]),
+        ("live holds", &[MAX_HOLDS]),
+        ("`runId`, `holdId` a client asks about", &[MAX_ID]),
+        (
+            "`config.patch` `raw`, `openclaw.json`",
+            &[MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH],
+        ),
+    ];
+    let table = doc::table_with(
+        DOC,
+        "Limits",
+        &["limit", "default", "config key", "past it"],
+    );
+    for (limit, values) in expected {
+        let row = table
+            .rows
+            .iter()
+            .find(|row| row[0] == *limit)
+            .unwrap_or_else(|| panic!("no row {limit:?} in docs/operations.md, \"Limits\""));
+        assert_eq!(numbers(&row[1]), *values, "{limit}: {}", row[1]);
+    }
 }

@@ -161,7 +161,9 @@ fn the_hello_ok_example_lists_what_hello_ok_sends() {
     assert_eq!(example_list("events"), events);
 
     // The policy, whose numbers the limits table repeats.
-    let start = DOC.find("\"policy\": {").expect("a policy in the hello-ok example");
+    let start = DOC
+        .find("\"policy\": {")
+        .expect("a policy in the hello-ok example");
     let object = &DOC[start + "\"policy\": ".len()..];
     let object = &object[..=object.find('}').unwrap()];
     let shown: Value = serde_json::from_str(object).unwrap();
