@@ -169,3 +169,32 @@ impl ServerClose {
         self == ServerClose::SlowConsumer
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ServerClose;
+
+    #[test]
+    fn all_lists_every_close_once_in_order() {
+        // A new variant breaks this match until it has its place in ALL.
+        let place = |close: ServerClose| match close {
+            ServerClose::ClosedBeforeConnect => 0,
+            ServerClose::Stopping => 1,
+            ServerClose::ClientSilent => 2,
+            ServerClose::ProtocolMismatch => 3,
+            ServerClose::BinaryFrame => 4,
+            ServerClose::Unauthorized => 5,
+            ServerClose::InvalidHandshake => 6,
+            ServerClose::UnsupportedRole => 7,
+            ServerClose::HandshakeTimeout => 8,
+            ServerClose::TooManyUnauthenticated => 9,
+            ServerClose::SlowConsumer => 10,
+            ServerClose::TooLargeBeforeConnect => 11,
+            ServerClose::TooLarge => 12,
+            ServerClose::HandOff => 13,
+        };
+        for (i, close) in ServerClose::ALL.iter().enumerate() {
+            assert_eq!(place(*close), i, "{close:?}");
+        }
+    }
+}

@@ -142,3 +142,26 @@ impl std::fmt::Display for ErrorShape {
 }
 
 impl std::error::Error for ErrorShape {}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn all_lists_every_known_code_once_in_order() {
+        // A new code breaks this match until it has its place in ALL.
+        let place = |code: ErrorCode| match code {
+            ErrorCode::InvalidRequest => Some(0),
+            ErrorCode::Forbidden => Some(1),
+            ErrorCode::Unavailable => Some(2),
+            ErrorCode::NotFound => Some(3),
+            ErrorCode::Conflict => Some(4),
+            ErrorCode::RateLimited => Some(5),
+            ErrorCode::Internal => Some(6),
+            ErrorCode::Unknown => None,
+        };
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(place(*code), Some(i), "{code:?}");
+        }
+    }
+}
