@@ -450,8 +450,8 @@ impl Gateway {
     }
 
     /// The close code sessions send when the gateway stops.
-    pub fn close_code(&self) -> u16 {
-        self.stop_reason().close_code
+    pub fn close(&self) -> molt_protocol::close::ServerClose {
+        self.stop_reason().close
     }
 
     /// Pending work that defers a restart. `exclude` requests are the

@@ -5,18 +5,15 @@ use molt_protocol::status::RestartStrategy;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-/// Close code a session uses when the gateway stops (1001) or hands off to
-/// its successor (1012).
-pub use molt_protocol::close::{
-    GOING_AWAY as CLOSE_GOING_AWAY, SERVICE_RESTART as CLOSE_SERVICE_RESTART,
-};
+use molt_protocol::close::ServerClose;
 
 /// Why the gateway stops, announced in the `shutdown` event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopReason {
     pub reason: String,
     pub restart_expected_ms: Option<u64>,
-    pub close_code: u16,
+    /// How sessions close: stopping (1001) or handing off (1012).
+    pub close: ServerClose,
     /// Replace the process image once drained (the exec strategy).
     pub exec_after: bool,
 }
@@ -27,7 +24,7 @@ impl StopReason {
         Self {
             reason: "stop".to_owned(),
             restart_expected_ms: None,
-            close_code: CLOSE_GOING_AWAY,
+            close: ServerClose::Stopping,
             exec_after: false,
         }
     }
@@ -42,7 +39,7 @@ impl StopReason {
                 RestartStrategy::Exec => 250,
                 RestartStrategy::Supervised => 1000,
             }),
-            close_code: CLOSE_SERVICE_RESTART,
+            close: ServerClose::HandOff,
             exec_after: strategy == RestartStrategy::Exec,
         }
     }

@@ -299,3 +299,33 @@ fn json_logs_are_one_object_per_line_in_the_file_and_on_stderr() {
         "{refusal}"
     );
 }
+
+/// docs/operations.md, "No log file": a `logs/` that cannot be created
+/// costs the file, not the log: moltd serves and logs to stderr.
+#[test]
+fn without_a_logs_dir_moltd_serves_and_logs_to_stderr() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("logs"), "a file in the way").unwrap();
+    let stderr_path = dir.path().join("stderr.txt");
+    let mut child = command(Path::new(MOLTD), dir.path(), &["--port", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.starts_with("READY "), "{ready:?}");
+    Moltd::signal(child.id(), "TERM");
+    assert!(child.wait().unwrap().success());
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(stderr.contains("file logging disabled"), "{stderr}");
+    assert!(
+        stderr.contains("READY "),
+        "the log goes on on stderr: {stderr}"
+    );
+    assert!(stderr.contains("stopped"), "{stderr}");
+}

@@ -72,3 +72,129 @@ impl CloseKind {
         }
     }
 }
+
+/// Every close `moltd` sends: one code and one reason text each. The
+/// daemon closes only through these, and the close table in
+/// docs/protocol.md is checked against [`ServerClose::ALL`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerClose {
+    /// The client closed, or the stream ended, before `connect`.
+    ClosedBeforeConnect,
+    /// The gateway stops.
+    Stopping,
+    /// Nothing heard from the client for three tick intervals.
+    ClientSilent,
+    /// No protocol version in common.
+    ProtocolMismatch,
+    /// A binary frame.
+    BinaryFrame,
+    /// A missing or wrong token, or a locked-out address.
+    Unauthorized,
+    /// The first frame is not a valid `connect`.
+    InvalidHandshake,
+    /// A role other than `operator`.
+    UnsupportedRole,
+    /// No valid `connect` in time.
+    HandshakeTimeout,
+    /// Evicted by a newer unauthenticated connection.
+    TooManyUnauthenticated,
+    /// The client does not read fast enough; the reason says what did not
+    /// fit (`slow consumer: events did not fit`).
+    SlowConsumer,
+    /// A frame over the pre-`connect` limit.
+    TooLargeBeforeConnect,
+    /// A frame over `policy.maxPayload`.
+    TooLarge,
+    /// This process hands off to its successor.
+    HandOff,
+}
+
+impl ServerClose {
+    pub const ALL: [ServerClose; 14] = [
+        ServerClose::ClosedBeforeConnect,
+        ServerClose::Stopping,
+        ServerClose::ClientSilent,
+        ServerClose::ProtocolMismatch,
+        ServerClose::BinaryFrame,
+        ServerClose::Unauthorized,
+        ServerClose::InvalidHandshake,
+        ServerClose::UnsupportedRole,
+        ServerClose::HandshakeTimeout,
+        ServerClose::TooManyUnauthenticated,
+        ServerClose::SlowConsumer,
+        ServerClose::TooLargeBeforeConnect,
+        ServerClose::TooLarge,
+        ServerClose::HandOff,
+    ];
+
+    pub fn code(self) -> u16 {
+        match self {
+            ServerClose::ClosedBeforeConnect => NORMAL,
+            ServerClose::Stopping | ServerClose::ClientSilent => GOING_AWAY,
+            ServerClose::ProtocolMismatch => PROTOCOL_ERROR,
+            ServerClose::BinaryFrame => UNSUPPORTED_DATA,
+            ServerClose::Unauthorized
+            | ServerClose::InvalidHandshake
+            | ServerClose::UnsupportedRole
+            | ServerClose::HandshakeTimeout
+            | ServerClose::TooManyUnauthenticated
+            | ServerClose::SlowConsumer => POLICY,
+            ServerClose::TooLargeBeforeConnect | ServerClose::TooLarge => TOO_BIG,
+            ServerClose::HandOff => SERVICE_RESTART,
+        }
+    }
+
+    /// The close frame's reason text (for [`ServerClose::SlowConsumer`],
+    /// the part before `: <what did not fit>`).
+    pub fn reason(self) -> &'static str {
+        match self {
+            ServerClose::ClosedBeforeConnect => "closed before connect",
+            ServerClose::Stopping | ServerClose::HandOff => "gateway stopping",
+            ServerClose::ClientSilent => "client silent",
+            ServerClose::ProtocolMismatch => "protocol mismatch",
+            ServerClose::BinaryFrame => "binary frames are not supported",
+            ServerClose::Unauthorized => "unauthorized",
+            ServerClose::InvalidHandshake => "invalid handshake",
+            ServerClose::UnsupportedRole => "unsupported role",
+            ServerClose::HandshakeTimeout => "handshake timeout",
+            ServerClose::TooManyUnauthenticated => "too many unauthenticated connections",
+            ServerClose::SlowConsumer => "slow consumer",
+            ServerClose::TooLargeBeforeConnect => "frame too large before connect",
+            ServerClose::TooLarge => "frame too large",
+        }
+    }
+
+    /// Whether the reason goes on with `: <detail>`.
+    pub fn has_detail(self) -> bool {
+        self == ServerClose::SlowConsumer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerClose;
+
+    #[test]
+    fn all_lists_every_close_once_in_order() {
+        // A new variant breaks this match until it has its place in ALL.
+        let place = |close: ServerClose| match close {
+            ServerClose::ClosedBeforeConnect => 0,
+            ServerClose::Stopping => 1,
+            ServerClose::ClientSilent => 2,
+            ServerClose::ProtocolMismatch => 3,
+            ServerClose::BinaryFrame => 4,
+            ServerClose::Unauthorized => 5,
+            ServerClose::InvalidHandshake => 6,
+            ServerClose::UnsupportedRole => 7,
+            ServerClose::HandshakeTimeout => 8,
+            ServerClose::TooManyUnauthenticated => 9,
+            ServerClose::SlowConsumer => 10,
+            ServerClose::TooLargeBeforeConnect => 11,
+            ServerClose::TooLarge => 12,
+            ServerClose::HandOff => 13,
+        };
+        for (i, close) in ServerClose::ALL.iter().enumerate() {
+            assert_eq!(place(*close), i, "{close:?}");
+        }
+    }
+}

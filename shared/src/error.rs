@@ -18,6 +18,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code the protocol defines (not [`ErrorCode::Unknown`], which
+    /// stands for a code this client does not know).
+    pub const ALL: [ErrorCode; 7] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::Forbidden,
+        ErrorCode::Unavailable,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+    ];
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -130,3 +142,26 @@ impl std::fmt::Display for ErrorShape {
 }
 
 impl std::error::Error for ErrorShape {}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn all_lists_every_known_code_once_in_order() {
+        // A new code breaks this match until it has its place in ALL.
+        let place = |code: ErrorCode| match code {
+            ErrorCode::InvalidRequest => Some(0),
+            ErrorCode::Forbidden => Some(1),
+            ErrorCode::Unavailable => Some(2),
+            ErrorCode::NotFound => Some(3),
+            ErrorCode::Conflict => Some(4),
+            ErrorCode::RateLimited => Some(5),
+            ErrorCode::Internal => Some(6),
+            ErrorCode::Unknown => None,
+        };
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(place(*code), Some(i), "{code:?}");
+        }
+    }
+}

@@ -20,9 +20,12 @@
 //!   a real one.
 //! * [`gate`]: a named pipe a process waits on, to act at a precise point
 //!   of a run.
+//! * [`doc`]: sections, tables and code blocks of `docs/`, for the tests
+//!   that hold the docs to the code.
 
 pub mod client;
 pub mod console_fixtures;
+pub mod doc;
 pub mod gate;
 pub mod global_install;
 pub mod http;

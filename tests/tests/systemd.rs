@@ -6,7 +6,7 @@
 //! Skipped, saying why, when not root or when the Debian root could not be
 //! built (`scripts/systemd-root.sh`).
 
-use molt_daemon::lifecycle::{CLOSE_GOING_AWAY, StopReason};
+use molt_daemon::lifecycle::StopReason;
 use molt_e2e::client::{Client, TOKEN};
 use molt_e2e::restarts::{Probe, client};
 use molt_e2e::systemd::{
@@ -14,6 +14,7 @@ use molt_e2e::systemd::{
 };
 use molt_e2e::updates::{NEW, OLD, update_run, update_status};
 use molt_e2e::{DEFAULT_PACKAGE, publish, versions, write_fake_moltd, write_moltd_that_claims};
+use molt_protocol::close::ServerClose;
 use molt_protocol::method::HealthResult;
 use molt_protocol::status::{RestartStrategy, StatusResult, SupervisorKind};
 use molt_protocol::update::{RunPhase, UpdateStatus};
@@ -164,7 +165,7 @@ async fn systemctl_stop_drains_and_leaves_the_socket_listening() {
     assert_eq!(shutdown["reason"], StopReason::stop().reason);
     assert_eq!(
         close,
-        Some(CLOSE_GOING_AWAY),
+        Some(ServerClose::Stopping.code()),
         "clients are told it went away"
     );
     assert_eq!(

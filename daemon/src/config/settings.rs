@@ -187,9 +187,23 @@ impl Settings {
     /// Reads and validates the known keys of a config value; unknown keys
     /// are ignored, `null` counts as absent.
     pub fn from_value(root: &Value) -> Result<Settings, ConfigError> {
-        Self::read(&Reader { root })
+        Self::read(&Reader::new(root))
             .and_then(|s| s.check_exposure().map(|()| s))
             .map_err(ConfigError::Invalid)
+    }
+
+    /// Every key moltd reads (the config table in docs/operations.md is
+    /// checked against it): the keys a read of the config asks for.
+    pub fn keys() -> std::collections::BTreeSet<String> {
+        let custom = serde_json::json!({"gateway": {"bind": "custom", "customBindHost": "::1"}});
+        [Value::Object(Default::default()), custom]
+            .iter()
+            .flat_map(|root| {
+                let reader = Reader::new(root);
+                let _ = Self::read(&reader);
+                reader.asked.into_inner()
+            })
+            .collect()
     }
 
     /// The daemon's bind address.
@@ -373,11 +387,21 @@ pub fn normalize_origin(text: &str) -> Option<String> {
 
 struct Reader<'a> {
     root: &'a Value,
+    /// The keys asked for, for [`Settings::keys`].
+    asked: std::cell::RefCell<Vec<String>>,
 }
 
 impl<'a> Reader<'a> {
+    fn new(root: &'a Value) -> Self {
+        Self {
+            root,
+            asked: Default::default(),
+        }
+    }
+
     /// The value at a dotted key; `None` if it or a parent is absent or null.
     fn get(&self, key: &str) -> Result<Option<&'a Value>, InvalidValue> {
+        self.asked.borrow_mut().push(key.to_owned());
         let mut cur = self.root;
         let mut seen = 0;
         for segment in key.split('.') {

@@ -544,7 +544,7 @@ mod tests {
         driver.await.unwrap();
         let why = lifecycle.stop_reason();
         assert_eq!(why.reason, "restart: update.run");
-        assert_eq!(why.close_code, crate::lifecycle::CLOSE_SERVICE_RESTART);
+        assert_eq!(why.close, molt_protocol::close::ServerClose::HandOff);
         assert_eq!(*rolled_back.lock(), None);
     }
 

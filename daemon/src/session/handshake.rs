@@ -3,7 +3,7 @@
 
 use futures_util::StreamExt;
 use molt_protocol::Scope;
-use molt_protocol::close;
+use molt_protocol::close::ServerClose;
 use molt_protocol::error::ErrorShape;
 use molt_protocol::frame::{ClientFrame, FrameError, ResponseFrame, decode};
 use molt_protocol::handshake::{ConnectParams, PRE_AUTH_MAX_PAYLOAD, negotiate_protocol};
@@ -27,24 +27,21 @@ pub(super) fn flush_throttled_logs() {
 
 /// Why the handshake ended the connection.
 pub(super) struct Rejected {
-    pub code: u16,
-    pub reason: &'static str,
+    pub close: ServerClose,
     pub response: Option<ResponseFrame>,
 }
 
 impl Rejected {
-    fn close(code: u16, reason: &'static str) -> Self {
+    fn close(close: ServerClose) -> Self {
         Self {
-            code,
-            reason,
+            close,
             response: None,
         }
     }
 
-    fn answer(code: u16, reason: &'static str, id: RequestId, error: ErrorShape) -> Self {
+    fn answer(close: ServerClose, id: RequestId, error: ErrorShape) -> Self {
         Self {
-            code,
-            reason,
+            close,
             response: Some(ResponseFrame::failure(id, error)),
         }
     }
@@ -71,44 +68,33 @@ pub(super) async fn handshake(
             Some(Ok(Message::Text(text))) => break text,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Binary(_))) => {
-                return Err(Rejected::close(
-                    close::UNSUPPORTED_DATA,
-                    "binary frames are not supported",
-                ));
+                return Err(Rejected::close(ServerClose::BinaryFrame));
             }
             Some(Err(WsError::Capacity(_))) => {
-                return Err(Rejected::close(close::TOO_BIG, "frame too large"));
+                return Err(Rejected::close(ServerClose::TooLarge));
             }
             // The read budget ran out: more than one pre-auth frame's worth.
             Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(Rejected::close(
-                    close::TOO_BIG,
-                    "frame too large before connect",
-                ));
+                return Err(Rejected::close(ServerClose::TooLargeBeforeConnect));
             }
-            _ => return Err(Rejected::close(close::NORMAL, "closed before connect")),
+            _ => return Err(Rejected::close(ServerClose::ClosedBeforeConnect)),
         }
     };
     if text.len() > PRE_AUTH_MAX_PAYLOAD {
-        return Err(Rejected::close(
-            close::TOO_BIG,
-            "frame too large before connect",
-        ));
+        return Err(Rejected::close(ServerClose::TooLargeBeforeConnect));
     }
     let frame = ClientFrame::parse(&text).map_err(|e| {
         Rejected::answer(
-            close::POLICY,
-            "invalid handshake",
+            ServerClose::InvalidHandshake,
             RequestId::from(""),
             frame_error(&e),
         )
     })?;
     let id = frame.id.clone();
-    let reject = |code, reason, error| Rejected::answer(code, reason, id.clone(), error);
+    let reject = |close, error| Rejected::answer(close, id.clone(), error);
     if frame.method != "connect" {
         return Err(reject(
-            close::POLICY,
-            "invalid handshake",
+            ServerClose::InvalidHandshake,
             ErrorShape::invalid_request(format!(
                 "the first request must be connect, got {}",
                 frame.method
@@ -117,23 +103,20 @@ pub(super) async fn handshake(
     }
     let params: ConnectParams = decode(frame.params.clone().unwrap_or_default()).map_err(|e| {
         reject(
-            close::POLICY,
-            "invalid handshake",
+            ServerClose::InvalidHandshake,
             ErrorShape::invalid_request(format!("invalid connect params: {e}")),
         )
     })?;
     let protocol = negotiate_protocol(params.min_protocol, params.max_protocol).map_err(|e| {
         reject(
-            close::PROTOCOL_ERROR,
-            "protocol mismatch",
+            ServerClose::ProtocolMismatch,
             ErrorShape::invalid_request(e.to_string())
                 .with_details(json!({ "expectedProtocol": e.expected_protocol() })),
         )
     })?;
     if params.role != "operator" {
         return Err(reject(
-            close::POLICY,
-            "unsupported role",
+            ServerClose::UnsupportedRole,
             ErrorShape::invalid_request(format!(
                 "role {} is not supported: molt serves operators",
                 params.role
@@ -141,7 +124,7 @@ pub(super) async fn handshake(
         ));
     }
     let credential = authenticate(gw, peer, params.auth.token.as_deref())
-        .map_err(|error| reject(close::POLICY, "unauthorized", error))?;
+        .map_err(|error| reject(ServerClose::Unauthorized, error))?;
     let scopes = auth::grant(credential, &params.scopes);
     Ok(Granted {
         protocol,

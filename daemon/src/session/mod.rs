@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use molt_protocol::Request;
-use molt_protocol::close;
+use molt_protocol::close::ServerClose;
 use molt_protocol::error::{ErrorCode, ErrorShape};
 use molt_protocol::event::{EventName, LogsLine, Tick};
 use molt_protocol::frame::{ClientFrame, RequestFrame, ResponseFrame};
@@ -178,12 +178,12 @@ pub async fn serve_connection(accepted: Accepted, mut peer: Peer, pending: Pendi
     let handshaken = tokio::select! {
         handshaken = timeout_at(deadline, handshake(&mut source, &gw, &peer)) => handshaken,
         () = stopping.cancelled() => {
-            outbox.close(gw.close_code(), "gateway stopping");
+            outbox.close(gw.close());
             finish(events, outbox, writer).await;
             return;
         }
         () = pending.evicted.cancelled() => {
-            outbox.close(close::POLICY, "too many unauthenticated connections");
+            outbox.close(ServerClose::TooManyUnauthenticated);
             finish(events, outbox, writer).await;
             return;
         }
@@ -191,17 +191,17 @@ pub async fn serve_connection(accepted: Accepted, mut peer: Peer, pending: Pendi
     let granted = match handshaken {
         Ok(Ok(granted)) => granted,
         Ok(Err(rejected)) => {
-            REFUSED_AT_HANDSHAKE.note(format_args!("{peer}: {}", rejected.reason));
+            REFUSED_AT_HANDSHAKE.note(format_args!("{peer}: {}", rejected.close.reason()));
             if let Some(response) = rejected.response {
                 let _ = outbox.respond_now(response);
             }
-            outbox.close(rejected.code, rejected.reason);
+            outbox.close(rejected.close);
             finish(events, outbox, writer).await;
             return;
         }
         Err(_) => {
             REFUSED_AT_HANDSHAKE.note(format_args!("{peer}: handshake timeout"));
-            outbox.close(close::POLICY, "handshake timeout");
+            outbox.close(ServerClose::HandshakeTimeout);
             finish(events, outbox, writer).await;
             return;
         }
@@ -239,10 +239,10 @@ pub async fn serve_connection(accepted: Accepted, mut peer: Peer, pending: Pendi
     session.cancel.cancel();
     let Session { events, .. } = session;
     match close {
-        Some(Close::Polite(code, reason)) => outbox.close(code, &reason),
+        Some(Close::Polite(close)) => outbox.close(close),
         Some(Close::Drop(reason)) => {
-            tracing::info!(%peer, %conn_id, %reason, "dropping the connection");
-            outbox.close(close::POLICY, &reason);
+            tracing::info!(%peer, %conn_id, %reason, "dropping the connection: slow consumer");
+            outbox.close_with(ServerClose::SlowConsumer, Some(&reason));
         }
         None => {}
     }
@@ -291,10 +291,10 @@ const MAX_ORIGIN_CHARS: usize = 200;
 
 /// How a session ends from our side.
 enum Close {
-    /// A close frame with this code and reason.
-    Polite(u16, String),
-    /// The client broke a bound: 1008 if it can be sent without waiting,
-    /// else the socket is shut.
+    /// A close frame.
+    Polite(ServerClose),
+    /// The client does not read: 1008 `slow consumer: <what did not
+    /// fit>` if it can be sent without waiting, else the socket is shut.
     Drop(String),
 }
 
@@ -346,10 +346,7 @@ impl Session {
             let drained_at = draining_since
                 .map(|since| (since.max(last_request) + DRAIN_QUIET).min(since + DRAIN_GRACE));
             if in_flight == 0 && drained_at.is_some_and(|at| Instant::now() >= at) {
-                return Some(Close::Polite(
-                    self.gw.close_code(),
-                    "gateway stopping".to_owned(),
-                ));
+                return Some(Close::Polite(self.gw.close()));
             }
             tokio::select! {
                 biased;
@@ -359,7 +356,7 @@ impl Session {
                     while let Ok(broadcast) = bus.try_recv() {
                         let _ = self.events.send(broadcast.event, &broadcast.payload);
                     }
-                    return Some(Close::Polite(self.gw.close_code(), "gateway stopping".to_owned()));
+                    return Some(Close::Polite(self.gw.close()));
                 }
                 () = outbox.gone().cancelled() => return None,
                 () = stopping.cancelled(), if draining_since.is_none() => {
@@ -369,7 +366,7 @@ impl Session {
                 () = sleep_until(drained_at) => {}
                 () = sleep_until(full_since.map(|since| since + WRITE_DEADLINE)) => {
                     return Some(Close::Drop(format!(
-                        "slow consumer: {MAX_BUFFERED_BYTES} bytes queued for {WRITE_DEADLINE:?}"
+                        "{MAX_BUFFERED_BYTES} bytes queued for {WRITE_DEADLINE:?}"
                     )));
                 }
                 // Nothing more is read while the client's queue is full:
@@ -385,14 +382,11 @@ impl Session {
                             }
                         }
                         Some(Ok(Message::Binary(_))) => {
-                            return Some(Close::Polite(
-                                close::UNSUPPORTED_DATA,
-                                "binary frames are not supported".to_owned(),
-                            ));
+                            return Some(Close::Polite(ServerClose::BinaryFrame));
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                            return Some(Close::Polite(close::TOO_BIG, "frame too large".to_owned()));
+                            return Some(Close::Polite(ServerClose::TooLarge));
                         }
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
                     }
@@ -400,7 +394,7 @@ impl Session {
                 event = bus.recv() => match event {
                     Ok(broadcast) => {
                         if self.events.send(broadcast.event, &broadcast.payload).is_err() {
-                            return Some(Close::Drop("slow consumer: events did not fit".to_owned()));
+                            return Some(Close::Drop("events did not fit".to_owned()));
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -415,15 +409,15 @@ impl Session {
                         && self.flags.follow_logs.load(Ordering::Relaxed)
                         && self.events.send(EventName::LogsLine, LogsLine { line }).is_err()
                     {
-                        return Some(Close::Drop("slow consumer: log lines did not fit".to_owned()));
+                        return Some(Close::Drop("log lines did not fit".to_owned()));
                     }
                 }
                 _ = ticks.tick() => {
                     if last_heard.elapsed() > tick_every * SILENT_TICKS {
-                        return Some(Close::Polite(close::GOING_AWAY, "client silent".to_owned()));
+                        return Some(Close::Polite(ServerClose::ClientSilent));
                     }
                     if self.events.send(EventName::Tick, Tick { ts: crate::clock::unix_ms() }).is_err() {
-                        return Some(Close::Drop("slow consumer: ticks did not fit".to_owned()));
+                        return Some(Close::Drop("ticks did not fit".to_owned()));
                     }
                     outbox.ping();
                 }
@@ -438,7 +432,7 @@ impl Session {
         let refuse = |id: RequestId, error: ErrorShape| {
             outbox
                 .respond_now(ResponseFrame::failure(id, error))
-                .map_err(|_| "slow consumer: its own errors did not fit".to_owned())
+                .map_err(|_| "its own errors did not fit".to_owned())
         };
         let frame: RequestFrame = match ClientFrame::parse(text) {
             Ok(frame) => frame,

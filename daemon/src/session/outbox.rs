@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
+use molt_protocol::close::ServerClose;
 use molt_protocol::event::EventName;
 use molt_protocol::frame::{EventFrame, ResponseFrame, ServerFrame};
 use serde::Serialize;
@@ -164,13 +165,22 @@ impl Outbox {
         let _ = self.tx.send(Outbound::Ping);
     }
 
-    /// Ends the connection with `code`: a close frame if it can be queued
+    /// Ends the connection with `close`: a close frame if it can be queued
     /// without waiting, else the socket is shut at once.
-    pub fn close(&self, code: u16, reason: &str) {
+    pub fn close(&self, close: ServerClose) {
+        self.close_with(close, None);
+    }
+
+    /// [`Outbox::close`] with `: <detail>` after the reason.
+    pub fn close_with(&self, close: ServerClose, detail: Option<&str>) {
         if self.queue.is_full() {
             self.drop_now();
         } else {
-            let _ = self.tx.send(Outbound::Close(code, reason.to_owned()));
+            let reason = match detail {
+                Some(detail) => format!("{}: {detail}", close.reason()),
+                None => close.reason().to_owned(),
+            };
+            let _ = self.tx.send(Outbound::Close(close.code(), reason));
         }
     }
 
@@ -310,7 +320,7 @@ mod tests {
         outbox.push("x".repeat(100)).unwrap();
         outbox.push("y".repeat(50)).unwrap_err();
         assert!(outbox.is_full());
-        outbox.close(1008, "slow consumer");
+        outbox.close(ServerClose::SlowConsumer);
         assert!(outbox.gone().is_cancelled(), "no close frame could be sent");
         writer.await.unwrap();
     }

@@ -115,7 +115,7 @@ pub const BINDINGS: &[Binding] = &[
         scope: "Config",
     },
     Binding {
-        keys: "Left/Right, Tab",
+        keys: "Left/Right, Tab, h/l",
         help: "choose Cancel or Update",
         scope: "dialog",
     },
@@ -157,6 +157,11 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: "Enter / Esc",
         help: "keep / discard the typed text",
+        scope: "text",
+    },
+    Binding {
+        keys: "Backspace",
+        help: "delete the last character",
         scope: "text",
     },
 ];
