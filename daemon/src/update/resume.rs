@@ -248,3 +248,6 @@ fn finish(store: &RunStore, mut run: RunRecord, phase: RunPhase, reason: Option<
         tracing::error!(run_id = %run.run_id, "cannot record the run's end: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests;
