@@ -9,6 +9,8 @@
 pub mod actor;
 /// The audit trail's entries and `audit.list`.
 pub mod audit;
+/// `CHANGELOG.md`: its releases, and the entries an update brings.
+pub mod changelog;
 /// WebSocket close codes and what each means for a client.
 pub mod close;
 /// Error shape and error codes.

@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::changelog::Changelog;
 use crate::ids::RunId;
 
 /// How moltd was installed, which decides how it updates.
@@ -172,6 +173,11 @@ pub struct UpdateResult {
     #[serde(default)]
     pub steps: Vec<StepRecord>,
     pub duration_ms: u64,
+    /// The new version's changelog entries since the version before, read
+    /// from the new tree once it is in place (absent before that, and
+    /// from a moltd that does not read changelogs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<Changelog>,
 }
 
 /// The code every `reason` of a run, a result or a sentinel starts with:
@@ -462,6 +468,11 @@ pub struct RunRecord {
     pub updated_at: u64,
     #[serde(default)]
     pub finished_at: Option<u64>,
+    /// What the installed version's changelog says changed since
+    /// `before`: set once the new tree is in place, dropped when the
+    /// update is rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<Changelog>,
 }
 
 impl RunRecord {

@@ -192,3 +192,33 @@ fn tags_are_exact_versions_or_npm_dist_tags() {
     }
     assert!(parse_tag(&"9".repeat(65)).is_err());
 }
+
+/// The changelog moltd shows after an update is the repository's own:
+/// it parses, its newest release is the version this workspace builds,
+/// releases run newest first, and the first release calls out what a
+/// client sees.
+#[test]
+fn the_changelog_parses_and_starts_at_the_version_built() {
+    use molt_protocol::changelog;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../CHANGELOG.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let releases = changelog::releases(&text);
+    let versions: Vec<String> = releases.iter().map(|r| r.version.to_string()).collect();
+    assert_eq!(
+        versions.first().map(String::as_str),
+        Some(env!("CARGO_PKG_VERSION")),
+        "{versions:?}"
+    );
+    assert!(
+        releases.windows(2).all(|w| w[0].version > w[1].version),
+        "newest first, each once: {versions:?}"
+    );
+    let first = changelog::between(
+        &text,
+        None,
+        releases.last().unwrap().version.to_string().as_str(),
+    );
+    assert_eq!(first.problem, None);
+    assert!(first.entries[0].protocol, "{:?}", first.entries[0]);
+    assert!(!first.truncated, "within the bounds moltd keeps");
+}

@@ -1,6 +1,7 @@
 //! Golden JSON snapshots and round-trips of every frame, method and event
 //! type, plus the negotiation table and request decoding.
 
+use molt_protocol::changelog::{Changelog, ChangelogEntry};
 use molt_protocol::error::{ErrorCode, ErrorShape, UnavailableReason};
 use molt_protocol::event::*;
 use molt_protocol::frame::{
@@ -80,6 +81,21 @@ fn run_record() -> RunRecord {
         requested_at: 1_700_000_001_000,
         updated_at: 1_700_000_009_000,
         finished_at: Some(1_700_000_009_000),
+        changelog: Some(changelog()),
+    }
+}
+
+/// What 1.2.0's changelog says changed since 1.1.0.
+fn changelog() -> Changelog {
+    Changelog {
+        entries: vec![ChangelogEntry {
+            version: "1.2.0".into(),
+            date: Some("2026-12-04".into()),
+            protocol: true,
+            text: "### Protocol\n- `update.status` names the run's changelog.".into(),
+        }],
+        truncated: false,
+        problem: None,
     }
 }
 
@@ -396,6 +412,7 @@ fn method_params_and_results() {
                 after: VersionRef::new("1.2.0"),
                 steps: vec![step()],
                 duration_ms: 4300,
+                changelog: Some(changelog()),
             },
             restart: Some(restart_scheduled()),
             sentinel: Some(SentinelRef {

@@ -2,7 +2,8 @@
 //!
 //! * [`tools`]: locate the pinned test tools (`scripts/install-test-tools.sh`).
 //! * [`registry`]: a real, offline npm registry (verdaccio) on a free port.
-//! * [`npm_package`]: pack moltd into its npm package, publish, dist-tags.
+//! * [`npm_package`]: pack moltd into its npm package, publish, dist-tags;
+//!   [`changelogs`]: the changelog each test package ships.
 //! * [`global_install`]: global installs with the real npm, pnpm and bun.
 //! * [`versions`]: moltd built at a given version, cached.
 //! * [`moltd`], [`client`], [`restarts`]: the real moltd as a child
@@ -23,6 +24,7 @@
 //! * [`doc`]: sections, tables and code blocks of `docs/`, for the tests
 //!   that hold the docs to the code.
 
+pub mod changelogs;
 pub mod client;
 pub mod console_fixtures;
 pub mod doc;

@@ -18,16 +18,22 @@ pub const DEFAULT_PACKAGE: &str = "@molt/moltd";
 pub const BIN_NAME: &str = "moltd";
 
 /// Packs `binary` as `package@version` with `scripts/pack-moltd.sh` into
-/// `out_dir`; returns the tarball path.
+/// `out_dir`, with the test changelog of `version`
+/// ([`crate::changelogs::changelog_for`]) as its `CHANGELOG.md`; returns
+/// the tarball path.
 pub fn pack_moltd(binary: &Path, version: &str, out_dir: &Path, package: &str) -> Result<PathBuf> {
     let script = repo_root().join("scripts/pack-moltd.sh");
+    let notes = tempfile::tempdir()?;
+    let changelog = notes.path().join("CHANGELOG.md");
+    std::fs::write(&changelog, crate::changelogs::changelog_for(version))?;
     let out = run(
         Command::new("bash")
             .arg(&script)
             .arg(binary)
             .arg(version)
             .arg(out_dir)
-            .arg(package),
+            .arg(package)
+            .arg(&changelog),
         COMMAND_TIMEOUT,
     )?;
     let tarball = PathBuf::from(out.stdout.trim());

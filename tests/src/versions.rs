@@ -160,7 +160,9 @@ pub fn packed_moltd_with_faults(version: &str, package: &str) -> Result<PathBuf>
 fn pack_cached(binary: &Path, version: &str, package: &str) -> Result<PathBuf> {
     let dir = binary.parent().expect("cache path has a parent");
     let name = package.trim_start_matches('@').replace('/', "-");
-    let cached = dir.join(format!("{name}-{version}.tgz"));
+    // The changelog is packed too: another text is another package.
+    let notes = Sha256::digest(crate::changelogs::changelog_for(version));
+    let cached = dir.join(format!("{name}-{version}-{}.tgz", hex::encode(&notes[..4])));
     if cached.is_file() {
         return Ok(cached);
     }

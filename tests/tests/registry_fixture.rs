@@ -152,6 +152,12 @@ fn publish_and_install_globally_with_npm_pnpm_and_bun() -> Result<()> {
         );
         assert_eq!(package_json_version(&new)?, NEW, "{manager}");
         check_layout(&new, NEW)?;
+        // The changelog ships at the package root, beside bin/moltd.
+        assert_eq!(
+            std::fs::read_to_string(new.package_dir.join("CHANGELOG.md"))?,
+            molt_e2e::changelogs::changelog_for(NEW),
+            "{manager}"
+        );
 
         eprintln!(
             "{manager}: install {OLD} {:?}, upgrade to latest {:?}",

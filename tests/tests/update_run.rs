@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use molt_e2e::changelogs::entry_line;
 use molt_e2e::moltd::{Moltd, alive};
 use molt_e2e::restarts::{Probe, READY_WAIT, client};
 use molt_e2e::tree::{no_stage_paths, same_tree, snapshot};
@@ -14,6 +15,7 @@ use molt_e2e::updates::{
     NEW, OLD, UpdateFixture, serving_client, step_names, update_history, update_run, update_status,
 };
 use molt_e2e::{PackageManager, dist_tag_add};
+use molt_protocol::changelog::Changelog;
 use molt_protocol::error::UnavailableReason;
 use molt_protocol::method::HealthResult;
 use molt_protocol::update::{RunPhase, UpdateStatus};
@@ -39,6 +41,21 @@ fn wait_gone(pid: u32) {
     }
 }
 
+/// The versions of a changelog's entries, in order, each with its own line.
+fn entries(changelog: &Changelog) -> Vec<&str> {
+    for entry in &changelog.entries {
+        assert!(
+            entry.text.contains(&entry_line(&entry.version)),
+            "{entry:#?}"
+        );
+    }
+    changelog
+        .entries
+        .iter()
+        .map(|e| e.version.as_str())
+        .collect()
+}
+
 async fn updates_and_proves_the_new_version(manager: PackageManager) {
     let fx = UpdateFixture::start().unwrap();
     let global = fx.install(manager, OLD).unwrap();
@@ -56,6 +73,16 @@ async fn updates_and_proves_the_new_version(manager: PackageManager) {
     assert_eq!(result.result.after.version.as_deref(), Some(NEW));
     let names = step_names(&result);
     assert_eq!(names, ["resolve", "install", "verify", "swap"], "{manager}");
+    // The new tree's changelog: after OLD, up to and including NEW.
+    let brought = ["2.0.0", "2.0.0-rc.1", "1.1.0"];
+    assert_eq!((OLD, NEW), ("1.0.0", "2.0.0"));
+    let changelog = result.result.changelog.as_ref().expect("the changelog");
+    assert_eq!(entries(changelog), brought, "{manager}: {changelog:#?}");
+    assert_eq!(changelog.problem, None, "{manager}");
+    assert!(
+        changelog.entries[0].protocol,
+        "2.0.0 calls out the protocol"
+    );
 
     let successor = moltd
         .next_ready(READY_WAIT)
@@ -88,6 +115,11 @@ async fn updates_and_proves_the_new_version(manager: PackageManager) {
     );
     assert_eq!(verified.mismatch, None);
     let run = status.last_run.expect("the run is recorded");
+    assert_eq!(
+        run.changelog.as_ref(),
+        result.result.changelog.as_ref(),
+        "{manager}: the verified record keeps what the answer said"
+    );
     assert_eq!((run.run_id, run.phase), (result.run_id, RunPhase::Verified));
     no_stage_paths(&global.prefix).unwrap();
 }
@@ -268,7 +300,10 @@ async fn a_version_that_dies_at_start_is_rolled_back() {
     assert_eq!(sentinel.status, UpdateStatus::Error);
     assert_eq!(sentinel.stats.reason.as_deref(), Some("restart-unhealthy"));
     assert!(sentinel.rolled_back);
-    assert_eq!(status.last_run.unwrap().phase, RunPhase::RolledBack);
+    let run = status.last_run.unwrap();
+    assert_eq!(run.phase, RunPhase::RolledBack);
+    // Rolled back: 3.0.0's changes are not in effect, so none are shown.
+    assert_eq!((&result.result.changelog, &run.changelog), (&None, &None));
     same_tree(&before, &snapshot(&global.prefix).unwrap()).unwrap();
 
     // The install is whole again: the next update goes through.

@@ -143,6 +143,49 @@ fn update_verified_after_handoff() {
     snap("update_verified", &app);
 }
 
+/// What 0.2.0's changelog says changed since 0.1.0: two releases, a
+/// protocol change, a bullet long enough to wrap, a nested bullet.
+fn changelog() -> serde_json::Value {
+    json!({
+        "entries": [
+            {
+                "version": "0.2.0",
+                "date": "2026-12-04",
+                "protocol": true,
+                "text": "### Protocol\n- `update.status` runs carry `changelog`.\n\n\
+                         ### Added\n- The Update screen shows what a verified update changed, \
+                         newest release first, each bullet wrapped under its own text.\n\
+                         - `molt update --json` prints the entries.\n  - With their dates.\n\n\
+                         ### Fixed\n- A handoff no longer waits for an idle client."
+            },
+            {
+                "version": "0.1.1",
+                "date": "2026-11-30",
+                "text": "### Fixed\n- Logs wrap under their message.\n- Config edits keep comments."
+            }
+        ]
+    })
+}
+
+#[test]
+fn update_verified_shows_what_changed() {
+    let base = Instant::now();
+    let mut app = running(base);
+    app.handle(progress(
+        RunPhase::Running,
+        Some(("install", "finished", Some(0))),
+    ));
+    let mut answer = run_result(UpdateStatus::Ok, "0.2.0", Vec::new());
+    answer["result"]["changelog"] = changelog();
+    app.handle(response(Purpose::UpdateRun, answer));
+    app.handle(closed(1012, "update.run"));
+    app.handle(successor_connected("0.2.0", 37));
+    app.handle(verified_status("0.2.0"));
+    app.notice = None;
+    // 80x24 keeps the steps and says how much of the changes it cut.
+    snap("update_verified_changes", &app);
+}
+
 #[test]
 fn update_failed_and_rolled_back() {
     let base = Instant::now();

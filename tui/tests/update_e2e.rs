@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use molt_e2e::PackageManager;
+use molt_e2e::changelogs::entry_line;
 use molt_e2e::moltd::{Moltd, command, write_config};
 use molt_e2e::process::{COMMAND_TIMEOUT, run};
 use molt_e2e::updates::{NEW, OLD, UpdateFixture};
@@ -45,8 +46,9 @@ fn the_console_runs_an_update_and_shows_the_verified_new_version() {
     assert_eq!(successor.version, NEW);
     let new_pid = successor.pid;
     let verified = format!("verified: v{NEW} runs as pid {new_pid}");
-    console.wait_for("the verified result and the truth beside it", |s| {
-        s.contains(&verified) && s.contains("process     new pid")
+    // Drawn to the last row: the changes and the steps below them.
+    console.wait_for("the verified result, the truth and the changes", |s| {
+        s.contains(&verified) && s.contains("more lines;") && s.contains("✓ swap")
     });
     // The whole screen, not one word: each fact once, each step once
     // although the steps arrived as events, in the run's answer and in
@@ -72,6 +74,17 @@ fn the_console_runs_an_update_and_shows_the_verified_new_version() {
             1,
         ),
         (format!("process     new pid {new_pid} (was {old_pid})"), 1),
+        // The new tree's changelog, newest first, in the rows the steps
+        // leave at 80x24, saying what it had to leave out.
+        (
+            format!("Changes     {OLD} → {NEW}, 3 releases, newest first"),
+            1,
+        ),
+        (
+            "2.0.0       • protocol: A field a client sees.".to_owned(),
+            1,
+        ),
+        ("more lines; a taller terminal shows them".to_owned(), 1),
     ] {
         assert_eq!(count(&screen, &line), times, "{line:?} in\n{screen}");
     }
@@ -93,6 +106,24 @@ fn the_console_runs_an_update_and_shows_the_verified_new_version() {
     // scheduled restart is left.
     assert_eq!(count(&screen, "back in ~"), 0, "{screen}");
     assert_eq!(count(&screen, "respawn in"), 0, "{screen}");
+
+    // A taller terminal shows every entry after OLD up to and including
+    // NEW, and nothing before or after them.
+    console.resize(40, 120);
+    console.wait_for("every change", |s| {
+        s.contains("1.1.0       • Entry of 1.1.0.")
+    });
+    let screen = console.text();
+    for (line, times) in [
+        ("2.0.0       • protocol: A field a client sees.", 1),
+        ("            • Entry of 2.0.0.", 1),
+        ("2.0.0-rc.1  • Entry of 2.0.0-rc.1.", 1),
+        ("1.1.0       • Entry of 1.1.0.", 1),
+        ("Entry of", 3),
+        ("more line", 0),
+    ] {
+        assert_eq!(count(&screen, line), times, "{line:?} in\n{screen}");
+    }
     console.press("q");
     assert!(console.child.wait().unwrap().success());
 }
@@ -139,6 +170,7 @@ fn molt_update_exits_0_only_for_a_verified_new_version() {
     assert_eq!(json["before"]["version"], OLD, "{json:#}");
     assert_eq!(json["before"]["pid"], old_pid, "{json:#}");
     assert_eq!(json["claimed"]["version"], "3.0.0", "{json:#}");
+    assert_eq!(json.get("changelog"), None, "rolled back: {json:#}");
     // What the new version printed before it died.
     assert_eq!(json["failedStep"]["name"], "restart", "{json:#}");
     assert!(
@@ -173,6 +205,22 @@ fn molt_update_exits_0_only_for_a_verified_new_version() {
     assert_eq!(json["verified"]["pid"], successor.pid, "{json:#}");
     assert_eq!(json["after"]["pid"], successor.pid, "{json:#}");
     assert_eq!(json["before"]["version"], OLD, "{json:#}");
+    // What changed from OLD to NEW: exactly the releases between them.
+    let entries: Vec<(&str, &str)> = json["changelog"]["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("changelog entries: {json:#}"))
+        .iter()
+        .map(|e| (e["version"].as_str().unwrap(), e["text"].as_str().unwrap()))
+        .collect();
+    let versions: Vec<&str> = entries.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, ["2.0.0", "2.0.0-rc.1", "1.1.0"], "{json:#}");
+    for (version, text) in entries {
+        assert!(text.contains(&entry_line(version)), "{version}: {text}");
+    }
+    assert_eq!(
+        json["changelog"]["entries"][0]["protocol"], true,
+        "{json:#}"
+    );
 }
 
 const BUILD_SH: &str = r#"#!/bin/sh

@@ -443,6 +443,40 @@ fn a_failed_successor_rolls_back_while_the_old_process_keeps_serving() {
 }
 
 #[test]
+fn a_rolled_back_record_takes_the_answers_changes_away() {
+    let base = Instant::now();
+    let (mut app, _) = started(base);
+    let mut answer = run_result(UpdateStatus::Ok, "0.2.0", Vec::new());
+    answer["result"]["changelog"] = json!({"entries": [{"version": "0.2.0", "text": "- new"}]});
+    app.handle(response(Purpose::UpdateRun, answer));
+    let changelog = |app: &App| app.update.run.as_ref().unwrap().changelog.clone();
+    let versions: Vec<String> = changelog(&app)
+        .expect("the answer's changes")
+        .entries
+        .into_iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, ["0.2.0"]);
+    // The record is the last word: rolled back, nothing changed.
+    let mut record = run_record("run-8", RunPhase::RolledBack, "0.1.0", "0.2.0");
+    record.reason = Some("restart-unhealthy".into());
+    app.handle(response(
+        Purpose::UpdateStatus,
+        update_status(
+            "0.1.0",
+            Some(sentinel(UpdateStatus::Error, None, true)),
+            Some(record),
+        ),
+    ));
+    assert!(
+        matches!(stage(&app), RunStage::Failed { .. }),
+        "{:?}",
+        stage(&app)
+    );
+    assert_eq!(changelog(&app), None);
+}
+
+#[test]
 fn a_version_mismatch_is_not_a_success() {
     let (mut app, _) = started(Instant::now());
     app.handle(response(

@@ -121,6 +121,7 @@ pub async fn run(ctx: &RunContext, request: RunRequest) -> Result<UpdateRunResul
         requested_at: now,
         updated_at: now,
         finished_at: None,
+        changelog: None,
     };
     let mut run = Run::new(ctx, record, plan.timeout, plan.dry_run);
 

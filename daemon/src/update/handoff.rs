@@ -19,7 +19,7 @@ use super::context::RunContext;
 use super::failure::{Ended, Failure, Rollback};
 use super::lease::Lease;
 use super::record::{self, Run};
-use super::{Plan, Prepared, Undo, rescue, sentinel, undo_path, write_undo};
+use super::{Plan, Prepared, Undo, changelog, rescue, sentinel, undo_path, write_undo};
 use crate::clock::unix_ms;
 use crate::paths::StatePaths;
 use crate::restart::engine::{HandoffExpectation, HandoffFailure, RestartRequest};
@@ -46,6 +46,7 @@ pub async fn restart(
     requester: Option<RequesterId>,
 ) -> UpdateRunResult {
     let paths = ctx.paths.clone();
+    read_changelog(&mut run).await;
     let payload = sentinel_payload(&run);
     let written = {
         let (paths, undo) = (paths.clone(), prepared.undo.clone());
@@ -195,6 +196,8 @@ pub async fn restart(
                 NotHandedOff::Failed(handoff) => Failure::from(&**handoff).code(),
                 NotHandedOff::Dropped => ReasonCode::RestartUnhealthy,
             };
+            // Rolled back: the new version's changes are not in effect.
+            run.record.changelog = None;
             let result = run.result(UpdateStatus::Error, Some(code.to_string()));
             let sentinel = SentinelRef {
                 path: sentinel_ref.path,
@@ -202,6 +205,28 @@ pub async fn restart(
             };
             answer(false, result, sentinel)
         }
+    }
+}
+
+/// The new tree is in place: what its changelog says changed since the
+/// version that runs, for the record and the answer (never a reason to
+/// stop: a missing or bad file reads as a result that says so).
+async fn read_changelog(run: &mut Run) {
+    let (Some(root), Some(to)) = (run.record.root.clone(), run.record.after.version.clone()) else {
+        return;
+    };
+    let from = run.record.before.version.clone();
+    let read = blocking(move || {
+        Ok::<_, std::convert::Infallible>(changelog::read(
+            std::path::Path::new(&root),
+            from.as_deref(),
+            &to,
+        ))
+    })
+    .await;
+    match read {
+        Ok(log) => run.record.changelog = Some(log),
+        Err(e) => tracing::warn!(run_id = %run.record.run_id, "reading the changelog: {e}"),
     }
 }
 
@@ -347,6 +372,7 @@ fn roll_back(
         Err(e) => tracing::error!("cannot record the rollback in the sentinel: {e}"),
     }
     record.reason = Some(ended.reason());
+    record.changelog = None;
     record.steps.extend(successor.clone());
     record::advance(&mut record, ended.phase().0);
     if let Err(e) = ctx.runs.record(&record) {

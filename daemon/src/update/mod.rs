@@ -3,6 +3,8 @@
 //! it, and keeps the previous install until the successor proves the new
 //! version runs. docs/design.md walks one run from frame to successor.
 
+/// The new tree's `CHANGELOG.md`: the entries the update brings.
+pub mod changelog;
 /// `update.check`: what the channel offers, changing nothing.
 pub mod check;
 /// What a run is given: run store, events, restart handle, steps, facts.

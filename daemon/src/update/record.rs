@@ -192,12 +192,17 @@ impl Run {
             after: self.record.after.clone(),
             steps: self.record.steps.clone(),
             duration_ms: self.elapsed_ms(),
+            changelog: self.record.changelog.clone(),
         }
     }
 
     /// Ends the run as `ended` says; nothing is restarted.
     pub async fn end(&mut self, ended: Ended) -> UpdateRunResult {
         let (phase, status) = ended.phase();
+        if status != UpdateStatus::Ok {
+            // An update that did not take brought nothing.
+            self.record.changelog = None;
+        }
         let reason = ended.reason();
         self.record.reason = Some(reason.clone());
         self.set_phase(phase).await;

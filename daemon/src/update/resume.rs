@@ -18,7 +18,7 @@ use super::owner::{current_owner, process_owner};
 use super::runs::{RunStore, new_run_id};
 use super::sentinel;
 use super::swap::{self, Recovered};
-use super::{Undo, journal_path, read_undo, stage, undo_path};
+use super::{Undo, changelog, journal_path, read_undo, stage, undo_path};
 use crate::clock::unix_ms;
 use crate::identity::Identity;
 use crate::install::layout;
@@ -34,7 +34,7 @@ pub fn resume(
     id: &Identity,
 ) -> Cleanup {
     finish_interrupted_swap(paths, id);
-    let retire = verify_sentinel(store, paths, id);
+    let retire = verify_sentinel(store, paths, install, id);
     resolve_orphans(store, id);
     Cleanup {
         retire,
@@ -117,7 +117,12 @@ fn finish_interrupted_swap(paths: &StatePaths, id: &Identity) {
 }
 
 /// Verifies the sentinel; the undo record of a verified update, to retire.
-fn verify_sentinel(store: &RunStore, paths: &StatePaths, id: &Identity) -> Option<Undo> {
+fn verify_sentinel(
+    store: &RunStore,
+    paths: &StatePaths,
+    install: &InstallInfo,
+    id: &Identity,
+) -> Option<Undo> {
     let now = unix_ms();
     let mut doc = sentinel::read_or_quarantine(&paths.sentinel_path)?;
     let payload = &mut doc.payload;
@@ -138,13 +143,22 @@ fn verify_sentinel(store: &RunStore, paths: &StatePaths, id: &Identity) -> Optio
         Err(e) => tracing::error!("cannot record the sentinel verification: {e}"),
     }
     if let Some(run_id) = &doc.payload.run_id
-        && let Some(run) = store.get(run_id)
+        && let Some(mut run) = store.get(run_id)
         && !run.phase.is_terminal()
     {
         // A mismatch has turned an `ok` sentinel into an error.
         let (phase, reason) = if ok {
+            // A predecessor that reads no changelog left it to this
+            // version, which runs from the new tree.
+            if run.changelog.is_none()
+                && let Some(root) = &install.root
+            {
+                let from = run.before.version.as_deref();
+                run.changelog = Some(changelog::read(Path::new(root), from, &id.version));
+            }
             (RunPhase::Verified, None)
         } else {
+            run.changelog = None;
             (RunPhase::Failed, doc.payload.stats.reason.clone())
         };
         finish(store, run, phase, reason);
@@ -234,3 +248,6 @@ fn finish(store: &RunStore, mut run: RunRecord, phase: RunPhase, reason: Option<
         tracing::error!(run_id = %run.run_id, "cannot record the run's end: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests;

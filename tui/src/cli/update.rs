@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use molt_protocol::Method;
+use molt_protocol::changelog::Changelog;
 use molt_protocol::ids::RunId;
 use molt_protocol::method::{MAX_UPDATE_NOTE as MAX_NOTE, UpdateRunParams};
 use serde::Serialize;
@@ -96,6 +97,10 @@ pub(crate) struct Report {
     /// The failing step's command and output as progress lines.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub output_tail: Vec<String>,
+    /// moltd, a verified update: the new version's changelog entries
+    /// since the version before, newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<Changelog>,
     #[serde(skip)]
     pub progress: Progress,
 }
@@ -355,6 +360,11 @@ async fn molt(
     };
     let (answer, still_open) =
         run_with_progress(&client, &mut events, &params, &report.progress).await;
+    let mut changelog = answer
+        .as_ref()
+        .ok()
+        .and_then(|a| a.as_ref())
+        .and_then(|a| a.changelog.clone());
     let mut run_id = answer
         .as_ref()
         .ok()
@@ -462,6 +472,10 @@ async fn molt(
             &live,
             true,
         ) {
+            // The record the successor finished is the last word.
+            if let Some(record) = status.record_for(run_id.as_ref()) {
+                changelog = record.changelog.clone().or(changelog);
+            }
             break found;
         }
         if Instant::now() >= deadline {
@@ -477,7 +491,30 @@ async fn molt(
         tokio::time::sleep(POLL).await;
     };
     client.close().await;
-    report.verdict(found)
+    if matches!(found, Verdict::Verified { .. }) {
+        report.changelog = changelog;
+    }
+    let said = report.verdict(found)?;
+    Ok(match &report.changelog {
+        Some(log) if !log.entries.is_empty() => format!("{said}\n\n{}", changes_text(log)),
+        _ => said,
+    })
+}
+
+/// The entries as the changelog has them, newest first, for the terminal.
+fn changes_text(log: &Changelog) -> String {
+    let mut text = String::from("What changed:");
+    for entry in &log.entries {
+        text.push_str(&format!("\n\n## {}", entry.version));
+        if let Some(date) = &entry.date {
+            text.push_str(&format!(" - {date}"));
+        }
+        text.push_str(&format!("\n{}", entry.text));
+    }
+    if let Some(problem) = &log.problem {
+        text.push_str(&format!("\n\n({problem})"));
+    }
+    text
 }
 
 /// OpenClaw: no dry run; 2026.4.x answers after installing and restarts,

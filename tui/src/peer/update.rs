@@ -8,6 +8,7 @@
 //! OpenClaw 2026.4.x was measured keeping old code running over a new
 //! tree while its sentinel and `update.status` reported the new version.
 
+use molt_protocol::changelog::Changelog;
 use molt_protocol::ids::RunId;
 use serde_json::Value;
 
@@ -100,6 +101,8 @@ pub struct Claim {
     pub requested_at: Option<u64>,
     pub updated_at: Option<u64>,
     pub finished_at: Option<u64>,
+    /// moltd: the new version's changelog entries since `before`.
+    pub changelog: Option<Changelog>,
 }
 
 impl Claim {
@@ -127,6 +130,7 @@ impl Claim {
             requested_at: None,
             updated_at: None,
             finished_at: None,
+            changelog: None,
         }
     }
 
@@ -215,6 +219,7 @@ impl Claim {
             claim.finished_at = json::u64_at(value, "/finishedAt");
             claim.mode = json::string(value, "/mode");
             claim.note = json::string(value, "/note");
+            claim.changelog = json::typed(value, "/changelog");
             claim
         };
         claim.run_id = Some(run_id);
@@ -499,6 +504,8 @@ pub struct RunAnswer {
     pub handoff: Option<RunHandoff>,
     /// OpenClaw: a message for the operator (`message`, else the handoff's).
     pub message: Option<String>,
+    /// moltd: the new version's changelog entries since `before`.
+    pub changelog: Option<Changelog>,
 }
 
 impl RunAnswer {
@@ -539,6 +546,7 @@ impl RunAnswer {
             restart: json::at(value, "/restart").and_then(RestartPlan::from_value),
             handoff,
             message,
+            changelog: json::typed(value, "/result/changelog"),
         })
     }
 

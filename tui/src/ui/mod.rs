@@ -1,5 +1,6 @@
 //! Drawing. `render` reads the app and draws a frame; no I/O, no clock.
 
+mod changes;
 mod config;
 mod dialog;
 pub mod fleet;

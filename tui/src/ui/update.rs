@@ -12,9 +12,10 @@ use crate::peer::{Claim, ClaimSource, Live, Outcome, UpdateApi};
 
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
     let block = Block::bordered().title(Line::styled(" Update ", theme.heading()));
-    let width = usize::from(block.inner(area).width);
+    let inner = block.inner(area);
+    let (width, height) = (usize::from(inner.width), usize::from(inner.height));
     let lines = match &app.update.run {
-        Some(run) => run_lines(app, run, theme, width),
+        Some(run) => run_lines(app, run, theme, (width, height)),
         None => idle_lines(app, theme, width),
     };
     frame.render_widget(
@@ -142,7 +143,12 @@ fn idle_lines<'a>(app: &'a App, theme: &Theme, width: usize) -> Vec<Line<'a>> {
     lines
 }
 
-fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) -> Vec<Line<'a>> {
+fn run_lines<'a>(
+    app: &'a App,
+    run: &'a RunView,
+    theme: &Theme,
+    (width, height): (usize, usize),
+) -> Vec<Line<'a>> {
     let plain = theme.value();
     let mut lines = Vec::new();
     let id = match (&run.run_id, &run.stage) {
@@ -203,10 +209,9 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
     {
         lines.extend(truth_lines(app, run, theme, width));
     }
-    lines.push(Line::raw(""));
-    lines.push(Line::styled("  Steps", theme.heading()));
+    let mut steps = vec![Line::raw(""), Line::styled("  Steps", theme.heading())];
     if run.steps.is_empty() {
-        lines.push(Line::styled("    none reported yet", theme.dim()));
+        steps.push(Line::styled("    none reported yet", theme.dim()));
     }
     let name_width = run
         .steps
@@ -216,8 +221,16 @@ fn run_lines<'a>(app: &'a App, run: &'a RunView, theme: &Theme, width: usize) ->
         .unwrap_or(0)
         .max(14);
     for step in &run.steps {
-        lines.push(step_line(app, step, theme, name_width));
+        steps.push(step_line(app, step, theme, name_width));
     }
+    // A verified update's changes, before its steps and in the rows the
+    // steps leave: what the operator reads next.
+    if let (RunStage::Verified { version, .. }, Some(log)) = (&run.stage, &run.changelog) {
+        let room = height.saturating_sub(lines.len() + steps.len());
+        let versions = (from, version.as_str());
+        lines.extend(super::changes::lines(log, versions, theme, width, room));
+    }
+    lines.extend(steps);
     if let Some(record) = run.failing_step().and_then(|s| s.record.as_ref()) {
         lines.extend(failed_step(record, theme, width));
     }

@@ -101,6 +101,7 @@ pub fn status() -> StatusResult {
             requested_at: STARTED_AT - 20_000,
             updated_at: STARTED_AT - 5_000,
             finished_at: Some(STARTED_AT - 5_000),
+            changelog: None,
         }),
         connections: 2,
         auth: None,

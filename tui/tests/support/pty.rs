@@ -15,6 +15,8 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub struct Console {
     pub child: Box<dyn Child + Send + Sync>,
     keys: Box<dyn Write + Send>,
+    /// Kept to resize the terminal.
+    master: Box<dyn portable_pty::MasterPty + Send>,
     parser: vt100::Parser,
     bytes: mpsc::Receiver<Vec<u8>>,
     /// Everything the console wrote, for the restore check at the end.
@@ -69,6 +71,7 @@ impl Console {
         Console {
             child,
             keys,
+            master: pty.master,
             parser: vt100::Parser::new(rows, cols, 0),
             bytes,
             raw: Vec::new(),
@@ -77,6 +80,20 @@ impl Console {
 
     pub fn text(&self) -> String {
         self.parser.screen().contents()
+    }
+
+    /// Makes the terminal `rows`×`cols`, as a window resize does: the
+    /// console gets SIGWINCH and draws again at the new size.
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        self.master
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        self.parser.screen_mut().set_size(rows, cols);
     }
 
     pub fn press(&mut self, key: &str) {

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use molt_protocol::changelog::Changelog;
 use molt_protocol::method::{UpdateRunParams, UpdateRunResult};
 use molt_protocol::status::EnvSource;
 use molt_protocol::update::{
@@ -28,6 +29,14 @@ use crate::update::{read_undo, sentinel, undo_path};
 
 const METADATA_2_0: &str = r#"{"dist-tags":{"latest":"2.0.0"},"versions":["1.0.0","2.0.0"]}"#;
 
+/// What 2.0.0 ships: entries before, at and after the running 1.0.0.
+const CHANGELOG_2_0: &str = "## [2.0.0]\n- two\n## [1.5.0]\n- one and a half\n## [1.0.0]\n- one\n";
+
+/// The versions of the changelog entries `answer` carries.
+fn changelog_versions(changelog: Option<&Changelog>) -> Option<Vec<&str>> {
+    changelog.map(|log| log.entries.iter().map(|e| e.version.as_str()).collect())
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     install: Install,
@@ -43,7 +52,13 @@ fn setup(handoff: Handoff) -> Setup {
     let steps = FakeSteps::with_tool()
         .answer("resolve", 0, METADATA_2_0)
         .on("install", |spec| {
-            npm_stage_at(spec.cwd.as_deref().unwrap(), "2.0.0");
+            let stage = spec.cwd.as_deref().unwrap();
+            npm_stage_at(stage, "2.0.0");
+            std::fs::write(
+                stage.join("lib/node_modules/@molt/moltd/CHANGELOG.md"),
+                CHANGELOG_2_0,
+            )
+            .unwrap();
         });
     let restarter = FakeRestarter::new(handoff);
     let ctx = context(
@@ -111,11 +126,19 @@ async fn a_verified_successor_keeps_the_new_version_and_the_sentinel_to_verify()
         read_undo(&undo_path(&s.ctx.paths)).unwrap().is_some(),
         "kept until the successor verifies"
     );
+    let stored = s.ctx.runs.get(&answer.run_id).unwrap();
     assert_eq!(
-        s.ctx.runs.get(&answer.run_id).unwrap().phase,
+        stored.phase,
         RunPhase::Restarting,
         "the successor ends the run"
     );
+    // Read from the new tree once it was in place: after 1.0.0, up to 2.0.0.
+    let brought = Some(vec!["2.0.0", "1.5.0"]);
+    assert_eq!(
+        changelog_versions(answer.result.changelog.as_ref()),
+        brought
+    );
+    assert_eq!(changelog_versions(stored.changelog.as_ref()), brought);
     assert!(lease_is_free(&s.install.root), "released after the handoff");
 }
 
@@ -180,6 +203,9 @@ async fn a_failed_successor_is_rolled_back_while_this_process_serves() {
     // and in the sentinel.
     assert_eq!(stored.steps.last(), Some(&successor_step()));
     assert_eq!(doc.payload.stats.steps.last(), Some(&successor_step()));
+    // Rolled back: the new version's changes are not in effect.
+    assert_eq!(answer.result.changelog, None);
+    assert_eq!(stored.changelog, None);
     assert_eq!(read_undo(&undo_path(&s.ctx.paths)).unwrap(), None);
     assert!(lease_is_free(&s.install.root));
 }
@@ -225,10 +251,9 @@ async fn a_refused_restart_puts_the_previous_version_back_and_leaves_nothing_to_
         Some(ReasonCode::RestartRejected)
     );
     assert_eq!(live_version(&s.install), "moltd 1.0.0");
-    assert_eq!(
-        s.ctx.runs.get(&answer.run_id).unwrap().phase,
-        RunPhase::RolledBack
-    );
+    let stored = s.ctx.runs.get(&answer.run_id).unwrap();
+    assert_eq!(stored.phase, RunPhase::RolledBack);
+    assert_eq!((answer.result.changelog, stored.changelog), (None, None));
     assert!(!s.ctx.paths.sentinel_path.exists(), "no sentinel to verify");
     assert_eq!(read_undo(&undo_path(&s.ctx.paths)).unwrap(), None);
     assert!(lease_is_free(&s.install.root));

@@ -29,6 +29,7 @@ fn run(id: &str, phase: RunPhase, at: u64) -> RunRecord {
         requested_at: 1_700_000_000_000,
         updated_at: at,
         finished_at: phase.is_terminal().then_some(at),
+        changelog: None,
     }
 }
 

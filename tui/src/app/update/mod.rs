@@ -510,6 +510,7 @@ impl App {
             run.target = answer.after.clone();
         }
         run.restart = answer.restart.clone();
+        run.changelog = answer.changelog.clone();
         if answer.message.is_some() {
             run.advice = answer.message.clone();
         }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use molt_protocol::changelog::Changelog;
 use molt_protocol::event::StepProgress;
 use molt_protocol::ids::RunId;
 use molt_protocol::method::UpdateCheckResult;
@@ -105,6 +106,9 @@ pub struct RunView {
     /// The console reconnected during the run: the process answering now
     /// is not the one that started it.
     pub restarted: bool,
+    /// moltd: what the new version's changelog says changed since the
+    /// version before (from the answer or the run record).
+    pub changelog: Option<Changelog>,
 }
 
 impl RunView {
@@ -125,6 +129,7 @@ impl RunView {
             phase: None,
             advice: None,
             restarted: false,
+            changelog: None,
         }
     }
 

@@ -73,6 +73,10 @@ fn absorb(run: &mut RunView, record: &Claim, now: Instant) {
     if record.next_action.is_some() {
         run.advice = record.next_action.clone();
     }
+    // A finished record is the last word: a rollback takes the entries away.
+    if record.changelog.is_some() || record.is_done() {
+        run.changelog = record.changelog.clone();
+    }
     if record.phase.as_deref() == Some("restarting") && run.stage == RunStage::Running {
         run.stage = RunStage::Restarting;
     }
