@@ -138,7 +138,7 @@ pub fn run(moltd: &Path, build: bool, args: &Args) -> Result<Section> {
 }
 
 /// `molt` beside `moltd` (built first unless `build` is false).
-fn locate_molt(moltd: &Path, build: bool) -> Result<PathBuf> {
+pub fn locate_molt(moltd: &Path, build: bool) -> Result<PathBuf> {
     if build {
         crate::moltd::build_release("molt-console")?;
     }
@@ -152,7 +152,7 @@ fn locate_molt(moltd: &Path, build: bool) -> Result<PathBuf> {
 }
 
 /// A console in an 80×24 pty; output chunks arrive with their time.
-struct Console {
+pub struct Console {
     child: Box<dyn Child + Send + Sync>,
     keys: Box<dyn Write + Send>,
     parser: vt100::Parser,
@@ -161,6 +161,11 @@ struct Console {
 
 impl Console {
     fn start(molt: &Path, state: &Path) -> Result<Console> {
+        Console::start_with(molt, &[], &[("OPENCLAW_STATE_DIR", state)])
+    }
+
+    /// `molt args…` with `env` set (the gateway variables cleared first).
+    pub fn start_with(molt: &Path, args: &[&str], env: &[(&str, &Path)]) -> Result<Console> {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows: 24,
@@ -170,10 +175,13 @@ impl Console {
             })
             .map_err(|e| anyhow!("opening a pty: {e}"))?;
         let mut command = CommandBuilder::new(molt);
+        command.args(args);
         for var in ["OPENCLAW_CONFIG_PATH", "OPENCLAW_GATEWAY_TOKEN", "NO_COLOR"] {
             command.env_remove(var);
         }
-        command.env("OPENCLAW_STATE_DIR", state);
+        for (key, value) in env {
+            command.env(key, value);
+        }
         command.env("TERM", "xterm-256color");
         let child = pty
             .slave
@@ -201,7 +209,7 @@ impl Console {
 
     /// When the screen first satisfied `want` (the arrival of the chunk
     /// that made it so).
-    fn wait_for(&mut self, want: impl Fn(&str) -> bool) -> Result<Instant> {
+    pub fn wait_for(&mut self, want: impl Fn(&str) -> bool) -> Result<Instant> {
         let deadline = Instant::now() + SCREEN_WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -215,7 +223,7 @@ impl Console {
         }
     }
 
-    fn quit(mut self) -> Result<()> {
+    pub fn quit(mut self) -> Result<()> {
         self.keys.write_all(b"q")?;
         self.keys.flush()?;
         let status = self.child.wait()?;

@@ -1,12 +1,14 @@
 //! molt-bench: runs the real release `moltd` and reports figures with their
 //! targets and comparisons. It measures; it never asserts timings.
 //!
-//! One module per suite (`daemon`, `restart`, `update`, `console`),
+//! One module per suite (`daemon`, `restart`, `update`, `console`,
+//! `hostile`, `fleet`),
 //! each a subcommand returning a `report::Section`.
 
 mod client;
 mod console;
 mod daemon;
+mod fleet;
 mod hostile;
 mod moltd;
 mod report;
@@ -59,6 +61,9 @@ enum Suite {
     /// pre-auth flood, a handoff with many clients, requests across
     /// handoffs by clients that follow the protocol and ones that do not.
     Hostile(hostile::Args),
+    /// The fleet console: 50 gateways on the Fleet screen after start, and
+    /// a rolling update's cost per wave beyond the gateways' own updates.
+    Fleet(fleet::Args),
     /// Every suite with its defaults.
     All,
 }
@@ -93,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
         Suite::Update(args) => vec![update::run(&args)?],
         Suite::Console(args) => vec![console::run(&moltd, !cli.no_build, &args)?],
         Suite::Hostile(args) => vec![hostile::run(&moltd, &args)?],
+        Suite::Fleet(args) => vec![fleet::run(&moltd, !cli.no_build, &args)?],
         Suite::All => {
             let mut all = vec![daemon::run(&moltd, &daemon::Args::defaults())?];
             all.extend(restart_suites(
@@ -107,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
                 !cli.no_build,
                 &console::Args::defaults(),
             )?);
+            all.push(fleet::run(&moltd, !cli.no_build, &fleet::Args::defaults())?);
             all
         }
     };
