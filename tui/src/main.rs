@@ -118,6 +118,7 @@ async fn subcommand(
                 note: note.as_deref(),
                 yes,
                 json,
+                resolved: false,
             };
             cli::update(overrides, args, out).await
         }

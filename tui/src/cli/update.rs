@@ -59,6 +59,9 @@ pub struct UpdateArgs<'a> {
     pub note: Option<&'a str>,
     pub yes: bool,
     pub json: bool,
+    /// `tag` is the exact version already resolved (a fleet rollout's
+    /// version): moltd needs no dry run to name the goal.
+    pub resolved: bool,
 }
 
 /// The outcome, printed with `--json` whatever it is.
@@ -304,7 +307,7 @@ pub(crate) async fn update_target(
 async fn molt(
     target: &Target,
     client: Client,
-    mut events: Events,
+    events: Events,
     args: &UpdateArgs<'_>,
     report: &mut Report,
 ) -> Result<String, CliError> {
@@ -315,6 +318,21 @@ async fn molt(
         dry_run: Some(true),
         ..UpdateRunParams::default()
     };
+    let exact = tag.as_deref().filter(|t| semver::Version::parse(t).is_ok());
+    if let (true, Some(version)) = (args.resolved && args.yes, exact) {
+        // The run resolves the same version; a gateway already on it
+        // answers `skipped` and is judged below.
+        return run_and_verify(
+            target,
+            client,
+            events,
+            args,
+            report,
+            before,
+            Some(version.to_owned()),
+        )
+        .await;
+    }
     let preview = call_run(&client, &preview_params, PREVIEW_TIMEOUT).await;
     let preview = match preview {
         Ok(preview) => preview,
@@ -342,8 +360,8 @@ async fn molt(
             return Err(CliError::Other(format!("the update cannot run: {reason}")));
         }
     }
-    let goal_text = goal.clone().unwrap_or_else(|| "?".to_owned());
     if !args.yes {
+        let goal_text = goal.clone().unwrap_or_else(|| "?".to_owned());
         let facts = Facts::read(client.hello(), None);
         let question = format!(
             "Update moltd {} → {goal_text}?\n{}.\nProceed? [y/N] ",
@@ -352,7 +370,21 @@ async fn molt(
         );
         ask_to_proceed(&client, report, question).await?;
     }
+    run_and_verify(target, client, events, args, report, before, goal).await
+}
 
+/// moltd: the run, the successor and the verdict, towards `goal`.
+async fn run_and_verify(
+    target: &Target,
+    client: Client,
+    mut events: Events,
+    args: &UpdateArgs<'_>,
+    report: &mut Report,
+    before: ProcessRef,
+    goal: Option<String>,
+) -> Result<String, CliError> {
+    let tag = args.tag.map(str::to_owned);
+    let goal_text = goal.clone().unwrap_or_else(|| "?".to_owned());
     let params = UpdateRunParams {
         note: args.note.map(str::to_owned),
         tag,
@@ -1064,6 +1096,7 @@ mod tests {
             note,
             yes,
             json: false,
+            resolved: false,
         }
     }
 

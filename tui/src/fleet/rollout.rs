@@ -67,8 +67,13 @@ impl Observer for Stderr {
 }
 
 /// Updates one gateway to `tag` with `molt update`'s own logic, bounded by
-/// `timeout`.
-pub async fn update_host(gateway: Gateway, tag: Option<String>, options: Options) -> HostResult {
+/// `timeout`; `resolved` when `tag` is the rollout's exact version.
+pub async fn update_host(
+    gateway: Gateway,
+    tag: Option<String>,
+    resolved: bool,
+    options: Options,
+) -> HostResult {
     let progress = Progress::for_host(&gateway.name, options.quiet);
     let entry = |from: Option<String>, to: Option<String>, outcome, reason| HostEntry {
         name: gateway.name.clone(),
@@ -93,6 +98,7 @@ pub async fn update_host(gateway: Gateway, tag: Option<String>, options: Options
         note: options.note.as_deref(),
         yes: true,
         json: false,
+        resolved,
     };
     let run = update_target(&target, &args, progress.clone());
     let Ok((report, result)) = tokio::time::timeout(options.host_timeout, run).await else {
@@ -249,7 +255,13 @@ async fn run_wave(
         while halt.is_none() && running.len() < concurrency {
             let Some(gateway) = queue.next() else { break };
             let tag = rollout.version.clone().or(rollout.target.clone());
-            running.spawn(update_host((*gateway).clone(), tag, options.clone()));
+            let resolved = rollout.version.is_some();
+            running.spawn(update_host(
+                (*gateway).clone(),
+                tag,
+                resolved,
+                options.clone(),
+            ));
         }
         let Some(joined) = running.join_next().await else {
             break;
@@ -310,7 +322,7 @@ pub async fn roll_back(
             continue;
         };
         observer.say(&format!("rolling {name} back to {from}"));
-        let result = update_host(gateway.clone(), Some(from.clone()), options.clone()).await;
+        let result = update_host(gateway.clone(), Some(from.clone()), true, options.clone()).await;
         observer.host_done(&result);
         let verified = result.entry.outcome.is_done() && result.entry.to.as_deref() == Some(&from);
         let mut entry = result.entry.clone();
