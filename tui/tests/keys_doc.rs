@@ -162,3 +162,79 @@ fn the_help_overlay_names_the_keys_the_doc_names() {
         "the help overlay (keymap::BINDINGS) and docs/console.md"
     );
 }
+
+/// What a key can change on the Fleet screen.
+fn fleet_state(view: &molt_console::fleet::screen::FleetView) -> String {
+    format!(
+        "{} {:?} {:?} {:?} {:?} {:?} {}",
+        view.selected,
+        view.group,
+        view.sort,
+        view.open,
+        view.panel.prompt,
+        view.panel.error,
+        view.panel.running
+    )
+}
+
+/// A Fleet screen on three gateways (one in a group), the second row
+/// selected, after a halted rollout: every documented key has something
+/// to act on.
+fn fleet_view() -> molt_console::fleet::screen::FleetView {
+    use molt_console::fleet::record::{Halt, HostOutcome, Rollout, State};
+    let text = "[[gateway]]\nname = \"c1\"\nurl = \"ws://127.0.0.1:1\"\ngroups = [\"canary\"]\n\n\
+                [[gateway]]\nname = \"a\"\nurl = \"ws://127.0.0.1:2\"\n\n\
+                [[gateway]]\nname = \"b\"\nurl = \"ws://127.0.0.1:3\"\n";
+    let fleet = molt_console::fleet::file::parse(text, std::path::Path::new("/f/fleet.toml"))
+        .expect("a fleet file");
+    let mut view =
+        molt_console::fleet::screen::FleetView::new(&fleet, false, std::time::Instant::now());
+    view.selected = 1;
+    view.panel = Default::default();
+    view.panel.record = Some(Rollout {
+        fleet: "/f/fleet.toml".into(),
+        target: None,
+        version: Some("2.0.0".into()),
+        group: None,
+        waves: vec![vec!["c1".into()], vec!["a".into(), "b".into()]],
+        state: State::Halted,
+        started_at: 0,
+        updated_at: 0,
+        hosts: Vec::new(),
+        halt: Some(Halt {
+            host: "c1".into(),
+            outcome: HostOutcome::Failed,
+            step: None,
+            reason: "x".into(),
+            output_tail: Vec::new(),
+            at: 0,
+        }),
+    });
+    view
+}
+
+#[test]
+fn the_fleet_screen_keys_are_the_documented_ones() {
+    use molt_console::fleet::screen::FleetEvent;
+    let table = doc::table_with(DOC, "The Fleet screen", &["keys", "what"]);
+    let documented: BTreeSet<String> = table.rows.iter().flat_map(|r| key_names(&r[0])).collect();
+    // In the list, a key acts when it asks something or changes the view;
+    // with a gateway's console open, Esc is the one key of the fleet's.
+    let acts = |key: KeyEvent| {
+        let mut view = fleet_view();
+        let before = fleet_state(&view);
+        let commands = view.handle(FleetEvent::Key(key));
+        !commands.is_empty() || fleet_state(&view) != before
+    };
+    let mut bound = bound(acts);
+    let mut opened = fleet_view();
+    opened.open = Some(0);
+    opened.handle(FleetEvent::Key(KeyEvent::from(KeyCode::Esc)));
+    if opened.open.is_none() {
+        bound.insert("Esc".to_owned());
+    }
+    assert_eq!(
+        documented, bound,
+        "docs/console.md, \"The Fleet screen\": its key table"
+    );
+}

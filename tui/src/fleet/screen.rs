@@ -281,6 +281,13 @@ impl FleetView {
         if ctrl_c {
             return vec![FleetCommand::Quit];
         }
+        // Ctrl-Q is not q, Alt-g is not g.
+        if key
+            .modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT)
+        {
+            return Vec::new();
+        }
         if self.panel.prompt.is_some() {
             return self.prompt_key(key);
         }
