@@ -1,13 +1,15 @@
 //! molt-bench: runs the real release `moltd` and reports figures with their
 //! targets and comparisons. It measures; it never asserts timings.
 //!
-//! One module per suite (`daemon`, `restart`, `update`, `console`),
+//! One module per suite (`daemon`, `restart`, `update`, `console`,
+//! `hostile`, `metrics`),
 //! each a subcommand returning a `report::Section`.
 
 mod client;
 mod console;
 mod daemon;
 mod hostile;
+mod metrics;
 mod moltd;
 mod report;
 mod restart;
@@ -59,6 +61,9 @@ enum Suite {
     /// pre-auth flood, a handoff with many clients, requests across
     /// handoffs by clients that follow the protocol and ones that do not.
     Hostile(hostile::Args),
+    /// A Prometheus scrape of `GET /metrics` with 500 clients connected:
+    /// moltd's CPU per scrape (utime+stime) and the bytes it answers.
+    Metrics(metrics::Args),
     /// Every suite with its defaults.
     All,
 }
@@ -93,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
         Suite::Update(args) => vec![update::run(&args)?],
         Suite::Console(args) => vec![console::run(&moltd, !cli.no_build, &args)?],
         Suite::Hostile(args) => vec![hostile::run(&moltd, &args)?],
+        Suite::Metrics(args) => vec![metrics::run(&moltd, &args)?],
         Suite::All => {
             let mut all = vec![daemon::run(&moltd, &daemon::Args::defaults())?];
             all.extend(restart_suites(
@@ -101,6 +107,7 @@ fn run(cli: Cli) -> Result<()> {
                 &restart::Args::defaults(),
             )?);
             all.push(hostile::run(&moltd, &hostile::Args::defaults())?);
+            all.push(metrics::run(&moltd, &metrics::Args::defaults())?);
             all.push(update::run(&update::Args::defaults())?);
             all.push(console::run(
                 &moltd,
@@ -157,5 +164,10 @@ mod tests {
             panic!("restart suite");
         };
         assert_eq!(args.restarts, 3);
+        let cli = Cli::try_parse_from(["molt-bench", "metrics", "--connections", "50"]).unwrap();
+        let Suite::Metrics(args) = cli.suite else {
+            panic!("metrics suite");
+        };
+        assert_eq!((args.connections, args.scrapes), (50, 2000));
     }
 }
