@@ -216,6 +216,121 @@ fn history_empty_and_unserved() {
     snap("history_unserved", &app);
 }
 
+/// An incident's audit trail as moltd lists it, newest first: clients
+/// over TCP and the local socket, the auto-updater, a signal; refusals and
+/// a failed run among them.
+fn audit_page() -> serde_json::Value {
+    use molt_protocol::actor::Actor;
+    use molt_protocol::audit::{AuditAction, AuditEntry, AuditListResult, AuditOutcome};
+    let alice = || Actor::client("ops-alice", "10.0.4.17:51234", "4242-7".into());
+    let bob = || Actor::client("ops-bob", "the local socket, uid 1000", "4242-9".into());
+    let entry = |ago_s: u64, action, actor, params, outcome, run: Option<&str>| AuditEntry {
+        id: format!("audit-{ago_s}"),
+        at: GATEWAY_NOW - ago_s * 1000,
+        action,
+        actor,
+        params,
+        outcome,
+        run_id: run.map(Into::into),
+        pid: 4242,
+    };
+    let entries = vec![
+        entry(
+            40,
+            AuditAction::UpdateRun,
+            bob(),
+            json!({"tag": "0.2.0", "note": "weekly patch"}),
+            AuditOutcome::ok(),
+            Some("run-10"),
+        ),
+        entry(
+            180,
+            AuditAction::UpdateRun,
+            alice(),
+            json!({"tag": "0.3.0"}),
+            AuditOutcome::failed(
+                "error",
+                "restart-unhealthy: successor pid 5151 exited before it was ready (exit status: 1); rolled back to 0.1.0",
+            ),
+            Some("run-9"),
+        ),
+        entry(
+            600,
+            AuditAction::ConfigPatch,
+            bob(),
+            json!({"changes": {"models.providers.acme.apiKey": "[redacted]"}}),
+            AuditOutcome::failed(
+                "CONFLICT",
+                "baseHash is stale: the config changed since it was read",
+            ),
+            None,
+        ),
+        entry(
+            660,
+            AuditAction::ConfigPatch,
+            alice(),
+            json!({"changes": {"update.channel": "beta"}}),
+            AuditOutcome::ok(),
+            None,
+        ),
+        entry(
+            900,
+            AuditAction::KillSwitch,
+            alice(),
+            json!({"enabled": true}),
+            AuditOutcome::ok(),
+            None,
+        ),
+        entry(
+            3_000,
+            AuditAction::SignalRestart,
+            Actor::Signal {
+                signal: "SIGUSR1".into(),
+            },
+            json!({}),
+            AuditOutcome::ok(),
+            None,
+        ),
+        entry(
+            7_200,
+            AuditAction::UpdateRun,
+            Actor::AutoUpdater,
+            json!({"tag": "0.1.0"}),
+            AuditOutcome::ok(),
+            Some("run-8"),
+        ),
+        entry(
+            86_400,
+            AuditAction::HoldAcquire,
+            alice(),
+            json!({"reason": "migration", "ttlMs": 600000}),
+            AuditOutcome::ok(),
+            None,
+        ),
+    ];
+    serde_json::to_value(AuditListResult {
+        entries,
+        next_before: Some("audit-86400".into()),
+    })
+    .unwrap()
+}
+
+#[test]
+fn history_audit_trail() {
+    let mut app = connected_app(status(), Instant::now());
+    app.handle(key('a'));
+    app.handle(response(Purpose::Audit, audit_page()));
+    snap("history_audit", &app);
+    // The failed run selected: its reason wraps under its own column.
+    app.handle(key('j'));
+    snap("history_audit_failed_run", &app);
+    // Scrolled to the end: the list follows the selection.
+    for _ in 0..7 {
+        app.handle(key('j'));
+    }
+    snap("history_audit_scrolled", &app);
+}
+
 #[test]
 fn config() {
     let mut app = connected_app(status(), Instant::now());
@@ -332,7 +447,7 @@ fn help() {
 #[test]
 fn every_screen_fits_a_tiny_terminal_without_panicking() {
     let mut app = running(Instant::now());
-    for screen in ['o', 'h', 'c', 'l', '2', '?'] {
+    for screen in ['o', 'h', 'a', 'c', 'l', '2', '?'] {
         app.handle(key(screen));
         for (w, h) in [(1, 1), (20, 5), (40, 10), (80, 24)] {
             draw(&app, w, h);
@@ -344,7 +459,7 @@ fn every_screen_fits_a_tiny_terminal_without_panicking() {
 fn no_color_means_no_colors_on_any_screen() {
     let mut app = running(Instant::now());
     app.color = false;
-    for screen in ['o', '2', 'h', 'c', 'l', '?'] {
+    for screen in ['o', '2', 'h', 'a', 'c', 'l', '?'] {
         app.handle(key(screen));
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
         terminal.draw(|frame| ui::render(&app, frame)).unwrap();
