@@ -19,6 +19,9 @@ pub struct StopReason {
     pub close_code: u16,
     /// Replace the process image once drained (the exec strategy).
     pub exec_after: bool,
+    /// A supervisor starts the next process once this one exits (the
+    /// supervised strategy): the metrics are handed to that start.
+    pub next_start_after: bool,
 }
 
 impl StopReason {
@@ -29,6 +32,7 @@ impl StopReason {
             restart_expected_ms: None,
             close_code: CLOSE_GOING_AWAY,
             exec_after: false,
+            next_start_after: false,
         }
     }
 
@@ -44,6 +48,7 @@ impl StopReason {
             }),
             close_code: CLOSE_SERVICE_RESTART,
             exec_after: strategy == RestartStrategy::Exec,
+            next_start_after: strategy == RestartStrategy::Supervised,
         }
     }
 }

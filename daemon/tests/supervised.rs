@@ -140,6 +140,32 @@ async fn socket_activation_keeps_the_port_open_across_a_supervised_restart() {
     assert_eq!(refused, 0, "connections refused across the restart");
     assert!(ok > 0);
     assert_eq!(moltd::serving(state), vec![second.first.pid]);
+
+    // The counters went on in the process the supervisor started: the
+    // restart is counted, and the requests before it.
+    let bearer = format!("Bearer {TOKEN}");
+    let metrics = molt_e2e::http::request(
+        addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", bearer.as_str())],
+        None,
+        READY_WAIT,
+    )
+    .unwrap()
+    .text();
+    for sample in [
+        "moltd_generation 2.0",
+        "moltd_handoffs_total{outcome=\"handed-off\"} 1",
+        "moltd_requests_total{method=\"gateway.restart.request\",outcome=\"ok\"} 1",
+        "moltd_requests_total{method=\"status\",outcome=\"ok\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == sample),
+            "{sample} in\n{metrics}"
+        );
+    }
+    assert!(!state.join("metrics-handoff.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]

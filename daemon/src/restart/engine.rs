@@ -25,6 +25,7 @@ use crate::audit;
 use crate::clock::unix_ms;
 use crate::events::EventBus;
 use crate::lifecycle::{Lifecycle, StopReason};
+use crate::metrics::handoff::Heir;
 use crate::metrics::metrics;
 
 /// What an update expects of the handoff its restart causes: the successor
@@ -148,9 +149,10 @@ pub trait Host: Send + Sync + 'static {
     fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork;
     /// Duplicates of the sockets and the locked lock fd for a successor.
     fn handoff_fds(&self) -> io::Result<HeldFds>;
-    /// Called just before `successor` is accepted: what it takes over from
-    /// this process (the metrics) is handed over now.
-    fn hand_over(&self, _successor: u32) {}
+    /// Called just before `heir` is accepted: what it takes over from
+    /// this process (the metrics) is handed over now. (Under exec or a
+    /// supervisor, that happens once drained, before the exec or exit.)
+    fn hand_over(&self, _heir: Heir) {}
     /// Writes a change the engine was asked for outside any method (a
     /// signal) to the audit trail.
     fn audit(&self, _entry: AuditEntry) {}
@@ -424,7 +426,7 @@ async fn respawn(
     );
     // Counted before the counts go to the successor, which serves them on.
     metrics().handed_off(fired.elapsed().as_secs_f64());
-    host.hand_over(successor.pid);
+    host.hand_over(Heir::Pid(successor.pid));
     Ok(successor.accept())
 }
 
