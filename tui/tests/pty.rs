@@ -211,7 +211,7 @@ fn the_audit_trail_at_80x24_names_what_the_console_and_the_cli_changed() {
     let rows = box_rows(&text);
     assert!(rows[0].starts_with(" when     what"), "{text}");
     // Newest first: the CLI's patch, then the console's kill switch, both
-    // over the local socket as this uid, both answered ok.
+    // answered ok.
     let uid = std::fs::metadata(&state)
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
         .unwrap();
@@ -242,17 +242,20 @@ fn the_audit_trail_at_80x24_names_what_the_console_and_the_cli_changed() {
         detail[1].starts_with("  when        20") && detail[1].ends_with("ago"),
         "{text}"
     );
+    // Over the local socket as this uid, no token: its owner.
     assert!(
-        detail[2].starts_with("  by          client gateway-client at ")
-            && text.contains(&format!("uid {uid}")),
+        detail[2].starts_with(&format!(
+            "  by          client gateway-client at the local socket, uid {uid} ("
+        )) && detail[2].ends_with(" with"),
         "{text}"
     );
+    assert_eq!(detail[3], "              local-owner", "{text}");
     assert_eq!(
-        detail[3], "  params      {\"changes\":{\"update.channel\":\"beta\"}}",
+        detail[4], "  params      {\"changes\":{\"update.channel\":\"beta\"}}",
         "{text}"
     );
-    assert_eq!(detail[4], "  outcome     ok", "{text}");
-    assert_eq!(detail[5], format!("  moltd pid   {}", daemon.pid), "{text}");
+    assert_eq!(detail[5], "  outcome     ok", "{text}");
+    assert_eq!(detail[6], format!("  moltd pid   {}", daemon.pid), "{text}");
 
     // Down: the console's own change.
     screen.press("j");

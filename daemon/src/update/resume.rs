@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use molt_protocol::status::InstallInfo;
-use molt_protocol::update::{RunPhase, RunRecord, UpdateStatus};
+use molt_protocol::update::{ReasonCode, RunPhase, RunRecord, SentinelPayload, UpdateStatus};
 
 use super::failure::Failure;
 use super::lease::{self, Lease};
@@ -139,15 +139,20 @@ fn verify_sentinel(store: &RunStore, paths: &StatePaths, id: &Identity) -> Optio
     }
     if let Some(run_id) = &doc.payload.run_id
         && let Some(run) = store.get(run_id)
-        && !run.phase.is_terminal()
     {
-        // A mismatch has turned an `ok` sentinel into an error.
-        let (phase, reason) = if ok {
-            (RunPhase::Verified, None)
-        } else {
-            (RunPhase::Failed, doc.payload.stats.reason.clone())
-        };
-        finish(store, run, phase, reason);
+        if !run.phase.is_terminal() {
+            // A mismatch has turned an `ok` sentinel into an error.
+            let (phase, reason) = if ok {
+                (RunPhase::Verified, None)
+            } else {
+                (RunPhase::Failed, doc.payload.stats.reason.clone())
+            };
+            finish(store, run, phase, reason);
+        } else if rescued(&doc.payload) {
+            // The rescue step ended it, in a process that serves no
+            // metrics: counted here, once (the sentinel is verified now).
+            crate::metrics::metrics().update_run_ended(run.trigger.as_str(), run.phase.as_str());
+        }
     }
     if !ok {
         return None;
@@ -163,6 +168,11 @@ fn verify_sentinel(store: &RunStore, paths: &StatePaths, id: &Identity) -> Optio
     };
     let _ = std::fs::remove_file(undo_path(paths));
     undo
+}
+
+/// Whether the sentinel is the rescue step's: a crash loop rolled back.
+fn rescued(payload: &SentinelPayload) -> bool {
+    payload.rolled_back && payload.stats.reason.as_deref() == Some(ReasonCode::CrashLoop.as_str())
 }
 
 /// Runs left open by a process that is gone: verified if their goal
