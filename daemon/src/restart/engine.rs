@@ -614,4 +614,60 @@ mod tests {
         lifecycle.stop(StopReason::stop());
         driver.await.unwrap();
     }
+
+    #[test]
+    fn every_failure_has_its_own_reason_label_and_the_docs_list_it() {
+        use respawn::SuccessorFailure as S;
+        let start = |failure| {
+            HandoffFailure::Successor(respawn::StartFailure {
+                failure,
+                output: None,
+            })
+        };
+        let failures = [
+            HandoffFailure::NoEntrypoint,
+            HandoffFailure::Fds(io::Error::other("x")),
+            start(S::Spawn {
+                entrypoint: "x".into(),
+                source: io::Error::other("x"),
+            }),
+            start(S::Exited {
+                status: None,
+                progress: String::new(),
+            }),
+            start(S::Refused {
+                status: None,
+                reason: String::new(),
+            }),
+            start(S::NotReady {
+                waited_ms: 1,
+                progress: String::new(),
+            }),
+            start(S::BadReady(String::new())),
+            HandoffFailure::WrongVersion {
+                pid: 1,
+                running: "1".into(),
+                expected: "2".into(),
+            },
+            HandoffFailure::NotMainPid {
+                pid: 1,
+                source: io::Error::other("x"),
+            },
+            HandoffFailure::Stopping { pid: 1 },
+            HandoffFailure::ExecPreflight(String::new()),
+        ];
+        let codes: std::collections::BTreeSet<&str> = failures.iter().map(|f| f.code()).collect();
+        assert_eq!(codes.len(), failures.len(), "{codes:?}");
+        let docs = include_str!("../../../docs/operations.md");
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with("| `moltd_restart_failures_total`"))
+            .expect("the metric's row in docs/operations.md");
+        for code in codes {
+            assert!(
+                row.contains(&format!("`{code}`")),
+                "{code} missing from: {row}"
+            );
+        }
+    }
 }
