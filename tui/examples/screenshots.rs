@@ -128,6 +128,12 @@ fn scenes() -> Vec<(&'static str, App)> {
     scenes.push(("history", app));
 
     let mut app = connected_app(status(), base);
+    app.handle(key('a'));
+    app.handle(response(Purpose::Audit, audit_page()));
+    app.handle(key('j'));
+    scenes.push(("audit", app));
+
+    let mut app = connected_app(status(), base);
     app.handle(key('c'));
     app.handle(response(
         Purpose::ConfigGet,
