@@ -2,7 +2,7 @@
 //! targets and comparisons. It measures; it never asserts timings.
 //!
 //! One module per suite (`daemon`, `restart`, `update`, `console`,
-//! `hostile`, `fleet`),
+//! `hostile`, `metrics`, `fleet`),
 //! each a subcommand returning a `report::Section`.
 
 mod client;
@@ -10,6 +10,7 @@ mod console;
 mod daemon;
 mod fleet;
 mod hostile;
+mod metrics;
 mod moltd;
 mod report;
 mod restart;
@@ -61,6 +62,9 @@ enum Suite {
     /// pre-auth flood, a handoff with many clients, requests across
     /// handoffs by clients that follow the protocol and ones that do not.
     Hostile(hostile::Args),
+    /// A Prometheus scrape of `GET /metrics` with 500 clients connected:
+    /// moltd's CPU per scrape (utime+stime) and the bytes it answers.
+    Metrics(metrics::Args),
     /// The fleet console: 50 gateways on the Fleet screen after start, and
     /// a rolling update's cost per wave beyond the gateways' own updates.
     Fleet(fleet::Args),
@@ -98,6 +102,7 @@ fn run(cli: Cli) -> Result<()> {
         Suite::Update(args) => vec![update::run(&args)?],
         Suite::Console(args) => vec![console::run(&moltd, !cli.no_build, &args)?],
         Suite::Hostile(args) => vec![hostile::run(&moltd, &args)?],
+        Suite::Metrics(args) => vec![metrics::run(&moltd, &args)?],
         Suite::Fleet(args) => vec![fleet::run(&moltd, !cli.no_build, &args)?],
         Suite::All => {
             let mut all = vec![daemon::run(&moltd, &daemon::Args::defaults())?];
@@ -107,6 +112,7 @@ fn run(cli: Cli) -> Result<()> {
                 &restart::Args::defaults(),
             )?);
             all.push(hostile::run(&moltd, &hostile::Args::defaults())?);
+            all.push(metrics::run(&moltd, &metrics::Args::defaults())?);
             all.push(update::run(&update::Args::defaults())?);
             all.push(console::run(
                 &moltd,
@@ -164,5 +170,10 @@ mod tests {
             panic!("restart suite");
         };
         assert_eq!(args.restarts, 3);
+        let cli = Cli::try_parse_from(["molt-bench", "metrics", "--connections", "50"]).unwrap();
+        let Suite::Metrics(args) = cli.suite else {
+            panic!("metrics suite");
+        };
+        assert_eq!((args.connections, args.scrapes), (50, 2000));
     }
 }

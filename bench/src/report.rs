@@ -15,6 +15,8 @@ pub enum Unit {
     /// A whole number (events counted).
     Int,
     MiB,
+    /// Bytes, whole.
+    Bytes,
     PerSec,
 }
 
@@ -25,13 +27,14 @@ impl Unit {
             Unit::Us => "µs",
             Unit::Count | Unit::Int => "",
             Unit::MiB => "MiB",
+            Unit::Bytes => "B",
             Unit::PerSec => "req/s",
         }
     }
 
     fn show(self, value: f64) -> String {
         let digits = match self {
-            Unit::PerSec | Unit::Int => 0,
+            Unit::PerSec | Unit::Int | Unit::Bytes => 0,
             Unit::Count => 2,
             _ if value >= 100.0 => 0,
             _ => 1,

@@ -66,6 +66,8 @@ pub struct Caller {
     pub peer: String,
     /// `client.id` from its `connect`.
     pub client_id: String,
+    /// The credential it authenticated with (`gateway-token`, ...).
+    pub credential: &'static str,
     /// The connection's number, which identifies it to the restart
     /// scheduler (its own requests never defer its restart).
     pub conn: u64,
@@ -76,6 +78,7 @@ impl Caller {
     /// The caller as the audit trail and update runs name it.
     pub fn actor(&self) -> Actor {
         Actor::client(&self.client_id, &self.peer, self.conn_id.clone())
+            .with_credential(self.credential)
     }
 }
 

@@ -16,6 +16,9 @@ pub struct StopReason {
     pub close: ServerClose,
     /// Replace the process image once drained (the exec strategy).
     pub exec_after: bool,
+    /// A supervisor starts the next process once this one exits (the
+    /// supervised strategy): the metrics are handed to that start.
+    pub next_start_after: bool,
 }
 
 impl StopReason {
@@ -26,6 +29,7 @@ impl StopReason {
             restart_expected_ms: None,
             close: ServerClose::Stopping,
             exec_after: false,
+            next_start_after: false,
         }
     }
 
@@ -41,6 +45,7 @@ impl StopReason {
             }),
             close: ServerClose::HandOff,
             exec_after: strategy == RestartStrategy::Exec,
+            next_start_after: strategy == RestartStrategy::Supervised,
         }
     }
 }

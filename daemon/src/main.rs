@@ -123,7 +123,7 @@ async fn run(
         match gateway.handoff_fds() {
             Ok(held) => {
                 // The same pid goes on in the new image, with these counts.
-                gateway.hand_over(std::process::id());
+                gateway.hand_over(molt_daemon::metrics::handoff::Heir::Pid(std::process::id()));
                 tracing::info!(entrypoint = %spec.entrypoint.display(), "exec'ing the new binary");
                 drop(guard);
                 let supervisor = gateway.supervisor_info().kind;
@@ -133,6 +133,11 @@ async fn run(
             Err(e) => eprintln!("moltd: cannot keep the listener across exec: {e}"),
         }
         return ExitCode::FAILURE;
+    }
+    if reason.next_start_after {
+        // Drained: every request is counted; the supervisor's next start
+        // takes the counts on.
+        gateway.hand_over(molt_daemon::metrics::handoff::Heir::NextStart);
     }
     tracing::info!(reason = %reason.reason, "stopped");
     ExitCode::SUCCESS

@@ -220,12 +220,12 @@ impl Prepared {
             let accepted = verdict.wait(VERDICT_WAIT).await?;
             tracing::info!(?accepted, "taking over from the predecessor");
         }
-        if std::mem::take(&mut self.lock_inherited) {
-            // Accepted: the predecessor's counts go on here.
-            self.gateway.take_over();
-            if let Err(e) = self.gateway.claim_lock() {
-                tracing::warn!("cannot record this process in the lock file: {e}");
-            }
+        let inherited = std::mem::take(&mut self.lock_inherited);
+        // Accepted, or started by a supervisor after a restart: the
+        // predecessor's counts go on here.
+        self.gateway.take_over(inherited);
+        if inherited && let Err(e) = self.gateway.claim_lock() {
+            tracing::warn!("cannot record this process in the lock file: {e}");
         }
         crate::supervisor::notify_ready(&line);
         Ok(())

@@ -1,7 +1,7 @@
 //! The boundary around admin, tried on the real moltd binary as an
 //! attacker would: a web page, a read-only credential, `config.get` from
-//! every kind of session, weakening patches, a hundred guesses, and every
-//! file moltd wrote searched for its secrets.
+//! every kind of session, weakening patches, a hundred guesses, every
+//! file moltd wrote searched for its secrets, and who may read the metrics.
 
 mod common;
 
@@ -659,4 +659,52 @@ async fn no_file_moltd_writes_holds_a_secret() {
             );
         }
     }
+}
+
+/// `GET /metrics` over the local socket, with no token: the whole answer.
+fn scrape_local_socket(state: &Path) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(state.join("gateway.sock")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: moltd\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_answer_the_read_token_and_the_local_socket_owner_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let moltd = start(
+        dir.path(),
+        json!({"gateway": {"auth": {"readToken": READ_TOKEN}}}),
+    );
+    let addr = moltd.first.addr.parse().unwrap();
+    let scrape = |authorization: &str| {
+        molt_e2e::http::request(
+            addr,
+            "GET",
+            "/metrics",
+            &[("Authorization", authorization)],
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+    };
+    // The read scope is enough; over TCP a token is needed.
+    let read = scrape(&format!("Bearer {READ_TOKEN}"));
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert!(read.text().contains("moltd_build_info{version="));
+    let refused = scrape("Bearer not-the-read-token");
+    assert_eq!(refused.status, 401);
+    assert!(!refused.text().contains("moltd_"), "{}", refused.text());
+
+    // The local socket's owner needs none, as on the WebSocket.
+    let local = scrape_local_socket(dir.path());
+    assert!(local.starts_with("HTTP/1.1 200 OK\r\n"), "{local}");
+    assert!(local.contains("moltd_build_info{version="), "{local}");
 }

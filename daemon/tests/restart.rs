@@ -378,6 +378,24 @@ async fn sigusr1_schedules_a_restart() {
     let next = moltd.next_ready(READY_WAIT).expect("successor READY");
     assert_ne!(next.pid, first.pid);
     assert_eq!(status(&next).await.pid, next.pid);
+
+    // The signal is in the audit trail, written by the process it asked.
+    assert!(moltd.child.wait().unwrap().success());
+    let listed: Value = client(&next)
+        .await
+        .request("audit.list", json!({}))
+        .await
+        .into_result()
+        .unwrap();
+    let entries = listed["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{listed:#}");
+    assert_eq!(entries[0]["action"], "signal.restart");
+    assert_eq!(
+        entries[0]["actor"],
+        json!({"kind": "signal", "signal": "SIGUSR1"})
+    );
+    assert_eq!(entries[0]["outcome"], json!({"ok": true}));
+    assert_eq!(entries[0]["pid"], first.pid);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -140,6 +140,32 @@ async fn socket_activation_keeps_the_port_open_across_a_supervised_restart() {
     assert_eq!(refused, 0, "connections refused across the restart");
     assert!(ok > 0);
     assert_eq!(moltd::serving(state), vec![second.first.pid]);
+
+    // The counters went on in the process the supervisor started: the
+    // restart is counted, and the requests before it.
+    let bearer = format!("Bearer {TOKEN}");
+    let metrics = molt_e2e::http::request(
+        addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", bearer.as_str())],
+        None,
+        READY_WAIT,
+    )
+    .unwrap()
+    .text();
+    for sample in [
+        "moltd_generation 2.0",
+        "moltd_handoffs_total{outcome=\"handed-off\"} 1",
+        "moltd_requests_total{method=\"gateway.restart.request\",outcome=\"ok\"} 1",
+        "moltd_requests_total{method=\"status\",outcome=\"ok\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == sample),
+            "{sample} in\n{metrics}"
+        );
+    }
+    assert!(!state.join("metrics-handoff.json").exists());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -417,6 +443,24 @@ async fn a_successor_systemd_does_not_confirm_is_stopped_and_the_old_process_ser
         .into_result()
         .unwrap();
     assert_eq!(health["pid"], first.first.pid);
+    assert_failure_counted(first.first.addr.parse().unwrap(), "not-main-pid");
+}
+
+/// The failed restart is counted once, under `reason`, and as a failed
+/// handoff.
+fn assert_failure_counted(addr: SocketAddr, reason: &str) {
+    let samples = molt_e2e::prometheus::scrape(addr);
+    for sample in [
+        format!("moltd_restart_failures_total{{reason=\"{reason}\"}} 1"),
+        "moltd_handoffs_total{outcome=\"failed\"} 1".to_owned(),
+    ] {
+        assert!(samples.contains(&sample), "{sample}: {samples:#?}");
+    }
+    let failures: Vec<&String> = samples
+        .iter()
+        .filter(|s| s.starts_with("moltd_restart_failures_total"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{samples:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -584,6 +628,7 @@ async fn a_config_broken_between_restarts_leaves_the_old_process_serving_under_r
     assert_eq!(now.pid, first.pid, "the old process still serves");
     assert_eq!(now.restart.phase, RestartPhase::Idle);
     assert_eq!(moltd::serving(state), vec![first.pid]);
+    assert_failure_counted(first.addr.parse().unwrap(), "successor-refused");
 
     // Fixed, the next restart goes through.
     moltd::write_config(state, relaxed);

@@ -25,6 +25,9 @@ pub enum AuditAction {
     HoldAcquire,
     #[serde(rename = "gateway.hold.release")]
     HoldRelease,
+    /// The rescue step rolled back a version that crash-looped.
+    #[serde(rename = "update.rescue")]
+    Rescue,
     /// Written by a newer moltd.
     #[serde(other)]
     Unknown,
@@ -39,6 +42,7 @@ impl AuditAction {
         AuditAction::KillSwitch,
         AuditAction::HoldAcquire,
         AuditAction::HoldRelease,
+        AuditAction::Rescue,
     ];
 
     /// The wire name.
@@ -51,6 +55,7 @@ impl AuditAction {
             AuditAction::KillSwitch => "update.noAutoUpdate.set",
             AuditAction::HoldAcquire => "gateway.hold.acquire",
             AuditAction::HoldRelease => "gateway.hold.release",
+            AuditAction::Rescue => "update.rescue",
             AuditAction::Unknown => "unknown",
         }
     }
@@ -130,7 +135,7 @@ pub struct AuditListParams {
     /// Only this action (its wire name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
-    /// Only this actor kind (`client`, `auto-updater`, `signal`) or this
+    /// Only this actor kind (`client`, `auto-updater`, `rescue`, `signal`) or this
     /// client id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,

@@ -154,3 +154,25 @@ fn percent_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// One scrape of moltd's `GET /metrics` with the test token: the samples,
+/// one per line, comments left out.
+pub fn scrape(target: SocketAddr) -> Vec<String> {
+    let bearer = format!("Bearer {}", crate::client::TOKEN);
+    let response = crate::http::request(
+        target,
+        "GET",
+        "/metrics",
+        &[("Authorization", bearer.as_str())],
+        None,
+        std::time::Duration::from_secs(10),
+    )
+    .expect("GET /metrics");
+    assert_eq!(response.status, 200, "{}", response.text());
+    response
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}

@@ -52,11 +52,19 @@ async fn audit_list(c: &mut Client, params: Value) -> AuditListResult {
     c.request("audit.list", params).await.into_result().unwrap()
 }
 
+/// Who made the change: the client id and address; every client here
+/// authenticated with the gateway token, and the entry says so.
 fn client_of(entry: &AuditEntry) -> (&str, &str) {
     match &entry.actor {
         Actor::Client {
-            client_id, addr, ..
-        } => (client_id.as_str(), addr.as_str()),
+            client_id,
+            addr,
+            credential,
+            ..
+        } => {
+            assert_eq!(credential.as_deref(), Some("gateway-token"), "{entry:?}");
+            (client_id.as_str(), addr.as_str())
+        }
         other => panic!("{:?} by {other}", entry.action),
     }
 }

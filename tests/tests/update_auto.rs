@@ -6,9 +6,12 @@
 
 use molt_e2e::PackageManager;
 use molt_e2e::moltd::{Moltd, command, write_config};
+use molt_e2e::prometheus::scrape;
 use molt_e2e::restarts::{READY_WAIT, client, force_restart};
 use molt_e2e::tree::{same_tree, snapshot};
 use molt_e2e::updates::{NEW, OLD, UpdateFixture, log_line, update_history, update_status};
+use molt_protocol::actor::Actor;
+use molt_protocol::audit::{AuditAction, AuditListResult};
 use molt_protocol::status::{EnvSource, StatusResult};
 use molt_protocol::update::{RunPhase, RunTrigger};
 use serde_json::{Value, json};
@@ -41,6 +44,38 @@ async fn auto_update_installs_and_verifies_without_an_operator() {
     );
     let sentinel = status.sentinel.unwrap();
     assert_eq!(sentinel.verified.unwrap().running_version, NEW);
+
+    // The old process is gone: what it wrote is all there is.
+    let exit = moltd.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let listed: AuditListResult = client(&successor)
+        .await
+        .request("audit.list", json!({}))
+        .await
+        .into_result()
+        .unwrap();
+    let [entry] = listed.entries.as_slice() else {
+        panic!("one change: {listed:#?}");
+    };
+    assert_eq!(
+        (entry.action, &entry.actor),
+        (AuditAction::UpdateRun, &Actor::AutoUpdater)
+    );
+    assert!(entry.outcome.ok, "{entry:#?}");
+    assert_eq!(entry.run_id.as_ref(), Some(&run.run_id));
+    assert_eq!(entry.params["tag"], NEW);
+    // The check that found it and the run, counted across the handoff.
+    let samples = scrape(successor.addr.parse().unwrap());
+    for sample in [
+        "moltd_generation 2.0",
+        "moltd_autoupdate_checks_total{outcome=\"update-available\"} 1",
+        "moltd_update_runs_total{trigger=\"auto\",outcome=\"verified\"} 1",
+    ] {
+        assert!(
+            samples.iter().any(|s| s == sample),
+            "{sample}: {samples:#?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -9,9 +9,12 @@ use std::process::Command;
 
 use molt_e2e::PackageManager;
 use molt_e2e::moltd::Moltd;
+use molt_e2e::prometheus::scrape;
 use molt_e2e::restarts::client;
 use molt_e2e::tree::{same_tree, snapshot};
 use molt_e2e::updates::{NEW, OLD, UpdateFixture, update_history, update_run, update_status};
+use molt_protocol::actor::Actor;
+use molt_protocol::audit::{AuditAction, AuditListResult};
 use molt_protocol::status::StatusResult;
 use molt_protocol::update::{RunPhase, UpdateStatus};
 use serde_json::{Value, json};
@@ -74,6 +77,19 @@ async fn a_version_that_crash_loops_after_verifying_is_rolled_back_by_the_previo
             let status = update_status(&mut c).await;
             assert_eq!(status.sentinel.unwrap().status, UpdateStatus::Ok);
             assert_eq!(update_history(&mut c).await[0].phase, RunPhase::Verified);
+            // The supervisor started it: the old process's counts went on.
+            let samples = scrape(new.first.addr.parse().unwrap());
+            for sample in [
+                "moltd_generation 2.0",
+                "moltd_handoffs_total{outcome=\"handed-off\"} 1",
+                "moltd_requests_total{method=\"update.run\",outcome=\"ok\"} 1",
+                "moltd_update_runs_total{trigger=\"manual\",outcome=\"verified\"} 1",
+            ] {
+                assert!(
+                    samples.iter().any(|s| s == sample),
+                    "{sample}: {samples:#?}"
+                );
+            }
         }
         Moltd::signal(new.first.pid, "KILL");
         drop(new);
@@ -126,6 +142,25 @@ async fn a_version_that_crash_loops_after_verifying_is_rolled_back_by_the_previo
     assert_eq!(sentinel.stats.reason.as_deref(), Some("crash-loop"));
     assert!(sentinel.rolled_back);
     assert_eq!(sentinel.verified.unwrap().running_version, OLD);
+    // The rollback is in the audit trail, by the rescue step, and counted.
+    let listed: AuditListResult = c
+        .request("audit.list", json!({}))
+        .await
+        .into_result()
+        .unwrap();
+    let rescue = &listed.entries[0];
+    assert_eq!(rescue.action, AuditAction::Rescue, "{listed:#?}");
+    assert_eq!(rescue.actor, Actor::Rescue);
+    assert!(rescue.outcome.ok, "{rescue:#?}");
+    assert_eq!(rescue.run_id.as_ref(), Some(&run_id));
+    assert_eq!(
+        rescue.params,
+        json!({"from": NEW, "to": OLD, "failures": 3})
+    );
+    assert_eq!(listed.entries[1].action, AuditAction::UpdateRun);
+    let samples = scrape(restored.first.addr.parse().unwrap());
+    let rolled_back = "moltd_update_runs_total{trigger=\"manual\",outcome=\"rolled-back\"} 1";
+    assert!(samples.iter().any(|s| s == rolled_back), "{samples:#?}");
     // The auto-updater will not install it again by itself.
     let check: Value =
         serde_json::from_slice(&std::fs::read(state.join("update-check.json")).unwrap()).unwrap();

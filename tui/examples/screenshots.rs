@@ -136,6 +136,12 @@ fn scenes() -> Result<Vec<(&'static str, App)>, serde_json::Error> {
     scenes.push(("overview-died-at-start", connected_app(rolled_back, base)));
 
     let mut app = connected_app(status(), base);
+    app.handle(key('a'));
+    app.handle(response(Purpose::Audit, audit_page()));
+    app.handle(key('j'));
+    scenes.push(("audit", app));
+
+    let mut app = connected_app(status(), base);
     app.handle(key('c'));
     app.handle(response(
         Purpose::ConfigGet,

@@ -28,6 +28,8 @@ pub enum Purpose {
     UpdateStatus,
     UpdateCheck,
     History,
+    /// `audit.list`: the History screen's audit trail.
+    Audit,
     ConfigGet,
     ConfigPatch,
     /// `update.noAutoUpdate.set`.

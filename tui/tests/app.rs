@@ -409,3 +409,93 @@ fn a_supervised_restart_closing_with_1001_is_shown_as_a_handoff() {
     app.handle(closed(1001, "stopping"));
     assert!(matches!(app.conn, ConnState::Reconnecting { .. }));
 }
+
+/// One audit entry as moltd writes it.
+fn audit_entry(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "at": GATEWAY_NOW, "action": "config.patch",
+        "actor": {"kind": "client", "clientId": "ops", "addr": "127.0.0.1:5000", "connId": "1-1"},
+        "params": {}, "outcome": {"ok": true}, "pid": 1,
+    })
+}
+
+fn audit_request(before: Option<&str>) -> Command {
+    let mut params = serde_json::json!({"limit": molt_console::app::AUDIT_PAGE});
+    if let Some(before) = before {
+        params["before"] = before.into();
+    }
+    Command::Net(NetCommand::Request {
+        purpose: Purpose::Audit,
+        method: Method::AuditList,
+        params: Some(params),
+    })
+}
+
+#[test]
+fn a_shows_the_audit_trail_loads_older_pages_at_the_end_and_goes_back_to_runs() {
+    let mut app = connected_app(status(), Instant::now());
+    assert_eq!(app.handle(key('a')), vec![audit_request(None)]);
+    // Asked once at a time.
+    assert_eq!(app.handle(key('r')), status_request());
+    let page = |ids: &[&str], next: Option<&str>| {
+        let entries: Vec<_> = ids.iter().map(|id| audit_entry(id)).collect();
+        response(
+            Purpose::Audit,
+            serde_json::json!({"entries": entries, "nextBefore": next}),
+        )
+    };
+    assert!(app.handle(page(&["e3", "e2"], Some("e2"))).is_empty());
+    // Moving onto the last entry asks for the page before it, once.
+    assert!(app.handle(key('k')).is_empty());
+    assert_eq!(app.handle(key('j')), vec![audit_request(Some("e2"))]);
+    assert!(app.handle(key('j')).is_empty());
+    app.handle(page(&["e1"], None));
+    let ids: Vec<&str> = app
+        .audit
+        .entries
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.id.as_str())
+        .collect();
+    assert_eq!(ids, ["e3", "e2", "e1"]);
+    assert_eq!(app.audit.selected, 1);
+    // The last page: no more asked for.
+    assert!(app.handle(key('j')).is_empty());
+    assert_eq!(app.audit.selected, 2);
+    // `a` again: the update runs.
+    let commands = app.handle(key('a'));
+    assert!(
+        matches!(
+            commands.as_slice(),
+            [Command::Net(NetCommand::Request {
+                method: Method::UpdateHistory,
+                ..
+            })]
+        ),
+        "{commands:?}"
+    );
+    assert_eq!(app.history.shown, molt_console::app::Shown::Runs);
+}
+
+#[test]
+fn a_gateway_without_audit_list_says_so() {
+    let mut app = App::new(URL, true, Instant::now());
+    let mut hello = hello(status());
+    hello.features.methods.retain(|m| m != "audit.list");
+    app.handle(Event::Net(NetEvent::Connected {
+        hello: Box::new(hello.into()),
+        handoff_gap: None,
+        outage: None,
+    }));
+    assert!(app.handle(key('a')).is_empty());
+    assert!(
+        app.audit
+            .unserved
+            .as_deref()
+            .unwrap()
+            .contains("audit.list"),
+        "{:?}",
+        app.audit
+    );
+}

@@ -520,3 +520,15 @@ fn refresh_and_hold_use_only_what_the_gateway_serves() {
             .contains("nothing to hold")
     );
 }
+
+#[test]
+fn openclaws_own_audit_list_is_not_read_as_moltds() {
+    // OpenClaw 2026.9 lists a method named audit.list, of another shape.
+    let mut app = app_on("2026.9.6", Instant::now());
+    assert!(requests(&app.handle(key('a'))).is_empty());
+    let screen = draw(&app, 80, 24);
+    assert!(
+        screen.contains("serves no audit trail the console reads"),
+        "{screen}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The real `molt` binary in a pseudo-terminal, with no flags, against the
-//! real `moltd`: navigate Overview → Config → Logs → help → quit. The
+//! real `moltd`: navigate Overview → Config → Logs → help → quit; the
+//! Logs screen and the audit trail at 80x24. The
 //! screen is the pty's output parsed by a terminal emulator; each step
 //! waits for the text it expects to be drawn.
 
@@ -171,6 +172,97 @@ fn logs_read_at_80x24_wrapped_or_cut_filtered_and_searched() {
         box_rows(&text).iter().any(|r| r.contains("W env_file:")),
         "{text}"
     );
+
+    screen.press("q");
+    assert!(screen.child.wait().unwrap().success());
+}
+
+#[test]
+fn the_audit_trail_at_80x24_names_what_the_console_and_the_cli_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let daemon = Daemon::start(&state);
+    let mut screen = Console::start(24, 80, &[("OPENCLAW_STATE_DIR", state.as_os_str())]);
+    screen.wait_for("connected", |s| s.contains("connected"));
+
+    // The console turns the kill switch on (Config, fourth row).
+    screen.press("c");
+    screen.wait_for("the config screen", |s| s.contains("off (unset)"));
+    for _ in 0..3 {
+        screen.press("j");
+    }
+    screen.press("\r");
+    screen.wait_for("the kill switch on", |s| s.contains("ON (.env)"));
+    // Another client changes the config.
+    let set = support::molt()
+        .args(["config", "set", "update.channel", "beta", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{set:?}");
+
+    screen.press("a");
+    screen.wait_for("both changes listed", |s| {
+        s.contains("History · audit trail")
+            && s.contains("config.patch")
+            && s.contains("update.noAutoUpdate.set")
+    });
+    let text = screen.text();
+    let rows = box_rows(&text);
+    assert!(rows[0].starts_with(" when     what"), "{text}");
+    // Newest first: the CLI's patch, then the console's kill switch, both
+    // answered ok.
+    let uid = std::fs::metadata(&state)
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    for (row, what) in rows[1..3]
+        .iter()
+        .zip(["config.patch", "update.noAutoUpdate.set"])
+    {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            fields[..4],
+            ["0s", "ago", what, "ok"][..],
+            "{row:?} in\n{text}"
+        );
+        assert!(row.contains("gateway-client"), "{row:?}");
+    }
+    // The selected entry in full, its values wrapped under their column.
+    let detail: Vec<&str> = rows
+        .iter()
+        .skip(3)
+        .map(String::as_str)
+        .filter(|r| !r.is_empty())
+        .collect();
+    assert!(
+        detail[0].starts_with("  what        config.patch  (2 in all)"),
+        "{text}"
+    );
+    assert!(
+        detail[1].starts_with("  when        20") && detail[1].ends_with("ago"),
+        "{text}"
+    );
+    // Over the local socket as this uid, no token: its owner.
+    assert!(
+        detail[2].starts_with(&format!(
+            "  by          client gateway-client at the local socket, uid {uid} ("
+        )) && detail[2].ends_with(" with"),
+        "{text}"
+    );
+    assert_eq!(detail[3], "              local-owner", "{text}");
+    assert_eq!(
+        detail[4], "  params      {\"changes\":{\"update.channel\":\"beta\"}}",
+        "{text}"
+    );
+    assert_eq!(detail[5], "  outcome     ok", "{text}");
+    assert_eq!(detail[6], format!("  moltd pid   {}", daemon.pid), "{text}");
+
+    // Down: the console's own change.
+    screen.press("j");
+    screen.wait_for("the kill switch entry", |s| {
+        s.contains("update.noAutoUpdate.set  (2 in all)")
+    });
+    assert!(screen.text().contains("params      {\"enabled\":true}"));
 
     screen.press("q");
     assert!(screen.child.wait().unwrap().success());

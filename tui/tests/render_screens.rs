@@ -297,6 +297,22 @@ fn history_empty_and_unserved() {
 }
 
 #[test]
+fn history_audit_trail() {
+    let mut app = connected_app(status(), Instant::now());
+    app.handle(key('a'));
+    app.handle(response(Purpose::Audit, audit_page()));
+    snap("history_audit", &app);
+    // The failed run selected: its reason wraps under its own column.
+    app.handle(key('j'));
+    snap("history_audit_failed_run", &app);
+    // Scrolled to the end: the list follows the selection.
+    for _ in 0..7 {
+        app.handle(key('j'));
+    }
+    snap("history_audit_scrolled", &app);
+}
+
+#[test]
 fn config() {
     let mut app = connected_app(status(), Instant::now());
     app.handle(key('c'));
@@ -412,7 +428,7 @@ fn help() {
 #[test]
 fn every_screen_fits_a_tiny_terminal_without_panicking() {
     let mut app = running(Instant::now());
-    for screen in ['o', 'h', 'c', 'l', '2', '?'] {
+    for screen in ['o', 'h', 'a', 'c', 'l', '2', '?'] {
         app.handle(key(screen));
         for (w, h) in [(1, 1), (20, 5), (40, 10), (80, 24)] {
             draw(&app, w, h);
@@ -424,7 +440,7 @@ fn every_screen_fits_a_tiny_terminal_without_panicking() {
 fn no_color_means_no_colors_on_any_screen() {
     let mut app = running(Instant::now());
     app.color = false;
-    for screen in ['o', '2', 'h', 'c', 'l', '?'] {
+    for screen in ['o', '2', 'h', 'a', 'c', 'l', '?'] {
         app.handle(key(screen));
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
         terminal.draw(|frame| ui::render(&app, frame)).unwrap();

@@ -112,7 +112,11 @@ pub fn spawn_with_update_engine(gw: &Gateway) -> Option<JoinHandle<()>> {
         },
         move |version| {
             let gw = apply_gw.clone();
-            async move { apply(&gw, version).await }
+            // Tracked as a client's update run is: a stop drains it, so the
+            // run's end and its audit entry are written before this process
+            // exits (after a handoff, too).
+            let tracker = gw.requests().clone();
+            tracker.track_future(async move { apply(&gw, version).await })
         },
     )
 }

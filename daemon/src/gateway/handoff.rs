@@ -7,6 +7,7 @@ use molt_protocol::audit::AuditEntry;
 use molt_protocol::status::PendingWork;
 
 use super::Gateway;
+use crate::metrics::handoff::Heir;
 use crate::restart::engine::Host;
 use crate::restart::inherit::HeldFds;
 use crate::restart::scheduler::RequesterId;
@@ -24,8 +25,8 @@ impl Host for Gateway {
         Gateway::handoff_fds(self)
     }
 
-    fn hand_over(&self, successor: u32) {
-        Gateway::hand_over(self, successor);
+    fn hand_over(&self, heir: Heir) {
+        Gateway::hand_over(self, heir);
     }
 
     fn audit(&self, entry: AuditEntry) {
@@ -37,23 +38,26 @@ impl Host for Gateway {
 }
 
 impl Gateway {
-    /// Hands this process's metrics to `successor` (a respawned process,
-    /// or this pid after an exec); nothing is counted here after that.
-    pub fn hand_over(&self, successor: u32) {
+    /// Hands this process's metrics to `heir` (a respawned process, this
+    /// pid after an exec, or the next start under a supervisor); nothing
+    /// is counted here after that.
+    pub fn hand_over(&self, heir: Heir) {
         crate::metrics::handoff::hand_over(
             crate::metrics::metrics(),
             &self.inner.paths.metrics_handoff_path,
             self.inner.identity.pid,
-            successor,
+            heir,
         );
     }
 
-    /// What a predecessor handed to this process, once it was accepted.
-    pub fn take_over(&self) {
+    /// What a predecessor handed to this process: accepted by it, or
+    /// started after it exited (see [`crate::metrics::handoff`]).
+    pub fn take_over(&self, accepted: bool) {
         crate::metrics::handoff::take_over(
             crate::metrics::metrics(),
             &self.inner.paths.metrics_handoff_path,
             self.inner.identity.pid,
+            accepted,
         );
     }
 

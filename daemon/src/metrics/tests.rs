@@ -1,4 +1,5 @@
 use super::*;
+use handoff::Heir;
 
 fn live() -> Live {
     Live {
@@ -71,7 +72,7 @@ fn a_successor_adds_its_predecessors_counts_and_the_predecessor_counts_no_more()
     old.request("health", "ok");
     old.handed_off(1.0);
     old.update_step("install", 2.0);
-    handoff::hand_over(&old, &path, 100, 200);
+    handoff::hand_over(&old, &path, 100, Heir::Pid(200));
     old.request("health", "ok");
     assert_eq!(
         old.counted().requests.get(&["health", "ok"]),
@@ -79,15 +80,17 @@ fn a_successor_adds_its_predecessors_counts_and_the_predecessor_counts_no_more()
         "frozen at the handoff: a scrape of the old process never shows more than the new one starts from"
     );
 
-    // A process the file was not written for takes nothing and leaves it.
+    // A process the file was not written for takes nothing and leaves it,
+    // accepted or started on its own.
     let stranger = Metrics::default();
-    handoff::take_over(&stranger, &path, 300);
+    handoff::take_over(&stranger, &path, 300, true);
+    handoff::take_over(&stranger, &path, 200, false);
     assert_eq!(stranger.counted(), Counted::default());
     assert!(path.exists());
 
     let new = Metrics::default();
     new.request("health", "ok");
-    handoff::take_over(&new, &path, 200);
+    handoff::take_over(&new, &path, 200, true);
     let counted = new.counted();
     assert_eq!(counted.requests.get(&["health", "ok"]), 2);
     assert_eq!(counted.handoffs.get(&["handed-off"]), 1);
@@ -98,11 +101,44 @@ fn a_successor_adds_its_predecessors_counts_and_the_predecessor_counts_no_more()
 
     // The next handoff carries the chain on.
     let path2 = dir.path().join("again.json");
-    handoff::hand_over(&new, &path2, 200, 201);
+    handoff::hand_over(&new, &path2, 200, Heir::Pid(201));
     let newest = Metrics::default();
-    handoff::take_over(&newest, &path2, 201);
+    handoff::take_over(&newest, &path2, 201, true);
     assert_eq!(newest.counted().predecessors, 2);
     assert_eq!(newest.counted().requests.get(&["health", "ok"]), 2);
+}
+
+#[test]
+fn under_a_supervisor_the_next_start_takes_recent_counts_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics-handoff.json");
+    let old = Metrics::default();
+    old.request("update.run", "ok");
+    old.handed_off(0.5);
+    handoff::hand_over(&old, &path, 100, Heir::NextStart);
+
+    // A process a predecessor accepted takes only counts for its pid.
+    let accepted = Metrics::default();
+    handoff::take_over(&accepted, &path, 200, true);
+    assert_eq!(accepted.counted(), Counted::default());
+
+    let next = Metrics::default();
+    handoff::take_over(&next, &path, 200, false);
+    let counted = next.counted();
+    assert_eq!(counted.requests.get(&["update.run", "ok"]), 1);
+    assert_eq!(counted.handoffs.get(&["handed-off"]), 1);
+    assert_eq!(counted.predecessors, 1);
+    assert!(!path.exists(), "read once, then removed");
+
+    // Counts a stopped gateway left long ago are not carried on.
+    handoff::hand_over(&next, &path, 200, Heir::NextStart);
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    doc["at"] = serde_json::json!(crate::clock::unix_ms() - handoff::NEXT_START_WITHIN_MS - 1);
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let much_later = Metrics::default();
+    handoff::take_over(&much_later, &path, 300, false);
+    assert_eq!(much_later.counted(), Counted::default());
 }
 
 #[test]
@@ -130,6 +166,6 @@ fn an_unreadable_handoff_file_starts_from_zero() {
     let path = dir.path().join("metrics-handoff.json");
     std::fs::write(&path, "{not json").unwrap();
     let m = Metrics::default();
-    handoff::take_over(&m, &path, 1);
+    handoff::take_over(&m, &path, 1, true);
     assert_eq!(m.counted(), Counted::default());
 }

@@ -25,6 +25,7 @@ use crate::audit;
 use crate::clock::unix_ms;
 use crate::events::EventBus;
 use crate::lifecycle::{Lifecycle, StopReason};
+use crate::metrics::handoff::Heir;
 use crate::metrics::metrics;
 
 /// What an update expects of the handoff its restart causes: the successor
@@ -148,9 +149,10 @@ pub trait Host: Send + Sync + 'static {
     fn pending_work_excluding(&self, requesters: &[RequesterId]) -> PendingWork;
     /// Duplicates of the sockets and the locked lock fd for a successor.
     fn handoff_fds(&self) -> io::Result<HeldFds>;
-    /// Called just before `successor` is accepted: what it takes over from
-    /// this process (the metrics) is handed over now.
-    fn hand_over(&self, _successor: u32) {}
+    /// Called just before `heir` is accepted: what it takes over from
+    /// this process (the metrics) is handed over now. (Under exec or a
+    /// supervisor, that happens once drained, before the exec or exit.)
+    fn hand_over(&self, _heir: Heir) {}
     /// Writes a change the engine was asked for outside any method (a
     /// signal) to the audit trail.
     fn audit(&self, _entry: AuditEntry) {}
@@ -424,7 +426,7 @@ async fn respawn(
     );
     // Counted before the counts go to the successor, which serves them on.
     metrics().handed_off(fired.elapsed().as_secs_f64());
-    host.hand_over(successor.pid);
+    host.hand_over(Heir::Pid(successor.pid));
     Ok(successor.accept())
 }
 
@@ -611,5 +613,61 @@ mod tests {
         assert_eq!(engine.info().last_failure.map(|f| f.reason), Some(reason));
         lifecycle.stop(StopReason::stop());
         driver.await.unwrap();
+    }
+
+    #[test]
+    fn every_failure_has_its_own_reason_label_and_the_docs_list_it() {
+        use respawn::SuccessorFailure as S;
+        let start = |failure| {
+            HandoffFailure::Successor(respawn::StartFailure {
+                failure,
+                output: None,
+            })
+        };
+        let failures = [
+            HandoffFailure::NoEntrypoint,
+            HandoffFailure::Fds(io::Error::other("x")),
+            start(S::Spawn {
+                entrypoint: "x".into(),
+                source: io::Error::other("x"),
+            }),
+            start(S::Exited {
+                status: None,
+                progress: String::new(),
+            }),
+            start(S::Refused {
+                status: None,
+                reason: String::new(),
+            }),
+            start(S::NotReady {
+                waited_ms: 1,
+                progress: String::new(),
+            }),
+            start(S::BadReady(String::new())),
+            HandoffFailure::WrongVersion {
+                pid: 1,
+                running: "1".into(),
+                expected: "2".into(),
+            },
+            HandoffFailure::NotMainPid {
+                pid: 1,
+                source: io::Error::other("x"),
+            },
+            HandoffFailure::Stopping { pid: 1 },
+            HandoffFailure::ExecPreflight(String::new()),
+        ];
+        let codes: std::collections::BTreeSet<&str> = failures.iter().map(|f| f.code()).collect();
+        assert_eq!(codes.len(), failures.len(), "{codes:?}");
+        let docs = include_str!("../../../docs/operations.md");
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with("| `moltd_restart_failures_total`"))
+            .expect("the metric's row in docs/operations.md");
+        for code in codes {
+            assert!(
+                row.contains(&format!("`{code}`")),
+                "{code} missing from: {row}"
+            );
+        }
     }
 }

@@ -214,6 +214,7 @@ pub async fn serve_connection(accepted: Accepted, mut peer: Peer, pending: Pendi
         peer: peer.to_string(),
         conn_id: conn_id.clone(),
         client_id: granted.client_id.clone(),
+        credential: granted.credential.as_str(),
         scopes: granted.scopes.clone(),
     };
     let hello = methods::hello(&gw, granted.protocol, conn_id.clone(), granted.scopes);

@@ -17,8 +17,11 @@
 //!   one put the previous install back (the same undo a failed handoff
 //!   uses), end the run `rolled-back` with reason `crash-loop`, write a
 //!   sentinel that the restored version verifies at its next start, and
-//!   mark the version so the auto-updater never applies it again. The
-//!   supervisor's next start then runs the previous version.
+//!   mark the version so the auto-updater never applies it again, and
+//!   write an `update.rescue` entry (actor `rescue`) to the audit trail.
+//!   The supervisor's next start then runs the previous version, which
+//!   counts the run in `moltd_update_runs_total` as it verifies the
+//!   sentinel.
 //!
 //! The record is plain JSON with a version field, and only the version
 //! that wrote it ever reads it: the rescue binary is that same version.
@@ -26,6 +29,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use molt_protocol::actor::Actor;
+use molt_protocol::audit::{AuditAction, AuditOutcome};
 use molt_protocol::ids::RunId;
 use molt_protocol::update::{
     ReasonCode, RunPhase, Sentinel, SentinelPayload, SentinelStats, UpdateStatus,
@@ -299,9 +304,16 @@ pub fn run(paths: &StatePaths, exit: &ServiceExit, now_ms: u64) -> io::Result<Ou
     if ended.rollback != Rollback::Done {
         write_record(paths, &record)?;
         end_run(paths, &record, RunPhase::Failed, &reason, now_ms);
+        audit(
+            paths,
+            &record,
+            recent,
+            AuditOutcome::failed("rollback-failed", &reason),
+        );
         return Ok(Outcome::RollbackFailed(reason));
     }
     end_run(paths, &record, RunPhase::RolledBack, &reason, now_ms);
+    audit(paths, &record, recent, AuditOutcome::ok());
     write_sentinel(paths, &record, &reason, now_ms);
     never_again(paths, &record, &reason, now_ms);
     disarm(paths);
@@ -309,6 +321,26 @@ pub fn run(paths: &StatePaths, exit: &ServiceExit, now_ms: u64) -> io::Result<Ou
         from: record.new_version,
         to: record.previous_version,
     })
+}
+
+/// The rollback in the audit trail: a change to the gateway no client
+/// asked for. A failure to write it is logged; the rollback stands.
+fn audit(paths: &StatePaths, record: &RescueRecord, failures: usize, outcome: AuditOutcome) {
+    let params = serde_json::json!({
+        "from": record.new_version,
+        "to": record.previous_version,
+        "failures": failures,
+    });
+    let entry = crate::audit::entry(
+        AuditAction::Rescue,
+        Actor::Rescue,
+        params,
+        outcome,
+        Some(record.run_id.clone()),
+    );
+    if let Err(e) = crate::audit::AuditLog::new(paths.audit_path.clone()).append(&entry) {
+        tracing::error!("cannot write the rescue to the audit trail: {e}");
+    }
 }
 
 fn end_run(paths: &StatePaths, record: &RescueRecord, phase: RunPhase, reason: &str, now: u64) {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use molt_protocol::status::InstallInfo;
-use molt_protocol::update::{RunPhase, RunRecord, UpdateStatus};
+use molt_protocol::update::{ReasonCode, RunPhase, RunRecord, SentinelPayload, UpdateStatus};
 
 use super::failure::Failure;
 use super::lease::{self, Lease};
@@ -144,24 +144,29 @@ fn verify_sentinel(
     }
     if let Some(run_id) = &doc.payload.run_id
         && let Some(mut run) = store.get(run_id)
-        && !run.phase.is_terminal()
     {
-        // A mismatch has turned an `ok` sentinel into an error.
-        let (phase, reason) = if ok {
-            // A predecessor that reads no changelog left it to this
-            // version, which runs from the new tree.
-            if run.changelog.is_none()
-                && let Some(root) = &install.root
-            {
-                let from = run.before.version.as_deref();
-                run.changelog = Some(changelog::read(Path::new(root), from, &id.version));
-            }
-            (RunPhase::Verified, None)
-        } else {
-            run.changelog = None;
-            (RunPhase::Failed, doc.payload.stats.reason.clone())
-        };
-        finish(store, run, phase, reason);
+        if !run.phase.is_terminal() {
+            // A mismatch has turned an `ok` sentinel into an error.
+            let (phase, reason) = if ok {
+                // A predecessor that reads no changelog left it to this
+                // version, which runs from the new tree.
+                if run.changelog.is_none()
+                    && let Some(root) = &install.root
+                {
+                    let from = run.before.version.as_deref();
+                    run.changelog = Some(changelog::read(Path::new(root), from, &id.version));
+                }
+                (RunPhase::Verified, None)
+            } else {
+                run.changelog = None;
+                (RunPhase::Failed, doc.payload.stats.reason.clone())
+            };
+            finish(store, run, phase, reason);
+        } else if rescued(&doc.payload) {
+            // The rescue step ended it, in a process that serves no
+            // metrics: counted here, once (the sentinel is verified now).
+            crate::metrics::metrics().update_run_ended(run.trigger.as_str(), run.phase.as_str());
+        }
     }
     if !ok {
         return None;
@@ -177,6 +182,11 @@ fn verify_sentinel(
     };
     let _ = std::fs::remove_file(undo_path(paths));
     undo
+}
+
+/// Whether the sentinel is the rescue step's: a crash loop rolled back.
+fn rescued(payload: &SentinelPayload) -> bool {
+    payload.rolled_back && payload.stats.reason.as_deref() == Some(ReasonCode::CrashLoop.as_str())
 }
 
 /// Runs left open by a process that is gone: verified if their goal

@@ -22,6 +22,8 @@ pub struct HistoryView {
     pub unserved: Option<String>,
     pub selected: usize,
     pub error: Option<String>,
+    /// The update runs, or the audit trail (`a`).
+    pub shown: super::Shown,
     in_flight: bool,
 }
 
@@ -73,10 +75,11 @@ impl App {
         Vec::new()
     }
 
-    /// After a run ends, the list on screen is out of date.
+    /// After a run ends, the list on screen (runs or audit trail) is out of
+    /// date.
     pub(super) fn request_history_if_shown(&mut self) -> Vec<Command> {
         if self.screen == Screen::History {
-            self.request_history()
+            self.request_history_shown()
         } else {
             // Loaded again when the screen is shown.
             Vec::new()

@@ -17,6 +17,8 @@ pub enum Action {
     NextScreen,
     PrevScreen,
     Show(Screen),
+    /// The audit trail on the History screen; from there, the update runs.
+    ShowAudit,
     /// Go to Update and open the confirm dialog.
     OpenUpdate,
     Up,
@@ -72,6 +74,11 @@ pub const BINDINGS: &[Binding] = &[
     Binding {
         keys: "1-5, o h c l",
         help: "Overview, Update, History, Config, Logs",
+        scope: "",
+    },
+    Binding {
+        keys: "a",
+        help: "History's audit trail (again: its update runs)",
         scope: "",
     },
     Binding {
@@ -209,6 +216,7 @@ pub fn action_for(key: KeyEvent, mode: Mode) -> Option<Action> {
                 'n' => Some(Action::FindNext { older: true }),
                 'N' => Some(Action::FindNext { older: false }),
                 'u' => Some(Action::OpenUpdate),
+                'a' => Some(Action::ShowAudit),
                 _ => Screen::for_key(c).map(Action::Show),
             },
             KeyCode::Up => Some(Action::Up),
@@ -268,6 +276,7 @@ mod tests {
             ('G', "G"),
             ('o', "o h c l"),
             ('u', "u"),
+            ('a', "a"),
             ('5', "1-5"),
             ('w', "w,"),
             ('f', "f,"),

@@ -4,12 +4,14 @@
 //! changes, commands go out for the runtime to carry out. Time comes in
 //! through [`App::set_now`], so tests control the clock.
 
+mod audit;
 mod config;
 mod history;
 pub mod keymap;
 mod logs;
 mod update;
 
+pub use audit::{AUDIT_PAGE, AuditView, MAX_AUDIT_SHOWN, Shown};
 pub use config::{ConfigRow, ConfigView, LoadedConfig, parse_duration_ms};
 pub use history::HistoryView;
 pub use logs::LogsView;
@@ -239,6 +241,8 @@ pub struct App {
     pub handoff: Option<Handoff>,
     pub update: UpdateView,
     pub history: HistoryView,
+    /// The History screen's audit trail (`a`).
+    pub audit: AuditView,
     pub config: ConfigView,
     pub logs: LogsView,
     /// Lines of the Overview scrolled off its top (Up/Down, when it is
@@ -299,6 +303,7 @@ impl App {
             handoff: None,
             update: UpdateView::default(),
             history: HistoryView::default(),
+            audit: AuditView::default(),
             config: ConfigView::default(),
             logs: LogsView::default(),
             overview_scroll: 0,
@@ -480,6 +485,7 @@ impl App {
             Action::NextScreen => self.show(self.screen.step(true)),
             Action::PrevScreen => self.show(self.screen.step(false)),
             Action::Show(screen) => self.show(screen),
+            Action::ShowAudit => self.show_audit(),
             Action::OpenUpdate => {
                 let mut commands = self.show(Screen::Update);
                 commands.extend(self.open_update_dialog());
@@ -547,9 +553,17 @@ impl App {
         match screen {
             Screen::Overview => Vec::new(),
             Screen::Update => self.request_update_status(),
-            Screen::History => self.request_history(),
+            Screen::History => self.request_history_shown(),
             Screen::Config => self.request_config(),
             Screen::Logs => self.request_logs(),
+        }
+    }
+
+    /// What the History screen lists: the update runs or the audit trail.
+    fn request_history_shown(&mut self) -> Vec<Command> {
+        match self.history.shown {
+            Shown::Runs => self.request_history(),
+            Shown::Audit => self.request_audit(),
         }
     }
 
@@ -565,7 +579,7 @@ impl App {
                 }
                 c
             }
-            Screen::History => self.request_history(),
+            Screen::History => self.request_history_shown(),
             Screen::Config => self.request_config(),
             Screen::Logs => {
                 self.logs.subscribed = false;
@@ -577,6 +591,9 @@ impl App {
 
     fn move_selection(&mut self, by: isize) -> Vec<Command> {
         match self.screen {
+            Screen::History if self.history.shown == Shown::Audit => {
+                return self.move_audit_selection(by);
+            }
             Screen::History => self.history.move_selection(by),
             Screen::Config => self.config.move_selection(by),
             Screen::Logs => self.logs.scroll_by(-by),
@@ -598,7 +615,10 @@ impl App {
         match self.screen {
             Screen::Overview => self.status.is_some() || self.disconnected_at.is_some(),
             Screen::Update => self.status.is_some() || self.update.busy(),
-            Screen::History => self.history.runs.is_some(),
+            Screen::History => match self.history.shown {
+                Shown::Runs => self.history.runs.is_some(),
+                Shown::Audit => self.audit.entries.is_some(),
+            },
             Screen::Config => self.config.saving.is_some(),
             Screen::Logs => false,
         }
@@ -751,6 +771,7 @@ impl App {
             Purpose::UpdateStatus => self.on_update_status(result),
             Purpose::UpdateCheck => self.on_update_check(result),
             Purpose::History => self.on_history(result),
+            Purpose::Audit => self.on_audit(result),
             Purpose::ConfigGet => self.on_config_get(result),
             Purpose::ConfigPatch => self.on_config_patch(result),
             Purpose::KillSwitch => self.on_kill_switch(result),
@@ -837,7 +858,7 @@ impl App {
         commands.extend(match self.screen {
             Screen::Logs => self.request_logs(),
             Screen::Config => self.request_config(),
-            Screen::History => self.request_history(),
+            Screen::History => self.request_history_shown(),
             Screen::Update => self.request_update_status(),
             Screen::Overview => Vec::new(),
         });
@@ -869,6 +890,10 @@ impl App {
             }
             GatewayEvent::ConfigChanged(changed) => {
                 let mut commands = self.request_status(true);
+                // A change is a new audit entry.
+                if self.screen == Screen::History && self.history.shown == Shown::Audit {
+                    commands.extend(self.request_audit());
+                }
                 if self.config.is_stale(&changed.hash) {
                     commands.extend(self.request_config());
                 }

@@ -1,5 +1,6 @@
 //! Drawing. `render` reads the app and draws a frame; no I/O, no clock.
 
+mod audit;
 mod changes;
 mod config;
 mod dialog;
@@ -19,7 +20,7 @@ use ratatui::layout::{Constraint, Layout};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::app::{App, ConnState, Screen};
+use crate::app::{App, ConnState, Screen, Shown};
 use theme::Theme;
 
 /// Spinner frames, one per tick.
@@ -46,7 +47,10 @@ pub fn render(app: &App, frame: &mut Frame) {
                 dialog::render(app, dialog, &theme, frame, body);
             }
         }
-        Screen::History => history::render(app, &theme, frame, body),
+        Screen::History => match app.history.shown {
+            Shown::Runs => history::render(app, &theme, frame, body),
+            Shown::Audit => audit::render(app, &theme, frame, body),
+        },
         Screen::Config => config::render(app, &theme, frame, body),
         Screen::Logs => logs::render(app, &theme, frame, body),
     }
@@ -77,7 +81,13 @@ fn footer<'a>(app: &'a App, theme: &Theme) -> Line<'a> {
         }
         keys.push(("Tab", "screens"));
         match app.screen {
-            Screen::Overview | Screen::History => keys.push(("u", "update")),
+            Screen::Overview => keys.push(("u", "update")),
+            Screen::History => keys.push(match app.history.shown {
+                Shown::Audit => ("a", "update runs"),
+                // A gateway without an audit trail (OpenClaw) keeps the update key.
+                Shown::Runs if !app.has_audit_trail() => ("u", "update"),
+                Shown::Runs => ("a", "audit trail"),
+            }),
             Screen::Update => keys.push(("u", "update…")),
             Screen::Config => keys.push(("Enter", "change")),
             Screen::Logs => {

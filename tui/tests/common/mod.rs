@@ -484,3 +484,108 @@ pub fn verified_status(version: &str) -> Event {
         ),
     )
 }
+
+/// An incident's audit trail as moltd lists it, newest first: clients
+/// over TCP and the local socket, the auto-updater, a signal; refusals and
+/// a failed run among them.
+pub fn audit_page() -> serde_json::Value {
+    use molt_protocol::actor::Actor;
+    use molt_protocol::audit::{AuditAction, AuditEntry, AuditListResult, AuditOutcome};
+    let alice = || {
+        Actor::client("ops-alice", "10.0.4.17:51234", "4242-7".into())
+            .with_credential("gateway-token")
+    };
+    let bob = || {
+        Actor::client("ops-bob", "the local socket, uid 1000", "4242-9".into())
+            .with_credential("local-owner")
+    };
+    let entry = |ago_s: u64, action, actor, params, outcome, run: Option<&str>| AuditEntry {
+        id: format!("audit-{ago_s}"),
+        at: GATEWAY_NOW - ago_s * 1000,
+        action,
+        actor,
+        params,
+        outcome,
+        run_id: run.map(Into::into),
+        pid: 4242,
+    };
+    let entries = vec![
+        entry(
+            40,
+            AuditAction::UpdateRun,
+            bob(),
+            serde_json::json!({"tag": "0.2.0", "note": "weekly patch"}),
+            AuditOutcome::ok(),
+            Some("run-10"),
+        ),
+        entry(
+            180,
+            AuditAction::UpdateRun,
+            alice(),
+            serde_json::json!({"tag": "0.3.0"}),
+            AuditOutcome::failed(
+                "error",
+                "restart-unhealthy: successor pid 5151 exited before it was ready (exit status: 1); rolled back to 0.1.0",
+            ),
+            Some("run-9"),
+        ),
+        entry(
+            600,
+            AuditAction::ConfigPatch,
+            bob(),
+            serde_json::json!({"changes": {"models.providers.acme.apiKey": "[redacted]"}}),
+            AuditOutcome::failed(
+                "CONFLICT",
+                "baseHash is stale: the config changed since it was read",
+            ),
+            None,
+        ),
+        entry(
+            660,
+            AuditAction::ConfigPatch,
+            alice(),
+            serde_json::json!({"changes": {"update.channel": "beta"}}),
+            AuditOutcome::ok(),
+            None,
+        ),
+        entry(
+            900,
+            AuditAction::KillSwitch,
+            alice(),
+            serde_json::json!({"enabled": true}),
+            AuditOutcome::ok(),
+            None,
+        ),
+        entry(
+            3_000,
+            AuditAction::SignalRestart,
+            Actor::Signal {
+                signal: "SIGUSR1".into(),
+            },
+            serde_json::json!({}),
+            AuditOutcome::ok(),
+            None,
+        ),
+        entry(
+            7_200,
+            AuditAction::UpdateRun,
+            Actor::AutoUpdater,
+            serde_json::json!({"tag": "0.1.0"}),
+            AuditOutcome::ok(),
+            Some("run-8"),
+        ),
+        entry(
+            86_400,
+            AuditAction::HoldAcquire,
+            alice(),
+            serde_json::json!({"reason": "migration", "ttlMs": 600000}),
+            AuditOutcome::ok(),
+            None,
+        ),
+    ];
+    serde_json::to_value(AuditListResult {
+        entries,
+        next_before: Some("audit-86400".into()),
+    })
+    .unwrap()
+}
