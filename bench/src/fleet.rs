@@ -173,6 +173,12 @@ fn rollout(molt: &Path, hosts: usize) -> Result<Vec<Duration>> {
         lines.push((now_ms(), line?));
     }
     let output = child.wait_with_output()?;
+    if std::env::var_os("MOLT_BENCH_TRACE").is_some() {
+        let first = lines.first().map_or(0, |(t, _)| *t);
+        for (t, line) in &lines {
+            eprintln!("{:>6} {line}", t - first);
+        }
+    }
     if !output.status.success() {
         let said: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
         bail!(

@@ -42,7 +42,9 @@ const PATIENCE: Duration = Duration::from_secs(10);
 const PREVIEW_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long moltd's successor may take to record its verification.
 const VERIFY_PATIENCE: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(250);
+/// moltd's successor records its verification as it starts serving: the
+/// verdict is asked again soon, a local request each time.
+const VERDICT_POLL: Duration = Duration::from_millis(20);
 /// How long an OpenClaw gateway may take to come back after its update:
 /// 2026.4.x was measured dark for two minutes on two cores.
 const OPENCLAW_RESTART_PATIENCE: Duration = Duration::from_secs(15 * 60);
@@ -390,8 +392,7 @@ async fn run_and_verify(
         tag,
         ..UpdateRunParams::default()
     };
-    let (answer, still_open) =
-        run_with_progress(&client, &mut events, &params, &report.progress).await;
+    let (answer, tail) = run_with_progress(&client, &mut events, &params, &report.progress).await;
     let mut changelog = answer
         .as_ref()
         .ok()
@@ -402,7 +403,7 @@ async fn run_and_verify(
         .ok()
         .and_then(|a| a.as_ref())
         .and_then(|a| a.run_id.clone())
-        .or(still_open.1);
+        .or(tail.run_id);
     report.run_id = run_id.clone();
     match answer {
         Ok(Some(answer)) => match answer.outcome {
@@ -456,11 +457,20 @@ async fn run_and_verify(
     // Wait for the old process to let go; a failed successor means it
     // never does, and update.status says so.
     let before_live = live_of(&client);
-    if still_open.0 && client.close_info().is_none() {
+    // After `shutdown` the old process only lets go: the successor is
+    // already there to ask.
+    if !tail.closed && !tail.leaving && client.close_info().is_none() {
         let mut poll = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                incoming = events.recv() => if let Incoming::Closed(_) = incoming { break },
+                // `shutdown`: the old process has stopped accepting and
+                // lets go; the successor is already there to ask.
+                incoming = events.recv() => if matches!(
+                    incoming,
+                    Incoming::Closed(_) | Incoming::Event { event: GatewayEvent::Shutdown(_), .. }
+                ) {
+                    break;
+                },
                 _ = poll.tick() => {
                     let Ok(status) = update_status(&client, run_id.as_ref()).await else {
                         continue;
@@ -520,7 +530,7 @@ async fn run_and_verify(
             report.reason = Some(reason.clone());
             return Err(CliError::Other(reason));
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(VERDICT_POLL).await;
     };
     client.close().await;
     if matches!(found, Verdict::Verified { .. }) {
@@ -592,8 +602,7 @@ async fn openclaw(
         note: args.note.map(str::to_owned),
         ..UpdateRunParams::default()
     };
-    let (answer, (still_open, event_run)) =
-        run_with_progress(&client, &mut events, &params, &report.progress).await;
+    let (answer, tail) = run_with_progress(&client, &mut events, &params, &report.progress).await;
     let answer = match answer {
         Ok(answer) => answer,
         Err(e) => {
@@ -602,7 +611,10 @@ async fn openclaw(
             return Err(e);
         }
     };
-    report.run_id = answer.as_ref().and_then(|a| a.run_id.clone()).or(event_run);
+    report.run_id = answer
+        .as_ref()
+        .and_then(|a| a.run_id.clone())
+        .or(tail.run_id);
     if let Some(answer) = &answer {
         report.advice = answer.message.clone();
         for step in &answer.steps {
@@ -648,7 +660,7 @@ async fn openclaw(
                 claimed.as_deref().unwrap_or("the new version")
             ));
             // It restarts itself a moment after it answers.
-            if still_open && client.close_info().is_none() {
+            if !tail.closed && client.close_info().is_none() {
                 loop {
                     if let Incoming::Closed(_) = events.recv().await {
                         break;
@@ -883,27 +895,37 @@ fn not_started(answer: &RunAnswer, report: &mut Report) -> Result<String, CliErr
 /// Sends `update.run` and prints progress on stderr until it answers.
 /// Returns the answer (`None`: the socket closed first) and whether the
 /// session is still open, with a run id named by an event.
+/// What the connection did while `update.run` ran.
+#[derive(Default)]
+struct RunTail {
+    /// The connection closed.
+    closed: bool,
+    /// The gateway sent `shutdown`: it stopped accepting and lets go.
+    leaving: bool,
+    /// The run's id, from its events.
+    run_id: Option<RunId>,
+}
+
 async fn run_with_progress(
     client: &Client,
     events: &mut Events,
     params: &UpdateRunParams,
     progress: &Progress,
-) -> (Result<Option<RunAnswer>, CliError>, (bool, Option<RunId>)) {
+) -> (Result<Option<RunAnswer>, CliError>, RunTail) {
     let params_value = match serde_json::to_value(params) {
         Ok(v) => v,
-        Err(e) => return (Err(CliError::Other(e.to_string())), (true, None)),
+        Err(e) => return (Err(CliError::Other(e.to_string())), RunTail::default()),
     };
     let timeout = crate::net::timeout_for(Method::UpdateRun, Some(&params_value), PATIENCE);
     let run = client.request_with_timeout(Method::UpdateRun, Some(params_value), timeout);
     tokio::pin!(run);
-    let mut run_id: Option<RunId> = None;
-    let mut still_open = true;
+    let mut tail = RunTail::default();
     let answer = loop {
         tokio::select! {
             result = &mut run => break result,
-            incoming = events.recv(), if still_open => match incoming {
+            incoming = events.recv(), if !tail.closed => match incoming {
                 Incoming::Event { event: GatewayEvent::UpdateProgress(p), .. } => {
-                    run_id.get_or_insert(p.run_id.clone());
+                    tail.run_id.get_or_insert(p.run_id.clone());
                     if let Some(step) = p.step {
                         let took = step.duration_ms.map(|ms| format!(" ({})", format::millis(ms))).unwrap_or_default();
                         let exit = step.exit_code.filter(|c| *c != 0).map(|c| format!(" exit {c}")).unwrap_or_default();
@@ -911,10 +933,11 @@ async fn run_with_progress(
                     }
                 }
                 Incoming::Event { event: GatewayEvent::UpdateRunChanged(c), .. } => {
-                    run_id.get_or_insert(c.run_id.clone());
+                    tail.run_id.get_or_insert(c.run_id.clone());
                     progress.say(&format!("  {} ({})", c.phase.as_deref().unwrap_or("?"), c.status.as_deref().unwrap_or("?")));
                 }
-                Incoming::Closed(_) => still_open = false,
+                Incoming::Event { event: GatewayEvent::Shutdown(_), .. } => tail.leaving = true,
+                Incoming::Closed(_) => tail.closed = true,
                 _ => {}
             },
         }
@@ -929,7 +952,7 @@ async fn run_with_progress(
         Err(RequestError::Disconnected { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     };
-    (answer, (still_open, run_id))
+    (answer, tail)
 }
 
 async fn call_run(
