@@ -16,6 +16,12 @@ use crate::http;
 /// Prometheus's own start.
 pub const SAMPLE_WAIT: Duration = Duration::from_secs(60);
 
+enum Started {
+    Ready(Prometheus),
+    /// Another process took the port first; its log.
+    PortTaken(String),
+}
+
 pub struct Prometheus {
     child: Child,
     pub addr: SocketAddr,
@@ -50,6 +56,23 @@ impl Prometheus {
                 token = token_file.display(),
             ),
         )?;
+        // Prometheus takes its port by number: a number free a moment ago
+        // may be taken by a parallel test before it binds, so a start that
+        // finds it taken tries another.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::try_start(binary, dir, &config)? {
+                Started::Ready(prometheus) => return Ok(prometheus),
+                Started::PortTaken(log) if attempts < 5 => {
+                    eprintln!("prometheus: port taken, trying another: {log}");
+                }
+                Started::PortTaken(log) => bail!("prometheus found every port taken: {log}"),
+            }
+        }
+    }
+
+    fn try_start(binary: &Path, dir: &Path, config: &Path) -> Result<Started> {
         let port = {
             let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
             l.local_addr()?.port()
@@ -72,11 +95,15 @@ impl Prometheus {
         let deadline = Instant::now() + SAMPLE_WAIT;
         loop {
             if let Some(status) = prometheus.child.try_wait()? {
-                bail!("prometheus exited ({status}): {}", prometheus.log_text());
+                let log = prometheus.log_text();
+                if log.contains("address already in use") {
+                    return Ok(Started::PortTaken(log));
+                }
+                bail!("prometheus exited ({status}): {log}");
             }
             let ready = http::request(addr, "GET", "/-/ready", &[], None, Duration::from_secs(2));
             if ready.is_ok_and(|r| r.status == 200) {
-                return Ok(prometheus);
+                return Ok(Started::Ready(prometheus));
             }
             if Instant::now() > deadline {
                 bail!(
