@@ -643,6 +643,23 @@ fn the_fleet_screen_rolls_out_halts_at_a_bad_canary_and_rolls_the_verified_back(
             ("b".into(), "unreachable".into(), json!(NEW)),
         ]
     );
+
+    // The kill switch on every gateway shown, in one action: set where the
+    // gateway answers, b (still gone) named with why.
+    console.press("K");
+    console.wait_for("the kill switch choice", |s| {
+        s.contains("Set the kill switch on the 3 gateways shown:")
+    });
+    console.press("y");
+    console.wait_for("the kill switch set on c1 and a", |s| {
+        s.contains("kill switch on: set on 2 of 3")
+            && ["c1", "a"].iter().all(|name| {
+                let row = fleet_row(s, name);
+                row.contains(" on ") && row.contains("connected")
+            })
+    });
+    let screen = console.text();
+    assert_eq!(screen.matches("b: cannot reach").count(), 1, "{screen}");
     console.press("q");
     assert!(console.child.wait().unwrap().success());
 }

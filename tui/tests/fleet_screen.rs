@@ -203,3 +203,46 @@ fn rollout_events_move_the_panel() {
     type_text(&mut view, "2.0.1");
     snap("fleet_rollout_prompt_over_a_halt", &view);
 }
+
+#[test]
+fn k_and_a_set_a_setting_on_the_gateways_shown_with_a_yes_or_no() {
+    use molt_console::fleet::settings::Setting;
+    let mut view = view();
+    // The group filter decides which gateways: the canary only.
+    key(&mut view, KeyCode::Char('g'));
+    assert!(key(&mut view, KeyCode::Char('K')).is_empty());
+    snap("fleet_kill_switch_choice", &view);
+    // Anything but y, n or Esc waits.
+    assert!(key(&mut view, KeyCode::Char('q')).is_empty());
+    assert_eq!(
+        key(&mut view, KeyCode::Char('y')),
+        vec![FleetCommand::Apply(
+            Setting::KillSwitch(true),
+            vec!["c1".into()]
+        )]
+    );
+    key(&mut view, KeyCode::Char('g'));
+    key(&mut view, KeyCode::Char('A'));
+    assert_eq!(
+        key(&mut view, KeyCode::Char('n')),
+        vec![FleetCommand::Apply(
+            Setting::AutoUpdate(false),
+            vec!["c1".into(), "a".into(), "b".into()]
+        )]
+    );
+    key(&mut view, KeyCode::Char('K'));
+    assert!(key(&mut view, KeyCode::Esc).is_empty());
+    assert!(view.panel.choosing.is_none());
+    view.handle(FleetEvent::Rollout(RolloutEvent::Applied(
+        Setting::AutoUpdate(false),
+        vec![
+            ("c1".into(), Ok(())),
+            ("a".into(), Ok(())),
+            (
+                "b".into(),
+                Err("could not reach ws://127.0.0.1:3: connection refused".into()),
+            ),
+        ],
+    )));
+    snap("fleet_auto_update_applied", &view);
+}

@@ -166,14 +166,15 @@ fn the_help_overlay_names_the_keys_the_doc_names() {
 /// What a key can change on the Fleet screen.
 fn fleet_state(view: &molt_console::fleet::screen::FleetView) -> String {
     format!(
-        "{} {:?} {:?} {:?} {:?} {:?} {}",
+        "{} {:?} {:?} {:?} {:?} {:?} {} {:?}",
         view.selected,
         view.group,
         view.sort,
         view.open,
         view.panel.prompt,
         view.panel.error,
-        view.panel.running
+        view.panel.running,
+        view.panel.choosing,
     )
 }
 

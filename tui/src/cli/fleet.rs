@@ -7,8 +7,6 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use clap::Subcommand;
-use futures_util::future::join_all;
-use molt_protocol::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -16,9 +14,10 @@ use super::{CliError, pretty, write_out};
 use crate::app::validate_tag;
 use crate::fleet::record::{HostOutcome, Rollout};
 use crate::fleet::rollout::{Finish, Options, Stderr};
+use crate::fleet::settings::{self, Setting};
 use crate::fleet::start::{self, Prepared, Request, reach_error, selected};
 use crate::fleet::status::{self, STATUS_TIMEOUT};
-use crate::fleet::{Fleet, Gateway, WaveSize, file};
+use crate::fleet::{Fleet, WaveSize, file};
 
 #[derive(Debug, Subcommand)]
 pub enum FleetAction {
@@ -356,11 +355,6 @@ fn report(
     }
 }
 
-enum Setting {
-    KillSwitch(bool),
-    AutoUpdate(bool),
-}
-
 /// Applies a setting on each gateway with its own method, all at once;
 /// one row per gateway says what happened there.
 async fn settings(
@@ -371,7 +365,7 @@ async fn settings(
     out: &mut impl Write,
 ) -> Result<(), CliError> {
     let gateways = selected(fleet, group)?;
-    let results = join_all(gateways.iter().map(|g| apply(g, &setting))).await;
+    let results = settings::apply_all(&gateways, setting).await;
     let rows: Vec<Value> = gateways
         .iter()
         .zip(&results)
@@ -383,10 +377,7 @@ async fn settings(
     if json {
         write_out(out, &pretty(&json!({ "gateways": rows }))?)?;
     } else {
-        let what = match setting {
-            Setting::KillSwitch(on) => format!("kill switch {}", if on { "on" } else { "off" }),
-            Setting::AutoUpdate(on) => format!("auto-update {}", if on { "on" } else { "off" }),
-        };
+        let what = setting.describe();
         let lines: Vec<String> = gateways
             .iter()
             .zip(&results)
@@ -415,24 +406,5 @@ async fn settings(
             )))
         }
         Some((name, e)) => Err(CliError::Other(format!("{name}: {e}"))),
-    }
-}
-
-async fn apply(gateway: &Gateway, setting: &Setting) -> Result<(), CliError> {
-    let target = gateway.target().map_err(CliError::Unreachable)?;
-    match setting {
-        Setting::KillSwitch(on) => {
-            super::request_once(
-                &target,
-                Method::NoAutoUpdateSet,
-                Some(json!({ "enabled": on })),
-            )
-            .await?;
-            Ok(())
-        }
-        Setting::AutoUpdate(on) => {
-            super::config::patch_key(&target, &["update", "auto", "enabled"], json!(on)).await?;
-            Ok(())
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! Command-line interface: global flags, subcommands and exit codes.
 
 mod audit;
-mod config;
+pub(crate) mod config;
 mod fleet;
 mod logs;
 mod restart;

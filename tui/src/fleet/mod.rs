@@ -11,6 +11,7 @@ pub mod panel;
 pub mod record;
 pub mod rollout;
 pub mod screen;
+pub mod settings;
 pub mod start;
 pub mod status;
 

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use super::Fleet;
 use super::record::{HostEntry, Rollout, State};
 use super::rollout::{HostResult, Observer, Options};
+use super::settings::{self, Setting};
 use super::start::{self, Request};
 use crate::cli::CliError;
 
@@ -18,6 +19,9 @@ use crate::cli::CliError;
 pub const LOG_LINES: usize = 100;
 /// The longest target the prompt takes (a version or dist-tag).
 pub const MAX_TARGET: usize = 64;
+
+/// Each gateway's name and how applying a setting there went.
+pub type Outcomes = Vec<(String, Result<(), String>)>;
 
 /// What a rollout task tells the screen.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +32,8 @@ pub enum RolloutEvent {
     HostDone(HostEntry),
     /// The record as it ended, or why it could not run.
     Finished(Result<Rollout, String>),
+    /// A setting applied across the gateways shown: each one's outcome.
+    Applied(Setting, Outcomes),
 }
 
 /// Sends a rollout's progress to the screen's loop.
@@ -54,6 +60,33 @@ pub struct RolloutPanel {
     pub prompt: Option<String>,
     /// Why the last action did not start, or how it failed.
     pub error: Option<String>,
+    /// `K` or `A` pressed: which setting waits for on (`y`) or off (`n`).
+    pub choosing: Option<Choosing>,
+    /// The last setting applied across the fleet, per gateway.
+    pub applied: Option<(Setting, Outcomes)>,
+}
+
+/// The setting `K` or `A` is about to set on the gateways shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choosing {
+    KillSwitch,
+    AutoUpdate,
+}
+
+impl Choosing {
+    pub fn setting(self, on: bool) -> Setting {
+        match self {
+            Choosing::KillSwitch => Setting::KillSwitch(on),
+            Choosing::AutoUpdate => Setting::AutoUpdate(on),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Choosing::KillSwitch => "the kill switch",
+            Choosing::AutoUpdate => "auto-update",
+        }
+    }
 }
 
 impl RolloutPanel {
@@ -67,7 +100,12 @@ impl RolloutPanel {
 
     /// Whether the panel has anything to show.
     pub fn visible(&self) -> bool {
-        self.record.is_some() || self.prompt.is_some() || self.error.is_some() || self.running
+        self.record.is_some()
+            || self.prompt.is_some()
+            || self.error.is_some()
+            || self.running
+            || self.choosing.is_some()
+            || self.applied.is_some()
     }
 
     /// The latest rollout stopped before its end: it can be resumed,
@@ -90,6 +128,7 @@ impl RolloutPanel {
                     record.set(entry);
                 }
             }
+            RolloutEvent::Applied(setting, results) => self.applied = Some((setting, results)),
             RolloutEvent::Finished(result) => {
                 self.running = false;
                 match result {
@@ -142,4 +181,22 @@ async fn run_inner(
     )
     .await?;
     Ok(prepared.rollout)
+}
+
+/// Applies `setting` on `names` of `fleet` for the screen; the outcome of
+/// each goes to `tx`.
+pub async fn apply(
+    fleet: Fleet,
+    setting: Setting,
+    names: Vec<String>,
+    tx: mpsc::UnboundedSender<RolloutEvent>,
+) {
+    let gateways: Vec<&super::Gateway> = names.iter().filter_map(|n| fleet.gateway(n)).collect();
+    let results = settings::apply_all(&gateways, setting).await;
+    let outcomes = gateways
+        .iter()
+        .zip(results)
+        .map(|(g, r)| (g.name.clone(), r.map_err(|e| e.to_string())))
+        .collect();
+    let _ = tx.send(RolloutEvent::Applied(setting, outcomes));
 }

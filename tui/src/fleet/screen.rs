@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::file::RolloutDefaults;
-use super::panel::{self, MAX_TARGET, RolloutEvent, RolloutPanel};
+use super::panel::{self, Choosing, MAX_TARGET, RolloutEvent, RolloutPanel};
 use super::record;
+use super::settings::Setting;
 use super::start::Request;
 use super::{Fleet, Gateway};
 use crate::app::{App, Command, ConnState, Event};
@@ -117,6 +118,8 @@ pub enum FleetCommand {
     Net(usize, NetCommand),
     /// Start, continue or roll back a rollout in a task of the loop.
     Rollout(Request),
+    /// Apply a setting on these gateways, each with its own method.
+    Apply(Setting, Vec<String>),
     Quit,
 }
 
@@ -290,6 +293,36 @@ impl FleetView {
         }
         if self.panel.prompt.is_some() {
             return self.prompt_key(key);
+        }
+        if let Some(choosing) = self.panel.choosing {
+            self.dirty = true;
+            let on = match key.code {
+                KeyCode::Char('y') => true,
+                KeyCode::Char('n') => false,
+                KeyCode::Esc => {
+                    self.panel.choosing = None;
+                    return Vec::new();
+                }
+                _ => return Vec::new(),
+            };
+            self.panel.choosing = None;
+            self.panel.applied = None;
+            let names = self
+                .order
+                .iter()
+                .map(|i| self.hosts[*i].gateway.name.clone())
+                .collect();
+            return vec![FleetCommand::Apply(choosing.setting(on), names)];
+        }
+        if let KeyCode::Char(c @ ('K' | 'A')) = key.code {
+            self.dirty = true;
+            self.panel.prompt = None;
+            self.panel.choosing = Some(if c == 'K' {
+                Choosing::KillSwitch
+            } else {
+                Choosing::AutoUpdate
+            });
+            return Vec::new();
         }
         if let KeyCode::Char(c @ ('U' | 'R' | 'S' | 'B')) = key.code {
             self.dirty = true;
@@ -556,6 +589,14 @@ fn apply(view: &mut FleetView, event: FleetEvent, link: &FleetLink) -> Result<bo
                 tokio::spawn(panel::run(
                     link.fleet.clone(),
                     request,
+                    link.rollout_tx.clone(),
+                ));
+            }
+            FleetCommand::Apply(setting, names) => {
+                tokio::spawn(panel::apply(
+                    link.fleet.clone(),
+                    setting,
+                    names,
                     link.rollout_tx.clone(),
                 ));
             }

@@ -22,7 +22,13 @@ pub fn render(view: &FleetView, frame: &mut Frame) {
     // footer and five rows of gateways leave.
     let panel = if view.panel.visible() {
         let room = usize::from(area.height.saturating_sub(9)).max(3);
-        super::fleet_rollout::lines(&view.panel, &theme, usize::from(area.width), room)
+        super::fleet_rollout::lines(
+            &view.panel,
+            view.order.len(),
+            &theme,
+            usize::from(area.width),
+            room,
+        )
     } else {
         Vec::new()
     };
@@ -81,7 +87,7 @@ pub fn render(view: &FleetView, frame: &mut Frame) {
         let block = Block::new()
             .borders(Borders::TOP)
             .border_style(theme.dim())
-            .title(Line::styled(" Rollout ", theme.heading()));
+            .title(Line::styled(" Fleet actions ", theme.heading()));
         frame.render_widget(Paragraph::new(panel).block(block), panel_area);
     }
     let footer = match view.problems.first() {
@@ -96,12 +102,12 @@ pub fn render(view: &FleetView, frame: &mut Frame) {
             let mut spans = Vec::new();
             for (key, what) in [
                 ("q", "quit"),
-                ("↑/↓", "select"),
                 ("Enter", "open"),
                 ("g", "group"),
                 ("s", "sort"),
                 ("r", "reconnect"),
                 ("U", "rollout"),
+                ("K/A", "settings"),
             ] {
                 spans.push(Span::styled(format!(" {key}"), theme.key()));
                 spans.push(Span::styled(format!(" {what} "), theme.dim()));

@@ -14,9 +14,11 @@ const TAIL_LINES: usize = 3;
 /// Progress lines of a running rollout shown.
 const LOG_SHOWN: usize = 2;
 
-/// The panel's lines for a box `width` wide, at most `height` of them.
+/// The panel's lines for a box `width` wide, at most `height` of them;
+/// `shown` gateways are on the screen (the group filter).
 pub fn lines<'a>(
     panel: &RolloutPanel,
+    shown: usize,
     theme: &Theme,
     width: usize,
     height: usize,
@@ -68,6 +70,38 @@ pub fn lines<'a>(
             let hint: Vec<(&str, &str)> = hint.iter().map(|(k, w)| (*k, w.as_str())).collect();
             foot.push(keys(theme, &hint));
         }
+    }
+    if let Some((setting, outcomes)) = &panel.applied {
+        let set = outcomes.iter().filter(|(_, r)| r.is_ok()).count();
+        let style = if set == outcomes.len() {
+            theme.ok()
+        } else {
+            theme.error()
+        };
+        lines.push(Line::styled(
+            format!(
+                " {}: set on {set} of {}",
+                setting.describe(),
+                outcomes.len()
+            ),
+            style,
+        ));
+        for (name, outcome) in outcomes {
+            if let Err(problem) = outcome {
+                lines.extend(words(&format!("{name}: {problem}"), theme.error(), width));
+            }
+        }
+    }
+    if let Some(choosing) = panel.choosing {
+        foot.push(Line::styled(
+            format!(
+                " Set {} on the {shown} gateway{} shown:",
+                choosing.name(),
+                if shown == 1 { "" } else { "s" }
+            ),
+            theme.label(),
+        ));
+        foot.push(keys(theme, &[("y", "on"), ("n", "off"), ("Esc", "cancel")]));
     }
     if let Some(error) = &panel.error {
         foot.extend(words(error, theme.error(), width));
