@@ -4,10 +4,11 @@
 use molt_protocol::actor::Actor;
 use molt_protocol::audit::AuditEntry;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 
+use super::list;
 use super::text::{row, rows};
 use super::theme::Theme;
 use crate::app::App;
@@ -19,62 +20,28 @@ const ACTION: usize = 23;
 const OUTCOME: usize = 10;
 
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
-    let block = Block::bordered().title(Line::styled(" History · audit trail ", theme.heading()));
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
     let view = &app.audit;
-    if let Some(unserved) = &view.unserved {
-        frame.render_widget(
-            Paragraph::new(unserved.clone())
-                .style(theme.dim())
-                .wrap(Wrap { trim: false }),
-            inner,
-        );
-        return;
-    }
-    let entries = match (&view.entries, &view.error) {
-        (_, Some(error)) => {
-            let text = vec![
-                Line::styled(format!("audit.list failed: {error}"), theme.error()),
-                Line::raw("r tries again."),
-            ];
-            frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), inner);
-            return;
-        }
-        (None, None) => {
-            frame.render_widget(Paragraph::new("Loading audit.list ..."), inner);
-            return;
-        }
-        (Some(entries), None) if entries.is_empty() => {
-            frame.render_widget(Paragraph::new("No changes recorded yet."), inner);
-            return;
-        }
-        (Some(entries), None) => entries,
-    };
-    let list_height = (entries.len() as u16 + 1).min(inner.height / 2).max(2);
-    let [list_area, detail_area] =
-        Layout::vertical([Constraint::Length(list_height), Constraint::Min(0)]).areas(inner);
-
     let now = app.gateway_now_ms();
-    let width = usize::from(inner.width);
-    let mut lines = vec![Line::styled(
+    let width = usize::from(area.width.saturating_sub(2));
+    let header = Line::styled(
         format!(
             " {:<WHEN$} {:<ACTION$} {:<OUTCOME$} {}",
             "when", "what", "outcome", "by"
         ),
         theme.label(),
-    )];
-    let visible = usize::from(list_height.saturating_sub(1));
-    let first = view.selected.saturating_sub(visible.saturating_sub(1));
-    for (i, entry) in entries.iter().enumerate().skip(first).take(visible) {
-        let mut line = entry_row(entry, now, theme, width);
-        if i == view.selected {
-            line = line.patch_style(theme.bar());
-        }
-        lines.push(line);
-    }
-    frame.render_widget(Paragraph::new(lines), list_area);
-    if let Some(entry) = view.selected_entry() {
+    );
+    let source = list::Source {
+        title: " History · audit trail ",
+        unserved: view.unserved.as_deref(),
+        items: view.entries.as_deref(),
+        error: view.error.as_deref(),
+        method: "audit.list",
+        empty: "No changes recorded yet.",
+    };
+    let listed = list::render(frame, area, theme, source, header, view.selected, |entry| {
+        entry_row(entry, now, theme, width)
+    });
+    if let (Some((entries, detail_area)), Some(entry)) = (listed, view.selected_entry()) {
         let more = match &view.next_before {
             Some(_) => format!("{} loaded, older below", entries.len()),
             None => format!("{} in all", entries.len()),

@@ -1,8 +1,9 @@
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 
+use super::list;
 use super::text::{failed_step, row, rows};
 use super::theme::Theme;
 use crate::app::App;
@@ -10,61 +11,27 @@ use crate::format;
 use crate::peer::{Claim, Outcome};
 
 pub fn render(app: &App, theme: &Theme, frame: &mut Frame, area: Rect) {
-    let block = Block::bordered().title(Line::styled(" History ", theme.heading()));
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
     let view = &app.history;
-    if let Some(unserved) = &view.unserved {
-        frame.render_widget(
-            Paragraph::new(unserved.clone())
-                .style(theme.dim())
-                .wrap(Wrap { trim: false }),
-            inner,
-        );
-        return;
-    }
-    let runs = match (&view.runs, &view.error) {
-        (_, Some(error)) => {
-            let text = vec![
-                Line::styled(format!("update.history failed: {error}"), theme.error()),
-                Line::raw("r tries again."),
-            ];
-            frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }), inner);
-            return;
-        }
-        (None, None) => {
-            frame.render_widget(Paragraph::new("Loading update.history ..."), inner);
-            return;
-        }
-        (Some(runs), None) if runs.is_empty() => {
-            frame.render_widget(Paragraph::new("No update runs recorded yet."), inner);
-            return;
-        }
-        (Some(runs), None) => runs,
-    };
-    let list_height = (runs.len() as u16 + 1).min(inner.height / 2).max(2);
-    let [list_area, detail_area] =
-        Layout::vertical([Constraint::Length(list_height), Constraint::Min(0)]).areas(inner);
-
     let now = app.gateway_now_ms();
-    let mut lines = vec![Line::styled(
+    let header = Line::styled(
         format!(
             " {:<8} {:<10} {:<12} {:<17} {:>8}  {}",
             "when", "run", "outcome", "versions", "took", "by"
         ),
         theme.label(),
-    )];
-    let visible = usize::from(list_height.saturating_sub(1));
-    let first = view.selected.saturating_sub(visible.saturating_sub(1));
-    for (i, run) in runs.iter().enumerate().skip(first).take(visible) {
-        let mut line = run_row(run, now, theme);
-        if i == view.selected {
-            line = line.patch_style(theme.bar());
-        }
-        lines.push(line);
-    }
-    frame.render_widget(Paragraph::new(lines), list_area);
-    if let Some(run) = view.selected_run() {
+    );
+    let source = list::Source {
+        title: " History ",
+        unserved: view.unserved.as_deref(),
+        items: view.runs.as_deref(),
+        error: view.error.as_deref(),
+        method: "update.history",
+        empty: "No update runs recorded yet.",
+    };
+    let listed = list::render(frame, area, theme, source, header, view.selected, |run| {
+        run_row(run, now, theme)
+    });
+    if let (Some((_, detail_area)), Some(run)) = (listed, view.selected_run()) {
         let width = usize::from(detail_area.width);
         frame.render_widget(Paragraph::new(details(run, theme, width)), detail_area);
     }

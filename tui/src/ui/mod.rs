@@ -9,6 +9,7 @@ mod fleet_rollout;
 mod header;
 mod help;
 mod history;
+mod list;
 mod logs;
 mod overview;
 mod text;
