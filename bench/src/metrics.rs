@@ -63,7 +63,7 @@ pub fn run(moltd: &Path, args: &Args) -> Result<Section> {
     let rt = tokio::runtime::Runtime::new().context("starting the client runtime")?;
     let running = Running::start(moltd)?;
     let addr: SocketAddr = running.addr.parse().context("moltd's READY address")?;
-    let hz = clock_ticks_per_sec();
+    let hz = molt_daemon::clock::ticks_per_sec();
 
     eprintln!("metrics: {} scrapes, no clients", args.scrapes);
     // Warm up: the first scrapes page in code and grow buffers.
@@ -241,23 +241,6 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-/// `sysconf(_SC_CLK_TCK)` without libc: the kernel passes it to every
-/// process in the aux vector as `AT_CLKTCK`; 100 when it cannot be read.
-fn clock_ticks_per_sec() -> u64 {
-    const AT_CLKTCK: usize = 17;
-    let word = std::mem::size_of::<usize>();
-    let Ok(auxv) = std::fs::read("/proc/self/auxv") else {
-        return 100;
-    };
-    let read_word = |b: &[u8]| b.try_into().ok().map(usize::from_ne_bytes);
-    auxv.chunks_exact(2 * word)
-        .find(|pair| read_word(&pair[..word]) == Some(AT_CLKTCK))
-        .and_then(|pair| read_word(&pair[word..]))
-        .map(|hz| hz as u64)
-        .filter(|hz| *hz > 0)
-        .unwrap_or(100)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,10 +251,5 @@ mod tests {
                     37 5 0 0 20 0 9 0 123 0 0";
         assert_eq!(parse_cpu_ticks(stat), Some(42));
         assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
-    }
-
-    #[test]
-    fn the_clock_tick_is_known() {
-        assert!(clock_ticks_per_sec() >= 100);
     }
 }

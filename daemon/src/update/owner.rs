@@ -134,28 +134,7 @@ fn ticks_to_unix_ms(ticks: u64) -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    Some(btime * 1000 + ticks * 1000 / clock_ticks_per_sec())
-}
-
-/// `sysconf(_SC_CLK_TCK)` without libc: the kernel passes it to every
-/// process in the aux vector as `AT_CLKTCK`. 100 on every mainstream Linux,
-/// which is also the fallback.
-fn clock_ticks_per_sec() -> u64 {
-    static HZ: OnceLock<u64> = OnceLock::new();
-    *HZ.get_or_init(|| {
-        const AT_CLKTCK: usize = 17;
-        let word = std::mem::size_of::<usize>();
-        let Ok(auxv) = fs::read("/proc/self/auxv") else {
-            return 100;
-        };
-        let read_word = |b: &[u8]| b.try_into().ok().map(usize::from_ne_bytes);
-        auxv.chunks_exact(2 * word)
-            .find(|pair| read_word(&pair[..word]) == Some(AT_CLKTCK))
-            .and_then(|pair| read_word(&pair[word..]))
-            .map(|hz| hz as u64)
-            .filter(|hz| *hz > 0)
-            .unwrap_or(100)
-    })
+    Some(btime * 1000 + ticks * 1000 / crate::clock::ticks_per_sec())
 }
 
 #[cfg(test)]

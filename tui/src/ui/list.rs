@@ -41,7 +41,10 @@ pub fn render<'a, T>(
         frame.render_widget(text.wrap(Wrap { trim: false }), inner);
     };
     if let Some(unserved) = source.unserved {
-        say(frame, Paragraph::new(unserved.to_owned()).style(theme.dim()));
+        say(
+            frame,
+            Paragraph::new(unserved.to_owned()).style(theme.dim()),
+        );
         return None;
     }
     let items = match (source.items, source.error) {
@@ -54,7 +57,10 @@ pub fn render<'a, T>(
             return None;
         }
         (None, None) => {
-            say(frame, Paragraph::new(format!("Loading {} ...", source.method)));
+            say(
+                frame,
+                Paragraph::new(format!("Loading {} ...", source.method)),
+            );
             return None;
         }
         (Some([]), None) => {
