@@ -257,15 +257,7 @@ fn errors() {
         ErrorShape::invalid_request("protocol mismatch")
             .with_details(json!({"expectedProtocol": PROTOCOL_VERSION}))
     );
-    for code in [
-        ErrorCode::InvalidRequest,
-        ErrorCode::Forbidden,
-        ErrorCode::Unavailable,
-        ErrorCode::NotFound,
-        ErrorCode::Conflict,
-        ErrorCode::RateLimited,
-        ErrorCode::Internal,
-    ] {
+    for code in ErrorCode::ALL {
         assert_round_trip(&ErrorShape::new(code, "x"));
     }
     let from_future: ErrorShape =
@@ -799,15 +791,7 @@ fn update_run_commands_are_bounded_by_timeout_ms_each() {
 #[test]
 fn wire_names_used_as_metric_labels_match_their_serde_names() {
     let serde_name = |v: serde_json::Value| v.as_str().unwrap().to_owned();
-    for code in [
-        ErrorCode::InvalidRequest,
-        ErrorCode::Forbidden,
-        ErrorCode::Unavailable,
-        ErrorCode::NotFound,
-        ErrorCode::Conflict,
-        ErrorCode::RateLimited,
-        ErrorCode::Internal,
-    ] {
+    for code in ErrorCode::ALL {
         assert_eq!(
             code.as_str(),
             serde_name(serde_json::to_value(code).unwrap())
