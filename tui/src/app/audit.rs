@@ -46,10 +46,7 @@ impl AuditView {
 
     pub fn move_selection(&mut self, by: isize) {
         let len = self.entries.as_ref().map_or(0, Vec::len);
-        self.selected = self
-            .selected
-            .saturating_add_signed(by)
-            .min(len.saturating_sub(1));
+        self.selected = super::moved(self.selected, by, len.saturating_sub(1));
     }
 
     /// Whether the selection is on the last entry loaded and older ones

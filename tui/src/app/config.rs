@@ -143,10 +143,7 @@ impl ConfigView {
     }
 
     pub fn move_selection(&mut self, by: isize) {
-        self.selected = self
-            .selected
-            .saturating_add_signed(by)
-            .min(ConfigRow::ALL.len() - 1);
+        self.selected = super::moved(self.selected, by, ConfigRow::ALL.len() - 1);
     }
 
     /// A `config.changed` with another hash makes what is shown stale.

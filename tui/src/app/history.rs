@@ -30,10 +30,7 @@ pub struct HistoryView {
 impl HistoryView {
     pub fn move_selection(&mut self, by: isize) {
         let len = self.runs.as_ref().map_or(0, Vec::len);
-        self.selected = self
-            .selected
-            .saturating_add_signed(by)
-            .min(len.saturating_sub(1));
+        self.selected = super::moved(self.selected, by, len.saturating_sub(1));
     }
 
     pub fn selected_run(&self) -> Option<&Claim> {

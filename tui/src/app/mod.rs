@@ -264,6 +264,11 @@ pub struct App {
     quit: bool,
 }
 
+/// A position in a list moved `by` rows, kept between 0 and `last`.
+pub(crate) fn moved(position: usize, by: isize, last: usize) -> usize {
+    position.saturating_add_signed(by).min(last)
+}
+
 /// A result as `T`, or text naming the method that answered oddly.
 fn decode<T: serde::de::DeserializeOwned>(
     method: Method,
@@ -598,10 +603,8 @@ impl App {
             Screen::Config => self.config.move_selection(by),
             Screen::Logs => self.logs.scroll_by(-by),
             Screen::Overview => {
-                self.overview_scroll = self
-                    .overview_scroll
-                    .saturating_add_signed(by)
-                    .min(self.overview_overflow.get());
+                self.overview_scroll =
+                    moved(self.overview_scroll, by, self.overview_overflow.get());
                 self.dirty = true;
             }
             _ => {}
