@@ -251,12 +251,7 @@ async fn update(
             let question = format!(
                 "Update {} gateways to {} in waves [{}]? [y/N] ",
                 prepared.planned.len(),
-                prepared
-                    .rollout
-                    .version
-                    .as_deref()
-                    .or(prepared.rollout.target.as_deref())
-                    .unwrap_or("each channel's latest"),
+                prepared.rollout.goal(),
                 waves.join("] [")
             );
             if !super::update::confirm(question).await {

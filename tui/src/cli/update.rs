@@ -315,15 +315,13 @@ async fn molt(
 ) -> Result<String, CliError> {
     let before = ProcessRef::of(&client);
     let tag = args.tag.map(str::to_owned);
-    let preview_params = UpdateRunParams {
-        tag: tag.clone(),
-        dry_run: Some(true),
-        ..UpdateRunParams::default()
-    };
     let exact = tag.as_deref().filter(|t| semver::Version::parse(t).is_ok());
-    if let (true, Some(version)) = (args.resolved && args.yes, exact) {
-        // The run resolves the same version; a gateway already on it
-        // answers `skipped` and is judged below.
+    // Resolved and not asked about: the run resolves the same version, and
+    // a gateway already on it answers `skipped`, judged below.
+    if args.resolved
+        && args.yes
+        && let Some(version) = exact
+    {
         return run_and_verify(
             target,
             client,
@@ -335,6 +333,11 @@ async fn molt(
         )
         .await;
     }
+    let preview_params = UpdateRunParams {
+        tag: tag.clone(),
+        dry_run: Some(true),
+        ..UpdateRunParams::default()
+    };
     let preview = call_run(&client, &preview_params, PREVIEW_TIMEOUT).await;
     let preview = match preview {
         Ok(preview) => preview,

@@ -124,7 +124,7 @@ impl Rollout {
         self.version
             .as_deref()
             .or(self.target.as_deref())
-            .unwrap_or("the channel's latest")
+            .unwrap_or("each channel's latest")
     }
 
     /// ` halted at HOST: why`, or that it stopped while running.

@@ -208,11 +208,7 @@ pub async fn drive(
             "wave {}/{total}: {} → {}",
             index + 1,
             names.join(", "),
-            rollout
-                .version
-                .as_deref()
-                .or(rollout.target.as_deref())
-                .unwrap_or("the channel's latest")
+            rollout.goal()
         ));
         if let Some(halt) = run_wave(&todo, rollout, record_path, options, observer).await? {
             observer.say(&format!("halted at {}: {}", halt.host, halt.reason));
