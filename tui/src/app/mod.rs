@@ -16,7 +16,7 @@ pub use config::{ConfigRow, ConfigView, LoadedConfig, parse_duration_ms};
 pub use history::HistoryView;
 pub use logs::LogsView;
 pub use update::{
-    Choice, Dialog, Field, Preview, RunStage, RunView, StepView, TextInput, UpdateView,
+    Choice, Dialog, Field, Preview, RunStage, RunView, StepView, TextInput, UpdateView, edit_text,
     validate_tag,
 };
 

@@ -21,6 +21,7 @@ use super::record;
 use super::settings::Setting;
 use super::start::Request;
 use super::{Fleet, Gateway};
+use crate::app::keymap::TextKey;
 use crate::app::{App, Command, ConnState, Event};
 use crate::client::ClientMode;
 use crate::net::{self, Backoff, NetCommand, NetEvent};
@@ -409,13 +410,12 @@ impl FleetView {
         let Some(target) = &mut self.panel.prompt else {
             return Vec::new();
         };
-        match key.code {
-            KeyCode::Esc => self.panel.prompt = None,
-            KeyCode::Backspace => {
-                target.pop();
-            }
-            KeyCode::Char(c) if target.len() < MAX_TARGET => target.push(c),
-            KeyCode::Enter => {
+        match crate::app::keymap::text_key(key) {
+            Some(TextKey::Discard) => self.panel.prompt = None,
+            Some(edit) => {
+                if !crate::app::edit_text(target, &edit, MAX_TARGET) {
+                    return Vec::new();
+                }
                 let target = target.trim().to_owned();
                 if let Err(problem) = crate::app::validate_tag(&target) {
                     self.panel.error = Some(format!("bad target {target:?}: {problem}"));
@@ -427,7 +427,7 @@ impl FleetView {
                 request.new = true;
                 return self.start(request);
             }
-            _ => {}
+            None => {}
         }
         Vec::new()
     }

@@ -42,20 +42,25 @@ impl TextInput {
 
     /// Applies an editing key; true when the key was Enter.
     pub fn edit(&mut self, key: &TextKey, max: usize) -> bool {
-        match key {
-            TextKey::Insert(c) if !c.is_control() && self.text.chars().count() < max => {
-                self.text.push(*c);
-                self.error = None;
-            }
-            TextKey::Backspace => {
-                self.text.pop();
-                self.error = None;
-            }
-            TextKey::Accept => return true,
-            _ => {}
+        if matches!(key, TextKey::Insert(_) | TextKey::Backspace) {
+            self.error = None;
         }
-        false
+        edit_text(&mut self.text, key, max)
     }
+}
+
+/// Applies an editing key to `text`, at most `max` characters of it; true
+/// when the key was Enter.
+pub fn edit_text(text: &mut String, key: &TextKey, max: usize) -> bool {
+    match key {
+        TextKey::Insert(c) if !c.is_control() && text.chars().count() < max => text.push(*c),
+        TextKey::Backspace => {
+            text.pop();
+        }
+        TextKey::Accept => return true,
+        _ => {}
+    }
+    false
 }
 
 /// What the update would do, as far as the gateway tells before it runs.

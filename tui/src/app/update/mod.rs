@@ -14,7 +14,7 @@ use molt_protocol::method::{UpdateCheckResult, UpdateRunParams, UpdateStatusPara
 use molt_protocol::update::RunPhase;
 use serde_json::{Value, json};
 
-pub use dialog::{Choice, Dialog, Field, Preview, TextInput, validate_tag};
+pub use dialog::{Choice, Dialog, Field, Preview, TextInput, edit_text, validate_tag};
 pub use run::{RunStage, RunView, StepView, UpdateView};
 
 use super::keymap::TextKey;
