@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
@@ -170,7 +170,7 @@ fn rollout(molt: &Path, hosts: usize) -> Result<Vec<Duration>> {
     // Each progress line with the wall-clock ms it arrived at.
     let mut lines = Vec::new();
     for line in BufReader::new(child.stderr.take().context("stderr")?).lines() {
-        lines.push((now_ms(), line?));
+        lines.push((molt_daemon::clock::unix_ms(), line?));
     }
     let output = child.wait_with_output()?;
     if std::env::var_os("MOLT_BENCH_TRACE").is_some() {
@@ -223,10 +223,4 @@ fn xdg(dir: &Path) -> [(&'static str, PathBuf); 2] {
         ("XDG_CONFIG_HOME", dir.join("xdg-config")),
         ("XDG_STATE_HOME", dir.join("xdg-state")),
     ]
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -81,12 +81,7 @@ pub async fn record() -> Result<Recording> {
         "update-run".into(),
         call(&mut c, "update.run", json!({"note": "nightly"})).await?,
     );
-    while let Some(frame) = c.frame().await {
-        if let molt_protocol::frame::ServerFrame::Event(e) = frame {
-            c.events
-                .push((e.event, e.payload.unwrap_or_default(), e.seq));
-        }
-    }
+    c.close_code().await;
     out.insert("events-update".into(), events(&mut c));
     let successor = moltd
         .next_ready(READY_WAIT)
